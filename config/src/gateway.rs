@@ -1,0 +1,159 @@
+//! Settings of the HTTP gateway and of its JWT verification.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Secret;
+use crate::de;
+use crate::error::Invalid;
+
+/// The HTTP server in front of Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Address the gateway listens on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Cap on open client connections; further connections wait in the accept queue.
+    /// Default 10000.
+    pub max_connections: usize,
+    /// Largest accepted request body, in bytes; larger gets 413. Default 16384.
+    pub body_limit_bytes: usize,
+    /// Time allowed for one request, in milliseconds. Default 5000.
+    pub request_timeout_ms: u64,
+    /// Time allowed for a client to send the request headers, in milliseconds. Default 5000.
+    pub header_read_timeout_ms: u64,
+    /// On shutdown, how long in-flight requests and the outbox relay may take to finish,
+    /// in milliseconds. Default 10000.
+    pub shutdown_grace_ms: u64,
+    /// How shoppers' and managers' tokens are verified.
+    pub jwt: JwtSettings,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 10_000,
+            body_limit_bytes: 16 * 1024,
+            request_timeout_ms: 5_000,
+            header_read_timeout_ms: 5_000,
+            shutdown_grace_ms: 10_000,
+            jwt: JwtSettings::default(),
+        }
+    }
+}
+
+impl GatewaySettings {
+    /// Time allowed for one request.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Time allowed to read request headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// Grace period for draining on shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub(crate) fn validate(&self, problems: &mut Vec<Invalid>) {
+        Invalid::check_positive(
+            problems,
+            "gateway.max_connections",
+            self.max_connections as u64,
+        );
+        if !(64..=1024 * 1024).contains(&self.body_limit_bytes) {
+            problems.push(Invalid::new(
+                "gateway.body_limit_bytes",
+                "must be between 64 and 1048576 bytes",
+            ));
+        }
+        Invalid::check_positive(
+            problems,
+            "gateway.request_timeout_ms",
+            self.request_timeout_ms,
+        );
+        Invalid::check_positive(
+            problems,
+            "gateway.header_read_timeout_ms",
+            self.header_read_timeout_ms,
+        );
+        self.jwt.validate(problems);
+    }
+}
+
+/// Signature algorithms a deployment may pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256 and a shared secret.
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RS256,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+/// JWT verification (and, for development, signing).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The only algorithm accepted: `HS256`, `RS256`, `ES256` or `EdDSA`. Default `HS256`.
+    pub algorithm: JwtAlgorithm,
+    /// Shared secret for `HS256`. No default: the gateway refuses to start without a key.
+    pub secret: Option<Secret>,
+    /// PEM file with the public key for `RS256`/`ES256`/`EdDSA`. Default: unset.
+    pub public_key_pem_file: Option<PathBuf>,
+    /// PEM file with the private key, used only by `token` to mint development tokens.
+    /// Default: unset.
+    pub private_key_pem_file: Option<PathBuf>,
+    /// Required `iss` claim, when set. Default: unset (not checked).
+    #[serde(deserialize_with = "de::opt_string")]
+    pub issuer: Option<String>,
+    /// Required `aud` claim, when set. Default: unset (not checked).
+    #[serde(deserialize_with = "de::opt_string")]
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds. Default 5.
+    pub leeway_seconds: u64,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::HS256,
+            secret: None,
+            public_key_pem_file: None,
+            private_key_pem_file: None,
+            issuer: None,
+            audience: None,
+            leeway_seconds: 5,
+        }
+    }
+}
+
+impl JwtSettings {
+    fn validate(&self, problems: &mut Vec<Invalid>) {
+        if let Some(secret) = &self.secret
+            && self.algorithm == JwtAlgorithm::HS256
+            && secret.expose().len() < 32
+        {
+            problems.push(Invalid::new(
+                "gateway.jwt.secret",
+                "an HS256 secret needs at least 32 characters",
+            ));
+        }
+        if self.leeway_seconds > 300 {
+            problems.push(Invalid::new(
+                "gateway.jwt.leeway_seconds",
+                "at most 300 seconds",
+            ));
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Typed settings for every flashgate binary.
+//!
+//! Layers, later wins: built-in defaults (pointing at the local stack of `scripts/stack.sh`),
+//! then a TOML file (`--config PATH` or `FLASHGATE_CONFIG`), then environment variables
+//! `FLASHGATE__SECTION__KEY`. Every value is checked at load; an error names the key.
+
+pub mod cli;
+mod de;
+mod error;
+mod gateway;
+mod kafka;
+mod load;
+mod mysql;
+mod redis;
+mod secret;
+mod settings;
+pub mod telemetry;
+
+pub use error::{ConfigError, Invalid};
+pub use gateway::{GatewaySettings, JwtAlgorithm, JwtSettings};
+pub use kafka::KafkaSettings;
+pub use load::{CONFIG_FILE_VAR, ENV_PREFIX, Sources};
+pub use mysql::MysqlSettings;
+pub use redis::RedisSettings;
+pub use secret::Secret;
+pub use settings::{BatchSettings, LogFormat, LogSettings, PersisterSettings, Settings};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! The settings tree: one section per part of the system.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Invalid;
+use crate::{GatewaySettings, KafkaSettings, MysqlSettings, RedisSettings};
+
+/// Every setting of every flashgate binary. Each binary reads the sections it needs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Redis (Sentinel) connection.
+    pub redis: RedisSettings,
+    /// Kafka brokers, topics, producer and consumer options.
+    pub kafka: KafkaSettings,
+    /// MySQL/MariaDB, the system of record.
+    pub mysql: MysqlSettings,
+    /// The HTTP gateway.
+    pub gateway: GatewaySettings,
+    /// The Kafka → MySQL persister.
+    pub persister: PersisterSettings,
+    /// Operator jobs.
+    pub batch: BatchSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+impl Settings {
+    /// Every problem with the values, each naming its key.
+    pub(crate) fn validate(&self) -> Vec<Invalid> {
+        let mut problems = Vec::new();
+        self.redis.validate(&mut problems);
+        self.kafka.validate(&mut problems);
+        self.mysql.validate(&mut problems);
+        self.gateway.validate(&mut problems);
+        self.persister.validate(&mut problems);
+        self.batch.validate(&mut problems);
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            problems.push(Invalid::new("log.filter", err.to_string()));
+        }
+        problems
+    }
+}
+
+/// The persister's batching and its health/metrics listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersisterSettings {
+    /// Address of `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:8081`.
+    pub listen: SocketAddr,
+    /// Most messages written in one MySQL transaction. Default 500.
+    pub batch_size: usize,
+    /// Longest wait to fill a batch before writing what has arrived, in milliseconds.
+    /// Default 50.
+    pub max_wait_ms: u64,
+    /// Apply pending migrations when `run` starts. Default true.
+    pub migrate_on_start: bool,
+}
+
+impl Default for PersisterSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            batch_size: 500,
+            max_wait_ms: 50,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl PersisterSettings {
+    /// Longest wait to fill a batch.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
+
+    fn validate(&self, problems: &mut Vec<Invalid>) {
+        if !(1..=10_000).contains(&self.batch_size) {
+            problems.push(Invalid::new(
+                "persister.batch_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        Invalid::check_positive(problems, "persister.max_wait_ms", self.max_wait_ms);
+    }
+}
+
+/// Operator jobs (reconciliation and seeding).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchSettings {
+    /// Parallel workers; 0 means one per CPU core. Default 0.
+    pub workers: usize,
+    /// Rows read per keyset page. Default 10000.
+    pub page_size: usize,
+    /// Folder for checkpoints of resumable runs. Default `.stack/batch`.
+    pub checkpoint_dir: PathBuf,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            page_size: 10_000,
+            checkpoint_dir: PathBuf::from(".stack/batch"),
+        }
+    }
+}
+
+impl BatchSettings {
+    /// Workers to run: the configured number, or one per core.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        }
+    }
+
+    fn validate(&self, problems: &mut Vec<Invalid>) {
+        if !(1..=1_000_000).contains(&self.page_size) {
+            problems.push(Invalid::new(
+                "batch.page_size",
+                "must be between 1 and 1000000",
+            ));
+        }
+    }
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `flashgate_gateway=debug,info`; `RUST_LOG`, when
+    /// set, wins. Default `info`.
+    #[serde(deserialize_with = "crate::de::string")]
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
