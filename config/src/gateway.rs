@@ -28,6 +28,19 @@ pub struct GatewaySettings {
     /// On shutdown, how long in-flight requests and the outbox relay may take to finish,
     /// in milliseconds. Default 10000.
     pub shutdown_grace_ms: u64,
+    /// A sale's outbox may hold this many entries; past it purchases get 503 `overloaded`
+    /// (Kafka is behind or down). Default 100000.
+    pub outbox_max_len: u64,
+    /// How long an idempotent answer is kept, in seconds. Default 86400 (24 h).
+    pub idempotency_ttl_secs: u64,
+    /// How long a sale seen sold out is answered from memory, in milliseconds; 0 disables.
+    /// Default 1000.
+    pub sold_out_cache_ms: u64,
+    /// Outbox entries the relay reads and sends per batch. Default 500.
+    pub relay_batch_size: u64,
+    /// Pending outbox entries idle this long (their gateway died) are claimed and re-sent,
+    /// in milliseconds. Default 15000.
+    pub relay_claim_idle_ms: u64,
     /// How shoppers' and managers' tokens are verified.
     pub jwt: JwtSettings,
 }
@@ -41,6 +54,11 @@ impl Default for GatewaySettings {
             request_timeout_ms: 5_000,
             header_read_timeout_ms: 5_000,
             shutdown_grace_ms: 10_000,
+            outbox_max_len: 100_000,
+            idempotency_ttl_secs: 86_400,
+            sold_out_cache_ms: 1_000,
+            relay_batch_size: 500,
+            relay_claim_idle_ms: 15_000,
             jwt: JwtSettings::default(),
         }
     }
@@ -83,6 +101,23 @@ impl GatewaySettings {
             problems,
             "gateway.header_read_timeout_ms",
             self.header_read_timeout_ms,
+        );
+        Invalid::check_positive(problems, "gateway.outbox_max_len", self.outbox_max_len);
+        Invalid::check_positive(
+            problems,
+            "gateway.idempotency_ttl_secs",
+            self.idempotency_ttl_secs,
+        );
+        if !(1..=10_000).contains(&self.relay_batch_size) {
+            problems.push(Invalid::new(
+                "gateway.relay_batch_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        Invalid::check_positive(
+            problems,
+            "gateway.relay_claim_idle_ms",
+            self.relay_claim_idle_ms,
         );
         self.jwt.validate(problems);
     }

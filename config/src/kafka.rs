@@ -81,6 +81,11 @@ impl KafkaSettings {
         config
     }
 
+    /// A plain client for admin requests (topic creation in tests and tools).
+    pub fn admin_config(&self) -> ClientConfig {
+        self.base_config()
+    }
+
     /// An idempotent producer: `acks=all`, no duplicates or reordering on retry, a bounded
     /// queue, and a delivery timeout.
     pub fn producer_config(&self) -> ClientConfig {
@@ -133,7 +138,10 @@ impl KafkaSettings {
             ("kafka.message_timeout_ms", self.message_timeout_ms),
             ("kafka.request_timeout_ms", self.request_timeout_ms),
             ("kafka.session_timeout_ms", self.session_timeout_ms),
-            ("kafka.producer_queue_messages", self.producer_queue_messages),
+            (
+                "kafka.producer_queue_messages",
+                self.producer_queue_messages,
+            ),
         ] {
             Invalid::check_positive(problems, key, value);
         }

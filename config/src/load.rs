@@ -46,11 +46,10 @@ impl Settings {
                     path: path.clone(),
                     source,
                 })?;
-                text.parse::<Table>()
-                    .map_err(|err| ConfigError::Syntax {
-                        path: path.clone(),
-                        message: err.to_string().trim_end().to_owned(),
-                    })?
+                text.parse::<Table>().map_err(|err| ConfigError::Syntax {
+                    path: path.clone(),
+                    message: err.to_string().trim_end().to_owned(),
+                })?
             }
             None => Table::new(),
         };
@@ -108,7 +107,10 @@ fn apply_env(
                 _ => {
                     return Err(ConfigError::Env {
                         var: var.clone(),
-                        message: format!("`{}` is a value, not a section", path[..=depth].join(".")),
+                        message: format!(
+                            "`{}` is a value, not a section",
+                            path[..=depth].join(".")
+                        ),
                     });
                 }
             };

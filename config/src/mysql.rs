@@ -47,7 +47,9 @@ impl MysqlSettings {
 
     /// Opens the pool and checks that one connection works.
     pub async fn connect(&self) -> Result<MySqlPool, sqlx::Error> {
-        self.pool_options().connect_with(self.connect_options()?).await
+        self.pool_options()
+            .connect_with(self.connect_options()?)
+            .await
     }
 
     pub(crate) fn validate(&self, problems: &mut Vec<Invalid>) {
@@ -59,16 +61,17 @@ impl MysqlSettings {
             ));
         } else if let Err(err) = self.connect_options() {
             // The parser's message never contains the password; the URL itself is not echoed.
-            problems.push(Invalid::new(
-                "mysql.url",
-                format!("not a MySQL URL: {err}"),
-            ));
+            problems.push(Invalid::new("mysql.url", format!("not a MySQL URL: {err}")));
         }
         Invalid::check_positive(
             problems,
             "mysql.max_connections",
             u64::from(self.max_connections),
         );
-        Invalid::check_positive(problems, "mysql.acquire_timeout_ms", self.acquire_timeout_ms);
+        Invalid::check_positive(
+            problems,
+            "mysql.acquire_timeout_ms",
+            self.acquire_timeout_ms,
+        );
     }
 }

@@ -71,7 +71,10 @@ impl RedisSettings {
                 .iter()
                 .map(|addr| {
                     split_host_port(addr).ok_or_else(|| {
-                        Error::new(ErrorKind::Config, format!("sentinel `{addr}` is not host:port"))
+                        Error::new(
+                            ErrorKind::Config,
+                            format!("sentinel `{addr}` is not host:port"),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;

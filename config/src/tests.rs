@@ -66,13 +66,19 @@ fn file_overrides_defaults_and_env_overrides_file() {
         env: env(&[("FLASHGATE__KAFKA__BROKERS", "from-env:9092")]),
     };
     let settings = Settings::load(&sources).expect("valid layers");
-    assert_eq!(settings.gateway.body_limit_bytes, 1024, "file beats default");
+    assert_eq!(
+        settings.gateway.body_limit_bytes, 1024,
+        "file beats default"
+    );
     assert_eq!(settings.kafka.brokers, "from-env:9092", "env beats file");
     assert_eq!(
         settings.kafka.client_id, "file-client",
         "file value kept where env is silent"
     );
-    assert_eq!(settings.redis.pool_size, 8, "default kept where both are silent");
+    assert_eq!(
+        settings.redis.pool_size, 8,
+        "default kept where both are silent"
+    );
 }
 
 #[test]
@@ -158,7 +164,10 @@ fn every_out_of_range_value_is_reported_at_once() {
         "mysql.url",
         "gateway.jwt.secret",
     ] {
-        assert!(message.contains(&format!("`{key}`")), "{key} missing in: {message}");
+        assert!(
+            message.contains(&format!("`{key}`")),
+            "{key} missing in: {message}"
+        );
     }
 }
 
@@ -187,7 +196,10 @@ fn an_env_variable_cannot_descend_into_a_value() {
         file: None,
         env: env(&[("FLASHGATE__REDIS__POOL_SIZE__MORE", "1")]),
     });
-    assert!(message.contains("FLASHGATE__REDIS__POOL_SIZE__MORE"), "{message}");
+    assert!(
+        message.contains("FLASHGATE__REDIS__POOL_SIZE__MORE"),
+        "{message}"
+    );
 }
 
 #[test]

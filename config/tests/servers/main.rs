@@ -1,0 +1,7 @@
+//! Smoke tests: the client settings of this crate reach the local stack's real servers
+//! (Redis through Sentinel, the Kafka-protocol broker). Run `scripts/stack.sh up` first;
+//! `scripts/test.sh` does.
+
+mod helpers;
+mod kafka;
+mod redis;

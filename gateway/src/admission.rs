@@ -1,0 +1,170 @@
+//! Admission of a purchase: one `EVALSHA` of `lua/purchase.lua`, and its reply as a value.
+
+use fred::prelude::{Pool, Value};
+
+use crate::keys::SaleKeys;
+use crate::scripts::Script;
+
+/// What the purchase script decided. Business outcomes are values, not errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Stock was taken; the order is in the outbox.
+    Admitted {
+        /// The order's id.
+        order_id: String,
+        /// Units the buyer got.
+        quantity: u32,
+        /// Units left in the sale.
+        remaining: i64,
+    },
+    /// Not enough stock for this quantity; `remaining` units are left.
+    SoldOut {
+        /// Units left (0 when the sale is sold out).
+        remaining: i64,
+    },
+    /// The buyer would exceed the per-user limit.
+    LimitExceeded,
+    /// Before the start, after the end, or paused.
+    NotActive,
+    /// No such sale in Redis.
+    NotFound,
+    /// The sale's outbox is over its bound (Kafka is behind or down).
+    Overloaded,
+    /// The idempotency key was used with another request.
+    KeyReused,
+}
+
+/// One purchase to admit.
+#[derive(Debug, Clone)]
+pub struct PurchaseRequest<'a> {
+    /// The sale's keys.
+    pub keys: &'a SaleKeys,
+    /// The buyer.
+    pub user_id: &'a str,
+    /// Units wanted.
+    pub quantity: u32,
+    /// Id to give the order if admitted.
+    pub order_id: &'a str,
+    /// Trace id of the request.
+    pub trace_id: &'a str,
+    /// `(user, key)` idempotency key, when the client sent one.
+    pub idempotency_key: Option<&'a str>,
+    /// Refuse when the outbox holds this many entries.
+    pub outbox_max: u64,
+    /// How long an idempotent answer is kept, in seconds.
+    pub idempotency_ttl_secs: u64,
+}
+
+/// Runs the purchase script once and reads its reply.
+pub async fn admit(
+    redis: &Pool,
+    script: &Script,
+    request: &PurchaseRequest<'_>,
+) -> Result<Admission, fred::error::Error> {
+    let mut keys = vec![
+        request.keys.sale.clone(),
+        request.keys.stock.clone(),
+        request.keys.buyers.clone(),
+        request.keys.outbox.clone(),
+    ];
+    if let Some(key) = request.idempotency_key {
+        keys.push(request.keys.idempotency(request.user_id, key));
+    }
+    let fingerprint = format!("quantity={}", request.quantity);
+    let args: Vec<Value> = vec![
+        request.user_id.into(),
+        i64::from(request.quantity).into(),
+        request.order_id.into(),
+        request.trace_id.into(),
+        i64::try_from(request.outbox_max).unwrap_or(i64::MAX).into(),
+        i64::try_from(request.idempotency_ttl_secs)
+            .unwrap_or(i64::MAX)
+            .into(),
+        fingerprint.into(),
+    ];
+    let reply: Vec<Value> = script.run(redis, keys, args).await?;
+    parse_reply(&reply, request.quantity)
+}
+
+fn text(value: Option<&Value>) -> String {
+    value.and_then(Value::as_string).unwrap_or_default()
+}
+
+fn int(value: Option<&Value>) -> i64 {
+    value.and_then(Value::as_i64).unwrap_or_default()
+}
+
+/// Turns the script's reply array into an [`Admission`].
+fn parse_reply(reply: &[Value], quantity: u32) -> Result<Admission, fred::error::Error> {
+    let code = text(reply.first());
+    let outcome = match code.as_str() {
+        "admitted" => Admission::Admitted {
+            order_id: text(reply.get(1)),
+            quantity,
+            remaining: int(reply.get(2)),
+        },
+        // A stored answer: only admissions and final refusals are stored.
+        "replay" => match text(reply.get(1)).as_str() {
+            "admitted" => Admission::Admitted {
+                order_id: text(reply.get(2)),
+                quantity: u32::try_from(int(reply.get(3))).unwrap_or(quantity),
+                remaining: -1,
+            },
+            "limit_exceeded" => Admission::LimitExceeded,
+            _ => Admission::SoldOut { remaining: 0 },
+        },
+        "sold_out" => Admission::SoldOut {
+            remaining: int(reply.get(1)),
+        },
+        "limit_exceeded" => Admission::LimitExceeded,
+        "sale_not_active" => Admission::NotActive,
+        "not_found" => Admission::NotFound,
+        "overloaded" => Admission::Overloaded,
+        "idempotency_key_reused" => Admission::KeyReused,
+        other => {
+            return Err(fred::error::Error::new(
+                fred::error::ErrorKind::Parse,
+                format!("unexpected purchase script reply `{other}`"),
+            ));
+        }
+    };
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(items: &[&str]) -> Vec<Value> {
+        items.iter().map(|s| Value::from(*s)).collect()
+    }
+
+    #[test]
+    fn replies_map_to_outcomes() {
+        assert_eq!(
+            parse_reply(&reply(&["admitted", "42-x", "7", "1"]), 2).unwrap(),
+            Admission::Admitted {
+                order_id: "42-x".into(),
+                quantity: 2,
+                remaining: 7
+            }
+        );
+        assert_eq!(
+            parse_reply(&reply(&["sold_out", "1"]), 2).unwrap(),
+            Admission::SoldOut { remaining: 1 }
+        );
+        assert_eq!(
+            parse_reply(&reply(&["replay", "admitted", "42-y", "3", "1"]), 3).unwrap(),
+            Admission::Admitted {
+                order_id: "42-y".into(),
+                quantity: 3,
+                remaining: -1
+            }
+        );
+        assert_eq!(
+            parse_reply(&reply(&["idempotency_key_reused"]), 1).unwrap(),
+            Admission::KeyReused
+        );
+        assert!(parse_reply(&reply(&["bogus"]), 1).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! The application state every request handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use flashgate_config::Settings;
+use fred::prelude::Pool;
+use rdkafka::producer::FutureProducer;
+use sqlx::MySqlPool;
+
+use crate::auth::Verifier;
+use crate::metrics::Metrics;
+use crate::scripts::Scripts;
+use crate::soldout::SoldOutCache;
+
+/// Shared state of one gateway process.
+pub struct App {
+    /// The effective settings.
+    pub settings: Settings,
+    /// Redis (through Sentinel).
+    pub redis: Pool,
+    /// MySQL, the system of record for sales.
+    pub db: MySqlPool,
+    /// Idempotent Kafka producer (used by the relay and by readiness checks).
+    pub producer: FutureProducer,
+    /// The Lua scripts.
+    pub scripts: Scripts,
+    /// JWT verification.
+    pub verifier: Verifier,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Sales answered `sold_out` from memory.
+    pub sold_out: SoldOutCache,
+    draining: AtomicBool,
+}
+
+impl App {
+    /// Assembles the state from connected clients.
+    pub fn new(
+        settings: Settings,
+        redis: Pool,
+        db: MySqlPool,
+        producer: FutureProducer,
+        verifier: Verifier,
+    ) -> Self {
+        let sold_out = SoldOutCache::new(std::time::Duration::from_millis(
+            settings.gateway.sold_out_cache_ms,
+        ));
+        Self {
+            settings,
+            redis,
+            db,
+            producer,
+            scripts: Scripts::new(),
+            verifier,
+            metrics: Arc::new(Metrics::default()),
+            sold_out,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// The Redis key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.settings.redis.key_prefix
+    }
+
+    /// Marks the process as shutting down: `/readyz` fails from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,179 @@
+//! JWT verification: one pinned algorithm, one key, and roles from the `roles` claim.
+
+use anyhow::Context;
+use flashgate_config::{JwtAlgorithm, JwtSettings};
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Buys and claims.
+    Shopper,
+    /// Creates sales and coupon policies.
+    Manager,
+    /// Operates the system.
+    Ops,
+}
+
+impl Role {
+    /// The name used in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Shopper => "shopper",
+            Role::Manager => "manager",
+            Role::Ops => "ops",
+        }
+    }
+
+    /// Parses a role name; unknown names are ignored by the verifier.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "shopper" => Some(Role::Shopper),
+            "manager" => Some(Role::Manager),
+            "ops" => Some(Role::Ops),
+            _ => None,
+        }
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The `sub` claim.
+    pub user_id: String,
+    roles: Vec<Role>,
+}
+
+impl Principal {
+    /// `Ok` when the caller has `role`, else 403.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.roles.contains(&role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(role.as_str()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// Longest accepted user id (`sub`); it becomes part of Redis keys and MySQL rows.
+pub const MAX_USER_ID_LEN: usize = 64;
+
+/// The `jsonwebtoken` algorithm for a configured one.
+pub fn algorithm(alg: JwtAlgorithm) -> Algorithm {
+    match alg {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+/// Checks bearer tokens against the configured key and claims.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    /// Builds the verifier; fails (and the gateway refuses to start) without a usable key.
+    pub fn from_settings(settings: &JwtSettings) -> anyhow::Result<Self> {
+        let key = match settings.algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = settings.secret.as_ref().context(
+                    "gateway.jwt.secret is not set; the gateway needs a signing key \
+                     (for the local stack: eval \"$(scripts/stack.sh env)\")",
+                )?;
+                DecodingKey::from_secret(secret.expose().as_bytes())
+            }
+            alg => {
+                let path = settings.public_key_pem_file.as_ref().with_context(|| {
+                    format!("gateway.jwt.public_key_pem_file is required for {alg:?}")
+                })?;
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading JWT public key {}", path.display()))?;
+                match alg {
+                    JwtAlgorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
+                    JwtAlgorithm::ES256 => DecodingKey::from_ec_pem(&pem),
+                    _ => DecodingKey::from_ed_pem(&pem),
+                }
+                .with_context(|| format!("parsing JWT public key {}", path.display()))?
+            }
+        };
+        let mut validation = Validation::new(algorithm(settings.algorithm));
+        validation.leeway = settings.leeway_seconds;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &settings.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer]),
+            None => validation.iss = None,
+        }
+        match &settings.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self { key, validation })
+    }
+
+    /// The caller behind the `Authorization: Bearer` header, or 401 saying why not.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let value = headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthenticated("missing Authorization header".into()))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("Authorization must be `Bearer <token>`".into())
+            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|err| ApiError::Unauthenticated(describe(&err)))?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > MAX_USER_ID_LEN {
+            return Err(ApiError::Unauthenticated(format!(
+                "`sub` must have 1 to {MAX_USER_ID_LEN} characters"
+            )));
+        }
+        if claims.sub.chars().any(|c| c.is_control() || c == '\n') {
+            return Err(ApiError::Unauthenticated(
+                "`sub` contains control characters".into(),
+            ));
+        }
+        let roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
+        Ok(Principal {
+            user_id: claims.sub,
+            roles,
+        })
+    }
+}
+
+/// A client-facing reason that says what failed without echoing the token.
+fn describe(err: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match err.kind() {
+        ErrorKind::ExpiredSignature => "token expired".into(),
+        ErrorKind::ImmatureSignature => "token not valid yet".into(),
+        ErrorKind::InvalidSignature => "bad token signature".into(),
+        ErrorKind::InvalidAlgorithm => {
+            "token signed with an algorithm this server does not accept".into()
+        }
+        ErrorKind::InvalidIssuer => "wrong token issuer".into(),
+        ErrorKind::InvalidAudience => "wrong token audience".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("token lacks the `{claim}` claim"),
+        _ => "invalid token".into(),
+    }
+}

@@ -1,0 +1,155 @@
+//! Small HTTP helpers: JSON responses, and reading a JSON body within the size limit.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Every response body is one buffer.
+pub type Response = http::Response<Full<Bytes>>;
+
+/// Every request arrives with a streaming body.
+pub type Request = http::Request<Incoming>;
+
+/// A JSON response with `status`.
+pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let body = serde_json::to_vec(value).expect("response types serialize");
+    json_bytes(status, Bytes::from(body))
+}
+
+/// A response whose body is already-encoded JSON.
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    let mut response = http::Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A plain-text response (used by `/metrics`).
+pub fn text_response(status: StatusCode, body: String, content_type: &'static str) -> Response {
+    let mut response = http::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Reads the body (at most `limit` bytes) and decodes it as `T`. A body too large is a 413;
+/// a wrong content type a 415; bad JSON, an unknown field or a wrong type a 400 naming the field.
+pub async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let bytes = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|err| {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::invalid(format!("could not read the request body: {err}"))
+            }
+        })?
+        .to_bytes();
+    decode_json(&bytes)
+}
+
+/// Decodes JSON; errors name the field (`quantity: invalid type: string "x", expected u32`).
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = strip_position(&inner.to_string());
+        if path == "." || path == "?" || path.is_empty() {
+            ApiError::invalid(format!("invalid JSON body: {message}"))
+        } else {
+            ApiError::invalid(format!("{path}: {message}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|_| ApiError::invalid("invalid JSON body: trailing characters"))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 17"; the field name says more to a client.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// The body of a response as text, for unit tests.
+#[cfg(test)]
+pub fn body_text(response: &Response) -> String {
+    use http_body_util::BodyExt as _;
+    let body = response.body().clone();
+    let bytes = futures_lite_block_on(body.collect()).map(|c| c.to_bytes());
+    String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
+}
+
+/// `Full` resolves at once; this drives it without a runtime.
+#[cfg(test)]
+fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        quantity: u32,
+    }
+
+    #[test]
+    fn decode_errors_name_the_field() {
+        let err = decode_json::<Body>(br#"{"quantity":"two"}"#).unwrap_err();
+        assert!(err.to_string().starts_with("quantity: "), "{err}");
+        let err = decode_json::<Body>(br#"{"quantity":1,"extra":2}"#).unwrap_err();
+        assert!(err.to_string().contains("extra"), "{err}");
+        let err = decode_json::<Body>(b"{").unwrap_err();
+        assert!(err.to_string().starts_with("invalid JSON body"), "{err}");
+        assert!(decode_json::<Body>(br#"{"quantity":1}"#).is_ok());
+    }
+}

@@ -1,0 +1,21 @@
+//! The flashgate gateway: JWT-authenticated HTTP in front of atomic Redis admission, with an
+//! outbox relay to Kafka.
+
+pub mod admission;
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod outbox_relay;
+pub mod restock;
+pub mod router;
+pub mod routes;
+pub mod sales;
+pub mod scripts;
+pub mod server;
+pub mod shutdown;
+pub mod soldout;
+pub mod startup;
+pub mod token;

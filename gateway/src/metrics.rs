@@ -1,0 +1,222 @@
+//! Prometheus metrics in the text exposition format, kept in process with atomics.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::admission::Admission;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Outbox state of one sale, as the relay last saw it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboxGauge {
+    /// Entries waiting in the stream.
+    pub length: u64,
+    /// Age of the oldest waiting entry, in seconds.
+    pub lag_seconds: f64,
+}
+
+/// Every metric of the gateway.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    admissions: Mutex<BTreeMap<&'static str, u64>>,
+    sold_out_from_memory: AtomicU64,
+    redis_errors: AtomicU64,
+    kafka_errors: AtomicU64,
+    mysql_errors: AtomicU64,
+    relayed: AtomicU64,
+    outbox: Mutex<BTreeMap<u64, OutboxGauge>>,
+}
+
+/// Which dependency failed.
+#[derive(Debug, Clone, Copy)]
+pub enum Dependency {
+    /// Redis.
+    Redis,
+    /// Kafka.
+    Kafka,
+    /// MySQL.
+    Mysql,
+}
+
+impl Metrics {
+    /// Counts one finished request.
+    pub fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        *self
+            .requests
+            .lock()
+            .expect("metrics lock")
+            .entry((route, status))
+            .or_default() += 1;
+        let seconds = elapsed.as_secs_f64();
+        let mut latency = self.latency.lock().expect("metrics lock");
+        let histogram = latency.entry(route).or_default();
+        histogram.count += 1;
+        histogram.sum += seconds;
+        for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// Counts one admission outcome.
+    pub fn observe_admission(&self, admission: &Admission) {
+        let outcome = match admission {
+            Admission::Admitted { .. } => "admitted",
+            Admission::SoldOut { .. } => "sold_out",
+            Admission::LimitExceeded => "limit_exceeded",
+            Admission::NotActive => "sale_not_active",
+            Admission::NotFound => "not_found",
+            Admission::Overloaded => "overloaded",
+            Admission::KeyReused => "idempotency_key_reused",
+        };
+        *self
+            .admissions
+            .lock()
+            .expect("metrics lock")
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
+    /// Counts a sold-out answer given from memory, without Redis.
+    pub fn observe_sold_out_from_memory(&self) {
+        self.sold_out_from_memory.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one failed call to a dependency.
+    pub fn dependency_error(&self, dependency: Dependency) {
+        let counter = match dependency {
+            Dependency::Redis => &self.redis_errors,
+            Dependency::Kafka => &self.kafka_errors,
+            Dependency::Mysql => &self.mysql_errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts orders the relay delivered to Kafka.
+    pub fn relayed(&self, count: u64) {
+        self.relayed.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Records a sale's outbox length and lag.
+    pub fn set_outbox(&self, sale_id: u64, gauge: OutboxGauge) {
+        self.outbox
+            .lock()
+            .expect("metrics lock")
+            .insert(sale_id, gauge);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# TYPE flashgate_http_requests_total counter\n");
+        for ((route, status), count) in self.requests.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "flashgate_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            );
+        }
+        out.push_str("# TYPE flashgate_http_request_duration_seconds histogram\n");
+        for (route, h) in self.latency.lock().expect("metrics lock").iter() {
+            for (bound, count) in BUCKETS.iter().zip(h.buckets) {
+                let _ = writeln!(
+                    out,
+                    "flashgate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "flashgate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}\n\
+                 flashgate_http_request_duration_seconds_sum{{route=\"{route}\"}} {}\n\
+                 flashgate_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+        out.push_str("# TYPE flashgate_admissions_total counter\n");
+        for (outcome, count) in self.admissions.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "flashgate_admissions_total{{outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE flashgate_sold_out_from_memory_total counter\n\
+             flashgate_sold_out_from_memory_total {}",
+            self.sold_out_from_memory.load(Ordering::Relaxed)
+        );
+        out.push_str("# TYPE flashgate_dependency_errors_total counter\n");
+        for (name, counter) in [
+            ("redis", &self.redis_errors),
+            ("kafka", &self.kafka_errors),
+            ("mysql", &self.mysql_errors),
+        ] {
+            let _ = writeln!(
+                out,
+                "flashgate_dependency_errors_total{{dependency=\"{name}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE flashgate_relayed_orders_total counter\nflashgate_relayed_orders_total {}",
+            self.relayed.load(Ordering::Relaxed)
+        );
+        out.push_str("# TYPE flashgate_outbox_length gauge\n");
+        let outbox = self.outbox.lock().expect("metrics lock");
+        for (sale, gauge) in outbox.iter() {
+            let _ = writeln!(
+                out,
+                "flashgate_outbox_length{{sale_id=\"{sale}\"}} {}",
+                gauge.length
+            );
+        }
+        out.push_str("# TYPE flashgate_outbox_lag_seconds gauge\n");
+        for (sale, gauge) in outbox.iter() {
+            let _ = writeln!(
+                out,
+                "flashgate_outbox_lag_seconds{{sale_id=\"{sale}\"}} {}",
+                gauge.lag_seconds
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_includes_counts_and_cumulative_buckets() {
+        let metrics = Metrics::default();
+        metrics.observe_request("purchase", 202, Duration::from_micros(800));
+        metrics.observe_request("purchase", 409, Duration::from_millis(30));
+        metrics.observe_admission(&Admission::LimitExceeded);
+        let text = metrics.render();
+        assert!(text.contains(r#"flashgate_http_requests_total{route="purchase",status="202"} 1"#));
+        assert!(text.contains(
+            r#"flashgate_http_request_duration_seconds_bucket{route="purchase",le="0.001"} 1"#
+        ));
+        assert!(text.contains(
+            r#"flashgate_http_request_duration_seconds_bucket{route="purchase",le="0.05"} 2"#
+        ));
+        assert!(text.contains(r#"flashgate_admissions_total{outcome="limit_exceeded"} 1"#));
+    }
+}

@@ -1,0 +1,104 @@
+//! Dispatch by method and path, with a trace id, a timeout and metrics around every request.
+
+use std::time::Instant;
+
+use http::{HeaderValue, Method};
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::routes::{admin_sales, health, purchase};
+
+/// Handles one request; never fails (errors become JSON responses).
+pub async fn handle(app: &App, req: Request) -> Response {
+    let started = Instant::now();
+    let trace_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+
+    let (route, result) = {
+        let timeout = app.settings.gateway.request_timeout();
+        let (route, future) = dispatch(app, req, &method, &segments, &trace_id);
+        match tokio::time::timeout(timeout, future).await {
+            Ok(result) => (route, result),
+            Err(_) => (
+                route,
+                Err(ApiError::Overloaded {
+                    retry_after: 1,
+                    message: "the request took too long; retry shortly".into(),
+                }),
+            ),
+        }
+    };
+    let mut response = result.unwrap_or_else(ApiError::into_response);
+    if let Ok(value) = HeaderValue::from_str(&trace_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    app.metrics
+        .observe_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+type Handler<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + 'a>>;
+
+fn dispatch<'a>(
+    app: &'a App,
+    req: Request,
+    method: &Method,
+    segments: &[&'a str],
+    trace_id: &'a str,
+) -> (&'static str, Handler<'a>) {
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    match segments {
+        ["healthz"] if get => ("healthz", Box::pin(async { Ok(health::healthz()) })),
+        ["readyz"] if get => (
+            "readyz",
+            Box::pin(async move { Ok(health::readyz(app).await) }),
+        ),
+        ["metrics"] if get => ("metrics", Box::pin(async move { Ok(health::metrics(app)) })),
+        ["v1", "sales", sale_id, "purchases"] if post => {
+            let sale_id: &'a str = sale_id;
+            (
+                "purchase",
+                Box::pin(purchase::purchase(app, req, sale_id, trace_id)),
+            )
+        }
+        ["v1", "admin", "sales"] if post => {
+            ("admin_create_sale", Box::pin(admin_sales::create(app, req)))
+        }
+        ["v1", "admin", "sales"] if get => {
+            ("admin_list_sales", Box::pin(admin_sales::list(app, req)))
+        }
+        ["v1", "admin", "sales", "restore"] if post => (
+            "admin_restore_sales",
+            Box::pin(admin_sales::restore(app, req)),
+        ),
+        ["v1", "admin", "sales", sale_id] if get => {
+            let sale_id: &'a str = sale_id;
+            (
+                "admin_get_sale",
+                Box::pin(admin_sales::get(app, req, sale_id)),
+            )
+        }
+        ["healthz"]
+        | ["readyz"]
+        | ["metrics"]
+        | ["v1", "sales", _, "purchases"]
+        | ["v1", "admin", "sales"]
+        | ["v1", "admin", "sales", _] => (
+            "method_not_allowed",
+            Box::pin(async { Err(ApiError::MethodNotAllowed) }),
+        ),
+        _ => (
+            "not_found",
+            Box::pin(async { Err(ApiError::NotFound("no such route".into())) }),
+        ),
+    }
+}

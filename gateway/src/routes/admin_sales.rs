@@ -1,0 +1,147 @@
+//! The manager API for sales: create, read with live counters, list, restore into Redis.
+
+use http::StatusCode;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::app::App;
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::http::{Request, Response, json_response, read_json};
+use crate::metrics::Dependency;
+use crate::sales::{self, NewSale, SaleView};
+
+/// Default and largest page of `GET /v1/admin/sales`.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+
+fn mysql_error(app: &App, err: anyhow::Error) -> ApiError {
+    app.metrics.dependency_error(Dependency::Mysql);
+    ApiError::Internal(err)
+}
+
+/// `POST /v1/admin/sales` → 201 with the sale.
+pub async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
+    app.verifier
+        .authenticate(req.headers())?
+        .require(Role::Manager)?;
+    let new: NewSale = read_json(req, app.settings.gateway.body_limit_bytes).await?;
+    new.validate()?;
+    let sale = sales::insert(&app.db, &new)
+        .await
+        .map_err(|e| mysql_error(app, e))?;
+    sales::load_into_redis(
+        &app.redis,
+        &app.db,
+        &app.scripts.load_sale,
+        app.prefix(),
+        &sale,
+    )
+    .await
+    .map_err(|err| {
+        app.metrics.dependency_error(Dependency::Redis);
+        ApiError::Internal(err.context(
+            "sale stored in MySQL but not loaded into Redis; POST /v1/admin/sales/restore",
+        ))
+    })?;
+    tracing::info!(sale_id = sale.sale_id, stock = sale.stock, "sale created");
+    let view = SaleView {
+        remaining: Some(i64::from(sale.stock)),
+        admitted: Some(0),
+        sale,
+    };
+    Ok(json_response(StatusCode::CREATED, &view))
+}
+
+/// `GET /v1/admin/sales/{sale_id}` → the sale with `remaining` and `admitted`.
+pub async fn get(app: &App, req: Request, sale_id: &str) -> Result<Response, ApiError> {
+    app.verifier
+        .authenticate(req.headers())?
+        .require(Role::Manager)?;
+    let not_found = || ApiError::NotFound("no such sale".into());
+    let sale_id: u64 = sale_id.parse().map_err(|_| not_found())?;
+    let sale = sales::find(&app.db, sale_id)
+        .await
+        .map_err(|e| mysql_error(app, e))?
+        .ok_or_else(not_found)?;
+    let (remaining, admitted) = sales::live_counters(&app.redis, app.prefix(), sale_id)
+        .await
+        .map_err(|err| {
+            app.metrics.dependency_error(Dependency::Redis);
+            ApiError::Internal(err)
+        })?;
+    Ok(json_response(
+        StatusCode::OK,
+        &SaleView {
+            sale,
+            remaining,
+            admitted,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct Page {
+    sales: Vec<sales::Sale>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/admin/sales?limit=N&cursor=C` → newest first, keyset pagination.
+pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
+    app.verifier
+        .authenticate(req.headers())?
+        .require(Role::Manager)?;
+    let mut limit = DEFAULT_PAGE;
+    let mut cursor = None;
+    for pair in req.uri().query().unwrap_or_default().split('&') {
+        match pair.split_once('=') {
+            Some(("limit", v)) => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("limit: must be between 1 and {MAX_PAGE}"))
+                    })?;
+            }
+            Some(("cursor", v)) => {
+                cursor = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| ApiError::invalid("cursor: not a cursor from this API"))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    let mut page = sales::list(&app.db, cursor, limit + 1)
+        .await
+        .map_err(|e| mysql_error(app, e))?;
+    let next_cursor = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().map(|s| s.sale_id.to_string())
+    } else {
+        None
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &Page {
+            sales: page,
+            next_cursor,
+        },
+    ))
+}
+
+/// `POST /v1/admin/sales/restore` → loads every open sale that Redis lacks from MySQL.
+pub async fn restore(app: &App, req: Request) -> Result<Response, ApiError> {
+    let principal = app.verifier.authenticate(req.headers())?;
+    if principal.require(Role::Ops).is_err() {
+        principal.require(Role::Manager)?;
+    }
+    let restored = sales::restore(&app.redis, &app.db, &app.scripts.load_sale, app.prefix())
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "restored": restored }),
+    ))
+}

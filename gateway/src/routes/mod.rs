@@ -1,0 +1,5 @@
+//! Request handlers, one file per concern.
+
+pub mod admin_sales;
+pub mod health;
+pub mod purchase;

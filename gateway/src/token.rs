@@ -1,0 +1,149 @@
+//! Minting development tokens with the configured key (`flashgate-gateway token`), for the
+//! demo, the tests and the load test.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use flashgate_config::{JwtAlgorithm, JwtSettings};
+use jsonwebtoken::{EncodingKey, Header};
+use serde::Serialize;
+
+use crate::auth::{Role, algorithm};
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    roles: Vec<&'static str>,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+/// Signs tokens the gateway configured with the same settings accepts.
+pub struct Minter {
+    key: EncodingKey,
+    header: Header,
+    settings: JwtSettings,
+}
+
+impl Minter {
+    /// Uses the HS256 secret, or the private key PEM for the asymmetric algorithms.
+    pub fn from_settings(settings: &JwtSettings) -> anyhow::Result<Self> {
+        let key = match settings.algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = settings
+                    .secret
+                    .as_ref()
+                    .context("gateway.jwt.secret is not set")?;
+                EncodingKey::from_secret(secret.expose().as_bytes())
+            }
+            alg => {
+                let path = settings.private_key_pem_file.as_ref().with_context(|| {
+                    format!("gateway.jwt.private_key_pem_file is required to sign {alg:?}")
+                })?;
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading JWT private key {}", path.display()))?;
+                match alg {
+                    JwtAlgorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
+                    JwtAlgorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+                    _ => EncodingKey::from_ed_pem(&pem),
+                }
+                .with_context(|| format!("parsing JWT private key {}", path.display()))?
+            }
+        };
+        Ok(Self {
+            key,
+            header: Header::new(algorithm(settings.algorithm)),
+            settings: settings.clone(),
+        })
+    }
+
+    /// A token for `user` with `roles`, valid for `ttl` from now.
+    pub fn mint(&self, user: &str, roles: &[Role], ttl: Duration) -> anyhow::Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = Claims {
+            sub: user,
+            roles: roles.iter().map(|r| r.as_str()).collect(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+            iss: self.settings.issuer.as_deref(),
+            aud: self.settings.audience.as_deref(),
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.key).context("signing token")
+    }
+}
+
+/// Parses `30s`, `15m`, `1h`, `2d` (or plain seconds).
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 15m, 1h or 2d"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" => value * 60,
+        "h" => value * 3_600,
+        "d" => value * 86_400,
+        _ => return Err(format!("unknown unit `{unit}` (use s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Verifier;
+    use flashgate_config::Secret;
+    use http::{HeaderMap, HeaderValue};
+
+    fn hs256() -> JwtSettings {
+        JwtSettings {
+            secret: Some(Secret::new("0123456789abcdef0123456789abcdef")),
+            ..JwtSettings::default()
+        }
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn a_minted_token_verifies_with_its_roles() {
+        let token = Minter::from_settings(&hs256())
+            .unwrap()
+            .mint("alice", &[Role::Shopper], Duration::from_secs(60))
+            .unwrap();
+        let principal = Verifier::from_settings(&hs256())
+            .unwrap()
+            .authenticate(&bearer(&token))
+            .unwrap();
+        assert_eq!(principal.user_id, "alice");
+        assert!(principal.require(Role::Shopper).is_ok());
+        assert!(principal.require(Role::Manager).is_err());
+    }
+
+    #[test]
+    fn ttl_parsing_accepts_units() {
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_ttl("1y").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+
+    #[test]
+    fn no_key_means_no_verifier() {
+        assert!(Verifier::from_settings(&JwtSettings::default()).is_err());
+    }
+}

@@ -1,0 +1,88 @@
+-- purchase.lua: admit one flash-sale purchase, atomically, in one round trip.
+--
+-- Checks, in order: the idempotency key (when given), that the sale exists, its status and
+-- window (judged by Redis's own clock), the buyer's per-user limit, the stock, the outbox
+-- bound. On success: decrements the stock, records the buyer, appends the admitted order to
+-- the sale's outbox stream, counts it, and stores the answer under the idempotency key.
+--
+-- KEYS (all share the sale's hash tag, e.g. fg:{s:42}:...)
+--   1  sale     hash: status, starts_ms, ends_ms, price, per_user_limit, total, admitted
+--   2  stock    string: units left
+--   3  buyers   hash: user id -> units admitted
+--   4  outbox   stream of admitted orders, read by the relay
+--   5  idem     (optional) string: the stored answer for this user's Idempotency-Key
+-- ARGV
+--   1  user id
+--   2  quantity (integer >= 1)
+--   3  order id to use if admitted (unique, made by the gateway)
+--   4  trace id
+--   5  outbox bound: refuse with `overloaded` when the outbox holds this many entries
+--   6  idempotency TTL in seconds
+--   7  request fingerprint (the canonical request; compared on replay)
+-- Replies (array, first element is the code)
+--   {'admitted', order_id, remaining, admitted_ms}
+--   {'replay', code, order_id, quantity, admitted_ms}   stored answer for the same key and request
+--   {'idempotency_key_reused'}                          same key, another request
+--   {'not_found'} | {'sale_not_active'} | {'limit_exceeded'} | {'overloaded'}
+--   {'sold_out', remaining}
+
+local sale_key, stock_key, buyers_key, outbox_key, idem_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local user, qty, order_id, trace_id = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local outbox_max, idem_ttl, fingerprint = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+
+-- Stored answers: fingerprint \n code \n order_id \n quantity \n admitted_ms
+if idem_key then
+  local stored = redis.call('GET', idem_key)
+  if stored then
+    local fp, code, oid, q, at = string.match(stored, '^(.-)\n(.-)\n(.-)\n(.-)\n(.-)$')
+    if fp ~= fingerprint then
+      return {'idempotency_key_reused'}
+    end
+    return {'replay', code, oid, q, at}
+  end
+end
+
+local function remember(code, oid, at)
+  if idem_key then
+    redis.call('SET', idem_key, fingerprint .. '\n' .. code .. '\n' .. oid .. '\n' .. qty .. '\n' .. at,
+      'EX', idem_ttl)
+  end
+end
+
+local sale = redis.call('HMGET', sale_key, 'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'price')
+if not sale[1] then
+  return {'not_found'}
+end
+
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if sale[1] ~= 'active' or now_ms < tonumber(sale[2]) or now_ms >= tonumber(sale[3]) then
+  -- Not remembered: the same request may succeed once the sale opens.
+  return {'sale_not_active'}
+end
+
+local bought = tonumber(redis.call('HGET', buyers_key, user) or '0')
+if bought + qty > tonumber(sale[4]) then
+  remember('limit_exceeded', '', 0)
+  return {'limit_exceeded'}
+end
+
+local stock = tonumber(redis.call('GET', stock_key) or '0')
+if stock < qty then
+  remember('sold_out', '', 0)
+  return {'sold_out', stock}
+end
+
+if redis.call('XLEN', outbox_key) >= outbox_max then
+  return {'overloaded'}
+end
+
+local remaining = redis.call('DECRBY', stock_key, qty)
+redis.call('HINCRBY', buyers_key, user, qty)
+redis.call('HINCRBY', sale_key, 'admitted', qty)
+local price = sale[5]
+redis.call('XADD', outbox_key, '*',
+  'order_id', order_id, 'user_id', user, 'quantity', qty, 'unit_price', price,
+  'admitted_ms', now_ms, 'trace_id', trace_id)
+remember('admitted', order_id, now_ms)
+return {'admitted', order_id, remaining, now_ms}

@@ -1,0 +1,3 @@
+//! The persister: MySQL is the system of record; this crate owns its schema.
+
+pub mod db;
