@@ -1,8 +1,9 @@
 -- load_sale.lua: put a sale's state into Redis unless it is already there.
 --
 -- Used when a manager creates a sale and when the gateway restores sales from MySQL after a
--- Redis restart or failover. Never overwrites: a sale that still has live counters in Redis
--- keeps them, so nothing admitted is counted twice.
+-- Redis restart or failover. Never overwrites: a stock counter or buyer list that survived
+-- keeps its live values (they include admissions MySQL has not seen yet), so nothing admitted
+-- is counted twice.
 --
 -- KEYS
 --   1  sale    hash (fg:{s:42}:sale)
@@ -21,9 +22,10 @@ end
 redis.call('HSET', KEYS[1],
   'status', ARGV[1], 'starts_ms', ARGV[2], 'ends_ms', ARGV[3], 'price', ARGV[4],
   'per_user_limit', ARGV[5], 'total', ARGV[6], 'admitted', ARGV[8])
-redis.call('SET', KEYS[2], ARGV[7])
-redis.call('DEL', KEYS[3])
-for i = 9, #ARGV, 2 do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+redis.call('SET', KEYS[2], ARGV[7], 'NX')
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  for i = 9, #ARGV, 2 do
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  end
 end
 return 1

@@ -1,0 +1,375 @@
+//! `spawn_app()`: a gateway on a free port, isolated by a fresh MySQL database, its own Redis
+//! key prefix and its own orders topic; and a handle with one method per endpoint.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use flashgate_config::{Secret, Settings, Sources};
+use flashgate_gateway::auth::Role;
+use flashgate_gateway::startup::Application;
+use flashgate_gateway::token::Minter;
+use fred::prelude::Pool;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::{Value, json};
+use sqlx::MySqlPool;
+use tokio::sync::oneshot;
+
+/// The signing secret of every test gateway.
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-42";
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    format!(
+        "{prefix}{}x{nanos}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Settings of the local stack (defaults, or `FLASHGATE__...` when set), with a test key.
+pub fn stack_settings() -> Settings {
+    let mut settings =
+        Settings::load(&Sources::from_process(None)).expect("test configuration is valid");
+    settings.gateway.jwt.secret = Some(Secret::new(TEST_SECRET));
+    settings.gateway.listen = "127.0.0.1:0".parse().expect("addr");
+    settings
+}
+
+/// Creates a fresh database with the schema and points `settings` at it.
+pub async fn fresh_database(settings: &mut Settings) -> MySqlPool {
+    let admin = settings
+        .mysql
+        .connect()
+        .await
+        .expect("MySQL of the local stack");
+    let name = unique("flashgate_test_");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let url = settings.mysql.url.expose();
+    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
+    settings.mysql.url = Secret::new(format!("{base}/{name}"));
+    let pool = settings
+        .mysql
+        .connect()
+        .await
+        .expect("connect test database");
+    flashgate_persister::db::migrate(&pool)
+        .await
+        .expect("migrate");
+    pool
+}
+
+/// Creates a topic of its own for this test.
+pub async fn fresh_topic(settings: &Settings, partitions: i32) -> String {
+    let topic = unique("flashgate.test-orders-");
+    let admin: AdminClient<DefaultClientContext> = settings
+        .kafka
+        .admin_config()
+        .create()
+        .expect("admin client");
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(
+                &topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    topic
+}
+
+/// A running gateway and what a test needs to talk to it and look behind it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub settings: Settings,
+    pub db: MySqlPool,
+    pub redis: Pool,
+    client: Client<HttpConnector, Full<Bytes>>,
+    minter: Minter,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A response: status, headers, raw body, and the body as JSON when it is JSON.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Bytes,
+    pub json: Value,
+}
+
+impl Reply {
+    /// `error.code` of an error response.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// A gateway on the local stack, isolated from every other test.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to change the settings first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = stack_settings();
+    settings.redis.key_prefix = unique("fgt");
+    let db = fresh_database(&mut settings).await;
+    settings.kafka.orders_topic = fresh_topic(&settings, 2).await;
+    adjust(&mut settings);
+    start(settings, db).await
+}
+
+/// Starts a gateway with exactly these settings.
+pub async fn start(settings: Settings, db: MySqlPool) -> TestApp {
+    let application = Application::build(settings.clone())
+        .await
+        .expect("gateway builds");
+    let addr = application.local_addr();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until(async {
+        let _ = stop.await;
+    }));
+    let redis = settings.redis.connect_pool().await.expect("Redis");
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build(connector);
+    let minter = Minter::from_settings(&settings.gateway.jwt).expect("minter");
+    TestApp {
+        addr,
+        settings,
+        db,
+        redis,
+        client,
+        minter,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// A token for `user` with `role`, valid for an hour.
+    pub fn token(&self, user: &str, role: Role) -> String {
+        self.minter
+            .mint(user, &[role], Duration::from_secs(3600))
+            .expect("mint")
+    }
+
+    /// Sends a request; `body` is sent as JSON unless it is a string (sent as is).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let has_content_type = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let bytes = match body {
+            Some(Value::String(raw)) => Bytes::from(raw),
+            Some(value) => Bytes::from(value.to_string()),
+            None => Bytes::new(),
+        };
+        if !bytes.is_empty() && !has_content_type {
+            builder = builder.header("content-type", "application/json");
+        }
+        let response = self
+            .client
+            .request(builder.body(Full::new(bytes)).expect("request"))
+            .await
+            .expect("gateway answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            bytes,
+            json,
+        }
+    }
+
+    /// `POST /v1/admin/sales` as a manager; `overrides` replace fields of a valid sale that
+    /// is open now for an hour.
+    pub async fn create_sale(&self, overrides: Value) -> Reply {
+        let mut body = json!({
+            "sku": "SKU-TEST",
+            "title": "Test sale",
+            "price": 1999,
+            "stock": 10,
+            "per_user_limit": 1,
+            "starts_at": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+            "ends_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+        });
+        if let (Value::Object(base), Value::Object(extra)) = (&mut body, overrides) {
+            base.extend(extra);
+        }
+        let token = self.token("manager-1", Role::Manager);
+        self.request(
+            Method::POST,
+            "/v1/admin/sales",
+            Some(&token),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    /// Creates a sale and returns its id (panics if the gateway refuses).
+    pub async fn sale(&self, overrides: Value) -> u64 {
+        let reply = self.create_sale(overrides).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json);
+        reply.json["sale_id"].as_u64().expect("sale_id")
+    }
+
+    /// `POST /v1/sales/{id}/purchases` as `user` (a shopper).
+    pub async fn purchase(&self, sale_id: u64, user: &str, quantity: u32) -> Reply {
+        self.purchase_with(sale_id, user, json!({ "quantity": quantity }), &[])
+            .await
+    }
+
+    /// A purchase with a chosen body and extra headers.
+    pub async fn purchase_with(
+        &self,
+        sale_id: u64,
+        user: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let token = self.token(user, Role::Shopper);
+        self.request(
+            Method::POST,
+            &format!("/v1/sales/{sale_id}/purchases"),
+            Some(&token),
+            headers,
+            Some(body),
+        )
+        .await
+    }
+
+    /// `GET /v1/admin/sales/{id}` as a manager.
+    pub async fn get_sale(&self, sale_id: u64) -> Reply {
+        let token = self.token("manager-1", Role::Manager);
+        self.request(
+            Method::GET,
+            &format!("/v1/admin/sales/{sale_id}"),
+            Some(&token),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// Stops the gateway gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Reads `topic` from the beginning until `expected` messages arrived or `within` passed;
+/// returns the messages as (key, JSON payload, headers).
+pub fn consume_all(
+    settings: &Settings,
+    topic: &str,
+    expected: usize,
+    within: Duration,
+) -> Vec<(String, Value, HashMap<String, String>)> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = settings
+        .kafka
+        .consumer_config(&unique("flashgate-test-reader-"))
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < expected && Instant::now() < deadline {
+        // Transient errors (a broker just restarted) are reported as messages: skip them.
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+        let payload =
+            serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON payload");
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|header| {
+                        (
+                            header.key.to_owned(),
+                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((key, payload, headers));
+    }
+    // Keep reading briefly: a duplicate would show up here.
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+            let payload = serde_json::from_slice(message.payload().unwrap_or_default())
+                .unwrap_or(Value::Null);
+            out.push((key, payload, HashMap::new()));
+        }
+    }
+    out
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the gateway against the local stack's real Redis (through
+//! Sentinel), MariaDB and Kafka-protocol broker. `scripts/test.sh` brings the stack up.
+
+mod admin;
+mod auth;
+mod helpers;
+mod outbox;
+mod purchase;
