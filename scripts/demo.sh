@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's run command: brings the local stack up, builds flashgate, prepares the database
-# and shows the system's pieces working. It grows with each feature of flashgate.
+# The README's run command: brings the local stack up, builds flashgate, starts the gateway,
+# runs a small flash sale against it and shows what happened. It grows with each feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/build-deps.sh
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 ensure_build_deps
 
 step() { printf '\n== %s\n' "$*"; }
+addr=${FLASHGATE_DEMO_ADDR:-127.0.0.1:8088}
 
 step "local stack (Redis + Sentinel, MariaDB, Kafka-protocol broker)"
 scripts/stack.sh up
@@ -20,8 +21,54 @@ bin=target/debug
 step "database schema"
 "$bin/flashgate-persister" migrate
 
-step "effective gateway configuration (secrets redacted)"
-"$bin/flashgate-gateway" config | sed -n '1,12p;/jwt/,/leeway/p'
+step "gateway on $addr"
+log=$(mktemp -t flashgate-demo-gateway.XXXXXX.log)
+FLASHGATE__GATEWAY__LISTEN=$addr "$bin/flashgate-gateway" serve >"$log" 2>&1 &
+gateway=$!
+trap 'kill "$gateway" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs "http://$addr/readyz"; echo
 
-step "servers"
-scripts/stack.sh status
+manager=$("$bin/flashgate-gateway" token --sub demo-manager --role manager)
+starts=$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)
+ends=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
+
+step "a manager creates a flash sale: 5 units, 2 per shopper"
+sale=$(curl -fs "http://$addr/v1/admin/sales" -H "authorization: Bearer $manager" \
+  -H 'content-type: application/json' \
+  -d "{\"sku\":\"DEMO-SNEAKER\",\"title\":\"Demo sneaker drop\",\"price\":12900,\"stock\":5,\"per_user_limit\":2,\"starts_at\":\"$starts\",\"ends_at\":\"$ends\"}")
+echo "$sale"
+sale_id=$(printf '%s' "$sale" | sed -E 's/.*"sale_id":([0-9]+).*/\1/')
+
+step "eight shoppers rush in at once (one of them asks for 3)"
+results=$(mktemp -d)
+rush=()
+for i in $(seq 1 8); do
+  qty=1; [ "$i" -eq 3 ] && qty=3
+  token=$("$bin/flashgate-gateway" token --sub "shopper-$i" --role shopper)
+  curl -s -o "$results/$i.json" -w '%{http_code}' "http://$addr/v1/sales/$sale_id/purchases" \
+    -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -d "{\"quantity\":$qty}" >"$results/$i.status" &
+  rush+=($!)
+done
+wait "${rush[@]}"
+for i in $(seq 1 8); do
+  printf 'shopper-%s  %s  %s\n' "$i" "$(cat "$results/$i.status")" "$(cat "$results/$i.json")"
+done
+rm -rf "$results"
+
+step "the sale afterwards (remaining and admitted live from Redis)"
+sleep 1
+curl -fs "http://$addr/v1/admin/sales/$sale_id" -H "authorization: Bearer $manager"; echo
+
+step "metrics: admissions and the outbox relay"
+curl -fs "http://$addr/metrics" | grep -E '^flashgate_(admissions_total|relayed_orders_total|outbox_length)'
+
+step "graceful shutdown (SIGTERM)"
+kill -TERM "$gateway"
+wait "$gateway" || true
+trap - EXIT
+tail -n 3 "$log"

@@ -122,6 +122,11 @@ impl Metrics {
             .insert(sale_id, gauge);
     }
 
+    /// Drops the gauges of a sale the relay no longer watches.
+    pub fn forget_outbox(&self, sale_id: u64) {
+        self.outbox.lock().expect("metrics lock").remove(&sale_id);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);

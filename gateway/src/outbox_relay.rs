@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::DateTime;
 use flashgate_events::{OrderAdmitted, TRACE_HEADER};
-use fred::prelude::{Pool, SetsInterface, StreamsInterface, Value};
+use fred::prelude::{HashesInterface, Pool, SetsInterface, StreamsInterface, Value};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::watch;
@@ -81,6 +81,9 @@ impl Relay {
         loop {
             let stopping = *shutdown.borrow();
             if refreshed.elapsed() >= Duration::from_secs(1) || stopping {
+                for &sale_id in &sales {
+                    self.observe(sale_id).await;
+                }
                 match self
                     .redis
                     .smembers::<Vec<u64>, _>(keys::active_sales(&self.prefix))
@@ -200,7 +203,6 @@ impl Relay {
         }
         let fresh = self.read(outbox, ">").await?;
         delivered += self.send(sale_id, outbox, fresh).await?;
-        self.observe(sale_id, outbox).await;
         Ok(delivered)
     }
 
@@ -321,26 +323,26 @@ impl Relay {
         }
     }
 
-    /// Updates the outbox length and lag gauges of a sale.
-    async fn observe(&self, sale_id: u64, outbox: &str) {
-        let Ok(length) = self.redis.xlen::<u64, _>(outbox).await else {
+    /// Updates the outbox length and lag gauges of a sale, and stops watching a sale that
+    /// has ended (or vanished) once its outbox is empty.
+    async fn observe(&self, sale_id: u64) {
+        let keys = SaleKeys::new(&self.prefix, sale_id);
+        let Ok(length) = self.redis.xlen::<u64, _>(&keys.outbox).await else {
             return;
         };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         let lag_seconds = if length == 0 {
             0.0
         } else {
             let first: Result<Vec<(String, HashMap<String, String>)>, _> =
-                self.redis.xrange(outbox, "-", "+", Some(1)).await;
+                self.redis.xrange(&keys.outbox, "-", "+", Some(1)).await;
             first
                 .ok()
                 .and_then(|entries| entries.into_iter().next())
                 .and_then(|(id, _)| id.split('-').next()?.parse::<u128>().ok())
-                .map_or(0.0, |ms| {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis());
-                    now.saturating_sub(ms) as f64 / 1000.0
-                })
+                .map_or(0.0, |ms| now_ms.saturating_sub(ms) as f64 / 1000.0)
         };
         self.metrics.set_outbox(
             sale_id,
@@ -349,6 +351,23 @@ impl Relay {
                 lag_seconds,
             },
         );
+        if length > 0 {
+            return;
+        }
+        let ends_ms: Result<Option<u128>, _> = self.redis.hget(&keys.sale, "ends_ms").await;
+        if let Ok(ends_ms) = ends_ms
+            && ends_ms.is_none_or(|end| end < now_ms)
+        {
+            let _: Result<i64, _> = self
+                .redis
+                .srem(keys::active_sales(&self.prefix), sale_id)
+                .await;
+            self.metrics.forget_outbox(sale_id);
+            tracing::info!(
+                sale_id,
+                "sale over and its outbox empty; relay stops watching it"
+            );
+        }
     }
 }
 

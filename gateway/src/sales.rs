@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use fred::prelude::{HashesInterface, KeysInterface, Pool, SetsInterface, Value};
+use fred::prelude::{HashesInterface, KeysInterface, Pool, PubsubInterface, SetsInterface, Value};
 use serde::{Deserialize, Serialize};
 use sqlx::{MySqlPool, Row};
 
@@ -247,6 +247,14 @@ pub async fn load_into_redis(
         .sadd(keys::active_sales(prefix), sale.sale_id)
         .await
         .context("registering sale outbox")?;
+    if loaded == 1 {
+        // A restored sale may have stock again: gateways drop their sold-out marks.
+        let _: i64 = redis
+            .next()
+            .publish(keys::restock_channel(prefix), sale.sale_id)
+            .await
+            .context("announcing restock")?;
+    }
     Ok(loaded == 1)
 }
 

@@ -234,3 +234,62 @@ async fn purchases_keep_working_after_redis_restarts_and_forgets_its_scripts() {
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_the_outbox_without_sending_an_order_twice() {
+    let first = spawn_app().await;
+    let second = start(first.settings.clone(), first.db.clone()).await;
+    let sale_id = first.sale(json!({"stock": 40, "per_user_limit": 1})).await;
+    let mut ids = admit_many(&first, sale_id, "one", 20).await;
+    ids.extend(admit_many(&second, sale_id, "two", 20).await);
+
+    let settings = first.settings.clone();
+    let topic = settings.kafka.orders_topic.clone();
+    let events = tokio::task::spawn_blocking(move || {
+        consume_all(&settings, &topic, 40, Duration::from_secs(60))
+    })
+    .await
+    .expect("reader");
+
+    let mut keys: Vec<String> = events.into_iter().map(|(k, _, _)| k).collect();
+    keys.sort();
+    ids.sort();
+    assert_eq!(keys, ids, "each order exactly once");
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_left_pending_by_a_dead_relay_are_claimed_and_sent() {
+    // The first gateway reads entries into its pending list but can never deliver them.
+    let dead_broker = free_port();
+    let first = crate::helpers::spawn_app_with(|s| {
+        s.kafka.brokers = format!("127.0.0.1:{dead_broker}");
+        s.kafka.message_timeout_ms = 1_000;
+        s.gateway.shutdown_grace_ms = 2_000;
+    })
+    .await;
+    let sale_id = first.sale(json!({"stock": 10, "per_user_limit": 1})).await;
+    let ids = admit_many(&first, sale_id, "stuck", 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut settings = first.settings.clone();
+    let db = first.db.clone();
+    first.stop().await;
+
+    // Another gateway with a working broker claims them after the idle time.
+    settings.kafka.brokers = stack_settings().kafka.brokers;
+    settings.gateway.relay_claim_idle_ms = 1_000;
+    let second = start(settings.clone(), db).await;
+    let topic = settings.kafka.orders_topic.clone();
+    let reader = settings.clone();
+    let events = tokio::task::spawn_blocking(move || {
+        consume_all(&reader, &topic, 10, Duration::from_secs(60))
+    })
+    .await
+    .expect("reader");
+
+    let delivered: HashSet<String> = events.into_iter().map(|(k, _, _)| k).collect();
+    let admitted: HashSet<String> = ids.into_iter().collect();
+    assert_eq!(delivered, admitted);
+    second.stop().await;
+}

@@ -329,3 +329,41 @@ async fn a_full_outbox_gets_503_overloaded_with_retry_after() {
     assert_eq!(ready.json["kafka"], false);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_restock_message_clears_the_sold_out_memory_at_once() {
+    use fred::prelude::PubsubInterface;
+    // Memory that would otherwise last a minute: only the message can clear it in time.
+    let app = crate::helpers::spawn_app_with(|s| s.gateway.sold_out_cache_ms = 60_000).await;
+    let sale_id = app.sale(json!({"stock": 1})).await;
+    assert_eq!(
+        app.purchase(sale_id, "first", 1).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(app.purchase(sale_id, "second", 1).await.code(), "sold_out");
+
+    // Stock comes back (as a cancellation will do) and is announced.
+    let prefix = app.settings.redis.key_prefix.clone();
+    let _: i64 = app
+        .redis
+        .incr(format!("{prefix}:{{s:{sale_id}}}:stock"))
+        .await
+        .expect("INCR");
+    let _: i64 = app
+        .redis
+        .next()
+        .publish(format!("{prefix}:restock"), sale_id)
+        .await
+        .expect("PUBLISH");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let reply = loop {
+        let reply = app.purchase(sale_id, "third", 1).await;
+        if reply.status == StatusCode::ACCEPTED || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.json);
+    app.stop().await;
+}
