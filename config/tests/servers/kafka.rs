@@ -97,13 +97,8 @@ async fn idempotent_producer_delivers_and_a_group_reads_and_commits() {
     assert_eq!(next.offset(), offset + 1);
     drop(next);
     drop(successor);
-    // Best effort: the broker may not support deleting topics.
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        admin.delete_topics(&[&topic], &options),
-    )
-    .await;
+    // The topic stays: deleting topics while other clients produce has crashed tansu 0.6's
+    // storage here (see README, broker notes).
 }
 
 /// The next message, waiting up to 60 s. `poll` also returns empty-handed after handling a
