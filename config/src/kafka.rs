@@ -36,7 +36,10 @@ pub struct KafkaSettings {
     #[serde(deserialize_with = "de::string")]
     pub consumer_group: String,
     /// How long the producer may try to deliver one message before reporting failure, in
-    /// milliseconds (librdkafka `message.timeout.ms`). Default 30000.
+    /// milliseconds (librdkafka `message.timeout.ms`); 0 means it keeps trying until the broker
+    /// takes it. Default 0: a message given up on makes an idempotent producer bump its epoch,
+    /// which tansu 0.6 does not support (its storage panics), and the outbox keeps every order
+    /// anyway. Bounded by `producer_queue_messages`.
     pub message_timeout_ms: u64,
     /// Timeout of one broker request, in milliseconds (`socket.timeout.ms`). Default 10000.
     pub request_timeout_ms: u64,
@@ -60,7 +63,7 @@ impl Default for KafkaSettings {
             compensations_topic: "flashgate.compensations".to_owned(),
             dead_letter_topic: "flashgate.dead-letter".to_owned(),
             consumer_group: "flashgate-persister".to_owned(),
-            message_timeout_ms: 30_000,
+            message_timeout_ms: 0,
             request_timeout_ms: 10_000,
             linger_ms: 5,
             session_timeout_ms: 30_000,
@@ -135,7 +138,6 @@ impl KafkaSettings {
             problems.push(Invalid::new("kafka.consumer_group", "must not be empty"));
         }
         for (key, value) in [
-            ("kafka.message_timeout_ms", self.message_timeout_ms),
             ("kafka.request_timeout_ms", self.request_timeout_ms),
             ("kafka.session_timeout_ms", self.session_timeout_ms),
             (

@@ -126,7 +126,13 @@ fn start_broker(dir: &Path, port: u16) -> Private {
         .env_remove("STORAGE_ENGINE")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("broker.log"))
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+        )
         .spawn()
         .expect("start tansu");
     wait_for_port(port);
@@ -148,7 +154,6 @@ async fn orders_admitted_while_the_broker_is_down_reach_the_topic_when_it_return
     let mut settings = stack_settings();
     settings.redis.key_prefix = unique("fgt");
     settings.kafka.brokers = format!("127.0.0.1:{port}");
-    settings.kafka.message_timeout_ms = 3_000;
     settings.gateway.relay_claim_idle_ms = 2_000;
     let db = fresh_database(&mut settings).await;
     settings.kafka.orders_topic = fresh_topic(&settings, 2).await;
@@ -158,7 +163,7 @@ async fn orders_admitted_while_the_broker_is_down_reach_the_topic_when_it_return
     let mut ids = admit_many(&app, sale_id, "before", 10).await;
     drop(broker.take()); // SIGKILL: the broker is gone.
     ids.extend(admit_many(&app, sale_id, "during", 10).await);
-    tokio::time::sleep(Duration::from_secs(4)).await; // sends time out; entries stay
+    tokio::time::sleep(Duration::from_secs(3)).await; // sends wait; entries stay pending
     broker = Some(start_broker(&dir, port));
     ids.extend(admit_many(&app, sale_id, "after", 5).await);
 
