@@ -87,6 +87,13 @@ fn dispatch<'a>(
                 Box::pin(admin_sales::get(app, req, sale_id)),
             )
         }
+        ["v1", "admin", "sales", sale_id] if method == Method::PATCH => {
+            let sale_id: &'a str = sale_id;
+            (
+                "admin_patch_sale",
+                Box::pin(admin_sales::patch(app, req, sale_id)),
+            )
+        }
         ["healthz"]
         | ["readyz"]
         | ["metrics"]

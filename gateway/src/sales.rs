@@ -293,3 +293,36 @@ pub async fn live_counters(
         .context("reading admitted")?;
     Ok((remaining, admitted))
 }
+
+/// Sets a sale's status (`active` or `paused`) in MySQL and in Redis. Returns false when
+/// there is no such sale.
+pub async fn set_status(
+    redis: &Pool,
+    db: &MySqlPool,
+    prefix: &str,
+    sale_id: u64,
+    status: &str,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query("UPDATE sales SET status = ? WHERE sale_id = ?")
+        .bind(status)
+        .bind(sale_id)
+        .execute(db)
+        .await
+        .context("updating sale status")?;
+    if updated.rows_affected() == 0 && find(db, sale_id).await?.is_none() {
+        return Ok(false);
+    }
+    let keys = SaleKeys::new(prefix, sale_id);
+    // HSET only when the sale is in Redis; a missing sale is restored with the new status.
+    let present: bool = redis
+        .exists(&keys.sale)
+        .await
+        .context("checking sale in Redis")?;
+    if present {
+        let _: i64 = redis
+            .hset(&keys.sale, ("status", status))
+            .await
+            .context("updating sale status in Redis")?;
+    }
+    Ok(true)
+}

@@ -58,8 +58,15 @@ pub async fn get(app: &App, req: Request, sale_id: &str) -> Result<Response, Api
     app.verifier
         .authenticate(req.headers())?
         .require(Role::Manager)?;
+    let sale_id: u64 = sale_id
+        .parse()
+        .map_err(|_| ApiError::NotFound("no such sale".into()))?;
+    get_view(app, sale_id).await
+}
+
+/// The sale with its live counters, or 404.
+async fn get_view(app: &App, sale_id: u64) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("no such sale".into());
-    let sale_id: u64 = sale_id.parse().map_err(|_| not_found())?;
     let sale = sales::find(&app.db, sale_id)
         .await
         .map_err(|e| mysql_error(app, e))?
@@ -129,6 +136,35 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
             next_cursor,
         },
     ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusChange {
+    status: String,
+}
+
+/// `PATCH /v1/admin/sales/{sale_id}` `{"status": "paused" | "active"}` → the sale.
+pub async fn patch(app: &App, req: Request, sale_id: &str) -> Result<Response, ApiError> {
+    app.verifier
+        .authenticate(req.headers())?
+        .require(Role::Manager)?;
+    let not_found = || ApiError::NotFound("no such sale".into());
+    let sale_id: u64 = sale_id.parse().map_err(|_| not_found())?;
+    let change: StatusChange = read_json(req, app.settings.gateway.body_limit_bytes).await?;
+    if !matches!(change.status.as_str(), "active" | "paused") {
+        return Err(ApiError::invalid(
+            "status: must be \"active\" or \"paused\"",
+        ));
+    }
+    let found = sales::set_status(&app.redis, &app.db, app.prefix(), sale_id, &change.status)
+        .await
+        .map_err(ApiError::Internal)?;
+    if !found {
+        return Err(not_found());
+    }
+    tracing::info!(sale_id, status = %change.status, "sale status changed");
+    get_view(app, sale_id).await
 }
 
 /// `POST /v1/admin/sales/restore` → loads every open sale that Redis lacks from MySQL.

@@ -172,3 +172,55 @@ async fn a_sale_lost_by_redis_is_restored_from_mysql_without_double_counting() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_paused_sale_refuses_purchases_until_resumed() {
+    let app = spawn_app().await;
+    let sale_id = app.sale(json!({"stock": 3})).await;
+    let token = app.token("m", Role::Manager);
+    let path = format!("/v1/admin/sales/{sale_id}");
+
+    let paused = app
+        .request(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            &[],
+            Some(json!({"status": "paused"})),
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.json);
+    assert_eq!(paused.json["status"], "paused");
+    let refused = app.purchase(sale_id, "u1", 1).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::CONFLICT, "sale_not_active")
+    );
+
+    let bad = app
+        .request(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            &[],
+            Some(json!({"status": "gone"})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let resumed = app
+        .request(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            &[],
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    assert_eq!(
+        app.purchase(sale_id, "u1", 1).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(app.get_sale(sale_id).await.json["remaining"], 2);
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod failover;
 mod helpers;
 mod outbox;
 mod purchase;
