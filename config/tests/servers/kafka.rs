@@ -5,32 +5,17 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::helpers::{settings, unique};
+use flashgate_testkit::{fresh_topic, stack_settings as settings, unique};
 
 #[tokio::test]
 async fn idempotent_producer_delivers_and_a_group_reads_and_commits() {
     // Arrange: a topic of our own.
     let settings = settings();
-    let topic = unique("flashgate.test");
-    let admin: AdminClient<DefaultClientContext> = settings
-        .kafka
-        .admin_config()
-        .create()
-        .expect("admin client");
-    let created = admin
-        .create_topics(
-            [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topic (is scripts/stack.sh up?)");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let topic = fresh_topic(&settings, "flashgate.test-", 1).await;
 
     // Act: produce one keyed message with a trace header; wait for the broker's ack.
     let producer: FutureProducer = settings.kafka.producer_config().create().expect("producer");
@@ -49,7 +34,7 @@ async fn idempotent_producer_delivers_and_a_group_reads_and_commits() {
         .expect("delivery acknowledged");
     let (partition, offset) = (delivery.partition, delivery.offset);
 
-    let group = unique("flashgate-test-group");
+    let group = unique("flashgate-test-group-");
     let consumer: BaseConsumer = settings
         .kafka
         .consumer_config(&group)

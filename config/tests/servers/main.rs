@@ -2,6 +2,5 @@
 //! (Redis through Sentinel, the Kafka-protocol broker). Run `scripts/stack.sh up` first;
 //! `scripts/test.sh` does.
 
-mod helpers;
 mod kafka;
 mod redis;

@@ -3,7 +3,7 @@
 use fred::prelude::*;
 use fred::types::InfoKind;
 
-use crate::helpers::{settings, unique};
+use flashgate_testkit::{stack_settings as settings, unique};
 
 #[tokio::test]
 async fn sentinel_leads_to_the_primary_which_runs_commands_and_scripts() {

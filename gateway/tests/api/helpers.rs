@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flashgate_config::{Secret, Settings, Sources};
+use flashgate_config::{Secret, Settings};
 use flashgate_gateway::auth::Role;
 use flashgate_gateway::startup::Application;
 use flashgate_gateway::token::Minter;
+pub use flashgate_testkit::unique;
 use fred::prelude::Pool;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -18,8 +18,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rdkafka::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
@@ -28,77 +26,26 @@ use tokio::sync::oneshot;
 /// The signing secret of every test gateway.
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-42";
 
-/// A name no other test (or test run) uses.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .subsec_nanos();
-    format!(
-        "{prefix}{}x{nanos}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Settings of the local stack (defaults, or `FLASHGATE__...` when set), with a test key.
+/// Settings of the local stack with the test signing key and a free port.
 pub fn stack_settings() -> Settings {
-    let mut settings =
-        Settings::load(&Sources::from_process(None)).expect("test configuration is valid");
+    let mut settings = flashgate_testkit::stack_settings();
     settings.gateway.jwt.secret = Some(Secret::new(TEST_SECRET));
     settings.gateway.listen = "127.0.0.1:0".parse().expect("addr");
     settings
 }
 
-/// Creates a fresh database with the schema and points `settings` at it.
+/// A fresh database with the schema; `settings` now points at it.
 pub async fn fresh_database(settings: &mut Settings) -> MySqlPool {
-    let admin = settings
-        .mysql
-        .connect()
-        .await
-        .expect("MySQL of the local stack");
-    let name = unique("flashgate_test_");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    admin.close().await;
-    let url = settings.mysql.url.expose();
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    settings.mysql.url = Secret::new(format!("{base}/{name}"));
-    let pool = settings
-        .mysql
-        .connect()
-        .await
-        .expect("connect test database");
+    let pool = flashgate_testkit::fresh_database(settings).await;
     flashgate_persister::db::migrate(&pool)
         .await
         .expect("migrate");
     pool
 }
 
-/// Creates a topic of its own for this test.
+/// A fresh orders topic of this test alone.
 pub async fn fresh_topic(settings: &Settings, partitions: i32) -> String {
-    let topic = unique("flashgate.test-orders-");
-    let admin: AdminClient<DefaultClientContext> = settings
-        .kafka
-        .admin_config()
-        .create()
-        .expect("admin client");
-    let created = admin
-        .create_topics(
-            [&NewTopic::new(
-                &topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .expect("create topic");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-    topic
+    flashgate_testkit::fresh_topic(settings, "flashgate.test-orders-", partitions).await
 }
 
 /// A running gateway and what a test needs to talk to it and look behind it.

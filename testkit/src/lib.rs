@@ -1,0 +1,94 @@
+//! Test support for integration tests against the local stack (`scripts/stack.sh`): names no
+//! other test uses, the stack's settings, and a fresh database or topic per test.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flashgate_config::{Secret, Settings, Sources};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use sqlx::MySqlPool;
+
+/// `prefix` followed by something no other test (or test run) uses; only `[A-Za-z0-9]` is
+/// added, so the result is a valid database, topic or key name when `prefix` is.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    format!(
+        "{prefix}{}x{nanos}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The settings the binaries would use here: defaults (the local stack) overridden by
+/// `FLASHGATE__...` variables when set. The environment is read, never written.
+pub fn stack_settings() -> Settings {
+    Settings::load(&Sources::from_process(None)).expect("test configuration is valid")
+}
+
+/// Creates an empty database with a unique name, points `settings.mysql.url` at it and
+/// returns a pool connected to it.
+pub async fn fresh_database(settings: &mut Settings) -> MySqlPool {
+    let admin = settings
+        .mysql
+        .connect()
+        .await
+        .expect("connect to MySQL of the local stack (is scripts/stack.sh up?)");
+    let name = unique("flashgate_test_");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let url = settings.mysql.url.expose();
+    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
+    settings.mysql.url = Secret::new(format!("{base}/{name}"));
+    settings
+        .mysql
+        .connect()
+        .await
+        .expect("connect to test database")
+}
+
+/// Drops a database made by [`fresh_database`].
+pub async fn drop_database(pool: MySqlPool) {
+    let name: String = sqlx::query_scalar("SELECT DATABASE()")
+        .fetch_one(&pool)
+        .await
+        .expect("current database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{name}`")))
+        .execute(&pool)
+        .await
+        .expect("drop test database");
+    pool.close().await;
+}
+
+/// Creates a topic of its own (`<prefix><unique>`) with `partitions` partitions.
+///
+/// Topics are never deleted: deleting topics while other clients produce has crashed the
+/// storage of tansu 0.6 (see the README's broker notes).
+pub async fn fresh_topic(settings: &Settings, prefix: &str, partitions: i32) -> String {
+    let topic = unique(prefix);
+    let admin: AdminClient<DefaultClientContext> = settings
+        .kafka
+        .admin_config()
+        .create()
+        .expect("admin client");
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(
+                &topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic (is scripts/stack.sh up?)");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    topic
+}
