@@ -14,6 +14,7 @@ mod mysql;
 mod redis;
 mod secret;
 mod settings;
+mod shutdown;
 pub mod telemetry;
 
 pub use error::{ConfigError, Invalid};
@@ -24,6 +25,7 @@ pub use mysql::MysqlSettings;
 pub use redis::RedisSettings;
 pub use secret::Secret;
 pub use settings::{BatchSettings, LogFormat, LogSettings, PersisterSettings, Settings};
+pub use shutdown::shutdown_signal;
 
 #[cfg(test)]
 mod tests;

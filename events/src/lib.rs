@@ -12,6 +12,9 @@ pub const TRACE_HEADER: &str = "trace_id";
 /// Event type of an order admitted by Redis.
 pub const ORDER_ADMITTED: &str = "order.admitted";
 
+/// Event type of an order the database refused (its sale was already sold out in MySQL).
+pub const ORDER_REJECTED: &str = "order.rejected";
+
 /// Every message on every topic: what it is, which version of its shape, a unique id, when it
 /// happened, the trace it belongs to, and the data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +64,38 @@ impl OrderAdmitted {
             version: 1,
             event_id: format!("{ORDER_ADMITTED}:{}", self.order_id),
             occurred_at: self.admitted_at,
+            trace_id,
+            data: self,
+        }
+    }
+}
+
+/// An admitted order that failed the database's stock guard (`sold + quantity <= total`),
+/// stored as `rejected`; compensation (stock back, apology) starts from this event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRejected {
+    /// The order.
+    pub order_id: String,
+    /// The sale.
+    pub sale_id: u64,
+    /// The buyer.
+    pub user_id: String,
+    /// Units the order asked for.
+    pub quantity: u32,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl OrderRejected {
+    /// Wraps the event; the event id derives from the order id, so re-publishing it after a
+    /// crash carries the same id.
+    pub fn into_envelope(self, trace_id: String, occurred_at: DateTime<Utc>) -> Envelope<Self> {
+        Envelope {
+            kind: ORDER_REJECTED.to_owned(),
+            version: 1,
+            event_id: format!("{ORDER_REJECTED}:{}", self.order_id),
+            occurred_at,
             trace_id,
             data: self,
         }

@@ -15,7 +15,6 @@ pub mod routes;
 pub mod sales;
 pub mod scripts;
 pub mod server;
-pub mod shutdown;
 pub mod soldout;
 pub mod startup;
 pub mod token;

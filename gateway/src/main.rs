@@ -65,7 +65,7 @@ fn main() -> ExitCode {
             let outcome = runtime.block_on(async {
                 let application = Application::build(settings).await?;
                 application
-                    .run_until(flashgate_gateway::shutdown::signal())
+                    .run_until(flashgate_config::shutdown_signal())
                     .await
             });
             if let Err(err) = outcome {

@@ -1,3 +1,9 @@
-//! The persister: MySQL is the system of record; this crate owns its schema.
+//! The persister: MySQL is the system of record; this crate owns its schema and writes the
+//! admitted orders from Kafka into it, idempotently.
 
+pub mod consumer;
 pub mod db;
+pub mod decode;
+pub mod http;
+pub mod metrics;
+pub mod store;

@@ -1,7 +1,7 @@
-//! The shutdown signal: SIGTERM or Ctrl-C.
+//! The shutdown signal every service waits for: SIGTERM or Ctrl-C.
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,113 @@
+//! Counters of the persister, in the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every counter of the persister.
+#[derive(Default)]
+pub struct Metrics {
+    /// Messages taken from Kafka.
+    pub consumed: AtomicU64,
+    /// Orders inserted as confirmed.
+    pub persisted: AtomicU64,
+    /// Messages whose order was already stored.
+    pub duplicates: AtomicU64,
+    /// Orders stored as rejected by the stock guard.
+    pub rejected: AtomicU64,
+    /// Messages sent to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Batches retried after a transient failure.
+    pub retries: AtomicU64,
+    /// Batches written.
+    pub batches: AtomicU64,
+    /// Sum of batch sizes (for the mean).
+    pub batch_messages: AtomicU64,
+    /// Sum of batch write times, in microseconds.
+    pub batch_micros: AtomicU64,
+    /// Messages behind the end of the assigned partitions at the last look.
+    pub lag: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, kind, help, counter) in [
+            (
+                "flashgate_persister_consumed_total",
+                "counter",
+                "messages taken from Kafka",
+                &self.consumed,
+            ),
+            (
+                "flashgate_persister_persisted_total",
+                "counter",
+                "orders inserted as confirmed",
+                &self.persisted,
+            ),
+            (
+                "flashgate_persister_duplicates_total",
+                "counter",
+                "messages whose order was already stored",
+                &self.duplicates,
+            ),
+            (
+                "flashgate_persister_rejected_total",
+                "counter",
+                "orders refused by the stock guard",
+                &self.rejected,
+            ),
+            (
+                "flashgate_persister_dead_lettered_total",
+                "counter",
+                "messages sent to the dead-letter topic",
+                &self.dead_lettered,
+            ),
+            (
+                "flashgate_persister_retries_total",
+                "counter",
+                "batches retried after a transient failure",
+                &self.retries,
+            ),
+            (
+                "flashgate_persister_batches_total",
+                "counter",
+                "batches written",
+                &self.batches,
+            ),
+            (
+                "flashgate_persister_batch_messages_total",
+                "counter",
+                "messages in written batches",
+                &self.batch_messages,
+            ),
+            (
+                "flashgate_persister_batch_seconds_total",
+                "counter",
+                "time spent writing batches",
+                &self.batch_micros,
+            ),
+            (
+                "flashgate_persister_consumer_lag",
+                "gauge",
+                "messages behind the end of the assigned partitions",
+                &self.lag,
+            ),
+        ] {
+            let mut value = counter.load(Ordering::Relaxed) as f64;
+            if name.ends_with("_seconds_total") {
+                value /= 1e6;
+            }
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,269 @@
+//! The persister against real Kafka (tansu) and MariaDB: idempotent writes, the stock guard,
+//! dead letters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use flashgate_config::Settings;
+use flashgate_events::{OrderAdmitted, TRACE_HEADER};
+use flashgate_persister::consumer::Persister;
+use flashgate_persister::db;
+use flashgate_persister::metrics::Metrics;
+use flashgate_testkit::{fresh_database, fresh_topic, stack_settings, unique};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::MySqlPool;
+use tokio::sync::watch;
+
+/// A persister of this test alone: its own database, topics and consumer group.
+struct Running {
+    settings: Settings,
+    db: MySqlPool,
+    producer: FutureProducer,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start() -> Running {
+    let mut settings = stack_settings();
+    let db = fresh_database(&mut settings).await;
+    db::migrate(&db).await.expect("migrate");
+    settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
+    settings.kafka.dead_letter_topic = fresh_topic(&settings, "flashgate.test-dlq-", 1).await;
+    settings.kafka.compensations_topic = fresh_topic(&settings, "flashgate.test-comp-", 1).await;
+    settings.kafka.consumer_group = unique("flashgate-test-persister-");
+    settings.persister.max_wait_ms = 20;
+    let persister = Persister::new(settings.clone(), db.clone(), Arc::new(Metrics::default()))
+        .expect("persister");
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(persister.run(stopped));
+    let producer = settings.kafka.producer_config().create().expect("producer");
+    Running {
+        settings,
+        db,
+        producer,
+        stop,
+        task,
+    }
+}
+
+impl Running {
+    async fn sale(&self, total: u32) -> u64 {
+        sqlx::query(
+            "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at) \
+             VALUES ('SKU', 'T', 500, ?, 10, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3) + INTERVAL 1 HOUR)",
+        )
+        .bind(total)
+        .execute(&self.db)
+        .await
+        .expect("sale")
+        .last_insert_id()
+    }
+
+    async fn send_raw(&self, key: &str, payload: &[u8]) {
+        self.producer
+            .send(
+                FutureRecord::to(&self.settings.kafka.orders_topic)
+                    .key(key)
+                    .payload(payload)
+                    .headers(OwnedHeaders::new().insert(Header {
+                        key: TRACE_HEADER,
+                        value: Some("trace"),
+                    })),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+    }
+
+    async fn send(&self, order: &OrderAdmitted) {
+        let envelope = order.clone().into_envelope("trace".into());
+        self.send_raw(
+            &order.order_id,
+            &serde_json::to_vec(&envelope).expect("json"),
+        )
+        .await;
+    }
+
+    /// Waits until `sql` (a COUNT) reaches `expected`, or 60 s pass; returns the last count.
+    async fn wait_count(&self, sql: &str, expected: i64) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&self.db)
+                .await
+                .expect("count");
+            if count >= expected || Instant::now() > deadline {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn sold(&self, sale_id: u64) -> u32 {
+        sqlx::query_scalar("SELECT sold FROM sales WHERE sale_id = ?")
+            .bind(sale_id)
+            .fetch_one(&self.db)
+            .await
+            .expect("sold")
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task.await.expect("task").expect("clean stop");
+    }
+}
+
+fn order(sale_id: u64, n: u32, quantity: u32) -> OrderAdmitted {
+    OrderAdmitted {
+        order_id: format!("{sale_id}-{}", unique("o")),
+        sale_id,
+        user_id: format!("user-{n}"),
+        quantity,
+        unit_price: 500,
+        amount: 500 * u64::from(quantity),
+        admitted_at: Utc::now(),
+    }
+}
+
+/// Every message of `topic`, as (key, headers), read from the start for up to `within`.
+fn read_topic(
+    settings: &Settings,
+    topic: &str,
+    expected: usize,
+) -> Vec<(String, HashMap<String, String>)> {
+    let consumer: BaseConsumer = settings
+        .kafka
+        .consumer_config(&unique("flashgate-test-reader-"))
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < expected && Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_owned(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            headers,
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_three_times_makes_one_row_and_moves_sold_once() {
+    let running = start().await;
+    let sale_id = running.sale(10).await;
+    let once = order(sale_id, 1, 2);
+    for _ in 0..3 {
+        running.send(&once).await;
+    }
+    let other = order(sale_id, 2, 1);
+    running.send(&other).await;
+
+    let rows = running.wait_count("SELECT COUNT(*) FROM orders", 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // any late duplicate would land now
+
+    assert_eq!(rows, 2);
+    assert_eq!(running.sold(sale_id).await, 3);
+    let (status, amount): (String, u64) =
+        sqlx::query_as("SELECT status, amount FROM orders WHERE order_id = ?")
+            .bind(&once.order_id)
+            .fetch_one(&running.db)
+            .await
+            .expect("row");
+    assert_eq!((status.as_str(), amount), ("confirmed", 1000));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_goes_to_the_dead_letter_topic_and_the_rest_is_persisted() {
+    let running = start().await;
+    let sale_id = running.sale(10).await;
+    let good = [order(sale_id, 1, 1), order(sale_id, 2, 1)];
+    running.send(&good[0]).await;
+    running.send_raw("poison-1", b"{this is not json").await;
+    running.send(&order(sale_id + 999, 3, 1)).await; // a sale that does not exist
+    running.send(&good[1]).await;
+
+    let rows = running
+        .wait_count("SELECT COUNT(*) FROM orders WHERE status = 'confirmed'", 2)
+        .await;
+    let settings = running.settings.clone();
+    let topic = settings.kafka.dead_letter_topic.clone();
+    let dead = tokio::task::spawn_blocking(move || read_topic(&settings, &topic, 2))
+        .await
+        .expect("reader");
+
+    assert_eq!(rows, 2);
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let poison = dead
+        .iter()
+        .find(|(k, _)| k == "poison-1")
+        .expect("poison dead-lettered");
+    assert!(
+        poison.1["reason"].starts_with("undecodable"),
+        "{:?}",
+        poison.1
+    );
+    assert_eq!(
+        poison.1["source_topic"],
+        running.settings.kafka.orders_topic
+    );
+    assert!(poison.1.contains_key("source_offset"));
+    assert!(
+        dead.iter()
+            .any(|(_, h)| h["reason"].contains("does not exist"))
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversold_order_is_stored_rejected_and_announced_and_sold_never_passes_total() {
+    let running = start().await;
+    let sale_id = running.sale(3).await;
+    let fits = order(sale_id, 1, 2);
+    let too_many = order(sale_id, 2, 2); // 2 + 2 > 3: Redis must have lost writes
+    let last = order(sale_id, 3, 1);
+    for o in [&fits, &too_many, &last] {
+        running.send(o).await;
+    }
+
+    let rows = running.wait_count("SELECT COUNT(*) FROM orders", 3).await;
+    let settings = running.settings.clone();
+    let topic = settings.kafka.compensations_topic.clone();
+    let compensations = tokio::task::spawn_blocking(move || read_topic(&settings, &topic, 1))
+        .await
+        .expect("reader");
+
+    assert_eq!(rows, 3);
+    assert_eq!(running.sold(sale_id).await, 3);
+    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE order_id = ?")
+        .bind(&too_many.order_id)
+        .fetch_one(&running.db)
+        .await
+        .expect("row");
+    assert_eq!(status, "rejected");
+    assert_eq!(compensations.len(), 1);
+    assert_eq!(compensations[0].0, too_many.order_id);
+    running.stop().await;
+}
