@@ -10,7 +10,9 @@
 --   2  stock    string: units left
 --   3  buyers   hash: user id -> units admitted
 --   4  outbox   stream of admitted orders, read by the relay
---   5  idem     (optional) string: the stored answer for this user's Idempotency-Key
+--   5  orders   hash: order id -> "user\nquantity" of every admitted order (status lookups
+--               before the order reaches MySQL)
+--   6  idem     (optional) string: the stored answer for this user's Idempotency-Key
 -- ARGV
 --   1  user id
 --   2  quantity (integer >= 1)
@@ -26,7 +28,8 @@
 --   {'not_found'} | {'sale_not_active'} | {'limit_exceeded'} | {'overloaded'}
 --   {'sold_out', remaining}
 
-local sale_key, stock_key, buyers_key, outbox_key, idem_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sale_key, stock_key, buyers_key, outbox_key, orders_key, idem_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local user, qty, order_id, trace_id = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local outbox_max, idem_ttl, fingerprint = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 
@@ -80,6 +83,7 @@ end
 local remaining = redis.call('DECRBY', stock_key, qty)
 redis.call('HINCRBY', buyers_key, user, qty)
 redis.call('HINCRBY', sale_key, 'admitted', qty)
+redis.call('HSET', orders_key, order_id, user .. '\n' .. qty)
 local price = sale[5]
 redis.call('XADD', outbox_key, '*',
   'order_id', order_id, 'user_id', user, 'quantity', qty, 'unit_price', price,

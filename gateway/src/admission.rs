@@ -66,6 +66,7 @@ pub async fn admit(
         request.keys.stock.clone(),
         request.keys.buyers.clone(),
         request.keys.outbox.clone(),
+        request.keys.orders.clone(),
     ];
     if let Some(key) = request.idempotency_key {
         keys.push(request.keys.idempotency(request.user_id, key));

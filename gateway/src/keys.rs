@@ -12,6 +12,8 @@ pub struct SaleKeys {
     pub buyers: String,
     /// Stream: admitted orders waiting for the relay.
     pub outbox: String,
+    /// Hash: order id → `user\nquantity` of every admitted order.
+    pub orders: String,
     prefix: String,
 }
 
@@ -24,6 +26,7 @@ impl SaleKeys {
             stock: format!("{base}:stock"),
             buyers: format!("{base}:buyers"),
             outbox: format!("{base}:outbox"),
+            orders: format!("{base}:orders"),
             prefix: base,
         }
     }
@@ -63,6 +66,7 @@ mod tests {
             &keys.stock,
             &keys.buyers,
             &keys.outbox,
+            &keys.orders,
             &keys.idempotency("u1", "k1"),
         ] {
             assert!(key.starts_with("fg:{s:42}:"), "{key}");

@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod orders;
 pub mod outbox_relay;
 pub mod restock;
 pub mod router;

@@ -7,7 +7,7 @@ use http::{HeaderValue, Method};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::routes::{admin_sales, health, purchase};
+use crate::routes::{admin_sales, health, orders, purchase};
 
 /// Handles one request; never fails (errors become JSON responses).
 pub async fn handle(app: &App, req: Request) -> Response {
@@ -70,6 +70,11 @@ fn dispatch<'a>(
                 Box::pin(purchase::purchase(app, req, sale_id, trace_id)),
             )
         }
+        ["v1", "orders", order_id] if get => {
+            let order_id: &'a str = order_id;
+            ("order_status", Box::pin(orders::get(app, req, order_id)))
+        }
+        ["v1", "me", "orders"] if get => ("my_orders", Box::pin(orders::list_mine(app, req))),
         ["v1", "admin", "sales"] if post => {
             ("admin_create_sale", Box::pin(admin_sales::create(app, req)))
         }
@@ -98,6 +103,8 @@ fn dispatch<'a>(
         | ["readyz"]
         | ["metrics"]
         | ["v1", "sales", _, "purchases"]
+        | ["v1", "orders", _]
+        | ["v1", "me", "orders"]
         | ["v1", "admin", "sales"]
         | ["v1", "admin", "sales", _] => (
             "method_not_allowed",

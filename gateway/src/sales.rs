@@ -103,6 +103,8 @@ pub struct SaleView {
     pub remaining: Option<i64>,
     /// Units admitted in Redis.
     pub admitted: Option<i64>,
+    /// Units in orders persisted (confirmed) in MySQL.
+    pub persisted: u32,
 }
 
 const SALE_COLUMNS: &str = "sale_id, sku, title, price, total, sold, per_user_limit, \

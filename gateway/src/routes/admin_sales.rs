@@ -48,6 +48,7 @@ pub async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
     let view = SaleView {
         remaining: Some(i64::from(sale.stock)),
         admitted: Some(0),
+        persisted: sale.sold,
         sale,
     };
     Ok(json_response(StatusCode::CREATED, &view))
@@ -80,6 +81,7 @@ async fn get_view(app: &App, sale_id: u64) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::OK,
         &SaleView {
+            persisted: sale.sold,
             sale,
             remaining,
             admitted,

@@ -2,4 +2,5 @@
 
 pub mod admin_sales;
 pub mod health;
+pub mod orders;
 pub mod purchase;

@@ -5,5 +5,6 @@ mod admin;
 mod auth;
 mod failover;
 mod helpers;
+mod orders;
 mod outbox;
 mod purchase;

@@ -1,0 +1,126 @@
+//! Orders as shoppers see them: `confirmed`/`rejected`/... from MySQL once persisted, and
+//! `reserved` from Redis while the order is admitted but not yet persisted.
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use fred::prelude::{HashesInterface, Pool};
+use serde::Serialize;
+use sqlx::{MySqlPool, Row};
+
+use crate::keys::SaleKeys;
+
+/// One order of one shopper.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderView {
+    /// The order id.
+    pub order_id: String,
+    /// The sale.
+    pub sale_id: u64,
+    /// Units.
+    pub quantity: u32,
+    /// `reserved`, `confirmed`, `rejected`, `paid`, `cancelled` or `expired`.
+    pub status: String,
+    /// Unit price in minor units (known once persisted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<u64>,
+    /// Amount in minor units (known once persisted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<u64>,
+    /// When Redis admitted it (known once persisted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admitted_at: Option<DateTime<Utc>>,
+}
+
+fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<OrderView, sqlx::Error> {
+    let admitted: NaiveDateTime = row.try_get("admitted_at")?;
+    Ok(OrderView {
+        order_id: row.try_get("order_id")?,
+        sale_id: row.try_get("sale_id")?,
+        quantity: row.try_get("quantity")?,
+        status: row.try_get("status")?,
+        unit_price: Some(row.try_get("unit_price")?),
+        amount: Some(row.try_get("amount")?),
+        admitted_at: Some(admitted.and_utc()),
+    })
+}
+
+const COLUMNS: &str = "order_id, sale_id, quantity, status, unit_price, amount, admitted_at";
+
+/// The order if it belongs to `user`: MySQL first, then the reservation in Redis.
+pub async fn find_for_user(
+    db: &MySqlPool,
+    redis: &Pool,
+    prefix: &str,
+    order_id: &str,
+    user: &str,
+) -> anyhow::Result<Option<OrderView>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, user_id FROM orders WHERE order_id = ?"
+    )))
+    .bind(order_id)
+    .fetch_optional(db)
+    .await
+    .context("reading order")?;
+    if let Some(row) = row {
+        let owner: String = row.try_get("user_id")?;
+        return Ok((owner == user).then(|| from_row(&row)).transpose()?);
+    }
+    // Not persisted yet: the order id starts with its sale id.
+    let Some(sale_id) = order_id
+        .split_once('-')
+        .and_then(|(sale, _)| sale.parse::<u64>().ok())
+    else {
+        return Ok(None);
+    };
+    let keys = SaleKeys::new(prefix, sale_id);
+    let reserved: Option<String> = redis
+        .hget(&keys.orders, order_id)
+        .await
+        .context("reading reservation")?;
+    Ok(reserved.and_then(|value| {
+        let (owner, quantity) = value.split_once('\n')?;
+        (owner == user).then(|| OrderView {
+            order_id: order_id.to_owned(),
+            sale_id,
+            quantity: quantity.parse().unwrap_or(0),
+            status: "reserved".to_owned(),
+            unit_price: None,
+            amount: None,
+            admitted_at: None,
+        })
+    }))
+}
+
+/// A page of `user`'s persisted orders, newest first, after `cursor` (`<millis>:<order_id>`).
+pub async fn list_for_user(
+    db: &MySqlPool,
+    user: &str,
+    cursor: Option<(DateTime<Utc>, String)>,
+    limit: u32,
+) -> anyhow::Result<Vec<OrderView>> {
+    let rows = match cursor {
+        Some((at, id)) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM orders WHERE user_id = ? \
+             AND (admitted_at < ? OR (admitted_at = ? AND order_id < ?)) \
+             ORDER BY admitted_at DESC, order_id DESC LIMIT ?"
+        )))
+        .bind(user)
+        .bind(at.naive_utc())
+        .bind(at.naive_utc())
+        .bind(id)
+        .bind(limit),
+        None => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM orders WHERE user_id = ? \
+             ORDER BY admitted_at DESC, order_id DESC LIMIT ?"
+        )))
+        .bind(user)
+        .bind(limit),
+    }
+    .fetch_all(db)
+    .await
+    .context("listing orders")?;
+    rows.iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()
+        .context("decoding orders")
+}

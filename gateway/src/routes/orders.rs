@@ -1,0 +1,98 @@
+//! `GET /v1/orders/{order_id}` and `GET /v1/me/orders` for shoppers.
+
+use chrono::DateTime;
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::http::{Request, Response, json_response};
+use crate::metrics::Dependency;
+use crate::orders::{self, OrderView};
+
+/// The caller's order; anyone else's, and unknown ids, are 404.
+pub async fn get(app: &App, req: Request, order_id: &str) -> Result<Response, ApiError> {
+    let principal = app.verifier.authenticate(req.headers())?;
+    principal.require(Role::Shopper)?;
+    if order_id.is_empty() || order_id.len() > 40 {
+        return Err(ApiError::NotFound("no such order".into()));
+    }
+    let order = orders::find_for_user(
+        &app.db,
+        &app.redis,
+        app.prefix(),
+        order_id,
+        &principal.user_id,
+    )
+    .await
+    .map_err(|err| {
+        app.metrics.dependency_error(Dependency::Mysql);
+        ApiError::Internal(err)
+    })?
+    .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
+    Ok(json_response(StatusCode::OK, &order))
+}
+
+#[derive(Serialize)]
+struct Page {
+    orders: Vec<OrderView>,
+    next_cursor: Option<String>,
+}
+
+/// The caller's persisted orders, newest first (`?limit=N&cursor=C`).
+pub async fn list_mine(app: &App, req: Request) -> Result<Response, ApiError> {
+    let principal = app.verifier.authenticate(req.headers())?;
+    principal.require(Role::Shopper)?;
+    let mut limit = 50u32;
+    let mut cursor = None;
+    for pair in req.uri().query().unwrap_or_default().split('&') {
+        match pair.split_once('=') {
+            Some(("limit", v)) => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=200).contains(n))
+                    .ok_or_else(|| ApiError::invalid("limit: must be between 1 and 200"))?;
+            }
+            Some(("cursor", v)) => {
+                let parsed = v.split_once(':').and_then(|(ms, id)| {
+                    Some((
+                        DateTime::from_timestamp_millis(ms.parse().ok()?)?,
+                        id.to_owned(),
+                    ))
+                });
+                cursor = Some(
+                    parsed
+                        .ok_or_else(|| ApiError::invalid("cursor: not a cursor from this API"))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    let mut page = orders::list_for_user(&app.db, &principal.user_id, cursor, limit + 1)
+        .await
+        .map_err(|err| {
+            app.metrics.dependency_error(Dependency::Mysql);
+            ApiError::Internal(err)
+        })?;
+    let next_cursor = if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().and_then(|o| {
+            Some(format!(
+                "{}:{}",
+                o.admitted_at?.timestamp_millis(),
+                o.order_id
+            ))
+        })
+    } else {
+        None
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &Page {
+            orders: page,
+            next_cursor,
+        },
+    ))
+}
