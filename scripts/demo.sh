@@ -21,11 +21,15 @@ bin=target/debug
 step "database schema"
 "$bin/flashgate-persister" migrate
 
-step "gateway on $addr"
+step "gateway on $addr, persister beside it"
 log=$(mktemp -t flashgate-demo-gateway.XXXXXX.log)
+plog=$(mktemp -t flashgate-demo-persister.XXXXXX.log)
 FLASHGATE__GATEWAY__LISTEN=$addr "$bin/flashgate-gateway" serve >"$log" 2>&1 &
 gateway=$!
-trap 'kill "$gateway" 2>/dev/null || true' EXIT
+FLASHGATE__PERSISTER__LISTEN=${FLASHGATE_DEMO_PERSISTER_ADDR:-127.0.0.1:8089} \
+  "$bin/flashgate-persister" run >"$plog" 2>&1 &
+persister=$!
+trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break
   sleep 0.1
@@ -49,6 +53,7 @@ rush=()
 for i in $(seq 1 8); do
   qty=1; [ "$i" -eq 3 ] && qty=3
   token=$("$bin/flashgate-gateway" token --sub "shopper-$i" --role shopper)
+  printf '%s' "$token" >"$results/$i.token"
   curl -s -o "$results/$i.json" -w '%{http_code}' "http://$addr/v1/sales/$sale_id/purchases" \
     -H "authorization: Bearer $token" -H 'content-type: application/json' \
     -d "{\"quantity\":$qty}" >"$results/$i.status" &
@@ -58,17 +63,22 @@ wait "${rush[@]}"
 for i in $(seq 1 8); do
   printf 'shopper-%s  %s  %s\n' "$i" "$(cat "$results/$i.status")" "$(cat "$results/$i.json")"
 done
-rm -rf "$results"
 
-step "the sale afterwards (remaining and admitted live from Redis)"
-sleep 1
+step "the sale afterwards: remaining and admitted live from Redis, persisted from MySQL"
+sleep 2
 curl -fs "http://$addr/v1/admin/sales/$sale_id" -H "authorization: Bearer $manager"; echo
+
+step "shopper-1 looks at the order (confirmed once the persister wrote it)"
+status_url=$(sed -E 's/.*"status_url":"([^"]+)".*/\1/' "$results/1.json")
+curl -fs "http://$addr$status_url" -H "authorization: Bearer $(cat "$results/1.token")"; echo
 
 step "metrics: admissions and the outbox relay"
 curl -fs "http://$addr/metrics" | grep -E '^flashgate_(admissions_total|relayed_orders_total|outbox_length)'
 
 step "graceful shutdown (SIGTERM)"
-kill -TERM "$gateway"
-wait "$gateway" || true
+kill -TERM "$gateway" "$persister"
+wait "$gateway" "$persister" || true
 trap - EXIT
+rm -rf "$results"
 tail -n 3 "$log"
+tail -n 1 "$plog"
