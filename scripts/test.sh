@@ -10,12 +10,13 @@ ensure_build_deps
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 
-# Tests whose name contains `failover` stop the shared Redis primary: they run alone, last.
+# Tests in modules named `disruptive` stop shared servers (the Redis primary, MariaDB): they
+# run after the others, one at a time.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace -E 'not test(/failover/)' "$@"
-  cargo nextest run --workspace -E 'test(/failover/)' --no-tests=pass "$@"
+  cargo nextest run --workspace -E 'not test(/disruptive::/)' "$@"
+  cargo nextest run --workspace -E 'test(/disruptive::/)' --test-threads 1 --no-tests=pass "$@"
 else
   echo "cargo-nextest not found; running cargo test (install it with: cargo install cargo-nextest --locked)"
-  cargo test --workspace --no-fail-fast "$@" -- --skip failover
-  cargo test --workspace --no-fail-fast "$@" -- failover
+  cargo test --workspace --no-fail-fast "$@" -- --skip disruptive::
+  cargo test --workspace --no-fail-fast "$@" -- --test-threads 1 disruptive::
 fi

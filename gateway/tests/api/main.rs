@@ -3,7 +3,7 @@
 
 mod admin;
 mod auth;
-mod failover;
+mod disruptive;
 mod helpers;
 mod orders;
 mod outbox;

@@ -1,5 +1,7 @@
 //! Integration tests of the persister against the local stack's real MariaDB.
 
+mod crash;
+mod disruptive;
 mod helpers;
 mod migrations;
 mod persisting;

@@ -1,7 +1,7 @@
 //! A Redis primary dies: Sentinel promotes the replica and the gateway follows by itself.
 //!
 //! This test stops the shared stack's primary, so `scripts/test.sh` runs it alone, after
-//! every other test (its name contains `failover`).
+//! every other test (it lives in a module named `disruptive`).
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,0 +1,137 @@
+//! The persister process killed with SIGKILL mid-stream and started again: every order ends up
+//! in MySQL exactly once.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use flashgate_config::Settings;
+use flashgate_events::OrderAdmitted;
+use flashgate_persister::db;
+use flashgate_testkit::{fresh_database, fresh_topic, stack_settings, unique};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::MySqlPool;
+
+/// Starts the real binary, configured through its environment.
+fn spawn_persister(settings: &Settings, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flashgate-persister"))
+        .arg("run")
+        .env("FLASHGATE__MYSQL__URL", settings.mysql.url.expose())
+        .env("FLASHGATE__KAFKA__BROKERS", &settings.kafka.brokers)
+        .env(
+            "FLASHGATE__KAFKA__ORDERS_TOPIC",
+            &settings.kafka.orders_topic,
+        )
+        .env(
+            "FLASHGATE__KAFKA__CONSUMER_GROUP",
+            &settings.kafka.consumer_group,
+        )
+        .env("FLASHGATE__KAFKA__SESSION_TIMEOUT_MS", "6000")
+        .env("FLASHGATE__PERSISTER__BATCH_SIZE", "50")
+        .env("FLASHGATE__PERSISTER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("FLASHGATE__LOG__FILTER", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flashgate-persister")
+}
+
+async fn count(db: &MySqlPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(db)
+        .await
+        .expect("count")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persister_killed_mid_stream_and_restarted_persists_each_order_once() {
+    let mut settings = stack_settings();
+    let db = fresh_database(&mut settings).await;
+    db::migrate(&db).await.expect("migrate");
+    settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
+    settings.kafka.consumer_group = unique("flashgate-test-persister-");
+    let sale_id = sqlx::query(
+        "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at) \
+         VALUES ('SKU', 'T', 100, 100000, 1, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3) + INTERVAL 1 HOUR)",
+    )
+    .execute(&db)
+    .await
+    .expect("sale")
+    .last_insert_id();
+
+    let total: i64 = 3_000;
+    let producer: FutureProducer = settings.kafka.producer_config().create().expect("producer");
+    let mut deliveries = Vec::new();
+    for n in 0..total {
+        let order = OrderAdmitted {
+            order_id: format!("{sale_id}-{n:08}"),
+            sale_id,
+            user_id: format!("u{n}"),
+            quantity: 1,
+            unit_price: 100,
+            amount: 100,
+            admitted_at: Utc::now(),
+        };
+        let payload = serde_json::to_vec(&order.clone().into_envelope("t".into())).expect("json");
+        deliveries.push(
+            producer
+                .send_result(
+                    FutureRecord::to(&settings.kafka.orders_topic)
+                        .key(&order.order_id)
+                        .payload(&payload),
+                )
+                .map_err(|(err, _)| err)
+                .expect("queued"),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivery").expect("acknowledged");
+    }
+
+    // Kill it once some, not all, orders are written.
+    let mut first = spawn_persister(&settings, free_port());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&db).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the persister never wrote anything"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    let at_kill = count(&db).await;
+
+    let mut second = spawn_persister(&settings, free_port());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&db).await < total {
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {} of {total}",
+            count(&db).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = second.kill();
+    let _ = second.wait();
+
+    assert!(
+        at_kill < total,
+        "killed before the end ({at_kill} of {total})"
+    );
+    assert_eq!(count(&db).await, total, "each order once");
+    let sold: u32 = sqlx::query_scalar("SELECT sold FROM sales WHERE sale_id = ?")
+        .bind(sale_id)
+        .fetch_one(&db)
+        .await
+        .expect("sold");
+    assert_eq!(i64::from(sold), total, "sold moved once per order");
+}
