@@ -50,6 +50,10 @@ pub struct KafkaSettings {
     /// Bound of the producer's in-memory queue, in messages
     /// (`queue.buffering.max.messages`). Default 100000.
     pub producer_queue_messages: u64,
+    /// Longest time the broker may hold a consumer's fetch waiting for data, in milliseconds
+    /// (`fetch.wait.max.ms`). Default 20: librdkafka's 500 adds that much to the
+    /// admitted → persisted lag on a broker that waits out the full time.
+    pub fetch_wait_max_ms: u64,
 }
 
 impl Default for KafkaSettings {
@@ -68,6 +72,7 @@ impl Default for KafkaSettings {
             linger_ms: 5,
             session_timeout_ms: 30_000,
             producer_queue_messages: 100_000,
+            fetch_wait_max_ms: 20,
         }
     }
 }
@@ -115,7 +120,8 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string());
         config
     }
 
