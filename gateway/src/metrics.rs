@@ -20,6 +20,12 @@ struct Histogram {
     sum: f64,
 }
 
+#[derive(Default)]
+struct HttpMetrics {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: BTreeMap<&'static str, Histogram>,
+}
+
 /// Outbox state of one sale, as the relay last saw it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OutboxGauge {
@@ -32,8 +38,8 @@ pub struct OutboxGauge {
 /// Every metric of the gateway.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    // One lock per request for both the count and the latency.
+    http: Mutex<HttpMetrics>,
     admissions: Mutex<BTreeMap<&'static str, u64>>,
     sold_out_from_memory: AtomicU64,
     redis_errors: AtomicU64,
@@ -57,15 +63,10 @@ pub enum Dependency {
 impl Metrics {
     /// Counts one finished request.
     pub fn observe_request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics lock")
-            .entry((route, status))
-            .or_default() += 1;
         let seconds = elapsed.as_secs_f64();
-        let mut latency = self.latency.lock().expect("metrics lock");
-        let histogram = latency.entry(route).or_default();
+        let mut http = self.http.lock().expect("metrics lock");
+        *http.requests.entry((route, status)).or_default() += 1;
+        let histogram = http.latency.entry(route).or_default();
         histogram.count += 1;
         histogram.sum += seconds;
         for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
@@ -131,14 +132,15 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# TYPE flashgate_http_requests_total counter\n");
-        for ((route, status), count) in self.requests.lock().expect("metrics lock").iter() {
+        let http = self.http.lock().expect("metrics lock");
+        for ((route, status), count) in &http.requests {
             let _ = writeln!(
                 out,
                 "flashgate_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
             );
         }
         out.push_str("# TYPE flashgate_http_request_duration_seconds histogram\n");
-        for (route, h) in self.latency.lock().expect("metrics lock").iter() {
+        for (route, h) in &http.latency {
             for (bound, count) in BUCKETS.iter().zip(h.buckets) {
                 let _ = writeln!(
                     out,
@@ -153,6 +155,7 @@ impl Metrics {
                 h.count, h.sum, h.count
             );
         }
+        drop(http);
         out.push_str("# TYPE flashgate_admissions_total counter\n");
         for (outcome, count) in self.admissions.lock().expect("metrics lock").iter() {
             let _ = writeln!(
