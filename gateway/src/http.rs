@@ -101,6 +101,32 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// `limit` (1 to `max`, `default` when absent) and the raw `cursor` of a list request.
+pub fn page_query(
+    query: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<(u32, Option<&str>), ApiError> {
+    let mut limit = default;
+    let mut cursor = None;
+    for pair in query.unwrap_or_default().split('&') {
+        match pair.split_once('=') {
+            Some(("limit", v)) => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("limit: must be between 1 and {max}"))
+                    })?;
+            }
+            Some(("cursor", v)) => cursor = Some(v),
+            _ => {}
+        }
+    }
+    Ok((limit, cursor))
+}
+
 /// serde_json appends " at line 1 column 17"; the field name says more to a client.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {

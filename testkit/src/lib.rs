@@ -92,3 +92,78 @@ pub async fn fresh_topic(settings: &Settings, prefix: &str, partitions: i32) -> 
     assert!(created.iter().all(Result::is_ok), "{created:?}");
     topic
 }
+
+/// Runs `scripts/stack.sh` with `args` (`stop mariadb`, `start redis-6390`, ...) and asserts
+/// it succeeded. For tests that disrupt the shared stack (see `scripts/test.sh`).
+pub fn stack(args: &[&str]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack.sh");
+    let status = std::process::Command::new(script)
+        .args(args)
+        .status()
+        .expect("run scripts/stack.sh");
+    assert!(status.success(), "scripts/stack.sh {args:?} failed");
+}
+
+/// One message read back from a topic: key, payload, headers.
+pub struct ReadMessage {
+    /// The key, as text.
+    pub key: String,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+    /// Headers, as text.
+    pub headers: std::collections::HashMap<String, String>,
+}
+
+/// Reads `topic` from the beginning with a consumer group of its own until `expected`
+/// messages arrived or `within` passed, then keeps reading for `settle` (a duplicate would
+/// show up there). Transient consumer errors (a broker restarting) are skipped. Blocking.
+pub fn read_topic(
+    settings: &Settings,
+    topic: &str,
+    expected: usize,
+    within: Duration,
+    settle: Duration,
+) -> Vec<ReadMessage> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = settings
+        .kafka
+        .consumer_config(&unique("flashgate-test-reader-"))
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + within;
+    let mut settle_until = None;
+    loop {
+        let now = std::time::Instant::now();
+        match settle_until {
+            None if out.len() >= expected || now >= deadline => settle_until = Some(now + settle),
+            Some(until) if now >= until => break,
+            _ => {}
+        }
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_owned(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(ReadMessage {
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    out
+}

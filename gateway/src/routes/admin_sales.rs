@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::http::{Request, Response, json_response, read_json};
+use crate::http::{Request, Response, json_response, page_query, read_json};
 use crate::metrics::Dependency;
 use crate::sales::{self, NewSale, SaleView};
 
@@ -100,28 +100,13 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
     app.verifier
         .authenticate(req.headers())?
         .require(Role::Manager)?;
-    let mut limit = DEFAULT_PAGE;
-    let mut cursor = None;
-    for pair in req.uri().query().unwrap_or_default().split('&') {
-        match pair.split_once('=') {
-            Some(("limit", v)) => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!("limit: must be between 1 and {MAX_PAGE}"))
-                    })?;
-            }
-            Some(("cursor", v)) => {
-                cursor = Some(
-                    v.parse::<u64>()
-                        .map_err(|_| ApiError::invalid("cursor: not a cursor from this API"))?,
-                );
-            }
-            _ => {}
-        }
-    }
+    let (limit, cursor) = page_query(req.uri().query(), DEFAULT_PAGE, MAX_PAGE)?;
+    let cursor = cursor
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| ApiError::invalid("cursor: not a cursor from this API"))
+        })
+        .transpose()?;
     let mut page = sales::list(&app.db, cursor, limit + 1)
         .await
         .map_err(|e| mysql_error(app, e))?;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::http::{Request, Response, json_response};
+use crate::http::{Request, Response, json_response, page_query};
 use crate::metrics::Dependency;
 use crate::orders::{self, OrderView};
 
@@ -44,32 +44,19 @@ struct Page {
 pub async fn list_mine(app: &App, req: Request) -> Result<Response, ApiError> {
     let principal = app.verifier.authenticate(req.headers())?;
     principal.require(Role::Shopper)?;
-    let mut limit = 50u32;
-    let mut cursor = None;
-    for pair in req.uri().query().unwrap_or_default().split('&') {
-        match pair.split_once('=') {
-            Some(("limit", v)) => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=200).contains(n))
-                    .ok_or_else(|| ApiError::invalid("limit: must be between 1 and 200"))?;
-            }
-            Some(("cursor", v)) => {
-                let parsed = v.split_once(':').and_then(|(ms, id)| {
+    let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
+    let cursor = cursor
+        .map(|c| {
+            c.split_once(':')
+                .and_then(|(ms, id)| {
                     Some((
                         DateTime::from_timestamp_millis(ms.parse().ok()?)?,
                         id.to_owned(),
                     ))
-                });
-                cursor = Some(
-                    parsed
-                        .ok_or_else(|| ApiError::invalid("cursor: not a cursor from this API"))?,
-                );
-            }
-            _ => {}
-        }
-    }
+                })
+                .ok_or_else(|| ApiError::invalid("cursor: not a cursor from this API"))
+        })
+        .transpose()?;
     let mut page = orders::list_for_user(&app.db, &principal.user_id, cursor, limit + 1)
         .await
         .map_err(|err| {

@@ -3,24 +3,15 @@
 //! This test stops the shared stack's primary, so `scripts/test.sh` runs it alone, after
 //! every other test (it lives in a module named `disruptive`).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fred::prelude::{ClientLike, Pool};
 use http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use flashgate_testkit::stack;
 
-fn stack(args: &[&str]) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack.sh");
-    let status = Command::new(script)
-        .args(args)
-        .status()
-        .expect("run stack.sh");
-    assert!(status.success(), "stack.sh {args:?} failed");
-}
+use crate::helpers::spawn_app;
 
 async fn primary_port(redis: &Pool) -> u16 {
     let info: String = redis

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use flashgate_config::{Secret, Settings};
@@ -17,8 +17,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
 use tokio::sync::oneshot;
@@ -268,55 +266,19 @@ impl Drop for TestApp {
     }
 }
 
-/// Reads `topic` from the beginning until `expected` messages arrived or `within` passed;
-/// returns the messages as (key, JSON payload, headers).
+/// Reads `topic` from the beginning until `expected` messages arrived or `within` passed,
+/// then 2 s more (a duplicate would show up); returns (key, JSON payload, headers).
 pub fn consume_all(
     settings: &Settings,
     topic: &str,
     expected: usize,
     within: Duration,
 ) -> Vec<(String, Value, HashMap<String, String>)> {
-    use rdkafka::message::Headers;
-    let consumer: BaseConsumer = settings
-        .kafka
-        .consumer_config(&unique("flashgate-test-reader-"))
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let deadline = Instant::now() + within;
-    let mut out = Vec::new();
-    while out.len() < expected && Instant::now() < deadline {
-        // Transient errors (a broker just restarted) are reported as messages: skip them.
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-        let payload =
-            serde_json::from_slice(message.payload().unwrap_or_default()).expect("JSON payload");
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|header| {
-                        (
-                            header.key.to_owned(),
-                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((key, payload, headers));
-    }
-    // Keep reading briefly: a duplicate would show up here.
-    let settle = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < settle {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-            let payload = serde_json::from_slice(message.payload().unwrap_or_default())
-                .unwrap_or(Value::Null);
-            out.push((key, payload, HashMap::new()));
-        }
-    }
-    out
+    flashgate_testkit::read_topic(settings, topic, expected, within, Duration::from_secs(2))
+        .into_iter()
+        .map(|m| {
+            let payload = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            (m.key, payload, m.headers)
+        })
+        .collect()
 }

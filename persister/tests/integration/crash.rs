@@ -4,13 +4,13 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use flashgate_config::Settings;
-use flashgate_events::OrderAdmitted;
 use flashgate_persister::db;
 use flashgate_testkit::{fresh_database, fresh_topic, stack_settings, unique};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
+
+use crate::helpers::{insert_sale, produce_orders};
 
 /// Starts the real binary, configured through its environment.
 fn spawn_persister(settings: &Settings, port: u16) -> Child {
@@ -57,43 +57,11 @@ async fn a_persister_killed_mid_stream_and_restarted_persists_each_order_once() 
     db::migrate(&db).await.expect("migrate");
     settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
     settings.kafka.consumer_group = unique("flashgate-test-persister-");
-    let sale_id = sqlx::query(
-        "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at) \
-         VALUES ('SKU', 'T', 100, 100000, 1, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3) + INTERVAL 1 HOUR)",
-    )
-    .execute(&db)
-    .await
-    .expect("sale")
-    .last_insert_id();
+    let sale_id = insert_sale(&db, 100_000).await;
 
     let total: i64 = 3_000;
     let producer: FutureProducer = settings.kafka.producer_config().create().expect("producer");
-    let mut deliveries = Vec::new();
-    for n in 0..total {
-        let order = OrderAdmitted {
-            order_id: format!("{sale_id}-{n:08}"),
-            sale_id,
-            user_id: format!("u{n}"),
-            quantity: 1,
-            unit_price: 100,
-            amount: 100,
-            admitted_at: Utc::now(),
-        };
-        let payload = serde_json::to_vec(&order.clone().into_envelope("t".into())).expect("json");
-        deliveries.push(
-            producer
-                .send_result(
-                    FutureRecord::to(&settings.kafka.orders_topic)
-                        .key(&order.order_id)
-                        .payload(&payload),
-                )
-                .map_err(|(err, _)| err)
-                .expect("queued"),
-        );
-    }
-    for delivery in deliveries {
-        delivery.await.expect("delivery").expect("acknowledged");
-    }
+    produce_orders(&producer, &settings.kafka.orders_topic, sale_id, 0..3_000).await;
 
     // Kill it once some, not all, orders are written.
     let mut first = spawn_persister(&settings, free_port());

@@ -13,3 +13,51 @@ pub async fn test_database() -> (String, MySqlPool) {
         .expect("current database");
     (name, pool)
 }
+
+/// Inserts an open sale with `total` units at price 100 and returns its id.
+pub async fn insert_sale(db: &MySqlPool, total: u32) -> u64 {
+    sqlx::query(
+        "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at) \
+         VALUES ('SKU', 'T', 100, ?, 1, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3) + INTERVAL 1 HOUR)",
+    )
+    .bind(total)
+    .execute(db)
+    .await
+    .expect("insert sale")
+    .last_insert_id()
+}
+
+/// Produces one 1-unit order per number in `range` (order id `<sale>-<n>`) and waits until
+/// the broker acknowledged all of them.
+pub async fn produce_orders(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    sale_id: u64,
+    range: std::ops::Range<u32>,
+) {
+    let mut deliveries = Vec::new();
+    for n in range {
+        let order = flashgate_events::OrderAdmitted {
+            order_id: format!("{sale_id}-{n:08}"),
+            sale_id,
+            user_id: format!("u{n}"),
+            quantity: 1,
+            unit_price: 100,
+            amount: 100,
+            admitted_at: chrono::Utc::now(),
+        };
+        let payload = serde_json::to_vec(&order.clone().into_envelope("t".into())).expect("json");
+        let record = rdkafka::producer::FutureRecord::to(topic)
+            .key(&order.order_id)
+            .payload(&payload);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(err, _)| err)
+                .expect("queued"),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivery").expect("acknowledged");
+    }
+}

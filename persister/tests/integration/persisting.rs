@@ -12,9 +12,7 @@ use flashgate_persister::consumer::Persister;
 use flashgate_persister::db;
 use flashgate_persister::metrics::Metrics;
 use flashgate_testkit::{fresh_database, fresh_topic, stack_settings, unique};
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
@@ -130,43 +128,22 @@ fn order(sale_id: u64, n: u32, quantity: u32) -> OrderAdmitted {
     }
 }
 
-/// Every message of `topic`, as (key, headers), read from the start for up to `within`.
+/// Every message of `topic`, as (key, headers), read from the start.
 fn read_topic(
     settings: &Settings,
     topic: &str,
     expected: usize,
 ) -> Vec<(String, HashMap<String, String>)> {
-    let consumer: BaseConsumer = settings
-        .kafka
-        .consumer_config(&unique("flashgate-test-reader-"))
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    while out.len() < expected && Instant::now() < deadline {
-        let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| {
-                        (
-                            x.key.to_owned(),
-                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((
-            String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            headers,
-        ));
-    }
-    out
+    flashgate_testkit::read_topic(
+        settings,
+        topic,
+        expected,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    )
+    .into_iter()
+    .map(|m| (m.key, m.headers))
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
