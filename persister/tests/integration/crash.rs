@@ -5,12 +5,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flashgate_config::Settings;
-use flashgate_persister::db;
-use flashgate_testkit::{fresh_database, fresh_topic, stack_settings, unique};
 use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 
-use crate::helpers::{insert_sale, produce_orders};
+use crate::helpers::{insert_sale, isolated, produce_orders};
 
 /// Starts the real binary, configured through its environment.
 fn spawn_persister(settings: &Settings, port: u16) -> Child {
@@ -52,11 +50,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persister_killed_mid_stream_and_restarted_persists_each_order_once() {
-    let mut settings = stack_settings();
-    let db = fresh_database(&mut settings).await;
-    db::migrate(&db).await.expect("migrate");
-    settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
-    settings.kafka.consumer_group = unique("flashgate-test-persister-");
+    let (settings, db) = isolated().await;
     let sale_id = insert_sale(&db, 100_000).await;
 
     let total: i64 = 3_000;

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flashgate_persister::consumer::Persister;
-use flashgate_persister::db;
 use flashgate_persister::metrics::Metrics;
-use flashgate_testkit::{fresh_database, fresh_topic, stack, stack_settings, unique};
+use flashgate_testkit::stack;
 use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 
-use crate::helpers::{insert_sale, produce_orders};
+use crate::helpers::{insert_sale, isolated, produce_orders};
 
 async fn count(db: &MySqlPool) -> Option<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM orders")
@@ -25,11 +24,7 @@ async fn count(db: &MySqlPool) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_stopped_mid_stream_then_started_loses_and_duplicates_nothing() {
-    let mut settings = stack_settings();
-    let db = fresh_database(&mut settings).await;
-    db::migrate(&db).await.expect("migrate");
-    settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
-    settings.kafka.consumer_group = unique("flashgate-test-persister-");
+    let (settings, db) = isolated().await;
     let sale_id = insert_sale(&db, 100_000).await;
     let metrics = Arc::new(Metrics::default());
     let persister =

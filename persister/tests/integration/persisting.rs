@@ -9,9 +9,8 @@ use chrono::Utc;
 use flashgate_config::Settings;
 use flashgate_events::{OrderAdmitted, TRACE_HEADER};
 use flashgate_persister::consumer::Persister;
-use flashgate_persister::db;
 use flashgate_persister::metrics::Metrics;
-use flashgate_testkit::{fresh_database, fresh_topic, stack_settings, unique};
+use flashgate_testkit::{fresh_topic, unique};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::MySqlPool;
@@ -27,13 +26,9 @@ struct Running {
 }
 
 async fn start() -> Running {
-    let mut settings = stack_settings();
-    let db = fresh_database(&mut settings).await;
-    db::migrate(&db).await.expect("migrate");
-    settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
+    let (mut settings, db) = crate::helpers::isolated().await;
     settings.kafka.dead_letter_topic = fresh_topic(&settings, "flashgate.test-dlq-", 1).await;
     settings.kafka.compensations_topic = fresh_topic(&settings, "flashgate.test-comp-", 1).await;
-    settings.kafka.consumer_group = unique("flashgate-test-persister-");
     settings.persister.max_wait_ms = 20;
     let persister = Persister::new(settings.clone(), db.clone(), Arc::new(Metrics::default()))
         .expect("persister");
