@@ -73,7 +73,7 @@ status_url=$(sed -E 's/.*"status_url":"([^"]+)".*/\1/' "$results/1.json")
 curl -fs "http://$addr$status_url" -H "authorization: Bearer $(cat "$results/1.token")"; echo
 
 step "metrics: admissions and the outbox relay"
-curl -fs "http://$addr/metrics" | grep -E '^flashgate_(admissions_total|relayed_orders_total|outbox_length)'
+curl -fs "http://$addr/metrics" | grep -E "^flashgate_(admissions_total|relayed_orders_total|outbox_length\{sale_id=\"$sale_id\")"
 
 step "graceful shutdown (SIGTERM)"
 kill -TERM "$gateway" "$persister"
