@@ -80,6 +80,19 @@ pub fn algorithm(alg: JwtAlgorithm) -> Algorithm {
     }
 }
 
+/// Reads the PEM file an asymmetric algorithm needs; `setting` names the key of
+/// `gateway.jwt` that should point at it.
+pub(crate) fn read_key_file<'a>(
+    path: Option<&'a std::path::Path>,
+    setting: &str,
+    alg: JwtAlgorithm,
+) -> anyhow::Result<(Vec<u8>, &'a std::path::Path)> {
+    let path = path.with_context(|| format!("gateway.jwt.{setting} is required for {alg:?}"))?;
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading gateway.jwt.{setting} {}", path.display()))?;
+    Ok((pem, path))
+}
+
 /// Checks bearer tokens against the configured key and claims.
 pub struct Verifier {
     key: DecodingKey,
@@ -98,11 +111,11 @@ impl Verifier {
                 DecodingKey::from_secret(secret.expose().as_bytes())
             }
             alg => {
-                let path = settings.public_key_pem_file.as_ref().with_context(|| {
-                    format!("gateway.jwt.public_key_pem_file is required for {alg:?}")
-                })?;
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("reading JWT public key {}", path.display()))?;
+                let (pem, path) = read_key_file(
+                    settings.public_key_pem_file.as_deref(),
+                    "public_key_pem_file",
+                    alg,
+                )?;
                 match alg {
                     JwtAlgorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
                     JwtAlgorithm::ES256 => DecodingKey::from_ec_pem(&pem),

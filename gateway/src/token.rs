@@ -8,7 +8,7 @@ use flashgate_config::{JwtAlgorithm, JwtSettings};
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Serialize;
 
-use crate::auth::{Role, algorithm};
+use crate::auth::{Role, algorithm, read_key_file};
 
 #[derive(Serialize)]
 struct Claims<'a> {
@@ -41,11 +41,11 @@ impl Minter {
                 EncodingKey::from_secret(secret.expose().as_bytes())
             }
             alg => {
-                let path = settings.private_key_pem_file.as_ref().with_context(|| {
-                    format!("gateway.jwt.private_key_pem_file is required to sign {alg:?}")
-                })?;
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("reading JWT private key {}", path.display()))?;
+                let (pem, path) = read_key_file(
+                    settings.private_key_pem_file.as_deref(),
+                    "private_key_pem_file",
+                    alg,
+                )?;
                 match alg {
                     JwtAlgorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
                     JwtAlgorithm::ES256 => EncodingKey::from_ec_pem(&pem),
