@@ -1,7 +1,10 @@
-//! The Kafka wire format: an envelope around each event, and the events themselves.
+//! What flashgate's processes must agree on: the Kafka wire format (an envelope around each
+//! event, and the events themselves) and, in [`keys`], the Redis key layout.
 //!
-//! Both the gateway (producer) and the persister (consumer) use these types, so the two can
-//! never disagree on a field name.
+//! The gateway (producer), the persister (consumer), the batch jobs and the load test all use
+//! these types, so they can never disagree on a field name or a key.
+
+pub mod keys;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod http;
-pub mod keys;
+pub use flashgate_events::keys;
 pub mod metrics;
 pub mod orders;
 pub mod outbox_relay;

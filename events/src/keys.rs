@@ -1,0 +1,156 @@
+//! Redis key names, shared by the gateway, the persister, the batch jobs and the load test.
+//!
+//! Every key one script touches shares one hash tag (`{s:<sale>}` for a sale, `{p:<bucket>}` for
+//! a bucket of point balances), so the script stays on one Redis Cluster slot; scripts get keys
+//! only through `KEYS`.
+
+/// The keys of one sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleKeys {
+    /// Hash: status, window, price, per-user limit, admitted/orders counters.
+    pub sale: String,
+    /// String: units left.
+    pub stock: String,
+    /// Hash: user id → units admitted.
+    pub buyers: String,
+    /// Stream: admitted orders waiting for the relay.
+    pub outbox: String,
+    /// Hash: order id → `user\nquantity` of every admitted order.
+    pub orders: String,
+    prefix: String,
+}
+
+impl SaleKeys {
+    /// Keys of `sale_id` under `prefix` (`fg` by default).
+    pub fn new(prefix: &str, sale_id: u64) -> Self {
+        let base = format!("{prefix}:{{s:{sale_id}}}");
+        Self {
+            sale: format!("{base}:sale"),
+            stock: format!("{base}:stock"),
+            buyers: format!("{base}:buyers"),
+            outbox: format!("{base}:outbox"),
+            orders: format!("{base}:orders"),
+            prefix: base,
+        }
+    }
+
+    /// The stored answer for `user`'s idempotency key on this sale.
+    pub fn idempotency(&self, user: &str, key: &str) -> String {
+        format!("{}:idem:{user}:{key}", self.prefix)
+    }
+}
+
+/// Set of the ids of sales whose outbox the relay reads.
+pub fn active_sales(prefix: &str) -> String {
+    format!("{prefix}:sales:active")
+}
+
+/// Pub/sub channel announcing that a sale has stock again (clears sold-out caches).
+pub fn restock_channel(prefix: &str) -> String {
+    format!("{prefix}:restock")
+}
+
+/// The sale id of an outbox key (`fg:{s:42}:outbox` → 42).
+pub fn sale_id_of(key: &str) -> Option<u64> {
+    let start = key.find("{s:")? + 3;
+    let end = start + key[start..].find('}')?;
+    key[start..end].parse().ok()
+}
+
+/// How many buckets point balances are spread over. Each bucket has its own hash tag and its
+/// own outbox stream, so the relay reads a fixed, small number of point outboxes.
+pub const POINT_BUCKETS: u32 = 16;
+
+/// The bucket of `user_id`'s points (FNV-1a of the id; stable across processes and releases).
+pub fn points_bucket(user_id: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(POINT_BUCKETS)) as u32
+}
+
+/// The keys of one bucket of point balances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointsKeys {
+    /// Stream: point events (uses, refunds) waiting for the relay.
+    pub outbox: String,
+    base: String,
+}
+
+impl PointsKeys {
+    /// Keys of bucket `bucket` under `prefix`.
+    pub fn new(prefix: &str, bucket: u32) -> Self {
+        let base = format!("{prefix}:{{p:{bucket}}}");
+        Self {
+            outbox: format!("{base}:outbox"),
+            base,
+        }
+    }
+
+    /// Keys of the bucket `user_id` belongs to.
+    pub fn for_user(prefix: &str, user_id: &str) -> Self {
+        Self::new(prefix, points_bucket(user_id))
+    }
+
+    /// Hash caching one user's points: `balance` (spendable now: the MySQL balance minus
+    /// `pending`), `version` (the `point_balances.version` it reflects) and `pending` (points
+    /// spent in Redis whose event has not been persisted yet).
+    pub fn balance(&self, user_id: &str) -> String {
+        format!("{}:pts:{user_id}", self.base)
+    }
+
+    /// The stored answer for `user`'s idempotency key on a points action.
+    pub fn idempotency(&self, user: &str, key: &str) -> String {
+        format!("{}:idem:{user}:{key}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_keys_of_a_sale_share_one_hash_tag() {
+        let keys = SaleKeys::new("fg", 42);
+        for key in [
+            &keys.sale,
+            &keys.stock,
+            &keys.buyers,
+            &keys.outbox,
+            &keys.orders,
+            &keys.idempotency("u1", "k1"),
+        ] {
+            assert!(key.starts_with("fg:{s:42}:"), "{key}");
+        }
+        assert_eq!(sale_id_of(&keys.outbox), Some(42));
+        assert_eq!(sale_id_of("fg:sales:active"), None);
+    }
+
+    #[test]
+    fn a_users_point_keys_share_the_hash_tag_of_its_bucket() {
+        let bucket = points_bucket("alice");
+        assert!(bucket < POINT_BUCKETS);
+        assert_eq!(bucket, points_bucket("alice"), "stable");
+        let keys = PointsKeys::for_user("fg", "alice");
+        let tag = format!("fg:{{p:{bucket}}}:");
+        for key in [
+            &keys.outbox,
+            &keys.balance("alice"),
+            &keys.idempotency("alice", "k"),
+        ] {
+            assert!(key.starts_with(&tag), "{key}");
+        }
+    }
+
+    #[test]
+    fn users_spread_over_all_point_buckets() {
+        let mut seen = [0u32; POINT_BUCKETS as usize];
+        for n in 0..10_000 {
+            seen[points_bucket(&format!("user-{n}")) as usize] += 1;
+        }
+        // 625 per bucket if perfectly even; every bucket well used.
+        assert!(seen.iter().all(|&count| count > 400), "{seen:?}");
+    }
+}
