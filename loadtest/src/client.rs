@@ -1,0 +1,268 @@
+//! One HTTP/1.1 connection to the gateway on hyper's client, reopened after a failure; and
+//! what an answer says (status, error code, order or coupon id).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+
+/// Where the gateway listens, parsed once.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` to connect to.
+    pub authority: String,
+    host: HeaderValue,
+}
+
+impl Target {
+    /// Parses `http://host:port` (only plain HTTP: the gateway sits behind a TLS terminator).
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("`{url}` is not a URL"))?;
+        anyhow::ensure!(
+            uri.scheme_str() == Some("http"),
+            "`{url}`: only http:// targets are supported"
+        );
+        let authority = uri
+            .authority()
+            .with_context(|| format!("`{url}` has no host"))?
+            .as_str()
+            .to_owned();
+        let host = HeaderValue::from_str(&authority)?;
+        Ok(Self { authority, host })
+    }
+}
+
+/// What came back for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// An HTTP answer with its status and the fields the checks need.
+    Http {
+        /// The status code.
+        status: StatusCode,
+        /// `error.code` of an error answer.
+        code: Option<String>,
+        /// `order_id` (a 202 purchase) or `coupon_id` (a 201 claim), as text.
+        id: Option<String>,
+    },
+    /// No answer: connection refused or reset, or past the request timeout.
+    Failed(String),
+}
+
+impl Answer {
+    /// `202`, `409 sold_out`, `error: timeout`: the key status counts are grouped by.
+    pub fn label(&self) -> String {
+        match self {
+            Answer::Http {
+                status,
+                code: Some(code),
+                ..
+            } => format!("{} {code}", status.as_u16()),
+            Answer::Http { status, .. } => status.as_u16().to_string(),
+            Answer::Failed(why) => format!("error: {why}"),
+        }
+    }
+
+    /// A 5xx answer or none at all.
+    pub fn is_failure(&self) -> bool {
+        match self {
+            Answer::Http { status, .. } => status.is_server_error(),
+            Answer::Failed(_) => true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Fields {
+    order_id: Option<String>,
+    coupon_id: Option<serde_json::Value>,
+    error: Option<ErrorFields>,
+}
+
+#[derive(Deserialize)]
+struct ErrorFields {
+    code: String,
+}
+
+fn decode(status: StatusCode, body: &[u8]) -> Answer {
+    let fields = serde_json::from_slice::<Fields>(body).ok();
+    let (code, id) = match fields {
+        Some(f) => (
+            f.error.map(|e| e.code),
+            f.order_id.or_else(|| {
+                f.coupon_id.map(|c| match c {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+            }),
+        ),
+        None => (None, None),
+    };
+    Answer::Http { status, code, id }
+}
+
+/// One connection, opened on first use and again after any failure.
+pub struct Connection {
+    target: Target,
+    timeout: Duration,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    /// A connection to `target` whose requests may take `timeout` each.
+    pub fn new(target: Target, timeout: Duration) -> Self {
+        Self {
+            target,
+            timeout,
+            sender: None,
+        }
+    }
+
+    /// Sends one request and reads the whole answer, within the timeout.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        authorization: &HeaderValue,
+        body: Option<Bytes>,
+    ) -> Answer {
+        match tokio::time::timeout(
+            self.timeout,
+            self.exchange(method, path, authorization, body),
+        )
+        .await
+        {
+            Ok(Ok((status, bytes))) => decode(status, &bytes),
+            Ok(Err(err)) => {
+                self.sender = None;
+                Answer::Failed(short_reason(&err))
+            }
+            Err(_) => {
+                self.sender = None;
+                Answer::Failed("timeout".into())
+            }
+        }
+    }
+
+    /// Sends one request and returns the status and the raw body (for the manager API).
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        authorization: &HeaderValue,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let exchanged = tokio::time::timeout(
+            self.timeout,
+            self.exchange(method.clone(), path, authorization, body),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("{method} {path}: no answer within {:?}", self.timeout))
+        .and_then(|r| r.with_context(|| format!("{method} {path}")));
+        if exchanged.is_err() {
+            self.sender = None;
+        }
+        exchanged
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        authorization: &HeaderValue,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let sender = match self.sender.take() {
+            Some(sender) if !sender.is_closed() => self.sender.insert(sender),
+            _ => {
+                let fresh = open(&self.target).await?;
+                self.sender.insert(fresh)
+            }
+        };
+        sender.ready().await?;
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.target.host.clone())
+            .header(header::AUTHORIZATION, authorization.clone());
+        if body.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder.body(Full::new(body.unwrap_or_default()))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+/// Opens a connection; its driver runs on a task of its own until either side closes it.
+async fn open(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let connect = async {
+        let stream = TcpStream::connect(&target.authority).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        anyhow::Ok(sender)
+    };
+    connect
+        .await
+        .with_context(|| format!("connecting to {}", target.authority))
+}
+
+/// A short, stable reason for the status counts (`connect`, `reset`, ...), not the full chain.
+fn short_reason(err: &anyhow::Error) -> String {
+    let text = format!("{err:#}").to_lowercase();
+    let reason = if text.contains("connecting") {
+        "connect"
+    } else if text.contains("reset") || text.contains("closed") || text.contains("broken pipe") {
+        "connection closed"
+    } else {
+        "transport"
+    };
+    reason.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_labelled_by_status_and_error_code() {
+        let sold_out = decode(
+            StatusCode::CONFLICT,
+            br#"{"error":{"code":"sold_out","message":"m"}}"#,
+        );
+        assert_eq!(sold_out.label(), "409 sold_out");
+        let admitted = decode(
+            StatusCode::ACCEPTED,
+            br#"{"order_id":"7-abc","quantity":1}"#,
+        );
+        assert_eq!(admitted.label(), "202");
+        assert!(matches!(admitted, Answer::Http { id: Some(ref id), .. } if id == "7-abc"));
+        let claimed = decode(StatusCode::CREATED, br#"{"coupon_id":12,"policy_id":3}"#);
+        assert!(matches!(claimed, Answer::Http { id: Some(ref id), .. } if id == "12"));
+        assert!(decode(StatusCode::BAD_GATEWAY, b"<html>").is_failure());
+        assert!(Answer::Failed("timeout".into()).is_failure());
+        assert_eq!(Answer::Failed("timeout".into()).label(), "error: timeout");
+    }
+
+    #[test]
+    fn only_plain_http_targets_are_accepted() {
+        assert_eq!(
+            Target::parse("http://127.0.0.1:8080").unwrap().authority,
+            "127.0.0.1:8080"
+        );
+        assert!(Target::parse("https://example.com").is_err());
+        assert!(Target::parse("not a url").is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! Sending a phase's requests over `connections` connections, in open loop (a constant
+//! arrival rate, latency from each request's intended send time) or closed loop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::client::{Answer, Connection, Target};
+use crate::options::Mode;
+use crate::progress::Counters;
+use crate::scenario::{Call, Kind, Plan};
+use crate::tally::Tally;
+
+/// Orders kept for status polls; older ones are overwritten.
+const POLLABLE_ORDERS: usize = 4_096;
+
+/// What every worker of a run shares.
+pub struct Context {
+    /// The gateway.
+    pub target: Target,
+    /// Time allowed per request.
+    pub timeout: Duration,
+    /// `Bearer <token>` of each shopper, by index.
+    pub authorizations: Vec<HeaderValue>,
+    /// `/v1/sales/{id}/purchases`, when the run has a sale.
+    pub purchase_path: Option<String>,
+    /// `/v1/coupon-policies/{id}/claims`, when the run has a policy.
+    pub claim_path: Option<String>,
+    /// Recently admitted orders `(shopper, status path)` for status polls; a bounded ring.
+    pub pollable: Mutex<(usize, Vec<(u32, String)>)>,
+    /// Live counts for the progress line.
+    pub counters: Counters,
+}
+
+/// How one phase runs.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    /// Open or closed loop.
+    pub mode: Mode,
+    /// Arrivals per second (open loop).
+    pub rate: u32,
+    /// Connections, each with at most one request in flight.
+    pub connections: u32,
+    /// Longest time requests are sent.
+    pub duration: Duration,
+    /// Answers to requests intended in this first part are not measured.
+    pub warmup: Duration,
+}
+
+const PURCHASE_BODY: &[u8] = br#"{"quantity":1}"#;
+
+impl Context {
+    async fn send(&self, connection: &mut Connection, call: Call) -> (Call, Answer) {
+        let authorization = &self.authorizations[call.shopper as usize];
+        let body = Some(Bytes::from_static(PURCHASE_BODY));
+        match call.kind {
+            Kind::Purchase => {
+                let answer = match &self.purchase_path {
+                    Some(path) => {
+                        connection
+                            .send(Method::POST, path, authorization, body)
+                            .await
+                    }
+                    None => Answer::Failed("no sale".into()),
+                };
+                if let Answer::Http {
+                    status: http::StatusCode::ACCEPTED,
+                    id: Some(order_id),
+                    ..
+                } = &answer
+                {
+                    self.remember(call.shopper, order_id).await;
+                }
+                (call, answer)
+            }
+            Kind::Claim => {
+                let answer = match &self.claim_path {
+                    Some(path) => {
+                        connection
+                            .send(
+                                Method::POST,
+                                path,
+                                authorization,
+                                Some(Bytes::from_static(b"{}")),
+                            )
+                            .await
+                    }
+                    None => Answer::Failed("no coupon policy".into()),
+                };
+                (call, answer)
+            }
+            Kind::Status => {
+                let picked = {
+                    let ring = self.pollable.lock().await;
+                    (!ring.1.is_empty())
+                        .then(|| ring.1[call.shopper as usize % ring.1.len()].clone())
+                };
+                match picked {
+                    // Polled by the order's owner, as a shopper's app would.
+                    Some((owner, path)) => {
+                        let authorization = &self.authorizations[owner as usize];
+                        let answer = connection
+                            .send(Method::GET, &path, authorization, None)
+                            .await;
+                        (
+                            Call {
+                                kind: Kind::Status,
+                                shopper: owner,
+                            },
+                            answer,
+                        )
+                    }
+                    // Nothing admitted yet: the shopper buys instead.
+                    None => {
+                        let buy = Call {
+                            kind: Kind::Purchase,
+                            shopper: call.shopper,
+                        };
+                        Box::pin(self.send(connection, buy)).await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn remember(&self, shopper: u32, order_id: &str) {
+        let mut ring = self.pollable.lock().await;
+        let (next, orders) = &mut *ring;
+        let entry = (shopper, format!("/v1/orders/{order_id}"));
+        if orders.len() < POLLABLE_ORDERS {
+            orders.push(entry);
+        } else {
+            orders[*next] = entry;
+            *next = (*next + 1) % POLLABLE_ORDERS;
+        }
+    }
+}
+
+/// Runs `plan` at `pace` from `start` and returns what it observed.
+pub async fn drive(context: Arc<Context>, plan: Arc<Plan>, pace: Pace, start: Instant) -> Tally {
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..pace.connections)
+        .map(|_| {
+            tokio::spawn(worker(
+                context.clone(),
+                plan.clone(),
+                pace.clone(),
+                start,
+                next.clone(),
+            ))
+        })
+        .collect();
+    let mut tally = Tally::default();
+    for worker in workers {
+        match worker.await {
+            Ok(part) => tally.merge(part),
+            Err(err) => tracing::error!(error = %err, "a load worker panicked"),
+        }
+    }
+    tally
+}
+
+/// One connection's loop: takes the next arrival, waits for its intended time (open loop),
+/// sends it and records the answer. An arrival that finds every connection busy is sent late,
+/// and its latency includes the wait: that is the coordinated-omission correction.
+async fn worker(
+    context: Arc<Context>,
+    plan: Arc<Plan>,
+    pace: Pace,
+    start: Instant,
+    next: Arc<AtomicU64>,
+) -> Tally {
+    let mut connection = Connection::new(context.target.clone(), context.timeout);
+    let mut tally = Tally::default();
+    let end = start + pace.duration;
+    let measured_from = start + pace.warmup;
+    let interval = 1.0 / f64::from(pace.rate.max(1));
+    loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let Some(call) = plan.call(k) else { break };
+        let intended = match pace.mode {
+            Mode::Open => start + Duration::from_secs_f64(k as f64 * interval),
+            Mode::Closed => Instant::now(),
+        };
+        if intended >= end {
+            break;
+        }
+        if pace.mode == Mode::Open {
+            tokio::time::sleep_until(intended).await;
+        }
+        let sent = Instant::now();
+        context.counters.sent.fetch_add(1, Ordering::Relaxed);
+        let (call, answer) = context.send(&mut connection, call).await;
+        let done = Instant::now();
+        context.counters.answered(&answer);
+        let from = if pace.mode == Mode::Open {
+            intended
+        } else {
+            sent
+        };
+        tally.record(
+            call,
+            &answer,
+            done - from,
+            intended >= measured_from,
+            done.into_std(),
+        );
+    }
+    tally
+}

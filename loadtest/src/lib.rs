@@ -1,0 +1,17 @@
+//! flashgate's load generator: open-loop (constant arrival rate, corrected for coordinated
+//! omission) and closed-loop traffic against the gateway, followed by the invariant checks
+//! and a report.
+
+pub mod client;
+pub mod drain;
+pub mod driver;
+pub mod evidence;
+pub mod invariants;
+pub mod manager;
+pub mod options;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod summary;
+pub mod tally;

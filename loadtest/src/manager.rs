@@ -1,0 +1,138 @@
+//! The manager API calls a run makes to set itself up: a sale, a coupon policy, their counters.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::{HeaderValue, Method, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::client::{Connection, Target};
+
+/// A manager's session with the gateway (one connection, one token).
+pub struct Manager {
+    connection: Connection,
+    authorization: HeaderValue,
+}
+
+/// The sale a run created.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedSale {
+    /// Its id.
+    pub sale_id: u64,
+}
+
+/// The coupon policy a run created.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedPolicy {
+    /// Its id.
+    pub policy_id: u64,
+}
+
+/// A coupon policy's live counters, as `GET /v1/admin/coupon-policies/{id}` shows them.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PolicyCounters {
+    /// Coupons offered.
+    pub total_quantity: u64,
+    /// Coupons left.
+    pub remaining: i64,
+    /// Coupons issued.
+    pub issued: u64,
+}
+
+impl Manager {
+    /// A session with a manager's token (`Bearer …`).
+    pub fn new(target: Target, token: &str, timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self {
+            connection: Connection::new(target, timeout),
+            authorization: HeaderValue::from_str(&format!("Bearer {token}"))?,
+        })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        expect: StatusCode,
+    ) -> anyhow::Result<T> {
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        let (status, bytes) = self
+            .connection
+            .call(method.clone(), path, &self.authorization, body)
+            .await?;
+        anyhow::ensure!(
+            status == expect,
+            "{method} {path} answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        serde_json::from_slice(&bytes).with_context(|| format!("decoding the answer of {path}"))
+    }
+
+    /// Creates a sale of `stock` units, `per_user_limit` each, open from `opens_at` for an hour.
+    pub async fn create_sale(
+        &mut self,
+        stock: u32,
+        per_user_limit: u32,
+        opens_at: DateTime<Utc>,
+    ) -> anyhow::Result<CreatedSale> {
+        let body = json!({
+            "sku": "LOADTEST",
+            "title": "flashgate-loadtest sale",
+            "price": 1000,
+            "stock": stock,
+            "per_user_limit": per_user_limit,
+            "starts_at": opens_at.to_rfc3339(),
+            "ends_at": (opens_at + chrono::Duration::hours(1)).to_rfc3339(),
+        });
+        self.call(
+            Method::POST,
+            "/v1/admin/sales",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+        .context("creating the sale")
+    }
+
+    /// Creates a coupon policy of `total` coupons, `per_user_limit` each, claimable from
+    /// `opens_at` for an hour.
+    pub async fn create_policy(
+        &mut self,
+        total: u32,
+        per_user_limit: u32,
+        opens_at: DateTime<Utc>,
+    ) -> anyhow::Result<CreatedPolicy> {
+        let body = json!({
+            "name": "flashgate-loadtest coupons",
+            "discount": {"kind": "amount", "value": 100},
+            "total_quantity": total,
+            "per_user_limit": per_user_limit,
+            "claim_starts_at": opens_at.to_rfc3339(),
+            "claim_ends_at": (opens_at + chrono::Duration::hours(1)).to_rfc3339(),
+            "valid_for_seconds": 86_400,
+        });
+        self.call(
+            Method::POST,
+            "/v1/admin/coupon-policies",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+        .context("creating the coupon policy")
+    }
+
+    /// The policy's live counters.
+    pub async fn policy(&mut self, policy_id: u64) -> anyhow::Result<PolicyCounters> {
+        self.call(
+            Method::GET,
+            &format!("/v1/admin/coupon-policies/{policy_id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+}

@@ -1,0 +1,219 @@
+//! What a run does: the scenario, the loop (open or closed), its rate, size and limits.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use flashgate_gateway::token::parse_ttl;
+use serde::Serialize;
+
+/// The traffic a run sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// `shoppers` distinct shoppers, one sale with `stock` units opening at a set instant,
+    /// each shopper wants one unit.
+    PurchaseRush,
+    /// A sale sold out by `stock` shoppers first (not measured); then purchases by the other
+    /// shoppers, which all find it sold out (measured).
+    SoldOut,
+    /// `shoppers` distinct shoppers each claim one coupon of a policy with `coupons` coupons.
+    CouponRush,
+    /// Purchases, coupon claims and status polls of admitted orders, in the `mix` proportion.
+    Mixed,
+}
+
+impl Scenario {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::PurchaseRush => "purchase-rush",
+            Scenario::SoldOut => "sold-out",
+            Scenario::CouponRush => "coupon-rush",
+            Scenario::Mixed => "mixed",
+        }
+    }
+}
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// A constant arrival rate; latency is measured from each request's intended send time
+    /// (corrected for coordinated omission, as wrk2 and k6's constant-arrival-rate do).
+    Open,
+    /// Every connection sends its next request as soon as the previous answer arrived: the
+    /// maximum throughput; latency is measured from the actual send.
+    Closed,
+}
+
+/// Shares of each request kind in the `mixed` scenario, as `purchase:claim:status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Mix {
+    /// Weight of purchases.
+    pub purchase: u32,
+    /// Weight of coupon claims (0: no coupon policy is created).
+    pub claim: u32,
+    /// Weight of order-status polls.
+    pub status: u32,
+}
+
+impl Mix {
+    /// Parses `6:2:2`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parts: Vec<u32> = text
+            .split(':')
+            .map(|p| p.trim().parse::<u32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("`{text}` is not purchase:claim:status, such as 6:2:2"))?;
+        match parts[..] {
+            [purchase, claim, status] if purchase + claim + status > 0 && purchase > 0 => {
+                Ok(Self {
+                    purchase,
+                    claim,
+                    status,
+                })
+            }
+            _ => Err(format!(
+                "`{text}`: three weights purchase:claim:status, purchases at least 1"
+            )),
+        }
+    }
+}
+
+/// Everything a run can be told, with the command line's defaults.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct RunOptions {
+    /// Scenario to run.
+    #[arg(long, value_enum, default_value = "purchase-rush")]
+    pub scenario: Scenario,
+    /// Open loop (constant arrival rate) or closed loop (maximum throughput).
+    #[arg(long, value_enum, default_value = "open")]
+    pub mode: Mode,
+    /// Gateway base URL. Default: `http://` + the configured `gateway.listen`.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Arrival rate of the open loop, in requests per second.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u32,
+    /// Connections to the gateway (also the most requests in flight).
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// Longest time traffic is sent (it stops earlier when every shopper of a rush was
+    /// served), such as 15s or 1m.
+    #[arg(long, default_value = "15s", value_parser = parse_ttl)]
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Answers in this first part of the run are counted but left out of the latency
+    /// histogram and the throughput.
+    #[arg(long, default_value = "0s", value_parser = parse_ttl)]
+    #[serde(serialize_with = "seconds")]
+    pub warmup: Duration,
+    /// Distinct virtual shoppers.
+    #[arg(long, default_value_t = 5_000)]
+    pub shoppers: u32,
+    /// Units of the sale.
+    #[arg(long, default_value_t = 1_000)]
+    pub stock: u32,
+    /// Most units (and coupons) per shopper.
+    #[arg(long, default_value_t = 1)]
+    pub per_user_limit: u32,
+    /// Coupons of the policy (coupon-rush, mixed). Default: the stock.
+    #[arg(long)]
+    pub coupons: Option<u32>,
+    /// The sale (or claim window) opens this long after it is created; traffic starts then.
+    #[arg(long, default_value = "1s", value_parser = parse_ttl)]
+    #[serde(serialize_with = "seconds")]
+    pub open_in: Duration,
+    /// Weights `purchase:claim:status` of the mixed scenario.
+    #[arg(long, default_value = "6:2:2", value_parser = Mix::parse)]
+    pub mix: Mix,
+    /// Time allowed for one request, in milliseconds; a request past it counts as an error.
+    #[arg(long, default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Longest wait for the pipeline (relay, broker, persister) to write everything to MySQL.
+    #[arg(long, default_value = "60s", value_parser = parse_ttl)]
+    #[serde(serialize_with = "seconds")]
+    pub drain_timeout: Duration,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "loadtest-report.json")]
+    pub json: std::path::PathBuf,
+    /// No progress line, even on a terminal.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn seconds<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(value.as_secs_f64())
+}
+
+impl RunOptions {
+    /// Defaults of the command line, for tools and tests that build options in code.
+    pub fn new(scenario: Scenario) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            options: RunOptions,
+        }
+        let mut options = Wrapper::parse_from(["flashgate-loadtest"]).options;
+        options.scenario = scenario;
+        options
+    }
+
+    /// Coupons of the policy.
+    pub fn coupons(&self) -> u32 {
+        self.coupons.unwrap_or(self.stock)
+    }
+
+    /// Problems with the combination of values, one message each.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.connections == 0 || self.shoppers == 0 || self.stock == 0 {
+            return Err("--connections, --shoppers and --stock must be at least 1".into());
+        }
+        if self.mode == Mode::Open && self.rate == 0 {
+            return Err("--rate must be at least 1 in open loop".into());
+        }
+        if self.per_user_limit == 0 {
+            return Err("--per-user-limit must be at least 1".into());
+        }
+        if self.scenario == Scenario::SoldOut && self.shoppers <= self.stock {
+            return Err(format!(
+                "sold-out: the first --stock ({}) shoppers sell the sale out; --shoppers ({}) must be larger",
+                self.stock, self.shoppers
+            ));
+        }
+        if self.warmup >= self.duration {
+            return Err("--warmup must be shorter than --duration".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_parses_three_weights_with_purchases() {
+        assert_eq!(
+            Mix::parse("6:2:2"),
+            Ok(Mix {
+                purchase: 6,
+                claim: 2,
+                status: 2
+            })
+        );
+        assert!(Mix::parse("0:1:1").is_err());
+        assert!(Mix::parse("1:2").is_err());
+        assert!(Mix::parse("a:b:c").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_sold_out_needs_more_shoppers_than_stock() {
+        let options = RunOptions::new(Scenario::PurchaseRush);
+        assert_eq!(options.validate(), Ok(()));
+        let mut sold_out = RunOptions::new(Scenario::SoldOut);
+        sold_out.shoppers = sold_out.stock;
+        assert!(sold_out.validate().unwrap_err().contains("--shoppers"));
+    }
+}

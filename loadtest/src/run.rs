@@ -1,0 +1,312 @@
+//! One run, start to finish: set-up through the manager API, tokens for the virtual
+//! shoppers, the traffic, the wait for the pipeline to drain, the invariants, the report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use flashgate_config::Settings;
+use flashgate_events::keys::SaleKeys;
+use flashgate_gateway::auth::Role;
+use flashgate_gateway::token::Minter;
+use fred::prelude::{KeysInterface, Pool};
+use http::HeaderValue;
+use sqlx::MySqlPool;
+use tokio::sync::{Mutex, watch};
+use tokio::time::Instant;
+
+use crate::client::Target;
+use crate::driver::{Context, Pace, drive};
+use crate::evidence::{self, Evidence, Told};
+use crate::invariants;
+use crate::manager::Manager;
+use crate::options::{Mode, RunOptions};
+use crate::report::{Latency, Machine, Report, commit};
+use crate::scenario::{needs_policy, needs_sale, phases};
+use crate::tally::Tally;
+use crate::{drain, progress};
+
+/// Traffic starts this long after the opening instant: the window is judged by Redis's clock.
+const OPENING_MARGIN: Duration = Duration::from_millis(20);
+
+/// Longest time the unmeasured set-up phase (sold-out's sell-out) may take.
+const SETUP_LIMIT: Duration = Duration::from_secs(600);
+
+/// How often the sampler reads the sale's stock in Redis while traffic runs.
+const STOCK_SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// The user id of shopper `n` of the run tagged `tag`.
+pub fn user_id(tag: &str, n: u32) -> String {
+    format!("{tag}-{n}")
+}
+
+/// The clients a run reads its evidence with.
+pub struct Backends {
+    /// Redis, with a long command timeout (whole-sale reads after the run).
+    pub redis: Pool,
+    /// MySQL.
+    pub db: MySqlPool,
+}
+
+impl Backends {
+    /// Connects to the Redis and MySQL of `settings`.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let mut redis = settings.redis.clone();
+        redis.command_timeout_ms = 30_000;
+        redis.pool_size = 2;
+        Ok(Self {
+            redis: redis.connect_pool().await.context("connecting to Redis")?,
+            db: settings
+                .mysql
+                .connect()
+                .await
+                .context("connecting to MySQL")?,
+        })
+    }
+}
+
+/// Runs `options` against the gateway; `Err` only when the run could not be carried out (a
+/// broken invariant is a report that did not pass).
+pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Report> {
+    options.validate().map_err(anyhow::Error::msg)?;
+    let started_at = Utc::now();
+    let target_url = options
+        .target
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", settings.gateway.listen));
+    let target = Target::parse(&target_url)?;
+    let timeout = Duration::from_millis(options.request_timeout_ms);
+    let backends = Backends::connect(settings).await?;
+    let minter = Minter::from_settings(&settings.gateway.jwt).context("minting tokens")?;
+    let tag = format!("lt{}", started_at.timestamp_millis());
+    let ttl =
+        options.duration + options.drain_timeout + options.open_in + Duration::from_secs(3600);
+
+    // Tokens are minted before the sale opens: signing is not part of what is measured.
+    let authorizations = (0..options.shoppers)
+        .map(|n| {
+            let token = minter.mint(&user_id(&tag, n), &[Role::Shopper], ttl)?;
+            Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let manager_token = minter.mint(&format!("{tag}-manager"), &[Role::Manager], ttl)?;
+    let mut manager = Manager::new(target.clone(), &manager_token, timeout)?;
+    let opens_at = Utc::now() + options.open_in;
+    let sale_id = if needs_sale(&options) {
+        Some(
+            manager
+                .create_sale(options.stock, options.per_user_limit, opens_at)
+                .await?
+                .sale_id,
+        )
+    } else {
+        None
+    };
+    let policy_id = if needs_policy(&options) {
+        Some(
+            manager
+                .create_policy(options.coupons(), options.per_user_limit, opens_at)
+                .await?
+                .policy_id,
+        )
+    } else {
+        None
+    };
+    tracing::info!(
+        ?sale_id,
+        ?policy_id,
+        shoppers = options.shoppers,
+        "set up; waiting for the opening"
+    );
+    let context = Arc::new(Context {
+        target,
+        timeout,
+        authorizations,
+        purchase_path: sale_id.map(|id| format!("/v1/sales/{id}/purchases")),
+        claim_path: policy_id.map(|id| format!("/v1/coupon-policies/{id}/claims")),
+        pollable: Mutex::new((0, Vec::new())),
+        counters: Default::default(),
+    });
+    let until_open = (opens_at - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(until_open + OPENING_MARGIN).await;
+
+    let keys = sale_id.map(|id| SaleKeys::new(&settings.redis.key_prefix, id));
+    let (stop_sampler, sampler) = match &keys {
+        Some(keys) => {
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(sample_stock(
+                backends.redis.clone(),
+                keys.stock.clone(),
+                stopped,
+            ));
+            (Some(stop), Some(task))
+        }
+        None => (None, None),
+    };
+
+    let (setup_plan, plan) = phases(&options);
+    let setup = match setup_plan {
+        Some(plan) => {
+            let pace = Pace {
+                mode: Mode::Closed,
+                rate: options.rate,
+                connections: options.connections,
+                duration: SETUP_LIMIT,
+                warmup: Duration::ZERO,
+            };
+            drive(context.clone(), Arc::new(plan), pace, Instant::now()).await
+        }
+        None => Tally::default(),
+    };
+    let pace = Pace {
+        mode: options.mode,
+        rate: options.rate,
+        connections: options.connections,
+        duration: options.duration,
+        warmup: options.warmup,
+    };
+    let start = Instant::now();
+    let line = progress::spawn(
+        options.scenario.name(),
+        context.clone(),
+        start,
+        options.duration,
+        !options.quiet,
+    );
+    let measured = drive(context, Arc::new(plan), pace, start).await;
+    progress::finish(line);
+    let traffic_ended = Instant::now();
+    let measured_seconds = measured.last_answer.map_or(0.0, |last| {
+        last.saturating_duration_since((start + options.warmup).into_std())
+            .as_secs_f64()
+    });
+
+    let drained = drain::wait(
+        &backends,
+        keys.as_ref().zip(sale_id),
+        policy_id.map(|id| (&mut manager, id)),
+        options.drain_timeout,
+    )
+    .await?;
+    let drain_seconds = traffic_ended.elapsed().as_secs_f64();
+    if let Some(stop) = stop_sampler {
+        let _ = stop.send(true);
+    }
+    let stock_min_seen = match sampler {
+        Some(task) => task.await.context("stock sampler")?,
+        None => 0,
+    };
+
+    let mut all = setup.clone();
+    all.merge(measured.clone());
+    let evidence = gather(
+        &backends,
+        &all,
+        &tag,
+        keys.as_ref().zip(sale_id),
+        stock_min_seen,
+        match policy_id {
+            Some(id) => Some((id, manager.policy(id).await?)),
+            None => None,
+        },
+        u64::from(options.per_user_limit),
+    )
+    .await?;
+    let checks = invariants::check(&evidence);
+    Ok(Report {
+        target: target_url,
+        sale_id,
+        policy_id,
+        started_at,
+        machine: Machine::current(),
+        commit: commit(),
+        measured_requests: measured.measured,
+        measured_seconds,
+        throughput: if measured_seconds > 0.0 {
+            measured.measured as f64 / measured_seconds
+        } else {
+            0.0
+        },
+        latency_ms: Latency::of(&measured),
+        status_counts: measured.answers,
+        setup_status_counts: setup.answers,
+        drain_seconds,
+        drained,
+        invariants: checks,
+        evidence,
+        settings: options,
+    })
+}
+
+/// Reads the evidence of a run whose answers are `all`.
+pub async fn gather(
+    backends: &Backends,
+    all: &Tally,
+    tag: &str,
+    sale: Option<(&SaleKeys, u64)>,
+    stock_min_seen: i64,
+    policy: Option<(u64, crate::manager::PolicyCounters)>,
+    per_user_limit: u64,
+) -> anyhow::Result<Evidence> {
+    let named = |granted: &[(u32, String)]| -> Vec<(String, String)> {
+        granted
+            .iter()
+            .map(|(n, id)| (user_id(tag, *n), id.clone()))
+            .collect()
+    };
+    let sale = match sale {
+        Some((keys, sale_id)) => {
+            let granted = named(&all.orders);
+            let told = Told {
+                demand: all.buyers_asked.len() as u64,
+                granted: &granted,
+            };
+            Some(
+                evidence::sale(
+                    &backends.redis,
+                    &backends.db,
+                    keys,
+                    sale_id,
+                    told,
+                    stock_min_seen,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+    let coupons = match policy {
+        Some(policy) => {
+            let granted = named(&all.coupons);
+            let told = Told {
+                demand: all.claimers_asked.len() as u64,
+                granted: &granted,
+            };
+            Some(evidence::coupons(&backends.db, policy, per_user_limit, told).await?)
+        }
+        None => None,
+    };
+    Ok(Evidence {
+        failures: all.failures.clone().into_iter().collect(),
+        sale,
+        coupons,
+    })
+}
+
+/// Reads the stock until told to stop; returns the lowest value seen.
+async fn sample_stock(redis: Pool, stock_key: String, mut stop: watch::Receiver<bool>) -> i64 {
+    let mut lowest = i64::MAX;
+    loop {
+        match redis.get::<Option<i64>, _>(&stock_key).await {
+            Ok(Some(stock)) => lowest = lowest.min(stock),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "sampling the stock"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STOCK_SAMPLE_EVERY) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    lowest
+}

@@ -1,0 +1,183 @@
+//! What a phase observed: latencies (hdrhistogram), answers by kind and status, who asked,
+//! and the ids the gateway handed out.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use http::StatusCode;
+
+use crate::client::Answer;
+use crate::scenario::{Call, Kind};
+
+/// Longest latency the histogram tracks exactly, in microseconds (a minute); longer ones are
+/// recorded as this.
+const HIGHEST_MICROS: u64 = 60_000_000;
+
+/// Observations of one worker, or of a whole phase once merged.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Latencies of the measured answers (after the warm-up), in microseconds.
+    pub latency: Histogram<u64>,
+    /// Answers by `"<kind> <status> [<code>]"`, such as `purchase 409 sold_out`.
+    pub answers: BTreeMap<String, u64>,
+    /// Shoppers who asked to buy.
+    pub buyers_asked: HashSet<u32>,
+    /// Shoppers who asked for a coupon.
+    pub claimers_asked: HashSet<u32>,
+    /// `(shopper, order id)` of every 202.
+    pub orders: Vec<(u32, String)>,
+    /// `(shopper, coupon id)` of every 201 claim.
+    pub coupons: Vec<(u32, String)>,
+    /// Answers that were 5xx or never came, by label.
+    pub failures: BTreeMap<String, u64>,
+    /// Answers in the measured window.
+    pub measured: u64,
+    /// When the last measured answer arrived.
+    pub last_answer: Option<Instant>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            latency: Histogram::new_with_bounds(1, HIGHEST_MICROS, 3)
+                .expect("valid histogram bounds"),
+            answers: BTreeMap::new(),
+            buyers_asked: HashSet::new(),
+            claimers_asked: HashSet::new(),
+            orders: Vec::new(),
+            coupons: Vec::new(),
+            failures: BTreeMap::new(),
+            measured: 0,
+            last_answer: None,
+        }
+    }
+}
+
+impl Tally {
+    /// Records one answer; `latency` goes into the histogram when `measured`.
+    pub fn record(
+        &mut self,
+        call: Call,
+        answer: &Answer,
+        latency: Duration,
+        measured: bool,
+        at: Instant,
+    ) {
+        let label = format!("{} {}", call.kind.name(), answer.label());
+        if answer.is_failure() {
+            *self.failures.entry(label.clone()).or_default() += 1;
+        }
+        *self.answers.entry(label).or_default() += 1;
+        match call.kind {
+            Kind::Purchase => {
+                self.buyers_asked.insert(call.shopper);
+            }
+            Kind::Claim => {
+                self.claimers_asked.insert(call.shopper);
+            }
+            Kind::Status => {}
+        }
+        if let Answer::Http {
+            status,
+            id: Some(id),
+            ..
+        } = answer
+        {
+            match (call.kind, *status) {
+                (Kind::Purchase, StatusCode::ACCEPTED) => {
+                    self.orders.push((call.shopper, id.clone()))
+                }
+                (Kind::Claim, StatusCode::CREATED) => self.coupons.push((call.shopper, id.clone())),
+                _ => {}
+            }
+        }
+        if measured {
+            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            self.latency
+                .saturating_record(micros.clamp(1, HIGHEST_MICROS));
+            self.measured += 1;
+            self.last_answer = self.last_answer.max(Some(at));
+        }
+    }
+
+    /// Adds `other`'s observations to these.
+    pub fn merge(&mut self, other: Tally) {
+        self.latency
+            .add(&other.latency)
+            .expect("histograms of equal bounds");
+        for (label, count) in other.answers {
+            *self.answers.entry(label).or_default() += count;
+        }
+        self.buyers_asked.extend(other.buyers_asked);
+        self.claimers_asked.extend(other.claimers_asked);
+        self.orders.extend(other.orders);
+        self.coupons.extend(other.coupons);
+        for (label, count) in other.failures {
+            *self.failures.entry(label).or_default() += count;
+        }
+        self.measured += other.measured;
+        self.last_answer = self.last_answer.max(other.last_answer);
+    }
+
+    /// Answers of `kind` with `label` (`202`, `409 sold_out`).
+    pub fn count(&self, kind: Kind, label: &str) -> u64 {
+        self.answers
+            .get(&format!("{} {label}", kind.name()))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, code: Option<&str>, id: Option<&str>) -> Answer {
+        Answer::Http {
+            status: StatusCode::from_u16(status).unwrap(),
+            code: code.map(str::to_owned),
+            id: id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn merged_tallies_count_answers_ids_and_measured_latencies() {
+        let now = Instant::now();
+        let buy = |shopper| Call {
+            kind: Kind::Purchase,
+            shopper,
+        };
+        let mut a = Tally::default();
+        a.record(
+            buy(1),
+            &answer(202, None, Some("9-a")),
+            Duration::from_millis(2),
+            true,
+            now,
+        );
+        let mut b = Tally::default();
+        b.record(
+            buy(2),
+            &answer(409, Some("sold_out"), None),
+            Duration::from_millis(1),
+            false,
+            now,
+        );
+        b.record(
+            buy(2),
+            &Answer::Failed("timeout".into()),
+            Duration::from_secs(10),
+            true,
+            now,
+        );
+        a.merge(b);
+        assert_eq!(a.count(Kind::Purchase, "202"), 1);
+        assert_eq!(a.count(Kind::Purchase, "409 sold_out"), 1);
+        assert_eq!(a.failures.get("purchase error: timeout"), Some(&1));
+        assert_eq!(a.measured, 2, "the warm-up answer is not measured");
+        assert_eq!(a.latency.len(), 2);
+        assert_eq!(a.buyers_asked.len(), 2);
+        assert_eq!(a.orders, [(1, "9-a".to_owned())]);
+    }
+}
