@@ -137,6 +137,12 @@ pub struct Report {
     pub invariants: Vec<Check>,
     /// The evidence behind them.
     pub evidence: Evidence,
+    /// Every answer of the run (set-up and measured), to judge the invariants again later
+    /// ([`crate::run::recheck`]); not in the JSON.
+    #[serde(skip)]
+    pub observed: Tally,
+    /// The tag of the run's user ids.
+    pub tag: String,
 }
 
 impl Report {

@@ -19,10 +19,11 @@ use tokio::time::Instant;
 use crate::client::Target;
 use crate::driver::{Context, Pace, drive};
 use crate::evidence::{self, Evidence, Told};
-use crate::invariants;
+use crate::invariants::{self, Check};
 use crate::manager::Manager;
 use crate::options::{Mode, RunOptions};
-use crate::report::{Latency, Machine, Report, commit};
+use crate::report::Report;
+use crate::report::{Latency, Machine, commit};
 use crate::scenario::{needs_policy, needs_sale, phases};
 use crate::tally::Tally;
 use crate::{drain, progress};
@@ -90,8 +91,7 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
             Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let manager_token = minter.mint(&format!("{tag}-manager"), &[Role::Manager], ttl)?;
-    let mut manager = Manager::new(target.clone(), &manager_token, timeout)?;
+    let mut manager = manager(&minter, &target, &tag, ttl, timeout)?;
     let opens_at = Utc::now() + options.open_in;
     let sale_id = if needs_sale(&options) {
         Some(
@@ -235,8 +235,57 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         drained,
         invariants: checks,
         evidence,
+        observed: all,
+        tag,
         settings: options,
     })
+}
+
+fn manager(
+    minter: &Minter,
+    target: &Target,
+    tag: &str,
+    ttl: Duration,
+    timeout: Duration,
+) -> anyhow::Result<Manager> {
+    let token = minter.mint(&format!("{tag}-manager"), &[Role::Manager], ttl)?;
+    Manager::new(target.clone(), &token, timeout)
+}
+
+/// Reads the evidence of a finished run again from Redis, MySQL and the gateway, and judges
+/// the invariants on it (what the shoppers were told is taken from the report).
+pub async fn recheck(settings: &Settings, report: &Report) -> anyhow::Result<Vec<Check>> {
+    let backends = Backends::connect(settings).await?;
+    let keys = report
+        .sale_id
+        .map(|id| SaleKeys::new(&settings.redis.key_prefix, id));
+    let policy = match report.policy_id {
+        Some(id) => {
+            let minter = Minter::from_settings(&settings.gateway.jwt)?;
+            let target = Target::parse(&report.target)?;
+            let timeout = Duration::from_millis(report.settings.request_timeout_ms);
+            let ttl = Duration::from_secs(600);
+            let mut manager = manager(&minter, &target, &report.tag, ttl, timeout)?;
+            Some((id, manager.policy(id).await?))
+        }
+        None => None,
+    };
+    let stock_min_seen = report
+        .evidence
+        .sale
+        .as_ref()
+        .map_or(0, |s| s.redis_stock_min_seen);
+    let evidence = gather(
+        &backends,
+        &report.observed,
+        &report.tag,
+        keys.as_ref().zip(report.sale_id),
+        stock_min_seen,
+        policy,
+        u64::from(report.settings.per_user_limit),
+    )
+    .await?;
+    Ok(invariants::check(&evidence))
 }
 
 /// Reads the evidence of a run whose answers are `all`.

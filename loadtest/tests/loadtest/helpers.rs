@@ -1,0 +1,85 @@
+//! `spawn_stack()`: a gateway and a persister of this test alone (a fresh, migrated MySQL
+//! database, its own Redis key prefix, orders topic and consumer group), and small options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flashgate_config::{Secret, Settings};
+use flashgate_gateway::startup::Application;
+use flashgate_loadtest::options::{Mode, RunOptions, Scenario};
+use flashgate_persister::consumer::Persister;
+use flashgate_persister::metrics::Metrics;
+use flashgate_testkit::{fresh_database, fresh_topic, unique};
+use sqlx::MySqlPool;
+use tokio::sync::{oneshot, watch};
+
+/// The signing secret of the test gateway (the load test mints its tokens with it too).
+const TEST_SECRET: &str = "loadtest-secret-loadtest-secret-42";
+
+/// A running gateway and persister, and the settings the load test uses to reach them.
+pub struct Stack {
+    pub settings: Settings,
+    pub db: MySqlPool,
+    stop_gateway: Option<oneshot::Sender<()>>,
+    stop_persister: watch::Sender<bool>,
+}
+
+/// Starts a gateway and a persister, isolated from every other test.
+pub async fn spawn_stack() -> Stack {
+    let mut settings = flashgate_testkit::stack_settings();
+    settings.gateway.jwt.secret = Some(Secret::new(TEST_SECRET));
+    settings.gateway.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.redis.key_prefix = unique("fglt");
+    let db = fresh_database(&mut settings).await;
+    flashgate_persister::db::migrate(&db)
+        .await
+        .expect("migrate");
+    settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
+    settings.kafka.consumer_group = unique("flashgate-test-persister-");
+    settings.persister.max_wait_ms = 20;
+
+    let application = Application::build(settings.clone())
+        .await
+        .expect("gateway builds");
+    settings.gateway.listen = application.local_addr();
+    let (stop_gateway, stopped) = oneshot::channel::<()>();
+    tokio::spawn(application.run_until(async {
+        let _ = stopped.await;
+    }));
+    let persister = Persister::new(settings.clone(), db.clone(), Arc::new(Metrics::default()))
+        .expect("persister");
+    let (stop_persister, stopped) = watch::channel(false);
+    tokio::spawn(persister.run(stopped));
+    Stack {
+        settings,
+        db,
+        stop_gateway: Some(stop_gateway),
+        stop_persister,
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_gateway.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.stop_persister.send(true);
+    }
+}
+
+/// Options of a small, quick run of `scenario`: open loop at 1,000 requests/s over 16
+/// connections, `shoppers` shoppers, `stock` units, the report in a temporary file.
+pub fn small(scenario: Scenario, shoppers: u32, stock: u32) -> RunOptions {
+    let mut options = RunOptions::new(scenario);
+    options.mode = Mode::Open;
+    options.rate = 1_000;
+    options.connections = 16;
+    options.shoppers = shoppers;
+    options.stock = stock;
+    options.duration = Duration::from_secs(5);
+    options.open_in = Duration::from_secs(1);
+    options.drain_timeout = Duration::from_secs(60);
+    options.json = std::env::temp_dir().join(format!("{}.json", unique("flashgate-loadtest-")));
+    options.quiet = true;
+    options
+}

@@ -1,0 +1,6 @@
+//! Small, fast runs of every scenario against a gateway and a persister started in-process on
+//! the local stack: they check the harness and its invariant checks, not speed.
+
+mod helpers;
+mod invariants;
+mod scenarios;
