@@ -40,6 +40,27 @@ impl Target {
     }
 }
 
+/// The error codes of the HTTP contract (DESIGN.md), so counting answers allocates nothing.
+const KNOWN_CODES: &[&str] = &[
+    "invalid_request",
+    "unauthenticated",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "sold_out",
+    "limit_exceeded",
+    "sale_not_active",
+    "already_claimed",
+    "exhausted",
+    "policy_not_active",
+    "payload_too_large",
+    "unsupported_media_type",
+    "idempotency_key_reused",
+    "rate_limited",
+    "overloaded",
+    "internal",
+];
+
 /// What came back for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -47,36 +68,51 @@ pub enum Answer {
     Http {
         /// The status code.
         status: StatusCode,
-        /// `error.code` of an error answer.
-        code: Option<String>,
+        /// `error.code` of an error answer (`other` when not in the contract).
+        code: Option<&'static str>,
         /// `order_id` (a 202 purchase) or `coupon_id` (a 201 claim), as text.
         id: Option<String>,
     },
     /// No answer: connection refused or reset, or past the request timeout.
-    Failed(String),
+    Failed(&'static str),
 }
 
+/// How answers are grouped in counts: the status (0 for no answer) and the error code or the
+/// reason there was no answer (empty for success).
+pub type Outcome = (u16, &'static str);
+
 impl Answer {
-    /// `202`, `409 sold_out`, `error: timeout`: the key status counts are grouped by.
-    pub fn label(&self) -> String {
+    /// The group this answer is counted in.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Answer::Http {
-                status,
-                code: Some(code),
-                ..
-            } => format!("{} {code}", status.as_u16()),
-            Answer::Http { status, .. } => status.as_u16().to_string(),
-            Answer::Failed(why) => format!("error: {why}"),
+            Answer::Http { status, code, .. } => (status.as_u16(), code.unwrap_or("")),
+            Answer::Failed(why) => (0, why),
         }
+    }
+
+    /// `202`, `409 sold_out`, `error: timeout`.
+    pub fn label(&self) -> String {
+        label(self.outcome())
     }
 
     /// A 5xx answer or none at all.
     pub fn is_failure(&self) -> bool {
-        match self {
-            Answer::Http { status, .. } => status.is_server_error(),
-            Answer::Failed(_) => true,
-        }
+        is_failure(self.outcome())
     }
+}
+
+/// `202`, `409 sold_out`, `error: timeout`: the text of an outcome.
+pub fn label((status, code): Outcome) -> String {
+    match (status, code) {
+        (0, why) => format!("error: {why}"),
+        (status, "") => status.to_string(),
+        (status, code) => format!("{status} {code}"),
+    }
+}
+
+/// A 5xx answer or none at all.
+pub fn is_failure((status, _): Outcome) -> bool {
+    status == 0 || status >= 500
 }
 
 #[derive(Deserialize)]
@@ -95,7 +131,13 @@ fn decode(status: StatusCode, body: &[u8]) -> Answer {
     let fields = serde_json::from_slice::<Fields>(body).ok();
     let (code, id) = match fields {
         Some(f) => (
-            f.error.map(|e| e.code),
+            f.error.map(|e| {
+                KNOWN_CODES
+                    .iter()
+                    .copied()
+                    .find(|known| *known == e.code)
+                    .unwrap_or("other")
+            }),
             f.order_id.or_else(|| {
                 f.coupon_id.map(|c| match c {
                     serde_json::Value::String(s) => s,
@@ -146,7 +188,7 @@ impl Connection {
             }
             Err(_) => {
                 self.sender = None;
-                Answer::Failed("timeout".into())
+                Answer::Failed("timeout")
             }
         }
     }
@@ -220,16 +262,15 @@ async fn open(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
 }
 
 /// A short, stable reason for the status counts (`connect`, `reset`, ...), not the full chain.
-fn short_reason(err: &anyhow::Error) -> String {
+fn short_reason(err: &anyhow::Error) -> &'static str {
     let text = format!("{err:#}").to_lowercase();
-    let reason = if text.contains("connecting") {
+    if text.contains("connecting") {
         "connect"
     } else if text.contains("reset") || text.contains("closed") || text.contains("broken pipe") {
         "connection closed"
     } else {
         "transport"
-    };
-    reason.to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -252,8 +293,10 @@ mod tests {
         let claimed = decode(StatusCode::CREATED, br#"{"coupon_id":12,"policy_id":3}"#);
         assert!(matches!(claimed, Answer::Http { id: Some(ref id), .. } if id == "12"));
         assert!(decode(StatusCode::BAD_GATEWAY, b"<html>").is_failure());
-        assert!(Answer::Failed("timeout".into()).is_failure());
-        assert_eq!(Answer::Failed("timeout".into()).label(), "error: timeout");
+        assert!(Answer::Failed("timeout").is_failure());
+        assert_eq!(Answer::Failed("timeout").label(), "error: timeout");
+        let odd = decode(StatusCode::CONFLICT, br#"{"error":{"code":"brand_new"}}"#);
+        assert_eq!(odd.label(), "409 other");
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Context {
                             .send(Method::POST, path, authorization, body)
                             .await
                     }
-                    None => Answer::Failed("no sale".into()),
+                    None => Answer::Failed("no sale"),
                 };
                 if let Answer::Http {
                     status: http::StatusCode::ACCEPTED,
@@ -90,7 +90,7 @@ impl Context {
                             )
                             .await
                     }
-                    None => Answer::Failed("no coupon policy".into()),
+                    None => Answer::Failed("no coupon policy"),
                 };
                 (call, answer)
             }

@@ -229,8 +229,8 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
             0.0
         },
         latency_ms: Latency::of(&measured),
-        status_counts: measured.answers,
-        setup_status_counts: setup.answers,
+        status_counts: measured.labelled(),
+        setup_status_counts: setup.labelled(),
         drain_seconds,
         drained,
         invariants: checks,
@@ -337,7 +337,7 @@ pub async fn gather(
         None => None,
     };
     Ok(Evidence {
-        failures: all.failures.clone().into_iter().collect(),
+        failures: all.failures().into_iter().collect(),
         sale,
         coupons,
     })

@@ -1,13 +1,13 @@
 //! What a phase observed: latencies (hdrhistogram), answers by kind and status, who asked,
 //! and the ids the gateway handed out.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use http::StatusCode;
 
-use crate::client::Answer;
+use crate::client::{Answer, Outcome, is_failure, label};
 use crate::scenario::{Call, Kind};
 
 /// Longest latency the histogram tracks exactly, in microseconds (a minute); longer ones are
@@ -19,8 +19,8 @@ const HIGHEST_MICROS: u64 = 60_000_000;
 pub struct Tally {
     /// Latencies of the measured answers (after the warm-up), in microseconds.
     pub latency: Histogram<u64>,
-    /// Answers by `"<kind> <status> [<code>]"`, such as `purchase 409 sold_out`.
-    pub answers: BTreeMap<String, u64>,
+    /// Answers by kind and outcome.
+    pub answers: HashMap<(Kind, Outcome), u64>,
     /// Shoppers who asked to buy.
     pub buyers_asked: HashSet<u32>,
     /// Shoppers who asked for a coupon.
@@ -29,8 +29,6 @@ pub struct Tally {
     pub orders: Vec<(u32, String)>,
     /// `(shopper, coupon id)` of every 201 claim.
     pub coupons: Vec<(u32, String)>,
-    /// Answers that were 5xx or never came, by label.
-    pub failures: BTreeMap<String, u64>,
     /// Answers in the measured window.
     pub measured: u64,
     /// When the last measured answer arrived.
@@ -42,12 +40,11 @@ impl Default for Tally {
         Self {
             latency: Histogram::new_with_bounds(1, HIGHEST_MICROS, 3)
                 .expect("valid histogram bounds"),
-            answers: BTreeMap::new(),
+            answers: HashMap::new(),
             buyers_asked: HashSet::new(),
             claimers_asked: HashSet::new(),
             orders: Vec::new(),
             coupons: Vec::new(),
-            failures: BTreeMap::new(),
             measured: 0,
             last_answer: None,
         }
@@ -64,11 +61,10 @@ impl Tally {
         measured: bool,
         at: Instant,
     ) {
-        let label = format!("{} {}", call.kind.name(), answer.label());
-        if answer.is_failure() {
-            *self.failures.entry(label.clone()).or_default() += 1;
-        }
-        *self.answers.entry(label).or_default() += 1;
+        *self
+            .answers
+            .entry((call.kind, answer.outcome()))
+            .or_default() += 1;
         match call.kind {
             Kind::Purchase => {
                 self.buyers_asked.insert(call.shopper);
@@ -106,26 +102,43 @@ impl Tally {
         self.latency
             .add(&other.latency)
             .expect("histograms of equal bounds");
-        for (label, count) in other.answers {
-            *self.answers.entry(label).or_default() += count;
+        for (key, count) in other.answers {
+            *self.answers.entry(key).or_default() += count;
         }
         self.buyers_asked.extend(other.buyers_asked);
         self.claimers_asked.extend(other.claimers_asked);
         self.orders.extend(other.orders);
         self.coupons.extend(other.coupons);
-        for (label, count) in other.failures {
-            *self.failures.entry(label).or_default() += count;
-        }
         self.measured += other.measured;
         self.last_answer = self.last_answer.max(other.last_answer);
     }
 
     /// Answers of `kind` with `label` (`202`, `409 sold_out`).
     pub fn count(&self, kind: Kind, label: &str) -> u64 {
-        self.answers
+        self.labelled()
             .get(&format!("{} {label}", kind.name()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Answers by `"<kind> <status> [<code>]"`, such as `purchase 409 sold_out`.
+    pub fn labelled(&self) -> BTreeMap<String, u64> {
+        self.label_counts(|_| true)
+    }
+
+    /// Answers that were 5xx or never came, by label.
+    pub fn failures(&self) -> BTreeMap<String, u64> {
+        self.label_counts(is_failure)
+    }
+
+    fn label_counts(&self, keep: impl Fn(Outcome) -> bool) -> BTreeMap<String, u64> {
+        self.answers
+            .iter()
+            .filter(|((_, outcome), _)| keep(*outcome))
+            .map(|((kind, outcome), count)| {
+                (format!("{} {}", kind.name(), label(*outcome)), *count)
+            })
+            .collect()
     }
 }
 
@@ -133,10 +146,10 @@ impl Tally {
 mod tests {
     use super::*;
 
-    fn answer(status: u16, code: Option<&str>, id: Option<&str>) -> Answer {
+    fn answer(status: u16, code: Option<&'static str>, id: Option<&str>) -> Answer {
         Answer::Http {
             status: StatusCode::from_u16(status).unwrap(),
-            code: code.map(str::to_owned),
+            code,
             id: id.map(str::to_owned),
         }
     }
@@ -166,7 +179,7 @@ mod tests {
         );
         b.record(
             buy(2),
-            &Answer::Failed("timeout".into()),
+            &Answer::Failed("timeout"),
             Duration::from_secs(10),
             true,
             now,
@@ -174,7 +187,7 @@ mod tests {
         a.merge(b);
         assert_eq!(a.count(Kind::Purchase, "202"), 1);
         assert_eq!(a.count(Kind::Purchase, "409 sold_out"), 1);
-        assert_eq!(a.failures.get("purchase error: timeout"), Some(&1));
+        assert_eq!(a.failures().get("purchase error: timeout"), Some(&1));
         assert_eq!(a.measured, 2, "the warm-up answer is not measured");
         assert_eq!(a.latency.len(), 2);
         assert_eq!(a.buyers_asked.len(), 2);

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The reproducible benchmark: brings the local stack up, starts a release gateway and
+# persister, measures the Redis ceiling (redis-benchmark running EVALSHA of lua/purchase.lua
+# on the same Redis) before and after, runs the standard scenarios with flashgate-loadtest
+# (every run checks the invariants), and prints a summary against the targets. Reports go to
+# target/bench/<time>/ (summary.md, one JSON per run, the servers' logs).
+#
+# It takes /tmp/flashgate-bench.lock for the timed part so benchmarks on one machine never
+# overlap (set FLASHGATE_BENCH_LOCK_HELD=1 when the caller holds it already).
+# Knobs (environment): FLASHGATE_BENCH_SECONDS (15), FLASHGATE_BENCH_WARMUP (3),
+# FLASHGATE_BENCH_CONNECTIONS (64), FLASHGATE_BENCH_SHARE (offered open-loop rate as a share
+# of the Redis ceiling, 0.5), FLASHGATE_BENCH_ADDR (127.0.0.1:8098).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${FLASHGATE_BENCH_LOCK_HELD:-}" ]; then
+  exec env FLASHGATE_BENCH_LOCK_HELD=1 flock /tmp/flashgate-bench.lock "$0" "$@"
+fi
+
+# shellcheck source=scripts/build-deps.sh
+. scripts/build-deps.sh
+ensure_build_deps
+
+step() { printf '\n== %s\n' "$*" >&2; }
+seconds=${FLASHGATE_BENCH_SECONDS:-15}
+warmup=${FLASHGATE_BENCH_WARMUP:-3}
+connections=${FLASHGATE_BENCH_CONNECTIONS:-64}
+share=${FLASHGATE_BENCH_SHARE:-0.5}
+addr=${FLASHGATE_BENCH_ADDR:-127.0.0.1:8098}
+out=target/bench/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out"
+
+step "local stack"
+scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
+eval "$(scripts/stack.sh env)"
+read -r redis_host redis_port < <(redis-cli -p "${FLASHGATE__REDIS__SENTINELS##*:}" \
+  SENTINEL get-master-addr-by-name "${FLASHGATE__REDIS__MASTER_NAME:-flashgate}" | paste -sd' ')
+
+step "release build"
+cargo build --release --quiet -p flashgate-gateway -p flashgate-persister -p flashgate-loadtest
+bin=target/release
+export FLASHGATE_COMMIT=${FLASHGATE_COMMIT:-$(git describe --always --dirty --abbrev=12)}
+"$bin/flashgate-persister" migrate >/dev/null 2>&1
+
+# Redis alone: EVALSHA of the gateway's own script with the gateway's keys and arguments, a
+# new buyer and order id every call, stock that never runs out. Prints requests/s.
+ceiling() {
+  local sha p="fgbench$$:{s:0}" csv
+  local cli=(redis-cli -h "$redis_host" -p "$redis_port")
+  sha=$("${cli[@]}" SCRIPT LOAD "$(cat lua/purchase.lua)")
+  "${cli[@]}" HSET "$p:sale" status active starts_ms 0 ends_ms 4102444800000 \
+    per_user_limit 1000000000 price 100 total 1000000000 admitted 0 >/dev/null
+  "${cli[@]}" SET "$p:stock" 1000000000 >/dev/null
+  csv=$(redis-benchmark -h "$redis_host" -p "$redis_port" -c 50 -n 200000 -r 100000000 --csv \
+    EVALSHA "$sha" 5 "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" \
+    "bench-__rand_int__" 1 "bench-__rand_int__" trace 1000000000 86400 fp)
+  "${cli[@]}" DEL "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" >/dev/null
+  printf '%s\n' "$csv" | tail -n 1 | cut -d, -f2 | tr -d '"'
+}
+
+step "Redis ceiling, before"
+before=$(ceiling)
+echo "EVALSHA purchase.lua: $before requests/s" >&2
+
+step "release gateway on $addr and persister"
+FLASHGATE__GATEWAY__LISTEN=$addr FLASHGATE__LOG__FILTER=warn \
+  "$bin/flashgate-gateway" serve >"$out/gateway.log" 2>&1 &
+gateway=$!
+FLASHGATE__PERSISTER__LISTEN=${FLASHGATE_BENCH_PERSISTER_ADDR:-127.0.0.1:8099} FLASHGATE__LOG__FILTER=warn \
+  "$bin/flashgate-persister" run >"$out/persister.log" 2>&1 &
+persister=$!
+trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs "http://$addr/readyz" >/dev/null
+
+run() { # name, then flashgate-loadtest run options
+  local name=$1
+  shift
+  step "$name"
+  local status=0
+  FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://$addr" --quiet \
+    --duration "${seconds}s" --warmup "${warmup}s" --connections "$connections" \
+    --json "$out/$name.json" "$@" >"$out/$name.md" || status=$?
+  cat "$out/$name.md" >&2
+  reports+=("$out/$name.json")
+  [ "$status" -le 1 ] || { echo "run $name failed (exit $status)" >&2; exit 2; }
+}
+reports=()
+max_shoppers=$(( 40000 * seconds ))
+rate=$(awk -v c="$before" -v s="$share" 'BEGIN { printf "%d", c * s + 0.999 }')
+run purchase-rush-closed --scenario purchase-rush --mode closed \
+  --shoppers "$max_shoppers" --stock "$max_shoppers"
+run purchase-rush-open --scenario purchase-rush --mode open --rate "$rate" \
+  --shoppers $(( rate * seconds )) --stock $(( rate * seconds ))
+run sold-out-closed --scenario sold-out --mode closed --shoppers 100000 --stock 1000
+# Coupon scenarios run once the gateway has the coupon API (401 without a token; 404 before).
+if [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$addr/v1/admin/coupon-policies")" != 404 ]; then
+  run coupon-rush-open --scenario coupon-rush --mode open --rate "$rate" \
+    --shoppers $(( rate * seconds )) --stock 1000 --coupons $(( rate * seconds / 2 ))
+  run mixed-open --scenario mixed --mode open --rate "$rate" --shoppers 50000 \
+    --stock 20000 --coupons 20000
+fi
+
+kill -TERM "$gateway" "$persister"
+wait "$gateway" "$persister" || true
+trap - EXIT
+
+step "Redis ceiling, after"
+after=$(ceiling)
+echo "EVALSHA purchase.lua: $after requests/s" >&2
+
+step "summary ($out/summary.md)"
+{
+  printf '# flashgate benchmark %s\n\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  printf -- '- machine: %s cores (%s), %s\n' "$(nproc)" \
+    "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+    "$(. /etc/os-release && echo "$PRETTY_NAME")"
+  printf -- '- commit: %s\n' "$FLASHGATE_COMMIT"
+  printf -- '- settings: %ss per run after a %ss warm-up, %s connections; open loop offered %s req/s (%s of the ceiling before)\n\n' \
+    "$seconds" "$warmup" "$connections" "$rate" "$share"
+} >"$out/summary.md"
+met=0
+"$bin/flashgate-loadtest" summary --ceiling "$before" --ceiling "$after" "${reports[@]}" \
+  >>"$out/summary.md" || met=$?
+cat "$out/summary.md"
+exit "$met"
