@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's run command: brings the local stack up, builds flashgate, starts the gateway,
-# runs a small flash sale against it and shows what happened. It grows with each feature.
+# runs a small flash sale against it and shows what happened, then a rush of a few thousand
+# virtual shoppers with flashgate-loadtest, whose report checks the invariants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/build-deps.sh
@@ -71,6 +72,15 @@ curl -fs "http://$addr/v1/admin/sales/$sale_id" -H "authorization: Bearer $manag
 step "shopper-1 looks at the order (confirmed once the persister wrote it)"
 status_url=$(sed -E 's/.*"status_url":"([^"]+)".*/\1/' "$results/1.json")
 curl -fs "http://$addr$status_url" -H "authorization: Bearer $(cat "$results/1.token")"; echo
+
+step "a flash rush: 3,000 virtual shoppers for 500 units (flashgate-loadtest, open loop)"
+# A new sale opening in a second; every shopper wants one unit, arriving at 1,500 a second.
+# After the rush the load test waits for the persister to write every order, then checks the
+# invariants (exit 1 and the evidence if one broke).
+report=$(mktemp -t flashgate-demo-report.XXXXXX.json)
+"$bin/flashgate-loadtest" run --target "http://$addr" --scenario purchase-rush \
+  --shoppers 3000 --stock 500 --rate 1500 --connections 32 --duration 10s --json "$report"
+echo "JSON report: $report"
 
 step "metrics: admissions and the outbox relay"
 curl -fs "http://$addr/metrics" | grep -E "^flashgate_(admissions_total|relayed_orders_total|outbox_length\{sale_id=\"$sale_id\")"

@@ -56,7 +56,16 @@ fn main() -> ExitCode {
         }
         Command::Run(options) => {
             flashgate_config::telemetry::init(&settings.log);
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let runtime = match options.threads {
+                1 => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build(),
+                n => tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n)
+                    .enable_all()
+                    .build(),
+            }
+            .expect("tokio runtime");
             let json = options.json.clone();
             let report = match runtime.block_on(flashgate_loadtest::run::run(&settings, *options)) {
                 Ok(report) => report,

@@ -127,6 +127,10 @@ pub struct RunOptions {
     /// Weights `purchase:claim:status` of the mixed scenario.
     #[arg(long, default_value = "6:2:2", value_parser = Mix::parse)]
     pub mix: Mix,
+    /// Threads of the load generator; 1 (the default) leaves the other cores to the gateway
+    /// and the servers it shares the machine with.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Time allowed for one request, in milliseconds; a request past it counts as an error.
     #[arg(long, default_value_t = 10_000)]
     pub request_timeout_ms: u64,
@@ -167,8 +171,10 @@ impl RunOptions {
 
     /// Problems with the combination of values, one message each.
     pub fn validate(&self) -> Result<(), String> {
-        if self.connections == 0 || self.shoppers == 0 || self.stock == 0 {
-            return Err("--connections, --shoppers and --stock must be at least 1".into());
+        if self.connections == 0 || self.shoppers == 0 || self.stock == 0 || self.threads == 0 {
+            return Err(
+                "--connections, --shoppers, --stock and --threads must be at least 1".into(),
+            );
         }
         if self.mode == Mode::Open && self.rate == 0 {
             return Err("--rate must be at least 1 in open loop".into());
