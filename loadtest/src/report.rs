@@ -170,11 +170,11 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "- settings: {rate}{} connections, duration {:?}, warm-up {:?}, {} shoppers, stock {}, \
+            "- settings: {rate}{} connections, duration {}s, warm-up {}s, {} shoppers, stock {}, \
              per-user limit {}{}; target {}; sale {}, coupon policy {}",
             s.connections,
-            s.duration,
-            s.warmup,
+            s.duration.as_secs_f64(),
+            s.warmup.as_secs_f64(),
             s.shoppers,
             s.stock,
             s.per_user_limit,
