@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use flashgate_events::keys::Outbox;
+
 use crate::admission::Admission;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -46,7 +48,7 @@ pub struct Metrics {
     kafka_errors: AtomicU64,
     mysql_errors: AtomicU64,
     relayed: AtomicU64,
-    outbox: Mutex<BTreeMap<u64, OutboxGauge>>,
+    outbox: Mutex<BTreeMap<Outbox, OutboxGauge>>,
 }
 
 /// Which dependency failed.
@@ -115,17 +117,17 @@ impl Metrics {
         self.relayed.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Records a sale's outbox length and lag.
-    pub fn set_outbox(&self, sale_id: u64, gauge: OutboxGauge) {
+    /// Records an outbox's length and lag.
+    pub fn set_outbox(&self, outbox: Outbox, gauge: OutboxGauge) {
         self.outbox
             .lock()
             .expect("metrics lock")
-            .insert(sale_id, gauge);
+            .insert(outbox, gauge);
     }
 
-    /// Drops the gauges of a sale the relay no longer watches.
-    pub fn forget_outbox(&self, sale_id: u64) {
-        self.outbox.lock().expect("metrics lock").remove(&sale_id);
+    /// Drops the gauges of an outbox the relay no longer watches.
+    pub fn forget_outbox(&self, outbox: Outbox) {
+        self.outbox.lock().expect("metrics lock").remove(&outbox);
     }
 
     /// The Prometheus text exposition.
@@ -188,18 +190,20 @@ impl Metrics {
         );
         out.push_str("# TYPE flashgate_outbox_length gauge\n");
         let outbox = self.outbox.lock().expect("metrics lock");
-        for (sale, gauge) in outbox.iter() {
+        for (owner, gauge) in outbox.iter() {
             let _ = writeln!(
                 out,
-                "flashgate_outbox_length{{sale_id=\"{sale}\"}} {}",
+                "flashgate_outbox_length{{{}}} {}",
+                owner.label(),
                 gauge.length
             );
         }
         out.push_str("# TYPE flashgate_outbox_lag_seconds gauge\n");
-        for (sale, gauge) in outbox.iter() {
+        for (owner, gauge) in outbox.iter() {
             let _ = writeln!(
                 out,
-                "flashgate_outbox_lag_seconds{{sale_id=\"{sale}\"}} {}",
+                "flashgate_outbox_lag_seconds{{{}}} {}",
+                owner.label(),
                 gauge.lag_seconds
             );
         }

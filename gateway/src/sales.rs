@@ -246,7 +246,7 @@ pub async fn load_into_redis(
         .await
         .context("loading sale into Redis")?;
     let _: i64 = redis
-        .sadd(keys::active_sales(prefix), sale.sale_id)
+        .sadd(keys::active_outboxes(prefix), &keys.outbox)
         .await
         .context("registering sale outbox")?;
     if loaded == 1 {

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::auth::Verifier;
-use crate::outbox_relay::Relay;
+use crate::outbox_relay::{Relay, RelayTopics};
 use crate::{restock, sales, server};
 
 /// A gateway with its listener bound and its clients connected, not yet serving.
@@ -83,8 +83,12 @@ impl Application {
             ack_script: app.scripts.outbox_ack.clone(),
             metrics: app.metrics.clone(),
             prefix: settings.redis.key_prefix.clone(),
-            topic: settings.kafka.orders_topic.clone(),
-            dead_letter_topic: settings.kafka.dead_letter_topic.clone(),
+            topics: RelayTopics {
+                orders: settings.kafka.orders_topic.clone(),
+                coupons: settings.kafka.coupons_topic.clone(),
+                points: settings.kafka.points_topic.clone(),
+                dead_letter: settings.kafka.dead_letter_topic.clone(),
+            },
             batch_size: settings.gateway.relay_batch_size,
             claim_idle: std::time::Duration::from_millis(settings.gateway.relay_claim_idle_ms),
             consumer: format!("relay-{}", uuid::Uuid::new_v4().simple()),

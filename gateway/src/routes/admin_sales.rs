@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::http::{Request, Response, json_response, page_query, read_json};
+use crate::http::{Request, Response, json_response, next_page, page_query, read_json};
 use crate::metrics::Dependency;
 use crate::sales::{self, NewSale, SaleView};
 
@@ -110,12 +110,7 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
     let mut page = sales::list(&app.db, cursor, limit + 1)
         .await
         .map_err(|e| mysql_error(app, e))?;
-    let next_cursor = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(|s| s.sale_id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut page, limit, |s| Some(s.sale_id.to_string()));
     Ok(json_response(
         StatusCode::OK,
         &Page {
