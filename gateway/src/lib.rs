@@ -9,6 +9,8 @@ pub mod http;
 pub use flashgate_events::keys;
 pub mod metrics;
 pub mod orders;
+pub mod policies;
+pub mod coupons;
 pub mod outbox_entry;
 pub mod outbox_relay;
 pub mod restock;

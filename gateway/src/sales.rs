@@ -314,17 +314,19 @@ pub async fn set_status(
     if updated.rows_affected() == 0 && find(db, sale_id).await?.is_none() {
         return Ok(false);
     }
-    let keys = SaleKeys::new(prefix, sale_id);
-    // HSET only when the sale is in Redis; a missing sale is restored with the new status.
-    let present: bool = redis
-        .exists(&keys.sale)
-        .await
-        .context("checking sale in Redis")?;
+    set_status_in_redis(redis, &SaleKeys::new(prefix, sale_id).sale, status).await?;
+    Ok(true)
+}
+
+/// Sets `status` in the state hash of a sale or policy, only when Redis holds it: a missing
+/// one is restored from MySQL with the new status.
+pub async fn set_status_in_redis(redis: &Pool, hash: &str, status: &str) -> anyhow::Result<()> {
+    let present: bool = redis.exists(hash).await.context("checking Redis state")?;
     if present {
         let _: i64 = redis
-            .hset(&keys.sale, ("status", status))
+            .hset(hash, ("status", status))
             .await
-            .context("updating sale status in Redis")?;
+            .context("updating status in Redis")?;
     }
-    Ok(true)
+    Ok(())
 }

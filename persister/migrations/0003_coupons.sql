@@ -26,7 +26,7 @@ CREATE TABLE coupon_policies (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 CREATE TABLE coupons (
-    coupon_id   VARCHAR(40)     NOT NULL,
+    coupon_id   VARCHAR(64)     NOT NULL,
     policy_id   BIGINT UNSIGNED NOT NULL,
     user_id     VARCHAR(64)     NOT NULL,
     claim_no    INT UNSIGNED    NULL     COMMENT '1..per_user_limit; null when rejected',

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::http::{Request, Response, json_response, next_page, page_query, read_json};
 use crate::metrics::Dependency;
 use crate::sales::{self, NewSale, SaleView};
+use crate::startup;
 
 /// Default and largest page of `GET /v1/admin/sales`.
 const DEFAULT_PAGE: u32 = 50;
@@ -149,17 +150,16 @@ pub async fn patch(app: &App, req: Request, sale_id: &str) -> Result<Response, A
     get_view(app, sale_id).await
 }
 
-/// `POST /v1/admin/sales/restore` → loads every open sale that Redis lacks from MySQL.
+/// `POST /v1/admin/sales/restore` → loads every open sale and live coupon policy that Redis
+/// lacks from MySQL.
 pub async fn restore(app: &App, req: Request) -> Result<Response, ApiError> {
     let principal = app.verifier.authenticate(req.headers())?;
     if principal.require(Role::Ops).is_err() {
         principal.require(Role::Manager)?;
     }
-    let restored = sales::restore(&app.redis, &app.db, &app.scripts.load_sale, app.prefix())
-        .await
-        .map_err(ApiError::Internal)?;
+    let (restored, restored_policies) = startup::restore(app).await.map_err(ApiError::Internal)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "restored": restored }),
+        &json!({ "restored": restored, "restored_policies": restored_policies }),
     ))
 }
