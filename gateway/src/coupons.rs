@@ -128,7 +128,11 @@ pub enum Change {
     Overloaded,
 }
 
-fn parse_change(script: &str, reply: &[Value], order_id: &str) -> Result<Change, fred::error::Error> {
+fn parse_change(
+    script: &str,
+    reply: &[Value],
+    order_id: &str,
+) -> Result<Change, fred::error::Error> {
     let code = reply_text(reply, 0);
     Ok(match code.as_str() {
         "redeemed" => Change::Done {
@@ -179,7 +183,10 @@ pub async fn redeem(
     order_id: &str,
     discount: u64,
 ) -> Result<Change, fred::error::Error> {
-    let names = vec![change.keys.coupon(change.coupon_id), change.keys.outbox.clone()];
+    let names = vec![
+        change.keys.coupon(change.coupon_id),
+        change.keys.outbox.clone(),
+    ];
     let args: Vec<Value> = vec![
         change.user_id.into(),
         order_id.into(),
@@ -197,7 +204,10 @@ pub async fn cancel_redemption(
     script: &Script,
     change: &CouponChange<'_>,
 ) -> Result<Change, fred::error::Error> {
-    let names = vec![change.keys.coupon(change.coupon_id), change.keys.outbox.clone()];
+    let names = vec![
+        change.keys.coupon(change.coupon_id),
+        change.keys.outbox.clone(),
+    ];
     let args: Vec<Value> = vec![
         change.user_id.into(),
         change.trace_id.into(),
@@ -239,7 +249,8 @@ pub struct StoredCoupon {
     pub seq: u64,
 }
 
-const COLUMNS: &str = "coupon_id, policy_id, user_id, status, seq, order_id, discount,      issued_at, expires_at";
+const COLUMNS: &str =
+    "coupon_id, policy_id, user_id, status, seq, order_id, discount,      issued_at, expires_at";
 
 fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<StoredCoupon, sqlx::Error> {
     let issued: NaiveDateTime = row.try_get("issued_at")?;
@@ -339,7 +350,10 @@ pub async fn list_for_user(
         if view.status != "rejected" {
             let keys = PolicyKeys::new(prefix, view.policy_id);
             let live: Vec<Option<String>> = redis
-                .hmget(keys.coupon(&view.coupon_id), vec!["status", "order_id", "discount"])
+                .hmget(
+                    keys.coupon(&view.coupon_id),
+                    vec!["status", "order_id", "discount"],
+                )
                 .await
                 .context("reading coupon state")?;
             if let [Some(status), order, discount] = live.as_slice() {

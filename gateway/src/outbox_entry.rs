@@ -45,7 +45,11 @@ pub fn encode(outbox: Outbox, fields: &HashMap<String, String>) -> Result<Record
         Outbox::Sale(sale_id) => {
             let order = decode(sale_id, fields)?;
             let key = order.order_id.clone();
-            (Topic::Orders, key, json(&order.into_envelope(trace_id.clone()))?)
+            (
+                Topic::Orders,
+                key,
+                json(&order.into_envelope(trace_id.clone()))?,
+            )
         }
         Outbox::Policy(policy_id) => {
             let (key, payload) = coupon_event(policy_id, fields, &trace_id)?;
@@ -113,7 +117,13 @@ fn coupon_event(
                 expires_at: f.time("expires_ms")?,
             };
             let id = format!("{COUPON_ISSUED}:{coupon_id}");
-            json(&Envelope::v1(COUPON_ISSUED, id, at, trace_id.to_owned(), event))?
+            json(&Envelope::v1(
+                COUPON_ISSUED,
+                id,
+                at,
+                trace_id.to_owned(),
+                event,
+            ))?
         }
         COUPON_REDEEMED | COUPON_REDEMPTION_CANCELLED => {
             let seq = f.number("seq")?;
@@ -231,7 +241,10 @@ mod tests {
         let broken = fields(&[("order_id", "x")]);
         assert!(decode(7, &broken).is_err());
         let record = encode(Outbox::Sale(7), &entry).unwrap();
-        assert_eq!((record.topic, record.key.as_str()), (Topic::Orders, "7-abc"));
+        assert_eq!(
+            (record.topic, record.key.as_str()),
+            (Topic::Orders, "7-abc")
+        );
         assert_eq!(record.trace_id, "t1");
     }
 
@@ -247,7 +260,10 @@ mod tests {
             ("trace_id", "t"),
         ]);
         let record = encode(Outbox::Policy(3), &issued).unwrap();
-        assert_eq!((record.topic, record.key.as_str()), (Topic::Coupons, "3-c1"));
+        assert_eq!(
+            (record.topic, record.key.as_str()),
+            (Topic::Coupons, "3-c1")
+        );
         let envelope: Envelope<CouponIssued> = serde_json::from_slice(&record.payload).unwrap();
         assert_eq!(envelope.event_id, "coupon.issued:3-c1");
         assert_eq!(envelope.data.policy_id, 3);
@@ -262,8 +278,7 @@ mod tests {
             ("at_ms", "1700000001000"),
         ]);
         let record = encode(Outbox::Policy(3), &redeemed).unwrap();
-        let envelope: Envelope<CouponRedemption> =
-            serde_json::from_slice(&record.payload).unwrap();
+        let envelope: Envelope<CouponRedemption> = serde_json::from_slice(&record.payload).unwrap();
         assert_eq!(envelope.event_id, "coupon.redeemed:3-c1:2");
         assert_eq!(envelope.data.discount, 500);
 

@@ -257,7 +257,12 @@ impl Relay {
     }
 
     /// Sends the entries, waits for every delivery report, and acknowledges the delivered.
-    async fn send(&self, outbox: Outbox, stream: &str, entries: Vec<Entry>) -> anyhow::Result<usize> {
+    async fn send(
+        &self,
+        outbox: Outbox,
+        stream: &str,
+        entries: Vec<Entry>,
+    ) -> anyhow::Result<usize> {
         if entries.is_empty() {
             return Ok(0);
         }
@@ -384,7 +389,10 @@ impl Relay {
                 .srem(keys::active_outboxes(&self.prefix), &key)
                 .await;
             self.metrics.forget_outbox(outbox);
-            tracing::info!(outbox = key, "over and its outbox empty; relay stops watching it");
+            tracing::info!(
+                outbox = key,
+                "over and its outbox empty; relay stops watching it"
+            );
         }
     }
 }

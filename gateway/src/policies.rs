@@ -190,8 +190,7 @@ impl Policy {
     /// When the last coupon of this policy expires: after it nothing can change.
     pub fn redeem_until(&self) -> DateTime<Utc> {
         self.expires_at.unwrap_or_else(|| {
-            self.claim_ends_at
-                + Duration::seconds(i64::from(self.valid_for_seconds.unwrap_or(0)))
+            self.claim_ends_at + Duration::seconds(i64::from(self.valid_for_seconds.unwrap_or(0)))
         })
     }
 }
@@ -359,7 +358,10 @@ pub async fn load_into_redis(
         i64::from(policy.per_user_limit).into(),
         i64::from(policy.total_quantity).into(),
         valid_for_ms.into(),
-        policy.expires_at.map_or(0, |at| at.timestamp_millis()).into(),
+        policy
+            .expires_at
+            .map_or(0, |at| at.timestamp_millis())
+            .into(),
         policy.redeem_until().timestamp_millis().into(),
         (i64::from(policy.total_quantity) - i64::from(policy.persisted)).into(),
         i64::from(policy.persisted).into(),
@@ -506,7 +508,10 @@ mod tests {
         rejects(|p| p.per_user_limit = 501, "per_user_limit");
         rejects(|p| p.claim_ends_at = p.claim_starts_at, "claim_ends_at");
         rejects(|p| p.valid_for_seconds = Some(0), "valid_for_seconds");
-        rejects(|p| p.expires_at = Some(Utc::now()), "valid_for_seconds, expires_at");
+        rejects(
+            |p| p.expires_at = Some(Utc::now()),
+            "valid_for_seconds, expires_at",
+        );
         rejects(
             |p| {
                 p.valid_for_seconds = None;
@@ -514,7 +519,10 @@ mod tests {
             },
             "expires_at",
         );
-        rejects(|p| p.valid_for_seconds = None, "valid_for_seconds, expires_at");
+        rejects(
+            |p| p.valid_for_seconds = None,
+            "valid_for_seconds, expires_at",
+        );
     }
 
     #[test]

@@ -57,7 +57,10 @@ pub async fn persist_coupons(
         for row in query.build().fetch_all(&mut *tx).await? {
             let total: u32 = row.try_get("total_quantity")?;
             let count: u32 = row.try_get("issued")?;
-            room.insert(row.try_get("policy_id")?, (u64::from(total), u64::from(count)));
+            room.insert(
+                row.try_get("policy_id")?,
+                (u64::from(total), u64::from(count)),
+            );
         }
     }
 

@@ -35,10 +35,16 @@ pub async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
     .map_err(|err| {
         app.failed(
             Dependency::Redis,
-            err.context("policy stored in MySQL but not loaded into Redis; POST /v1/admin/sales/restore"),
+            err.context(
+                "policy stored in MySQL but not loaded into Redis; POST /v1/admin/sales/restore",
+            ),
         )
     })?;
-    tracing::info!(policy_id = policy.policy_id, total = policy.total_quantity, "coupon policy created");
+    tracing::info!(
+        policy_id = policy.policy_id,
+        total = policy.total_quantity,
+        "coupon policy created"
+    );
     let view = PolicyView {
         remaining: Some(i64::from(policy.total_quantity)),
         issued: Some(0),
@@ -126,9 +132,10 @@ pub async fn patch(app: &App, req: Request, policy_id: &str) -> Result<Response,
             "status: must be \"active\", \"paused\" or \"closed\"",
         ));
     }
-    let outcome = policies::set_status(&app.redis, &app.db, app.prefix(), policy_id, &change.status)
-        .await
-        .map_err(ApiError::Internal)?;
+    let outcome =
+        policies::set_status(&app.redis, &app.db, app.prefix(), policy_id, &change.status)
+            .await
+            .map_err(ApiError::Internal)?;
     match outcome {
         StatusChange::NotFound => Err(not_found()),
         StatusChange::Closed => Err(ApiError::conflict(

@@ -121,7 +121,11 @@ pub async fn list_mine(app: &App, req: Request) -> Result<Response, ApiError> {
     .await
     .map_err(|e| app.failed(Dependency::Mysql, e))?;
     let next_cursor = next_page(&mut page, limit, |c| {
-        Some(format!("{}:{}", c.issued_at.timestamp_millis(), c.coupon_id))
+        Some(format!(
+            "{}:{}",
+            c.issued_at.timestamp_millis(),
+            c.coupon_id
+        ))
     });
     Ok(json_response(
         StatusCode::OK,
@@ -191,10 +195,22 @@ pub async fn redeem(
         trace_id,
         outbox_max: app.settings.gateway.outbox_max_len,
     };
-    let run = || coupons::redeem(&app.redis, &app.scripts.redeem_coupon, &change, &order.order_id, discount);
-    let mut outcome = run().await.map_err(|e| app.redis_unavailable("redeem", &e))?;
+    let run = || {
+        coupons::redeem(
+            &app.redis,
+            &app.scripts.redeem_coupon,
+            &change,
+            &order.order_id,
+            discount,
+        )
+    };
+    let mut outcome = run()
+        .await
+        .map_err(|e| app.redis_unavailable("redeem", &e))?;
     if outcome == Change::NotFound && reload(app, &keys, coupon_id, &principal).await? {
-        outcome = run().await.map_err(|e| app.redis_unavailable("redeem", &e))?;
+        outcome = run()
+            .await
+            .map_err(|e| app.redis_unavailable("redeem", &e))?;
     }
     match outcome {
         Change::Done { order_id } => {
@@ -233,9 +249,13 @@ pub async fn cancel_redemption(
         outbox_max: app.settings.gateway.outbox_max_len,
     };
     let run = || coupons::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, &change);
-    let mut outcome = run().await.map_err(|e| app.redis_unavailable("cancel", &e))?;
+    let mut outcome = run()
+        .await
+        .map_err(|e| app.redis_unavailable("cancel", &e))?;
     if outcome == Change::NotFound && reload(app, &keys, coupon_id, &principal).await? {
-        outcome = run().await.map_err(|e| app.redis_unavailable("cancel", &e))?;
+        outcome = run()
+            .await
+            .map_err(|e| app.redis_unavailable("cancel", &e))?;
     }
     match outcome {
         Change::Done { order_id } => {
@@ -260,7 +280,8 @@ async fn reload(
     let stored = coupons::find(&app.db, coupon_id)
         .await
         .map_err(|e| app.failed(Dependency::Mysql, e))?;
-    let Some(stored) = stored.filter(|c| c.user_id == principal.user_id && c.view.status != "rejected")
+    let Some(stored) =
+        stored.filter(|c| c.user_id == principal.user_id && c.view.status != "rejected")
     else {
         return Ok(false);
     };
@@ -273,10 +294,9 @@ async fn reload(
 
 fn refusal(change: Change) -> ApiError {
     match change {
-        Change::AlreadyRedeemed { .. } => ApiError::conflict(
-            "already_redeemed",
-            "the coupon is already redeemed",
-        ),
+        Change::AlreadyRedeemed { .. } => {
+            ApiError::conflict("already_redeemed", "the coupon is already redeemed")
+        }
         Change::NotRedeemed => ApiError::conflict("not_redeemed", "the coupon is not redeemed"),
         Change::Expired => ApiError::conflict("coupon_expired", "the coupon has expired"),
         Change::Overloaded => overloaded(),
