@@ -2,12 +2,12 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
-use fred::prelude::{HashesInterface, KeysInterface, Pool, SetsInterface, Value};
+use fred::prelude::{HashesInterface, KeysInterface, Pool, Value};
 use serde::{Deserialize, Serialize};
 use sqlx::{MySqlPool, Row};
 
 use crate::error::ApiError;
-use crate::keys::{self, PolicyKeys};
+use crate::keys::PolicyKeys;
 use crate::scripts::Script;
 
 /// Most coupons one policy may offer.
@@ -370,15 +370,8 @@ pub async fn load_into_redis(
         args.push(user.into());
         args.push(held.into());
     }
-    let loaded: i64 = script
-        .run(redis, vec![keys.policy, keys.remaining, keys.holders], args)
-        .await
-        .context("loading coupon policy into Redis")?;
-    let _: i64 = redis
-        .sadd(keys::active_outboxes(prefix), &keys.outbox)
-        .await
-        .context("registering policy outbox")?;
-    Ok(loaded == 1)
+    let state = vec![keys.policy, keys.remaining, keys.holders];
+    crate::sales::load_and_register(redis, script, state, args, prefix, &keys.outbox).await
 }
 
 /// Restores every live policy that Redis lost. Returns how many were loaded.

@@ -241,15 +241,9 @@ pub async fn load_into_redis(
         args.push(user.into());
         args.push(units.into());
     }
-    let loaded: i64 = script
-        .run(redis, vec![keys.sale, keys.stock, keys.buyers], args)
-        .await
-        .context("loading sale into Redis")?;
-    let _: i64 = redis
-        .sadd(keys::active_outboxes(prefix), &keys.outbox)
-        .await
-        .context("registering sale outbox")?;
-    if loaded == 1 {
+    let state = vec![keys.sale, keys.stock, keys.buyers];
+    let loaded = load_and_register(redis, script, state, args, prefix, &keys.outbox).await?;
+    if loaded {
         // A restored sale may have stock again: gateways drop their sold-out marks.
         let _: i64 = redis
             .next()
@@ -257,6 +251,27 @@ pub async fn load_into_redis(
             .await
             .context("announcing restock")?;
     }
+    Ok(loaded)
+}
+
+/// Runs a load script (which never overwrites what Redis holds) on `state`, and registers
+/// `outbox` with the relay. Returns whether the script loaded anything.
+pub async fn load_and_register(
+    redis: &Pool,
+    script: &Script,
+    state: Vec<String>,
+    args: Vec<Value>,
+    prefix: &str,
+    outbox: &str,
+) -> anyhow::Result<bool> {
+    let loaded: i64 = script
+        .run(redis, state, args)
+        .await
+        .context("loading state into Redis")?;
+    let _: i64 = redis
+        .sadd(keys::active_outboxes(prefix), outbox)
+        .await
+        .context("registering the outbox with the relay")?;
     Ok(loaded == 1)
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth::{Principal, Role};
+use crate::auth::Role;
 use crate::coupons::{self, Change, Claim, ClaimRequest, CouponChange, CouponView};
 use crate::error::ApiError;
 use crate::http::{
@@ -195,7 +195,7 @@ pub async fn redeem(
         trace_id,
         outbox_max: app.settings.gateway.outbox_max_len,
     };
-    let run = || {
+    let outcome = run_change(app, &change, "redeem", || {
         coupons::redeem(
             &app.redis,
             &app.scripts.redeem_coupon,
@@ -203,15 +203,8 @@ pub async fn redeem(
             &order.order_id,
             discount,
         )
-    };
-    let mut outcome = run()
-        .await
-        .map_err(|e| app.redis_unavailable("redeem", &e))?;
-    if outcome == Change::NotFound && reload(app, &keys, coupon_id, &principal).await? {
-        outcome = run()
-            .await
-            .map_err(|e| app.redis_unavailable("redeem", &e))?;
-    }
+    })
+    .await?;
     match outcome {
         Change::Done { order_id } => {
             tracing::info!(coupon_id, order_id, discount, "coupon redeemed");
@@ -248,15 +241,10 @@ pub async fn cancel_redemption(
         trace_id,
         outbox_max: app.settings.gateway.outbox_max_len,
     };
-    let run = || coupons::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, &change);
-    let mut outcome = run()
-        .await
-        .map_err(|e| app.redis_unavailable("cancel", &e))?;
-    if outcome == Change::NotFound && reload(app, &keys, coupon_id, &principal).await? {
-        outcome = run()
-            .await
-            .map_err(|e| app.redis_unavailable("cancel", &e))?;
-    }
+    let outcome = run_change(app, &change, "cancel", || {
+        coupons::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, &change)
+    })
+    .await?;
     match outcome {
         Change::Done { order_id } => {
             tracing::info!(coupon_id, order_id, "coupon redemption cancelled");
@@ -269,27 +257,38 @@ pub async fn cancel_redemption(
     }
 }
 
-/// Puts the caller's persisted coupon back into Redis when Redis lost it. False when there is
-/// nothing of the caller's to load.
-async fn reload(
+/// Runs a redeem or cancel script; when Redis does not have the coupon but MySQL has it (and
+/// it is the caller's), loads it back and runs the script once more.
+async fn run_change<F, Fut>(
     app: &App,
-    keys: &PolicyKeys,
-    coupon_id: &str,
-    principal: &Principal,
-) -> Result<bool, ApiError> {
-    let stored = coupons::find(&app.db, coupon_id)
+    change: &CouponChange<'_>,
+    action: &'static str,
+    run: F,
+) -> Result<Change, ApiError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Change, fred::error::Error>>,
+{
+    let outcome = run().await.map_err(|e| app.redis_unavailable(action, &e))?;
+    if outcome != Change::NotFound {
+        return Ok(outcome);
+    }
+    let stored = coupons::find(&app.db, change.coupon_id)
         .await
         .map_err(|e| app.failed(Dependency::Mysql, e))?;
     let Some(stored) =
-        stored.filter(|c| c.user_id == principal.user_id && c.view.status != "rejected")
+        stored.filter(|c| c.user_id == change.user_id && c.view.status != "rejected")
     else {
-        return Ok(false);
+        return Ok(Change::NotFound);
     };
-    coupons::load_into_redis(&app.redis, &app.scripts.load_coupon, keys, &stored)
+    coupons::load_into_redis(&app.redis, &app.scripts.load_coupon, change.keys, &stored)
         .await
         .map_err(|e| app.failed(Dependency::Redis, e))?;
-    tracing::warn!(coupon_id, "coupon reloaded into Redis from MySQL");
-    Ok(true)
+    tracing::warn!(
+        coupon_id = change.coupon_id,
+        "coupon reloaded into Redis from MySQL"
+    );
+    run().await.map_err(|e| app.redis_unavailable(action, &e))
 }
 
 fn refusal(change: Change) -> ApiError {
