@@ -40,9 +40,9 @@ impl SaleKeys {
     }
 }
 
-/// Set of the ids of sales whose outbox the relay reads.
-pub fn active_sales(prefix: &str) -> String {
-    format!("{prefix}:sales:active")
+/// Set of the outbox stream keys the relay reads (sales, coupon policies, point buckets).
+pub fn active_outboxes(prefix: &str) -> String {
+    format!("{prefix}:outboxes:active")
 }
 
 /// Pub/sub channel announcing that a sale has stock again (clears sold-out caches).
@@ -50,11 +50,86 @@ pub fn restock_channel(prefix: &str) -> String {
     format!("{prefix}:restock")
 }
 
-/// The sale id of an outbox key (`fg:{s:42}:outbox` → 42).
-pub fn sale_id_of(key: &str) -> Option<u64> {
-    let start = key.find("{s:")? + 3;
-    let end = start + key[start..].find('}')?;
-    key[start..end].parse().ok()
+/// The keys of one coupon policy (hash tag `{c:<id>}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyKeys {
+    /// Hash: status, claim window, limit, expiry rule, discount, `issued` counter.
+    pub policy: String,
+    /// String: coupons left to claim.
+    pub remaining: String,
+    /// Hash: user id → coupons claimed.
+    pub holders: String,
+    /// Stream: coupon events waiting for the relay.
+    pub outbox: String,
+    base: String,
+}
+
+impl PolicyKeys {
+    /// Keys of `policy_id` under `prefix`.
+    pub fn new(prefix: &str, policy_id: u64) -> Self {
+        let base = format!("{prefix}:{{c:{policy_id}}}");
+        Self {
+            policy: format!("{base}:policy"),
+            remaining: format!("{base}:remaining"),
+            holders: format!("{base}:holders"),
+            outbox: format!("{base}:outbox"),
+            base,
+        }
+    }
+
+    /// Hash of one coupon of this policy: user, status, expiry, state sequence, order.
+    pub fn coupon(&self, coupon_id: &str) -> String {
+        format!("{}:cpn:{coupon_id}", self.base)
+    }
+
+    /// The stored answer for `user`'s idempotency key on a claim of this policy.
+    pub fn idempotency(&self, user: &str, key: &str) -> String {
+        format!("{}:idem:{user}:{key}", self.base)
+    }
+}
+
+/// Whose events an outbox stream holds; its key tells (`fg:{s:42}:outbox` is sale 42's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outbox {
+    /// Admitted orders of a sale.
+    Sale(u64),
+    /// Coupon events of a policy.
+    Policy(u64),
+    /// Point events of a bucket of users.
+    Points(u32),
+}
+
+impl Outbox {
+    /// The stream's key.
+    pub fn key(self, prefix: &str) -> String {
+        match self {
+            Self::Sale(id) => SaleKeys::new(prefix, id).outbox,
+            Self::Policy(id) => PolicyKeys::new(prefix, id).outbox,
+            Self::Points(bucket) => PointsKeys::new(prefix, bucket).outbox,
+        }
+    }
+
+    /// The outbox a stream key belongs to, from its hash tag.
+    pub fn of_key(key: &str) -> Option<Self> {
+        let start = key.find('{')? + 1;
+        let end = start + key[start..].find('}')?;
+        let (kind, id) = key[start..end].split_once(':')?;
+        match kind {
+            "s" => id.parse().ok().map(Self::Sale),
+            "c" => id.parse().ok().map(Self::Policy),
+            "p" => id.parse().ok().map(Self::Points),
+            _ => None,
+        }
+    }
+
+    /// Prometheus label naming the outbox (`sale_id="42"`).
+    pub fn label(self) -> String {
+        match self {
+            Self::Sale(id) => format!("sale_id=\"{id}\""),
+            Self::Policy(id) => format!("policy_id=\"{id}\""),
+            Self::Points(bucket) => format!("points_bucket=\"{bucket}\""),
+        }
+    }
 }
 
 /// How many buckets point balances are spread over. Each bucket has its own hash tag and its
@@ -124,8 +199,26 @@ mod tests {
         ] {
             assert!(key.starts_with("fg:{s:42}:"), "{key}");
         }
-        assert_eq!(sale_id_of(&keys.outbox), Some(42));
-        assert_eq!(sale_id_of("fg:sales:active"), None);
+        assert_eq!(Outbox::of_key(&keys.outbox), Some(Outbox::Sale(42)));
+        assert_eq!(Outbox::of_key("fg:outboxes:active"), None);
+    }
+
+    #[test]
+    fn an_outbox_key_names_its_owner() {
+        for outbox in [Outbox::Sale(7), Outbox::Policy(7), Outbox::Points(3)] {
+            assert_eq!(Outbox::of_key(&outbox.key("fg")), Some(outbox));
+        }
+        let policy = PolicyKeys::new("fg", 9);
+        for key in [
+            &policy.policy,
+            &policy.remaining,
+            &policy.holders,
+            &policy.outbox,
+            &policy.coupon("9-x"),
+            &policy.idempotency("u", "k"),
+        ] {
+            assert!(key.starts_with("fg:{c:9}:"), "{key}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use fred::prelude::{Pool, Value};
 
 use crate::keys::SaleKeys;
-use crate::scripts::Script;
+use crate::scripts::{Script, reply_int, reply_text, unexpected_reply};
 
 /// What the purchase script decided. Business outcomes are values, not errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,47 +87,34 @@ pub async fn admit(
     parse_reply(&reply, request.quantity)
 }
 
-fn text(value: Option<&Value>) -> String {
-    value.and_then(Value::as_string).unwrap_or_default()
-}
-
-fn int(value: Option<&Value>) -> i64 {
-    value.and_then(Value::as_i64).unwrap_or_default()
-}
-
 /// Turns the script's reply array into an [`Admission`].
 fn parse_reply(reply: &[Value], quantity: u32) -> Result<Admission, fred::error::Error> {
-    let code = text(reply.first());
+    let code = reply_text(reply, 0);
     let outcome = match code.as_str() {
         "admitted" => Admission::Admitted {
-            order_id: text(reply.get(1)),
+            order_id: reply_text(reply, 1),
             quantity,
-            remaining: int(reply.get(2)),
+            remaining: reply_int(reply, 2),
         },
         // A stored answer: only admissions and final refusals are stored.
-        "replay" => match text(reply.get(1)).as_str() {
+        "replay" => match reply_text(reply, 1).as_str() {
             "admitted" => Admission::Admitted {
-                order_id: text(reply.get(2)),
-                quantity: u32::try_from(int(reply.get(3))).unwrap_or(quantity),
+                order_id: reply_text(reply, 2),
+                quantity: u32::try_from(reply_int(reply, 3)).unwrap_or(quantity),
                 remaining: -1,
             },
             "limit_exceeded" => Admission::LimitExceeded,
             _ => Admission::SoldOut { remaining: 0 },
         },
         "sold_out" => Admission::SoldOut {
-            remaining: int(reply.get(1)),
+            remaining: reply_int(reply, 1),
         },
         "limit_exceeded" => Admission::LimitExceeded,
         "sale_not_active" => Admission::NotActive,
         "not_found" => Admission::NotFound,
         "overloaded" => Admission::Overloaded,
         "idempotency_key_reused" => Admission::KeyReused,
-        other => {
-            return Err(fred::error::Error::new(
-                fred::error::ErrorKind::Parse,
-                format!("unexpected purchase script reply `{other}`"),
-            ));
-        }
+        other => return Err(unexpected_reply("purchase", other)),
     };
     Ok(outcome)
 }

@@ -9,7 +9,8 @@ use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 
 use crate::auth::Verifier;
-use crate::metrics::Metrics;
+use crate::error::ApiError;
+use crate::metrics::{Dependency, Metrics};
 use crate::scripts::Scripts;
 use crate::soldout::SoldOutCache;
 
@@ -62,6 +63,23 @@ impl App {
     /// The Redis key prefix.
     pub fn prefix(&self) -> &str {
         &self.settings.redis.key_prefix
+    }
+
+    /// Counts a failed call to `dependency` and turns it into a generic 500.
+    pub fn failed(&self, dependency: Dependency, err: impl Into<anyhow::Error>) -> ApiError {
+        self.metrics.dependency_error(dependency);
+        ApiError::Internal(err.into())
+    }
+
+    /// Counts a failed Redis call on a shopper's action and answers 503: the action may be
+    /// retried once Redis (or its failover) is back.
+    pub fn redis_unavailable(&self, action: &'static str, err: &fred::error::Error) -> ApiError {
+        self.metrics.dependency_error(Dependency::Redis);
+        tracing::warn!(action, error = %err, "Redis script failed");
+        ApiError::Overloaded {
+            retry_after: 1,
+            message: "the service cannot be reached right now; retry shortly".into(),
+        }
     }
 
     /// Marks the process as shutting down: `/readyz` fails from now on.

@@ -1,6 +1,8 @@
-//! Small HTTP helpers: JSON responses, and reading a JSON body within the size limit.
+//! Small HTTP helpers: JSON responses, reading a JSON body within the size limit, list pages
+//! and idempotency keys.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -125,6 +127,53 @@ pub fn page_query(
         }
     }
     Ok((limit, cursor))
+}
+
+/// Keeps the first `limit` of `page` (fetched with `limit + 1` rows) and returns the cursor of
+/// the next page when there is one.
+pub fn next_page<T>(
+    page: &mut Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> Option<String>,
+) -> Option<String> {
+    if page.len() > limit as usize {
+        page.truncate(limit as usize);
+        page.last().and_then(cursor_of)
+    } else {
+        None
+    }
+}
+
+/// A `<millis>:<id>` cursor (a time-ordered list's last row), or 400.
+pub fn time_id_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
+    cursor
+        .split_once(':')
+        .and_then(|(ms, id)| {
+            Some((
+                DateTime::from_timestamp_millis(ms.parse().ok()?)?,
+                id.to_owned(),
+            ))
+        })
+        .ok_or_else(|| ApiError::invalid("cursor: not a cursor from this API"))
+}
+
+/// A client-chosen `Idempotency-Key`: 1 to 128 characters of `[A-Za-z0-9._:-]`.
+pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    let valid = (1..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if valid {
+        Ok(Some(key.to_owned()))
+    } else {
+        Err(ApiError::invalid(
+            "Idempotency-Key: 1 to 128 characters of letters, digits, '.', '_', ':' or '-'",
+        ))
+    }
 }
 
 /// serde_json appends " at line 1 column 17"; the field name says more to a client.

@@ -6,7 +6,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use flashgate_events::keys::Outbox;
+
 use crate::admission::Admission;
+use crate::coupons::Claim;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -41,12 +44,21 @@ pub struct Metrics {
     // One lock per request for both the count and the latency.
     http: Mutex<HttpMetrics>,
     admissions: Mutex<BTreeMap<&'static str, u64>>,
+    claims: Mutex<BTreeMap<&'static str, u64>>,
     sold_out_from_memory: AtomicU64,
     redis_errors: AtomicU64,
     kafka_errors: AtomicU64,
     mysql_errors: AtomicU64,
     relayed: AtomicU64,
-    outbox: Mutex<BTreeMap<u64, OutboxGauge>>,
+    outbox: Mutex<BTreeMap<Outbox, OutboxGauge>>,
+}
+
+fn count(outcomes: &Mutex<BTreeMap<&'static str, u64>>, outcome: &'static str) {
+    *outcomes
+        .lock()
+        .expect("metrics lock")
+        .entry(outcome)
+        .or_default() += 1;
 }
 
 /// Which dependency failed.
@@ -87,12 +99,20 @@ impl Metrics {
             Admission::Overloaded => "overloaded",
             Admission::KeyReused => "idempotency_key_reused",
         };
-        *self
-            .admissions
-            .lock()
-            .expect("metrics lock")
-            .entry(outcome)
-            .or_default() += 1;
+        count(&self.admissions, outcome);
+    }
+
+    /// Counts one coupon claim outcome.
+    pub fn observe_claim(&self, claim: &Claim) {
+        let outcome = match claim {
+            Claim::Issued { .. } => "issued",
+            Claim::Exhausted => "exhausted",
+            Claim::AlreadyClaimed => "already_claimed",
+            Claim::NotActive => "policy_not_active",
+            Claim::NotFound => "not_found",
+            Claim::Overloaded => "overloaded",
+        };
+        count(&self.claims, outcome);
     }
 
     /// Counts a sold-out answer given from memory, without Redis.
@@ -115,17 +135,17 @@ impl Metrics {
         self.relayed.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Records a sale's outbox length and lag.
-    pub fn set_outbox(&self, sale_id: u64, gauge: OutboxGauge) {
+    /// Records an outbox's length and lag.
+    pub fn set_outbox(&self, outbox: Outbox, gauge: OutboxGauge) {
         self.outbox
             .lock()
             .expect("metrics lock")
-            .insert(sale_id, gauge);
+            .insert(outbox, gauge);
     }
 
-    /// Drops the gauges of a sale the relay no longer watches.
-    pub fn forget_outbox(&self, sale_id: u64) {
-        self.outbox.lock().expect("metrics lock").remove(&sale_id);
+    /// Drops the gauges of an outbox the relay no longer watches.
+    pub fn forget_outbox(&self, outbox: Outbox) {
+        self.outbox.lock().expect("metrics lock").remove(&outbox);
     }
 
     /// The Prometheus text exposition.
@@ -156,12 +176,14 @@ impl Metrics {
             );
         }
         drop(http);
-        out.push_str("# TYPE flashgate_admissions_total counter\n");
-        for (outcome, count) in self.admissions.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                out,
-                "flashgate_admissions_total{{outcome=\"{outcome}\"}} {count}"
-            );
+        for (name, outcomes) in [
+            ("flashgate_admissions_total", &self.admissions),
+            ("flashgate_coupon_claims_total", &self.claims),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (outcome, count) in outcomes.lock().expect("metrics lock").iter() {
+                let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {count}");
+            }
         }
         let _ = writeln!(
             out,
@@ -188,18 +210,20 @@ impl Metrics {
         );
         out.push_str("# TYPE flashgate_outbox_length gauge\n");
         let outbox = self.outbox.lock().expect("metrics lock");
-        for (sale, gauge) in outbox.iter() {
+        for (owner, gauge) in outbox.iter() {
             let _ = writeln!(
                 out,
-                "flashgate_outbox_length{{sale_id=\"{sale}\"}} {}",
+                "flashgate_outbox_length{{{}}} {}",
+                owner.label(),
                 gauge.length
             );
         }
         out.push_str("# TYPE flashgate_outbox_lag_seconds gauge\n");
-        for (sale, gauge) in outbox.iter() {
+        for (owner, gauge) in outbox.iter() {
             let _ = writeln!(
                 out,
-                "flashgate_outbox_lag_seconds{{sale_id=\"{sale}\"}} {}",
+                "flashgate_outbox_lag_seconds{{{}}} {}",
+                owner.label(),
                 gauge.lag_seconds
             );
         }

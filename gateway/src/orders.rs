@@ -20,10 +20,10 @@ pub struct OrderView {
     pub quantity: u32,
     /// `reserved`, `confirmed`, `rejected`, `paid`, `cancelled` or `expired`.
     pub status: String,
-    /// Unit price in minor units (known once persisted).
+    /// Unit price in minor units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit_price: Option<u64>,
-    /// Amount in minor units (known once persisted).
+    /// Amount in minor units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<u64>,
     /// When Redis admitted it (known once persisted).
@@ -77,17 +77,25 @@ pub async fn find_for_user(
         .hget(&keys.orders, order_id)
         .await
         .context("reading reservation")?;
-    Ok(reserved.and_then(|value| {
-        let (owner, quantity) = value.split_once('\n')?;
-        (owner == user).then(|| OrderView {
-            order_id: order_id.to_owned(),
-            sale_id,
-            quantity: quantity.parse().unwrap_or(0),
-            status: "reserved".to_owned(),
-            unit_price: None,
-            amount: None,
-            admitted_at: None,
-        })
+    let Some((owner, quantity)) = reserved.as_deref().and_then(|v| v.split_once('\n')) else {
+        return Ok(None);
+    };
+    if owner != user {
+        return Ok(None);
+    }
+    let quantity: u32 = quantity.parse().unwrap_or(0);
+    let unit_price: Option<u64> = redis
+        .hget(&keys.sale, "price")
+        .await
+        .context("reading sale price")?;
+    Ok(Some(OrderView {
+        order_id: order_id.to_owned(),
+        sale_id,
+        quantity,
+        status: "reserved".to_owned(),
+        unit_price,
+        amount: unit_price.and_then(|price| price.checked_mul(u64::from(quantity))),
+        admitted_at: None,
     }))
 }
 

@@ -1,4 +1,5 @@
-//! The outbox relay: moves admitted orders from the sales' Redis streams to Kafka.
+//! The outbox relay: moves events from the Redis outbox streams (admitted orders of sales,
+//! coupon events of policies) to Kafka.
 //!
 //! Every gateway runs one; they share the consumer group `relay` on each stream, so an entry
 //! goes to one relay. An entry is acknowledged and deleted (one script) only after Kafka
@@ -10,22 +11,42 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chrono::DateTime;
-use flashgate_events::{OrderAdmitted, TRACE_HEADER};
+use flashgate_events::TRACE_HEADER;
+use flashgate_events::keys::{self, Outbox, PolicyKeys, SaleKeys};
 use fred::prelude::{HashesInterface, Pool, SetsInterface, StreamsInterface, Value};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::watch;
 
-use crate::keys::{self, SaleKeys};
 use crate::metrics::{Dependency, Metrics, OutboxGauge};
+use crate::outbox_entry::{Entry, Topic, encode, parse_claimed, parse_read};
 use crate::scripts::Script;
 
 /// Consumer group of the relays on every outbox stream.
 pub const GROUP: &str = "relay";
 
-/// One outbox entry: its stream id and fields.
-type Entry = (String, HashMap<String, String>);
+/// Where the relay sends what.
+#[derive(Debug, Clone)]
+pub struct RelayTopics {
+    /// Admitted orders.
+    pub orders: String,
+    /// Coupon events.
+    pub coupons: String,
+    /// Point events.
+    pub points: String,
+    /// Entries that can never be sent (undecodable).
+    pub dead_letter: String,
+}
+
+impl RelayTopics {
+    fn of(&self, topic: Topic) -> &str {
+        match topic {
+            Topic::Orders => &self.orders,
+            Topic::Coupons => &self.coupons,
+            Topic::Points => &self.points,
+        }
+    }
+}
 
 /// What the relay needs.
 pub struct Relay {
@@ -39,10 +60,8 @@ pub struct Relay {
     pub metrics: Arc<Metrics>,
     /// Redis key prefix.
     pub prefix: String,
-    /// Topic of admitted orders.
-    pub topic: String,
-    /// Topic for entries that can never be sent (undecodable).
-    pub dead_letter_topic: String,
+    /// Destination topics.
+    pub topics: RelayTopics,
     /// Entries per read.
     pub batch_size: u64,
     /// Idle time after which another relay's pending entries are claimed.
@@ -72,30 +91,31 @@ impl Backoff {
 impl Relay {
     /// Runs until `shutdown` turns true, then makes a last pass and flushes the producer.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut groups: HashSet<u64> = HashSet::new();
-        let mut retry_own: HashSet<u64> = HashSet::new();
-        let mut sales: Vec<u64> = Vec::new();
+        let mut groups: HashSet<Outbox> = HashSet::new();
+        let mut retry_own: HashSet<Outbox> = HashSet::new();
+        let mut outboxes: Vec<Outbox> = Vec::new();
         let mut refreshed = Instant::now() - Duration::from_secs(10);
         let mut claimed = Instant::now();
         let mut backoff = Backoff(Backoff::MIN);
         loop {
             let stopping = *shutdown.borrow();
             if refreshed.elapsed() >= Duration::from_secs(1) || stopping {
-                for &sale_id in &sales {
-                    self.observe(sale_id).await;
+                for &outbox in &outboxes {
+                    self.observe(outbox).await;
                 }
                 match self
                     .redis
-                    .smembers::<Vec<u64>, _>(keys::active_sales(&self.prefix))
+                    .smembers::<Vec<String>, _>(keys::active_outboxes(&self.prefix))
                     .await
                 {
-                    Ok(ids) => {
-                        sales = ids;
+                    Ok(names) => {
+                        outboxes = names.iter().filter_map(|k| Outbox::of_key(k)).collect();
+                        outboxes.sort_unstable();
                         refreshed = Instant::now();
                     }
                     Err(err) => {
                         self.metrics.dependency_error(Dependency::Redis);
-                        tracing::warn!(error = %err, "relay cannot list sales");
+                        tracing::warn!(error = %err, "relay cannot list outboxes");
                     }
                 }
             }
@@ -105,34 +125,29 @@ impl Relay {
             }
             let mut moved = 0usize;
             let mut failed = false;
-            for &sale_id in &sales {
-                let keys = SaleKeys::new(&self.prefix, sale_id);
-                if !groups.contains(&sale_id) {
-                    if let Err(err) = self.ensure_group(&keys.outbox).await {
-                        tracing::warn!(sale_id, error = %err, "relay cannot create its group");
+            for &outbox in &outboxes {
+                let key = outbox.key(&self.prefix);
+                if !groups.contains(&outbox) {
+                    if let Err(err) = self.ensure_group(&key).await {
+                        tracing::warn!(outbox = %key, error = %err, "relay cannot create its group");
                         failed = true;
                         break;
                     }
-                    groups.insert(sale_id);
+                    groups.insert(outbox);
                     // Our own pending entries from before (none for a new process name).
-                    retry_own.insert(sale_id);
+                    retry_own.insert(outbox);
                 }
                 let result = self
-                    .pass(
-                        sale_id,
-                        &keys.outbox,
-                        retry_own.contains(&sale_id),
-                        claim_now,
-                    )
+                    .pass(outbox, &key, retry_own.contains(&outbox), claim_now)
                     .await;
                 match result {
                     Ok(count) => {
-                        retry_own.remove(&sale_id);
+                        retry_own.remove(&outbox);
                         moved += count;
                     }
                     Err(err) => {
-                        tracing::warn!(sale_id, error = %err, "relay pass failed; entries stay pending");
-                        retry_own.insert(sale_id);
+                        tracing::warn!(outbox = %key, error = %err, "relay pass failed; entries stay pending");
+                        retry_own.insert(outbox);
                         failed = true;
                         break;
                     }
@@ -176,33 +191,33 @@ impl Relay {
         }
     }
 
-    /// One sale: re-send own pending entries if a send failed before, claim entries of dead
+    /// One outbox: re-send own pending entries if a send failed before, claim entries of dead
     /// relays now and then, then send new entries. Returns how many were delivered.
     async fn pass(
         &self,
-        sale_id: u64,
-        outbox: &str,
+        outbox: Outbox,
+        key: &str,
         retry_own: bool,
         claim: bool,
     ) -> anyhow::Result<usize> {
         let mut delivered = 0;
         if retry_own {
-            let pending = self.read(outbox, "0").await?;
-            delivered += self.send(sale_id, outbox, pending).await?;
+            let pending = self.read(key, "0").await?;
+            delivered += self.send(outbox, key, pending).await?;
         }
         if claim {
-            let claimed = self.claim(outbox).await?;
+            let claimed = self.claim(key).await?;
             if !claimed.is_empty() {
                 tracing::info!(
-                    sale_id,
+                    outbox = key,
                     count = claimed.len(),
                     "claimed entries of a silent relay"
                 );
             }
-            delivered += self.send(sale_id, outbox, claimed).await?;
+            delivered += self.send(outbox, key, claimed).await?;
         }
-        let fresh = self.read(outbox, ">").await?;
-        delivered += self.send(sale_id, outbox, fresh).await?;
+        let fresh = self.read(key, ">").await?;
+        delivered += self.send(outbox, key, fresh).await?;
         Ok(delivered)
     }
 
@@ -242,26 +257,31 @@ impl Relay {
     }
 
     /// Sends the entries, waits for every delivery report, and acknowledges the delivered.
-    async fn send(&self, sale_id: u64, outbox: &str, entries: Vec<Entry>) -> anyhow::Result<usize> {
+    async fn send(
+        &self,
+        outbox: Outbox,
+        stream: &str,
+        entries: Vec<Entry>,
+    ) -> anyhow::Result<usize> {
         if entries.is_empty() {
             return Ok(0);
         }
         let mut in_flight = Vec::with_capacity(entries.len());
         for (id, fields) in &entries {
-            let (topic, key, payload, trace_id) = match decode(sale_id, fields) {
-                Ok((order, trace_id)) => {
-                    let key = order.order_id.clone();
-                    let envelope = order.into_envelope(trace_id.clone());
-                    let payload = serde_json::to_vec(&envelope)?;
-                    (self.topic.as_str(), key, payload, trace_id)
-                }
+            let (topic, key, payload, trace_id) = match encode(outbox, fields) {
+                Ok(record) => (
+                    self.topics.of(record.topic),
+                    record.key,
+                    record.payload,
+                    record.trace_id,
+                ),
                 Err(reason) => {
-                    tracing::error!(sale_id, entry = %id, reason, "undecodable outbox entry; dead-lettered");
+                    tracing::error!(outbox = stream, entry = %id, reason, "undecodable outbox entry; dead-lettered");
                     let payload = serde_json::to_vec(&serde_json::json!({
-                        "reason": reason, "sale_id": sale_id, "entry_id": id, "fields": fields,
+                        "reason": reason, "outbox": stream, "entry_id": id, "fields": fields,
                     }))?;
                     (
-                        self.dead_letter_topic.as_str(),
+                        self.topics.dead_letter.as_str(),
                         id.clone(),
                         payload,
                         String::new(),
@@ -303,7 +323,7 @@ impl Relay {
             args.extend(delivered_ids.into_iter().map(Value::from));
             let _: i64 = self
                 .ack_script
-                .run(&self.redis, vec![outbox.to_owned()], args)
+                .run(&self.redis, vec![stream.to_owned()], args)
                 .await
                 .inspect_err(|_| self.metrics.dependency_error(Dependency::Redis))?;
             self.metrics.relayed(delivered as u64);
@@ -323,11 +343,12 @@ impl Relay {
         }
     }
 
-    /// Updates the outbox length and lag gauges of a sale, and stops watching a sale that
-    /// has ended (or vanished) once its outbox is empty.
-    async fn observe(&self, sale_id: u64) {
-        let keys = SaleKeys::new(&self.prefix, sale_id);
-        let Ok(length) = self.redis.xlen::<u64, _>(&keys.outbox).await else {
+    /// Updates the length and lag gauges of an outbox, and stops watching the outbox of a sale
+    /// or policy that is over (or vanished) once it is empty. A sale is over at its end; a
+    /// policy when its last coupon has expired (until then a redemption may still be written).
+    async fn observe(&self, outbox: Outbox) {
+        let key = outbox.key(&self.prefix);
+        let Ok(length) = self.redis.xlen::<u64, _>(&key).await else {
             return;
         };
         let now_ms = SystemTime::now()
@@ -337,7 +358,7 @@ impl Relay {
             0.0
         } else {
             let first: Result<Vec<(String, HashMap<String, String>)>, _> =
-                self.redis.xrange(&keys.outbox, "-", "+", Some(1)).await;
+                self.redis.xrange(&key, "-", "+", Some(1)).await;
             first
                 .ok()
                 .and_then(|entries| entries.into_iter().next())
@@ -345,168 +366,33 @@ impl Relay {
                 .map_or(0.0, |ms| now_ms.saturating_sub(ms) as f64 / 1000.0)
         };
         self.metrics.set_outbox(
-            sale_id,
+            outbox,
             OutboxGauge {
                 length,
                 lag_seconds,
             },
         );
+        let (state, field) = match outbox {
+            Outbox::Sale(id) => (SaleKeys::new(&self.prefix, id).sale, "ends_ms"),
+            Outbox::Policy(id) => (PolicyKeys::new(&self.prefix, id).policy, "redeem_until_ms"),
+            Outbox::Points(_) => return,
+        };
         if length > 0 {
             return;
         }
-        let ends_ms: Result<Option<u128>, _> = self.redis.hget(&keys.sale, "ends_ms").await;
-        if let Ok(ends_ms) = ends_ms
-            && ends_ms.is_none_or(|end| end < now_ms)
+        let over_ms: Result<Option<u128>, _> = self.redis.hget(&state, field).await;
+        if let Ok(over_ms) = over_ms
+            && over_ms.is_none_or(|end| end < now_ms)
         {
             let _: Result<i64, _> = self
                 .redis
-                .srem(keys::active_sales(&self.prefix), sale_id)
+                .srem(keys::active_outboxes(&self.prefix), &key)
                 .await;
-            self.metrics.forget_outbox(sale_id);
+            self.metrics.forget_outbox(outbox);
             tracing::info!(
-                sale_id,
-                "sale over and its outbox empty; relay stops watching it"
+                outbox = key,
+                "over and its outbox empty; relay stops watching it"
             );
         }
-    }
-}
-
-/// An outbox entry as an admitted order and its trace id.
-fn decode(
-    sale_id: u64,
-    fields: &HashMap<String, String>,
-) -> Result<(OrderAdmitted, String), String> {
-    let get = |name: &str| {
-        fields
-            .get(name)
-            .ok_or_else(|| format!("field `{name}` missing"))
-    };
-    let number = |name: &str| -> Result<u64, String> {
-        get(name)?
-            .parse::<u64>()
-            .map_err(|_| format!("field `{name}` is not a number"))
-    };
-    let quantity =
-        u32::try_from(number("quantity")?).map_err(|_| "quantity too large".to_owned())?;
-    let unit_price = number("unit_price")?;
-    let admitted_ms = i64::try_from(number("admitted_ms")?).map_err(|_| "bad time".to_owned())?;
-    let order = OrderAdmitted {
-        order_id: get("order_id")?.clone(),
-        sale_id,
-        user_id: get("user_id")?.clone(),
-        quantity,
-        unit_price,
-        amount: unit_price
-            .checked_mul(u64::from(quantity))
-            .ok_or_else(|| "amount overflows".to_owned())?,
-        admitted_at: DateTime::from_timestamp_millis(admitted_ms)
-            .ok_or_else(|| "admitted_ms out of range".to_owned())?,
-    };
-    Ok((order, fields.get("trace_id").cloned().unwrap_or_default()))
-}
-
-/// Entries of an `XREADGROUP` reply on one stream: `[[key, [[id, [f, v, ...]], ...]]]`, or
-/// nil when there is nothing.
-fn parse_read(reply: Value) -> Vec<Entry> {
-    let Value::Array(streams) = reply else {
-        return Vec::new();
-    };
-    streams
-        .into_iter()
-        .filter_map(|stream| match stream {
-            Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
-            _ => None,
-        })
-        .flat_map(parse_entries)
-        .collect()
-}
-
-/// Entries of an `XAUTOCLAIM` reply: `[next, [[id, [field, value, ...]], ...], deleted?]`.
-fn parse_claimed(reply: Value) -> Vec<Entry> {
-    match reply {
-        Value::Array(mut parts) if parts.len() >= 2 => parse_entries(parts.swap_remove(1)),
-        _ => Vec::new(),
-    }
-}
-
-/// `[[id, [field, value, ...]], ...]`; entries whose fields are nil (deleted) are skipped.
-fn parse_entries(entries: Value) -> Vec<Entry> {
-    let Value::Array(entries) = entries else {
-        return Vec::new();
-    };
-    entries
-        .into_iter()
-        .filter_map(|entry| {
-            let Value::Array(mut pair) = entry else {
-                return None;
-            };
-            if pair.len() != 2 {
-                return None;
-            }
-            let Value::Array(flat) = pair.pop()? else {
-                return None;
-            };
-            let id = pair.pop()?.as_string()?;
-            let map = flat
-                .chunks(2)
-                .filter_map(|kv| Some((kv.first()?.as_string()?, kv.get(1)?.as_string()?)))
-                .collect();
-            Some((id, map))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn an_outbox_entry_becomes_an_admitted_order() {
-        let entry = fields(&[
-            ("order_id", "7-abc"),
-            ("user_id", "u1"),
-            ("quantity", "2"),
-            ("unit_price", "1500"),
-            ("admitted_ms", "1700000000000"),
-            ("trace_id", "t1"),
-        ]);
-        let (order, trace) = decode(7, &entry).unwrap();
-        assert_eq!(order.amount, 3000);
-        assert_eq!(order.sale_id, 7);
-        assert_eq!(trace, "t1");
-        let broken = fields(&[("order_id", "x")]);
-        assert!(decode(7, &broken).is_err());
-    }
-
-    #[test]
-    fn claimed_entries_are_parsed_from_the_raw_reply() {
-        let reply = Value::Array(vec![
-            Value::from("0-0"),
-            Value::Array(vec![Value::Array(vec![
-                Value::from("1-1"),
-                Value::Array(vec![Value::from("order_id"), Value::from("o1")]),
-            ])]),
-            Value::Array(vec![]),
-        ]);
-        let entries = parse_claimed(reply);
-        assert_eq!(entries.len(), 1);
-        let read = Value::Array(vec![Value::Array(vec![
-            Value::from("fg:{s:1}:outbox"),
-            Value::Array(vec![Value::Array(vec![
-                Value::from("2-0"),
-                Value::Array(vec![Value::from("order_id"), Value::from("o2")]),
-            ])]),
-        ])]);
-        assert_eq!(parse_read(read)[0].1["order_id"], "o2");
-        assert!(parse_read(Value::Null).is_empty());
-        assert_eq!(entries[0].0, "1-1");
-        assert_eq!(entries[0].1["order_id"], "o1");
     }
 }

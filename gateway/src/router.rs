@@ -7,7 +7,7 @@ use http::{HeaderValue, Method};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::routes::{admin_sales, health, orders, purchase};
+use crate::routes::{admin_policies, admin_sales, coupons, health, orders, purchase};
 
 /// Handles one request; never fails (errors become JSON responses).
 pub async fn handle(app: &App, req: Request) -> Response {
@@ -99,8 +99,57 @@ fn dispatch<'a>(
                 Box::pin(admin_sales::patch(app, req, sale_id)),
             )
         }
+        ["v1", "coupon-policies", policy_id, "claims"] if post => {
+            let policy_id: &'a str = policy_id;
+            (
+                "coupon_claim",
+                Box::pin(coupons::claim(app, req, policy_id, trace_id)),
+            )
+        }
+        ["v1", "me", "coupons"] if get => ("my_coupons", Box::pin(coupons::list_mine(app, req))),
+        ["v1", "coupons", coupon_id, "redeem"] if post => {
+            let coupon_id: &'a str = coupon_id;
+            (
+                "coupon_redeem",
+                Box::pin(coupons::redeem(app, req, coupon_id, trace_id)),
+            )
+        }
+        ["v1", "coupons", coupon_id, "cancel-redemption"] if post => {
+            let coupon_id: &'a str = coupon_id;
+            (
+                "coupon_cancel_redemption",
+                Box::pin(coupons::cancel_redemption(app, req, coupon_id, trace_id)),
+            )
+        }
+        ["v1", "admin", "coupon-policies"] if post => (
+            "admin_create_policy",
+            Box::pin(admin_policies::create(app, req)),
+        ),
+        ["v1", "admin", "coupon-policies"] if get => (
+            "admin_list_policies",
+            Box::pin(admin_policies::list(app, req)),
+        ),
+        ["v1", "admin", "coupon-policies", policy_id] if get => {
+            let policy_id: &'a str = policy_id;
+            (
+                "admin_get_policy",
+                Box::pin(admin_policies::get(app, req, policy_id)),
+            )
+        }
+        ["v1", "admin", "coupon-policies", policy_id] if method == Method::PATCH => {
+            let policy_id: &'a str = policy_id;
+            (
+                "admin_patch_policy",
+                Box::pin(admin_policies::patch(app, req, policy_id)),
+            )
+        }
         ["healthz"]
         | ["readyz"]
+        | ["v1", "coupon-policies", _, "claims"]
+        | ["v1", "me", "coupons"]
+        | ["v1", "coupons", _, "redeem" | "cancel-redemption"]
+        | ["v1", "admin", "coupon-policies"]
+        | ["v1", "admin", "coupon-policies", _]
         | ["metrics"]
         | ["v1", "sales", _, "purchases"]
         | ["v1", "orders", _]

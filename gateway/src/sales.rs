@@ -241,15 +241,9 @@ pub async fn load_into_redis(
         args.push(user.into());
         args.push(units.into());
     }
-    let loaded: i64 = script
-        .run(redis, vec![keys.sale, keys.stock, keys.buyers], args)
-        .await
-        .context("loading sale into Redis")?;
-    let _: i64 = redis
-        .sadd(keys::active_sales(prefix), sale.sale_id)
-        .await
-        .context("registering sale outbox")?;
-    if loaded == 1 {
+    let state = vec![keys.sale, keys.stock, keys.buyers];
+    let loaded = load_and_register(redis, script, state, args, prefix, &keys.outbox).await?;
+    if loaded {
         // A restored sale may have stock again: gateways drop their sold-out marks.
         let _: i64 = redis
             .next()
@@ -257,6 +251,27 @@ pub async fn load_into_redis(
             .await
             .context("announcing restock")?;
     }
+    Ok(loaded)
+}
+
+/// Runs a load script (which never overwrites what Redis holds) on `state`, and registers
+/// `outbox` with the relay. Returns whether the script loaded anything.
+pub async fn load_and_register(
+    redis: &Pool,
+    script: &Script,
+    state: Vec<String>,
+    args: Vec<Value>,
+    prefix: &str,
+    outbox: &str,
+) -> anyhow::Result<bool> {
+    let loaded: i64 = script
+        .run(redis, state, args)
+        .await
+        .context("loading state into Redis")?;
+    let _: i64 = redis
+        .sadd(keys::active_outboxes(prefix), outbox)
+        .await
+        .context("registering the outbox with the relay")?;
     Ok(loaded == 1)
 }
 
@@ -314,17 +329,19 @@ pub async fn set_status(
     if updated.rows_affected() == 0 && find(db, sale_id).await?.is_none() {
         return Ok(false);
     }
-    let keys = SaleKeys::new(prefix, sale_id);
-    // HSET only when the sale is in Redis; a missing sale is restored with the new status.
-    let present: bool = redis
-        .exists(&keys.sale)
-        .await
-        .context("checking sale in Redis")?;
+    set_status_in_redis(redis, &SaleKeys::new(prefix, sale_id).sale, status).await?;
+    Ok(true)
+}
+
+/// Sets `status` in the state hash of a sale or policy, only when Redis holds it: a missing
+/// one is restored from MySQL with the new status.
+pub async fn set_status_in_redis(redis: &Pool, hash: &str, status: &str) -> anyhow::Result<()> {
+    let present: bool = redis.exists(hash).await.context("checking Redis state")?;
     if present {
         let _: i64 = redis
-            .hset(&keys.sale, ("status", status))
+            .hset(hash, ("status", status))
             .await
-            .context("updating sale status in Redis")?;
+            .context("updating status in Redis")?;
     }
-    Ok(true)
+    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use fred::error::Error;
 use fred::interfaces::LuaInterface;
-use fred::prelude::{FromValue, Pool};
+use fred::prelude::{FromValue, Pool, Value};
 use fred::types::{MultipleKeys, MultipleValues};
 
 /// One script: its source and the SHA1 Redis knows it by.
@@ -68,23 +68,54 @@ pub struct Scripts {
     pub outbox_ack: Script,
     /// `lua/load_sale.lua`: put a sale into Redis unless it is there.
     pub load_sale: Script,
+    /// `lua/claim_coupon.lua`: claim one coupon of a policy.
+    pub claim_coupon: Script,
+    /// `lua/redeem_coupon.lua`: apply a coupon to an order, at most once.
+    pub redeem_coupon: Script,
+    /// `lua/cancel_redemption.lua`: undo a redemption.
+    pub cancel_redemption: Script,
+    /// `lua/load_policy.lua`: put a coupon policy into Redis unless it is there.
+    pub load_policy: Script,
+    /// `lua/load_coupon.lua`: put a persisted coupon back into Redis unless it is there.
+    pub load_coupon: Script,
+}
+
+macro_rules! script {
+    ($name:literal) => {
+        Script::new($name, include_str!(concat!("../../lua/", $name, ".lua")))
+    };
 }
 
 impl Scripts {
     /// The scripts of `lua/`.
     pub fn new() -> Self {
         Self {
-            purchase: Script::new("purchase", include_str!("../../lua/purchase.lua")),
-            outbox_ack: Script::new("outbox_ack", include_str!("../../lua/outbox_ack.lua")),
-            load_sale: Script::new("load_sale", include_str!("../../lua/load_sale.lua")),
+            purchase: script!("purchase"),
+            outbox_ack: script!("outbox_ack"),
+            load_sale: script!("load_sale"),
+            claim_coupon: script!("claim_coupon"),
+            redeem_coupon: script!("redeem_coupon"),
+            cancel_redemption: script!("cancel_redemption"),
+            load_policy: script!("load_policy"),
+            load_coupon: script!("load_coupon"),
         }
     }
 
     /// Loads every script (at start).
     pub async fn load_all(&self, redis: &Pool) -> Result<(), Error> {
-        self.purchase.load(redis).await?;
-        self.outbox_ack.load(redis).await?;
-        self.load_sale.load(redis).await
+        for script in [
+            &self.purchase,
+            &self.outbox_ack,
+            &self.load_sale,
+            &self.claim_coupon,
+            &self.redeem_coupon,
+            &self.cancel_redemption,
+            &self.load_policy,
+            &self.load_coupon,
+        ] {
+            script.load(redis).await?;
+        }
+        Ok(())
     }
 }
 
@@ -92,4 +123,25 @@ impl Default for Scripts {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Element `index` of a script's reply array as text ("" when absent).
+pub fn reply_text(reply: &[Value], index: usize) -> String {
+    reply
+        .get(index)
+        .and_then(Value::as_string)
+        .unwrap_or_default()
+}
+
+/// Element `index` of a script's reply array as an integer (0 when absent).
+pub fn reply_int(reply: &[Value], index: usize) -> i64 {
+    reply.get(index).and_then(Value::as_i64).unwrap_or_default()
+}
+
+/// The error for a reply code a script does not send.
+pub fn unexpected_reply(script: &str, code: &str) -> Error {
+    Error::new(
+        fred::error::ErrorKind::Parse,
+        format!("unexpected {script} script reply `{code}`"),
+    )
 }

@@ -11,8 +11,20 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::auth::Verifier;
-use crate::outbox_relay::Relay;
-use crate::{restock, sales, server};
+use crate::outbox_relay::{Relay, RelayTopics};
+use crate::{policies, restock, sales, server};
+
+/// Loads what Redis lacks from MySQL: open sales and live coupon policies. Returns how many of
+/// each were loaded.
+pub async fn restore(app: &App) -> anyhow::Result<(usize, usize)> {
+    let sales = sales::restore(&app.redis, &app.db, &app.scripts.load_sale, app.prefix())
+        .await
+        .context("restoring open sales into Redis")?;
+    let policies = policies::restore(&app.redis, &app.db, &app.scripts.load_policy, app.prefix())
+        .await
+        .context("restoring coupon policies into Redis")?;
+    Ok((sales, policies))
+}
 
 /// A gateway with its listener bound and its clients connected, not yet serving.
 pub struct Application {
@@ -50,10 +62,8 @@ impl Application {
             .load_all(&app.redis)
             .await
             .context("loading Lua scripts")?;
-        let restored = sales::restore(&app.redis, &app.db, &app.scripts.load_sale, app.prefix())
-            .await
-            .context("restoring open sales into Redis")?;
-        tracing::info!(%local_addr, restored, "gateway ready");
+        let (restored, restored_policies) = restore(&app).await?;
+        tracing::info!(%local_addr, restored, restored_policies, "gateway ready");
         Ok(Self {
             app,
             listener,
@@ -83,8 +93,12 @@ impl Application {
             ack_script: app.scripts.outbox_ack.clone(),
             metrics: app.metrics.clone(),
             prefix: settings.redis.key_prefix.clone(),
-            topic: settings.kafka.orders_topic.clone(),
-            dead_letter_topic: settings.kafka.dead_letter_topic.clone(),
+            topics: RelayTopics {
+                orders: settings.kafka.orders_topic.clone(),
+                coupons: settings.kafka.coupons_topic.clone(),
+                points: settings.kafka.points_topic.clone(),
+                dead_letter: settings.kafka.dead_letter_topic.clone(),
+            },
             batch_size: settings.gateway.relay_batch_size,
             claim_idle: std::time::Duration::from_millis(settings.gateway.relay_claim_idle_ms),
             consumer: format!("relay-{}", uuid::Uuid::new_v4().simple()),

@@ -1,4 +1,4 @@
-//! The consume loop: batches from the orders topic, one MySQL transaction per batch, offsets
+//! The consume loop: batches from the orders and coupons topics, MySQL transactions per batch, offsets
 //! committed only after the transaction (and any dead-letter or compensation message) is
 //! safely written. Transient failures are retried with capped backoff; nothing is skipped.
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use flashgate_config::Settings;
-use flashgate_events::{OrderRejected, TRACE_HEADER};
+use flashgate_events::{COUPON_REJECTED, CouponRejected, Envelope, OrderRejected, TRACE_HEADER};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -17,7 +17,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 
-use crate::decode::admitted_order;
+use crate::coupons::persist_coupons;
+use crate::decode::{Event, event};
 use crate::metrics::Metrics;
 use crate::store::persist_orders;
 
@@ -36,8 +37,8 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Persister {
-    /// Creates the consumer (subscribed to the orders topic) and the producer for dead letters
-    /// and compensation events.
+    /// Creates the consumer (subscribed to the orders and coupons topics) and the producer for
+    /// dead letters and compensation events.
     pub fn new(settings: Settings, db: MySqlPool, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let consumer: StreamConsumer = settings
             .kafka
@@ -45,8 +46,8 @@ impl Persister {
             .create()
             .context("creating the Kafka consumer")?;
         consumer
-            .subscribe(&[&settings.kafka.orders_topic])
-            .context("subscribing to the orders topic")?;
+            .subscribe(&[&settings.kafka.orders_topic, &settings.kafka.coupons_topic])
+            .context("subscribing to the orders and coupons topics")?;
         let producer: FutureProducer = settings
             .kafka
             .producer_config()
@@ -135,26 +136,46 @@ impl Persister {
     /// Decodes, stores, dead-letters and publishes compensation events for one batch.
     async fn write(&self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
         let mut orders = Vec::with_capacity(batch.len());
+        let mut issued = Vec::new();
+        let mut changes = Vec::new();
         let mut traces = HashMap::new();
         let mut poison = Vec::new();
         for message in batch {
-            match admitted_order(message.payload()) {
-                Ok((order, trace)) => {
+            match event(message.payload()) {
+                Ok((Event::Order(order), trace)) => {
                     traces.insert(order.order_id.clone(), trace);
                     orders.push(order);
+                }
+                Ok((Event::CouponIssued(coupon), trace)) => {
+                    traces.insert(coupon.coupon_id.clone(), trace);
+                    issued.push(coupon);
+                }
+                Ok((Event::CouponRedemption { redeemed, change }, _)) => {
+                    changes.push((redeemed, change));
                 }
                 Err(reason) => poison.push((message, reason)),
             }
         }
         let outcome = persist_orders(&self.db, &orders)
             .await
-            .context("writing the batch to MySQL")?;
+            .context("writing the batch's orders to MySQL")?;
+        let coupons = persist_coupons(&self.db, &issued, &changes)
+            .await
+            .context("writing the batch's coupon events to MySQL")?;
+        let by_key = |key: &str| batch.iter().find(|m| m.key() == Some(key.as_bytes()));
         for order in &outcome.unknown_sale {
-            if let Some(message) = batch
-                .iter()
-                .find(|m| m.key() == Some(order.order_id.as_bytes()))
-            {
+            if let Some(message) = by_key(&order.order_id) {
                 poison.push((message, format!("sale {} does not exist", order.sale_id)));
+            }
+        }
+        for coupon_id in &coupons.unknown_policy {
+            if let Some(message) = by_key(coupon_id) {
+                poison.push((message, "its coupon policy does not exist".to_owned()));
+            }
+        }
+        for coupon_id in &coupons.unknown_coupon {
+            if let Some(message) = by_key(coupon_id) {
+                poison.push((message, "the coupon is not in the database".to_owned()));
             }
         }
         for (message, reason) in &poison {
@@ -162,16 +183,46 @@ impl Persister {
         }
         for order in &outcome.rejected {
             let trace = traces.get(&order.order_id).cloned().unwrap_or_default();
-            self.publish_rejection(order, trace).await?;
+            let event = OrderRejected {
+                order_id: order.order_id.clone(),
+                sale_id: order.sale_id,
+                user_id: order.user_id.clone(),
+                quantity: order.quantity,
+                reason: "sold out in the system of record".to_owned(),
+            }
+            .into_envelope(trace.clone(), Utc::now());
+            self.compensate(&order.order_id, &event, trace).await?;
+        }
+        for coupon in &coupons.rejected {
+            let trace = traces.get(&coupon.coupon_id).cloned().unwrap_or_default();
+            let data = CouponRejected {
+                coupon_id: coupon.coupon_id.clone(),
+                policy_id: coupon.policy_id,
+                user_id: coupon.user_id.clone(),
+                reason: "exhausted or already claimed in the system of record".to_owned(),
+            };
+            let id = format!("{COUPON_REJECTED}:{}", coupon.coupon_id);
+            let event = Envelope::v1(COUPON_REJECTED, id, Utc::now(), trace.clone(), data);
+            self.compensate(&coupon.coupon_id, &event, trace).await?;
         }
         Metrics::add(&self.metrics.persisted, outcome.confirmed.len() as u64);
-        Metrics::add(&self.metrics.duplicates, outcome.duplicates.len() as u64);
+        Metrics::add(
+            &self.metrics.duplicates,
+            (outcome.duplicates.len() + coupons.duplicates.len()) as u64 + coupons.stale,
+        );
         let newly_rejected = outcome
             .rejected
             .iter()
             .filter(|o| !outcome.duplicates.contains(&o.order_id))
-            .count();
+            .count()
+            + coupons
+                .rejected
+                .iter()
+                .filter(|c| !coupons.duplicates.contains(&c.coupon_id))
+                .count();
         Metrics::add(&self.metrics.rejected, newly_rejected as u64);
+        Metrics::add(&self.metrics.coupons_issued, coupons.issued.len() as u64);
+        Metrics::add(&self.metrics.coupon_changes, coupons.changed);
         Metrics::add(&self.metrics.dead_lettered, poison.len() as u64);
         Ok(())
     }
@@ -217,24 +268,18 @@ impl Persister {
         Ok(())
     }
 
-    async fn publish_rejection(
+    /// Publishes a compensation event (a refused order or coupon) and waits for the broker.
+    async fn compensate<T: serde::Serialize>(
         &self,
-        order: &flashgate_events::OrderAdmitted,
+        key: &str,
+        event: &Envelope<T>,
         trace_id: String,
     ) -> anyhow::Result<()> {
-        let event = OrderRejected {
-            order_id: order.order_id.clone(),
-            sale_id: order.sale_id,
-            user_id: order.user_id.clone(),
-            quantity: order.quantity,
-            reason: "sold out in the system of record".to_owned(),
-        }
-        .into_envelope(trace_id.clone(), Utc::now());
-        let payload = serde_json::to_vec(&event)?;
+        let payload = serde_json::to_vec(event)?;
         self.producer
             .send(
                 FutureRecord::to(&self.settings.kafka.compensations_topic)
-                    .key(&order.order_id)
+                    .key(key)
                     .payload(&payload)
                     .headers(OwnedHeaders::new().insert(Header {
                         key: TRACE_HEADER,

@@ -1,35 +1,88 @@
-//! Turning a Kafka message into an admitted order, or a reason it can never be one.
+//! Turning a Kafka message into an event the persister stores, or a reason it can never be one.
 
-use flashgate_events::{Envelope, ORDER_ADMITTED, OrderAdmitted};
+use flashgate_events::{
+    COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, CouponIssued, CouponRedemption,
+    Envelope, ORDER_ADMITTED, OrderAdmitted,
+};
+use serde::de::DeserializeOwned;
 
-/// The order in `payload`, with its trace id; `Err` says why the message is poison.
-pub fn admitted_order(payload: Option<&[u8]>) -> Result<(OrderAdmitted, String), String> {
+/// What a message asks the persister to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An order admitted by Redis.
+    Order(OrderAdmitted),
+    /// A coupon claimed in Redis.
+    CouponIssued(CouponIssued),
+    /// A coupon redeemed (`redeemed` true) or its redemption undone.
+    CouponRedemption {
+        /// Redeemed, or cancelled.
+        redeemed: bool,
+        /// The change.
+        change: CouponRedemption,
+    },
+}
+
+/// The event in `payload`, with its trace id; `Err` says why the message is poison.
+pub fn event(payload: Option<&[u8]>) -> Result<(Event, String), String> {
     let payload = payload.ok_or("empty message")?;
-    let envelope: Envelope<OrderAdmitted> =
+    let envelope: Envelope<serde_json::Value> =
         serde_json::from_slice(payload).map_err(|err| format!("undecodable: {err}"))?;
-    if envelope.kind != ORDER_ADMITTED {
-        return Err(format!("unknown event type `{}`", envelope.kind));
-    }
     if envelope.version != 1 {
         return Err(format!(
-            "unsupported version {} of {ORDER_ADMITTED}",
-            envelope.version
+            "unsupported version {} of {}",
+            envelope.version, envelope.kind
         ));
     }
-    let order = envelope.data;
-    if order.order_id.is_empty() || order.order_id.len() > 40 {
-        return Err("order_id must have 1 to 40 characters".into());
+    let event = match envelope.kind.as_str() {
+        ORDER_ADMITTED => Event::Order(checked_order(data(envelope.data)?)?),
+        COUPON_ISSUED => Event::CouponIssued(checked_coupon(data(envelope.data)?)?),
+        kind @ (COUPON_REDEEMED | COUPON_REDEMPTION_CANCELLED) => {
+            let change: CouponRedemption = data(envelope.data)?;
+            check_ids(&change.coupon_id, &change.user_id)?;
+            Event::CouponRedemption {
+                redeemed: kind == COUPON_REDEEMED,
+                change,
+            }
+        }
+        other => return Err(format!("unknown event type `{other}`")),
+    };
+    Ok((event, envelope.trace_id))
+}
+
+fn data<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|err| format!("undecodable data: {err}"))
+}
+
+fn check_ids(id: &str, user_id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 {
+        return Err("id must have 1 to 64 characters".into());
     }
-    if order.user_id.is_empty() || order.user_id.len() > 64 {
+    if user_id.is_empty() || user_id.len() > 64 {
         return Err("user_id must have 1 to 64 characters".into());
     }
+    Ok(())
+}
+
+fn checked_order(order: OrderAdmitted) -> Result<OrderAdmitted, String> {
+    if order.order_id.len() > 40 {
+        return Err("order_id must have 1 to 40 characters".into());
+    }
+    check_ids(&order.order_id, &order.user_id)?;
     if order.quantity == 0 {
         return Err("quantity must be at least 1".into());
     }
     if order.unit_price.checked_mul(u64::from(order.quantity)) != Some(order.amount) {
         return Err("amount is not quantity * unit_price".into());
     }
-    Ok((order, envelope.trace_id))
+    Ok(order)
+}
+
+fn checked_coupon(coupon: CouponIssued) -> Result<CouponIssued, String> {
+    check_ids(&coupon.coupon_id, &coupon.user_id)?;
+    if coupon.claim_no == 0 {
+        return Err("claim_no must be at least 1".into());
+    }
+    Ok(coupon)
 }
 
 #[cfg(test)]
@@ -42,20 +95,36 @@ mod tests {
         )
     }
 
+    fn decode(json: &str) -> Result<Event, String> {
+        event(Some(json.as_bytes())).map(|(event, _)| event)
+    }
+
     #[test]
     fn valid_orders_pass_and_poison_is_named() {
-        assert!(admitted_order(Some(order_json(10, "order.admitted", 1).as_bytes())).is_ok());
-        let wrong_amount = admitted_order(Some(order_json(11, "order.admitted", 1).as_bytes()));
+        assert!(matches!(
+            decode(&order_json(10, "order.admitted", 1)),
+            Ok(Event::Order(_))
+        ));
+        let wrong_amount = decode(&order_json(11, "order.admitted", 1));
         assert!(wrong_amount.unwrap_err().contains("amount"));
-        let wrong_type = admitted_order(Some(order_json(10, "order.paid", 1).as_bytes()));
+        let wrong_type = decode(&order_json(10, "order.paid", 1));
         assert!(wrong_type.unwrap_err().contains("unknown event type"));
-        let wrong_version = admitted_order(Some(order_json(10, "order.admitted", 9).as_bytes()));
+        let wrong_version = decode(&order_json(10, "order.admitted", 9));
         assert!(wrong_version.unwrap_err().contains("version"));
-        assert!(
-            admitted_order(Some(b"{nope"))
-                .unwrap_err()
-                .starts_with("undecodable")
-        );
-        assert!(admitted_order(None).is_err());
+        assert!(decode("{nope").unwrap_err().starts_with("undecodable"));
+        assert!(event(None).is_err());
+    }
+
+    #[test]
+    fn coupon_events_are_told_apart_by_type() {
+        let issued = r#"{"type":"coupon.issued","version":1,"event_id":"e","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","data":{"coupon_id":"3-c","policy_id":3,"user_id":"u","claim_no":1,"issued_at":"2026-01-01T00:00:00Z","expires_at":"2026-01-02T00:00:00Z"}}"#;
+        assert!(matches!(decode(issued), Ok(Event::CouponIssued(c)) if c.policy_id == 3));
+        let cancelled = r#"{"type":"coupon.redemption_cancelled","version":1,"event_id":"e","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","data":{"coupon_id":"3-c","policy_id":3,"user_id":"u","order_id":"9-o","discount":0,"seq":3,"at":"2026-01-01T00:00:00Z"}}"#;
+        assert!(matches!(
+            decode(cancelled),
+            Ok(Event::CouponRedemption { redeemed: false, change }) if change.seq == 3
+        ));
+        let zero_claim = issued.replace(r#""claim_no":1"#, r#""claim_no":0"#);
+        assert!(decode(&zero_claim).unwrap_err().contains("claim_no"));
     }
 }

@@ -2,6 +2,7 @@
 //! admitted orders from Kafka into it, idempotently.
 
 pub mod consumer;
+pub mod coupons;
 pub mod db;
 pub mod decode;
 pub mod http;

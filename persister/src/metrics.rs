@@ -10,9 +10,13 @@ pub struct Metrics {
     pub consumed: AtomicU64,
     /// Orders inserted as confirmed.
     pub persisted: AtomicU64,
-    /// Messages whose order was already stored.
+    /// Coupons inserted as issued.
+    pub coupons_issued: AtomicU64,
+    /// Coupon redemption changes applied.
+    pub coupon_changes: AtomicU64,
+    /// Messages whose order, coupon or change was already stored.
     pub duplicates: AtomicU64,
-    /// Orders stored as rejected by the stock guard.
+    /// Orders and coupons stored as rejected by the database's guards.
     pub rejected: AtomicU64,
     /// Messages sent to the dead-letter topic.
     pub dead_lettered: AtomicU64,
@@ -51,15 +55,27 @@ impl Metrics {
                 &self.persisted,
             ),
             (
+                "flashgate_persister_coupons_issued_total",
+                "counter",
+                "coupons inserted as issued",
+                &self.coupons_issued,
+            ),
+            (
+                "flashgate_persister_coupon_changes_total",
+                "counter",
+                "coupon redemption changes applied",
+                &self.coupon_changes,
+            ),
+            (
                 "flashgate_persister_duplicates_total",
                 "counter",
-                "messages whose order was already stored",
+                "messages whose order, coupon or change was already stored",
                 &self.duplicates,
             ),
             (
                 "flashgate_persister_rejected_total",
                 "counter",
-                "orders refused by the stock guard",
+                "orders and coupons refused by the database's guards",
                 &self.rejected,
             ),
             (

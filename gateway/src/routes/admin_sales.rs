@@ -7,9 +7,10 @@ use serde_json::json;
 use crate::app::App;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::http::{Request, Response, json_response, page_query, read_json};
+use crate::http::{Request, Response, json_response, next_page, page_query, read_json};
 use crate::metrics::Dependency;
 use crate::sales::{self, NewSale, SaleView};
+use crate::startup;
 
 /// Default and largest page of `GET /v1/admin/sales`.
 const DEFAULT_PAGE: u32 = 50;
@@ -110,12 +111,7 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
     let mut page = sales::list(&app.db, cursor, limit + 1)
         .await
         .map_err(|e| mysql_error(app, e))?;
-    let next_cursor = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().map(|s| s.sale_id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut page, limit, |s| Some(s.sale_id.to_string()));
     Ok(json_response(
         StatusCode::OK,
         &Page {
@@ -154,17 +150,16 @@ pub async fn patch(app: &App, req: Request, sale_id: &str) -> Result<Response, A
     get_view(app, sale_id).await
 }
 
-/// `POST /v1/admin/sales/restore` → loads every open sale that Redis lacks from MySQL.
+/// `POST /v1/admin/sales/restore` → loads every open sale and live coupon policy that Redis
+/// lacks from MySQL.
 pub async fn restore(app: &App, req: Request) -> Result<Response, ApiError> {
     let principal = app.verifier.authenticate(req.headers())?;
     if principal.require(Role::Ops).is_err() {
         principal.require(Role::Manager)?;
     }
-    let restored = sales::restore(&app.redis, &app.db, &app.scripts.load_sale, app.prefix())
-        .await
-        .map_err(ApiError::Internal)?;
+    let (restored, restored_policies) = startup::restore(app).await.map_err(ApiError::Internal)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "restored": restored }),
+        &json!({ "restored": restored, "restored_policies": restored_policies }),
     ))
 }

@@ -1,6 +1,8 @@
 //! Request handlers, one file per concern.
 
+pub mod admin_policies;
 pub mod admin_sales;
+pub mod coupons;
 pub mod health;
 pub mod orders;
 pub mod purchase;

@@ -1,13 +1,12 @@
 //! `GET /v1/orders/{order_id}` and `GET /v1/me/orders` for shoppers.
 
-use chrono::DateTime;
 use http::StatusCode;
 use serde::Serialize;
 
 use crate::app::App;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::http::{Request, Response, json_response, page_query};
+use crate::http::{Request, Response, json_response, next_page, page_query, time_id_cursor};
 use crate::metrics::Dependency;
 use crate::orders::{self, OrderView};
 
@@ -45,36 +44,20 @@ pub async fn list_mine(app: &App, req: Request) -> Result<Response, ApiError> {
     let principal = app.verifier.authenticate(req.headers())?;
     principal.require(Role::Shopper)?;
     let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
-    let cursor = cursor
-        .map(|c| {
-            c.split_once(':')
-                .and_then(|(ms, id)| {
-                    Some((
-                        DateTime::from_timestamp_millis(ms.parse().ok()?)?,
-                        id.to_owned(),
-                    ))
-                })
-                .ok_or_else(|| ApiError::invalid("cursor: not a cursor from this API"))
-        })
-        .transpose()?;
+    let cursor = cursor.map(time_id_cursor).transpose()?;
     let mut page = orders::list_for_user(&app.db, &principal.user_id, cursor, limit + 1)
         .await
         .map_err(|err| {
             app.metrics.dependency_error(Dependency::Mysql);
             ApiError::Internal(err)
         })?;
-    let next_cursor = if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().and_then(|o| {
-            Some(format!(
-                "{}:{}",
-                o.admitted_at?.timestamp_millis(),
-                o.order_id
-            ))
-        })
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut page, limit, |o| {
+        Some(format!(
+            "{}:{}",
+            o.admitted_at?.timestamp_millis(),
+            o.order_id
+        ))
+    });
     Ok(json_response(
         StatusCode::OK,
         &Page {

@@ -7,7 +7,7 @@ use crate::admission::{Admission, PurchaseRequest, admit};
 use crate::app::App;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::http::{Request, Response, json_response, read_json};
+use crate::http::{Request, Response, idempotency_key, json_response, read_json};
 use crate::keys::SaleKeys;
 use crate::metrics::Dependency;
 
@@ -27,25 +27,6 @@ struct Reserved<'a> {
     quantity: u32,
     status: &'static str,
     status_url: String,
-}
-
-/// A client-chosen idempotency key: 1 to 128 characters of `[A-Za-z0-9._:-]`.
-fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or_default();
-    let valid = (1..=128).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if valid {
-        Ok(Some(key.to_owned()))
-    } else {
-        Err(ApiError::invalid(
-            "Idempotency-Key: 1 to 128 characters of letters, digits, '.', '_', ':' or '-'",
-        ))
-    }
 }
 
 /// Handles one purchase.

@@ -1,8 +1,9 @@
 //! `spawn_app()`: a gateway on a free port, isolated by a fresh MySQL database, its own Redis
-//! key prefix and its own orders topic; and a handle with one method per endpoint.
+//! key prefix and its own orders and coupons topics; and a handle with one method per endpoint.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +11,8 @@ use flashgate_config::{Secret, Settings};
 use flashgate_gateway::auth::Role;
 use flashgate_gateway::startup::Application;
 use flashgate_gateway::token::Minter;
+use flashgate_persister::consumer::Persister;
+use flashgate_persister::metrics::Metrics as PersisterMetrics;
 pub use flashgate_testkit::unique;
 use fred::prelude::Pool;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -19,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// The signing secret of every test gateway.
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-42";
@@ -84,6 +87,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.redis.key_prefix = unique("fgt");
     let db = fresh_database(&mut settings).await;
     settings.kafka.orders_topic = fresh_topic(&settings, 2).await;
+    settings.kafka.coupons_topic =
+        flashgate_testkit::fresh_topic(&settings, "flashgate.test-coupons-", 2).await;
     adjust(&mut settings);
     start(settings, db).await
 }
@@ -247,6 +252,118 @@ impl TestApp {
         .await
     }
 
+    /// `POST /v1/admin/coupon-policies` as a manager; `overrides` replace fields of a valid
+    /// policy (10% off, 10 coupons, one each, claimable now for an hour, valid a day).
+    pub async fn create_policy(&self, overrides: Value) -> Reply {
+        let mut body = json!({
+            "name": "Test coupons",
+            "discount": {"kind": "percent", "value": 10},
+            "total_quantity": 10,
+            "claim_starts_at": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+            "claim_ends_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+            "valid_for_seconds": 86_400,
+        });
+        if let (Value::Object(base), Value::Object(extra)) = (&mut body, overrides) {
+            base.extend(extra);
+            base.retain(|_, v| !v.is_null());
+        }
+        let token = self.token("manager-1", Role::Manager);
+        self.request(
+            Method::POST,
+            "/v1/admin/coupon-policies",
+            Some(&token),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    /// Creates a policy and returns its id (panics if the gateway refuses).
+    pub async fn policy(&self, overrides: Value) -> u64 {
+        let reply = self.create_policy(overrides).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json);
+        reply.json["policy_id"].as_u64().expect("policy_id")
+    }
+
+    /// `GET /v1/admin/coupon-policies/{id}` as a manager.
+    pub async fn get_policy(&self, policy_id: u64) -> Reply {
+        let token = self.token("manager-1", Role::Manager);
+        self.request(
+            Method::GET,
+            &format!("/v1/admin/coupon-policies/{policy_id}"),
+            Some(&token),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v1/coupon-policies/{id}/claims` as `user` (a shopper), with extra headers.
+    pub async fn claim(&self, policy_id: u64, user: &str, headers: &[(&str, &str)]) -> Reply {
+        let token = self.token(user, Role::Shopper);
+        self.request(
+            Method::POST,
+            &format!("/v1/coupon-policies/{policy_id}/claims"),
+            Some(&token),
+            headers,
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v1/coupons/{id}/{action}` as `user`, `action` being `redeem` or
+    /// `cancel-redemption`.
+    pub async fn coupon_action(
+        &self,
+        coupon_id: &str,
+        action: &str,
+        user: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let token = self.token(user, Role::Shopper);
+        self.request(
+            Method::POST,
+            &format!("/v1/coupons/{coupon_id}/{action}"),
+            Some(&token),
+            &[],
+            body,
+        )
+        .await
+    }
+
+    /// A persister of this test's database and topics, in this process.
+    pub fn start_persister(&self) -> RunningPersister {
+        let mut settings = self.settings.clone();
+        settings.kafka.consumer_group = unique("flashgate-test-persister-");
+        let persister = Persister::new(
+            settings,
+            self.db.clone(),
+            Arc::new(PersisterMetrics::default()),
+        )
+        .expect("persister");
+        let (stop, stopped) = watch::channel(false);
+        RunningPersister {
+            stop,
+            task: tokio::spawn(persister.run(stopped)),
+        }
+    }
+
+    /// Polls `sql` (one integer) until it equals `expected` or a minute passed; returns the
+    /// last value.
+    pub async fn wait_for_count(&self, sql: &str, expected: i64) -> i64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&self.db)
+                .await
+                .expect("count query");
+            if count == expected || std::time::Instant::now() > deadline {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops the gateway gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -263,6 +380,23 @@ impl Drop for TestApp {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+/// A persister running in this process for one test.
+pub struct RunningPersister {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningPersister {
+    /// Stops it after the batch in hand and waits.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .expect("persister task")
+            .expect("clean stop");
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod coupons;
 mod disruptive;
 mod helpers;
 mod orders;

@@ -62,8 +62,8 @@ pub async fn produce_orders(
     }
 }
 
-/// Settings of this test alone: a fresh, migrated database, its own orders topic (2
-/// partitions) and its own consumer group; and a pool on that database.
+/// Settings of this test alone: a fresh, migrated database, its own orders and coupons topics
+/// (2 partitions each) and its own consumer group; and a pool on that database.
 pub async fn isolated() -> (flashgate_config::Settings, MySqlPool) {
     let mut settings = stack_settings();
     let db = fresh_database(&mut settings).await;
@@ -72,6 +72,8 @@ pub async fn isolated() -> (flashgate_config::Settings, MySqlPool) {
         .expect("migrate");
     settings.kafka.orders_topic =
         flashgate_testkit::fresh_topic(&settings, "flashgate.test-orders-", 2).await;
+    settings.kafka.coupons_topic =
+        flashgate_testkit::fresh_topic(&settings, "flashgate.test-coupons-", 2).await;
     settings.kafka.consumer_group = flashgate_testkit::unique("flashgate-test-persister-");
     (settings, db)
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the persister against the local stack's real MariaDB.
 
+mod coupons;
 mod crash;
 mod disruptive;
 mod helpers;

@@ -17,15 +17,15 @@ use sqlx::MySqlPool;
 use tokio::sync::watch;
 
 /// A persister of this test alone: its own database, topics and consumer group.
-struct Running {
-    settings: Settings,
-    db: MySqlPool,
+pub struct Running {
+    pub settings: Settings,
+    pub db: MySqlPool,
     producer: FutureProducer,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn start() -> Running {
+pub async fn start() -> Running {
     let (mut settings, db) = crate::helpers::isolated().await;
     settings.kafka.dead_letter_topic = fresh_topic(&settings, "flashgate.test-dlq-", 1).await;
     settings.kafka.compensations_topic = fresh_topic(&settings, "flashgate.test-comp-", 1).await;
@@ -58,15 +58,20 @@ impl Running {
     }
 
     async fn send_raw(&self, key: &str, payload: &[u8]) {
+        self.send_to(&self.settings.kafka.orders_topic, key, payload)
+            .await;
+    }
+
+    /// Produces one message to `topic` and waits for the broker.
+    pub async fn send_to(&self, topic: &str, key: &str, payload: &[u8]) {
         self.producer
             .send(
-                FutureRecord::to(&self.settings.kafka.orders_topic)
-                    .key(key)
-                    .payload(payload)
-                    .headers(OwnedHeaders::new().insert(Header {
+                FutureRecord::to(topic).key(key).payload(payload).headers(
+                    OwnedHeaders::new().insert(Header {
                         key: TRACE_HEADER,
                         value: Some("trace"),
-                    })),
+                    }),
+                ),
                 Duration::from_secs(10),
             )
             .await
@@ -83,7 +88,7 @@ impl Running {
     }
 
     /// Waits until `sql` (a COUNT) reaches `expected`, or 60 s pass; returns the last count.
-    async fn wait_count(&self, sql: &str, expected: i64) -> i64 {
+    pub async fn wait_count(&self, sql: &str, expected: i64) -> i64 {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -105,7 +110,7 @@ impl Running {
             .expect("sold")
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(true);
         self.task.await.expect("task").expect("clean stop");
     }
@@ -124,7 +129,7 @@ fn order(sale_id: u64, n: u32, quantity: u32) -> OrderAdmitted {
 }
 
 /// Every message of `topic`, as (key, headers), read from the start.
-fn read_topic(
+pub fn read_topic(
     settings: &Settings,
     topic: &str,
     expected: usize,

@@ -1,0 +1,313 @@
+//! Outbox entries: reading them out of Redis stream replies, and turning one into the Kafka
+//! record its outbox calls for (orders from a sale's outbox, coupon events from a policy's).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use flashgate_events::keys::Outbox;
+use flashgate_events::{
+    COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, CouponIssued, CouponRedemption,
+    Envelope, OrderAdmitted,
+};
+use fred::prelude::Value;
+
+/// One outbox entry: its stream id and fields.
+pub type Entry = (String, HashMap<String, String>);
+
+/// Which topic a record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Admitted orders.
+    Orders,
+    /// Coupon events.
+    Coupons,
+    /// Point events.
+    Points,
+}
+
+/// A Kafka record made from one entry.
+#[derive(Debug)]
+pub struct Record {
+    /// Destination.
+    pub topic: Topic,
+    /// Message key (the order or coupon id: keeps one thing's events in order).
+    pub key: String,
+    /// The JSON envelope.
+    pub payload: Vec<u8>,
+    /// Trace id of the request that wrote the entry.
+    pub trace_id: String,
+}
+
+/// The record for an entry of `outbox`, or why it can never be sent.
+pub fn encode(outbox: Outbox, fields: &HashMap<String, String>) -> Result<Record, String> {
+    let trace_id = fields.get("trace_id").cloned().unwrap_or_default();
+    let (topic, key, payload) = match outbox {
+        Outbox::Sale(sale_id) => {
+            let order = decode(sale_id, fields)?;
+            let key = order.order_id.clone();
+            (
+                Topic::Orders,
+                key,
+                json(&order.into_envelope(trace_id.clone()))?,
+            )
+        }
+        Outbox::Policy(policy_id) => {
+            let (key, payload) = coupon_event(policy_id, fields, &trace_id)?;
+            (Topic::Coupons, key, payload)
+        }
+        Outbox::Points(_) => return Err("point events are not relayed by this version".into()),
+    };
+    Ok(Record {
+        topic,
+        key,
+        payload,
+        trace_id,
+    })
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(value).map_err(|err| err.to_string())
+}
+
+/// Reads entry fields by name.
+struct Fields<'a>(&'a HashMap<String, String>);
+
+impl Fields<'_> {
+    fn text(&self, name: &str) -> Result<String, String> {
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("field `{name}` missing"))
+    }
+
+    fn number(&self, name: &str) -> Result<u64, String> {
+        self.text(name)?
+            .parse::<u64>()
+            .map_err(|_| format!("field `{name}` is not a number"))
+    }
+
+    fn time(&self, name: &str) -> Result<DateTime<Utc>, String> {
+        i64::try_from(self.number(name)?)
+            .ok()
+            .and_then(DateTime::from_timestamp_millis)
+            .ok_or_else(|| format!("field `{name}` is not a time"))
+    }
+}
+
+/// A coupon event's message key and envelope.
+fn coupon_event(
+    policy_id: u64,
+    fields: &HashMap<String, String>,
+    trace_id: &str,
+) -> Result<(String, Vec<u8>), String> {
+    let f = Fields(fields);
+    let kind = f.text("type")?;
+    let coupon_id = f.text("coupon_id")?;
+    let user_id = f.text("user_id")?;
+    let at = f.time("at_ms")?;
+    let payload = match kind.as_str() {
+        COUPON_ISSUED => {
+            let event = CouponIssued {
+                coupon_id: coupon_id.clone(),
+                policy_id,
+                user_id,
+                claim_no: u32::try_from(f.number("claim_no")?)
+                    .map_err(|_| "claim_no too large".to_owned())?,
+                issued_at: at,
+                expires_at: f.time("expires_ms")?,
+            };
+            let id = format!("{COUPON_ISSUED}:{coupon_id}");
+            json(&Envelope::v1(
+                COUPON_ISSUED,
+                id,
+                at,
+                trace_id.to_owned(),
+                event,
+            ))?
+        }
+        COUPON_REDEEMED | COUPON_REDEMPTION_CANCELLED => {
+            let seq = f.number("seq")?;
+            let event = CouponRedemption {
+                coupon_id: coupon_id.clone(),
+                policy_id,
+                user_id,
+                order_id: f.text("order_id")?,
+                discount: f.number("discount")?,
+                seq,
+                at,
+            };
+            let id = format!("{kind}:{coupon_id}:{seq}");
+            json(&Envelope::v1(&kind, id, at, trace_id.to_owned(), event))?
+        }
+        other => return Err(format!("unknown coupon event type `{other}`")),
+    };
+    Ok((coupon_id, payload))
+}
+
+/// A sale's outbox entry as an admitted order.
+fn decode(sale_id: u64, fields: &HashMap<String, String>) -> Result<OrderAdmitted, String> {
+    let f = Fields(fields);
+    let quantity =
+        u32::try_from(f.number("quantity")?).map_err(|_| "quantity too large".to_owned())?;
+    let unit_price = f.number("unit_price")?;
+    Ok(OrderAdmitted {
+        order_id: f.text("order_id")?,
+        sale_id,
+        user_id: f.text("user_id")?,
+        quantity,
+        unit_price,
+        amount: unit_price
+            .checked_mul(u64::from(quantity))
+            .ok_or_else(|| "amount overflows".to_owned())?,
+        admitted_at: f.time("admitted_ms")?,
+    })
+}
+
+/// Entries of an `XREADGROUP` reply on one stream: `[[key, [[id, [f, v, ...]], ...]]]`, or
+/// nil when there is nothing.
+pub fn parse_read(reply: Value) -> Vec<Entry> {
+    let Value::Array(streams) = reply else {
+        return Vec::new();
+    };
+    streams
+        .into_iter()
+        .filter_map(|stream| match stream {
+            Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
+            _ => None,
+        })
+        .flat_map(parse_entries)
+        .collect()
+}
+
+/// Entries of an `XAUTOCLAIM` reply: `[next, [[id, [field, value, ...]], ...], deleted?]`.
+pub fn parse_claimed(reply: Value) -> Vec<Entry> {
+    match reply {
+        Value::Array(mut parts) if parts.len() >= 2 => parse_entries(parts.swap_remove(1)),
+        _ => Vec::new(),
+    }
+}
+
+/// `[[id, [field, value, ...]], ...]`; entries whose fields are nil (deleted) are skipped.
+fn parse_entries(entries: Value) -> Vec<Entry> {
+    let Value::Array(entries) = entries else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter_map(|entry| {
+            let Value::Array(mut pair) = entry else {
+                return None;
+            };
+            if pair.len() != 2 {
+                return None;
+            }
+            let Value::Array(flat) = pair.pop()? else {
+                return None;
+            };
+            let id = pair.pop()?.as_string()?;
+            let map = flat
+                .chunks(2)
+                .filter_map(|kv| Some((kv.first()?.as_string()?, kv.get(1)?.as_string()?)))
+                .collect();
+            Some((id, map))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn an_outbox_entry_becomes_an_admitted_order() {
+        let entry = fields(&[
+            ("order_id", "7-abc"),
+            ("user_id", "u1"),
+            ("quantity", "2"),
+            ("unit_price", "1500"),
+            ("admitted_ms", "1700000000000"),
+            ("trace_id", "t1"),
+        ]);
+        let order = decode(7, &entry).unwrap();
+        assert_eq!(order.amount, 3000);
+        assert_eq!(order.sale_id, 7);
+        let broken = fields(&[("order_id", "x")]);
+        assert!(decode(7, &broken).is_err());
+        let record = encode(Outbox::Sale(7), &entry).unwrap();
+        assert_eq!(
+            (record.topic, record.key.as_str()),
+            (Topic::Orders, "7-abc")
+        );
+        assert_eq!(record.trace_id, "t1");
+    }
+
+    #[test]
+    fn policy_entries_become_coupon_events_keyed_by_coupon() {
+        let issued = fields(&[
+            ("type", "coupon.issued"),
+            ("coupon_id", "3-c1"),
+            ("user_id", "u1"),
+            ("claim_no", "1"),
+            ("at_ms", "1700000000000"),
+            ("expires_ms", "1700000600000"),
+            ("trace_id", "t"),
+        ]);
+        let record = encode(Outbox::Policy(3), &issued).unwrap();
+        assert_eq!(
+            (record.topic, record.key.as_str()),
+            (Topic::Coupons, "3-c1")
+        );
+        let envelope: Envelope<CouponIssued> = serde_json::from_slice(&record.payload).unwrap();
+        assert_eq!(envelope.event_id, "coupon.issued:3-c1");
+        assert_eq!(envelope.data.policy_id, 3);
+
+        let redeemed = fields(&[
+            ("type", "coupon.redeemed"),
+            ("coupon_id", "3-c1"),
+            ("user_id", "u1"),
+            ("order_id", "9-o"),
+            ("discount", "500"),
+            ("seq", "2"),
+            ("at_ms", "1700000001000"),
+        ]);
+        let record = encode(Outbox::Policy(3), &redeemed).unwrap();
+        let envelope: Envelope<CouponRedemption> = serde_json::from_slice(&record.payload).unwrap();
+        assert_eq!(envelope.event_id, "coupon.redeemed:3-c1:2");
+        assert_eq!(envelope.data.discount, 500);
+
+        let unknown = fields(&[("type", "coupon.melted"), ("coupon_id", "3-c1")]);
+        assert!(encode(Outbox::Policy(3), &unknown).is_err());
+    }
+
+    #[test]
+    fn claimed_entries_are_parsed_from_the_raw_reply() {
+        let reply = Value::Array(vec![
+            Value::from("0-0"),
+            Value::Array(vec![Value::Array(vec![
+                Value::from("1-1"),
+                Value::Array(vec![Value::from("order_id"), Value::from("o1")]),
+            ])]),
+            Value::Array(vec![]),
+        ]);
+        let entries = parse_claimed(reply);
+        assert_eq!(entries.len(), 1);
+        let read = Value::Array(vec![Value::Array(vec![
+            Value::from("fg:{s:1}:outbox"),
+            Value::Array(vec![Value::Array(vec![
+                Value::from("2-0"),
+                Value::Array(vec![Value::from("order_id"), Value::from("o2")]),
+            ])]),
+        ])]);
+        assert_eq!(parse_read(read)[0].1["order_id"], "o2");
+        assert!(parse_read(Value::Null).is_empty());
+        assert_eq!(entries[0].0, "1-1");
+        assert_eq!(entries[0].1["order_id"], "o1");
+    }
+}

@@ -1,0 +1,90 @@
+-- claim_coupon.lua: claim one first-come coupon of a policy, atomically, in one round trip.
+--
+-- Checks, in order: the idempotency key (when given), that the policy exists, its status and
+-- claim window (judged by Redis's own clock), the user's per-user limit, the coupons left, the
+-- outbox bound. On success: takes one coupon, counts it for the user, stores the coupon (for
+-- redeem and cancel), appends `coupon.issued` to the policy's outbox, and stores the answer
+-- under the idempotency key.
+--
+-- KEYS (all share the policy's hash tag, e.g. fg:{c:7}:...)
+--   1  policy     hash: status, starts_ms, ends_ms, per_user_limit, valid_for_ms, expires_ms,
+--                 issued
+--   2  remaining  string: coupons left to claim
+--   3  holders    hash: user id -> coupons claimed
+--   4  outbox     stream of coupon events, read by the relay
+--   5  coupon     hash of the coupon to issue (fg:{c:7}:cpn:<coupon id>)
+--   6  idem       (optional) string: the stored answer for this user's Idempotency-Key
+-- ARGV
+--   1  user id
+--   2  coupon id to use if issued (unique, made by the gateway)
+--   3  trace id
+--   4  outbox bound: refuse with `overloaded` when the outbox holds this many entries
+--   5  idempotency TTL in seconds
+-- Replies (array, first element is the code)
+--   {'issued', coupon_id, expires_ms, claim_no, remaining}
+--   {'replay', code, coupon_id, expires_ms}    the stored answer for this key
+--   {'not_found'} | {'policy_not_active'} | {'already_claimed'} | {'exhausted'} | {'overloaded'}
+
+local policy_key, remaining_key, holders_key, outbox_key, coupon_key, idem_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local user, coupon_id, trace_id = ARGV[1], ARGV[2], ARGV[3]
+local outbox_max, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+-- Stored answers: code \n coupon_id \n expires_ms
+if idem_key then
+  local stored = redis.call('GET', idem_key)
+  if stored then
+    local code, cid, exp = string.match(stored, '^(.-)\n(.-)\n(.-)$')
+    return {'replay', code, cid, exp}
+  end
+end
+
+local function remember(code, cid, exp)
+  if idem_key then
+    redis.call('SET', idem_key, code .. '\n' .. cid .. '\n' .. exp, 'EX', idem_ttl)
+  end
+end
+
+local policy = redis.call('HMGET', policy_key,
+  'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'valid_for_ms', 'expires_ms')
+if not policy[1] then
+  return {'not_found'}
+end
+
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if policy[1] ~= 'active' or now_ms < tonumber(policy[2]) or now_ms >= tonumber(policy[3]) then
+  -- Not remembered: the same request may succeed once the policy opens or resumes.
+  return {'policy_not_active'}
+end
+
+local held = tonumber(redis.call('HGET', holders_key, user) or '0')
+if held >= tonumber(policy[4]) then
+  remember('already_claimed', '', 0)
+  return {'already_claimed'}
+end
+
+if tonumber(redis.call('GET', remaining_key) or '0') < 1 then
+  remember('exhausted', '', 0)
+  return {'exhausted'}
+end
+
+if redis.call('XLEN', outbox_key) >= outbox_max then
+  return {'overloaded'}
+end
+
+local valid_for = tonumber(policy[5])
+local expires_ms = tonumber(policy[6])
+if valid_for > 0 then
+  expires_ms = now_ms + valid_for
+end
+local remaining = redis.call('DECR', remaining_key)
+local claim_no = redis.call('HINCRBY', holders_key, user, 1)
+redis.call('HINCRBY', policy_key, 'issued', 1)
+redis.call('HSET', coupon_key, 'user', user, 'status', 'issued', 'expires_ms', expires_ms,
+  'seq', 1, 'order_id', '', 'discount', 0, 'issued_ms', now_ms)
+redis.call('XADD', outbox_key, '*',
+  'type', 'coupon.issued', 'coupon_id', coupon_id, 'user_id', user, 'claim_no', claim_no,
+  'at_ms', now_ms, 'expires_ms', expires_ms, 'trace_id', trace_id)
+remember('issued', coupon_id, expires_ms)
+return {'issued', coupon_id, expires_ms, claim_no, remaining}
