@@ -33,7 +33,7 @@ pub async fn wait(
         };
         let coupons_done = match &mut policy {
             Some((manager, policy_id)) => {
-                let issued = manager.policy(*policy_id).await?.issued;
+                let issued = manager.policy(*policy_id).await?.issued();
                 mysql_coupon_count(&backends.db, *policy_id).await? >= issued
             }
             None => true,

@@ -109,8 +109,10 @@ pub struct CouponEvidence {
     pub issued: u64,
     /// `remaining` of the policy, as the manager API shows it.
     pub remaining: i64,
-    /// Coupon rows of the policy in MySQL.
+    /// Coupon rows of the policy in MySQL, not counting rejected ones.
     pub mysql_coupons: u64,
+    /// Coupon rows the database's guard rejected.
+    pub mysql_rejected: u64,
     /// Coupons the shoppers were told about (201) that MySQL does not have.
     pub lost: Sample,
     /// Coupons in MySQL no shopper was told about.
@@ -149,10 +151,12 @@ pub async fn mysql_order_count(db: &MySqlPool, sale_id: u64) -> anyhow::Result<u
 
 /// Coupon rows of the policy in MySQL.
 pub async fn mysql_coupon_count(db: &MySqlPool, policy_id: u64) -> anyhow::Result<u64> {
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM coupons WHERE policy_id = ?")
-        .bind(policy_id)
-        .fetch_one(db)
-        .await?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM coupons WHERE policy_id = ? AND status <> 'rejected'",
+    )
+    .bind(policy_id)
+    .fetch_one(db)
+    .await?;
     Ok(count as u64)
 }
 
@@ -268,15 +272,20 @@ pub async fn coupons(
     told: Told<'_>,
 ) -> anyhow::Result<CouponEvidence> {
     let (policy_id, counters) = policy;
-    let stored: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(coupon_id AS CHAR) FROM coupons WHERE policy_id = ? ORDER BY coupon_id",
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(coupon_id AS CHAR), status FROM coupons WHERE policy_id = ? ORDER BY coupon_id",
     )
     .bind(policy_id)
     .fetch_all(db)
     .await
     .context("reading the policy's coupons from MySQL")?;
+    let stored: Vec<String> = rows
+        .iter()
+        .filter(|(_, status)| status != "rejected")
+        .map(|(id, _)| id.clone())
+        .collect();
     let over: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT user_id, COUNT(*) FROM coupons WHERE policy_id = ? \
+        "SELECT user_id, COUNT(*) FROM coupons WHERE policy_id = ? AND status <> 'rejected' \
          GROUP BY user_id HAVING COUNT(*) > ? ORDER BY user_id",
     )
     .bind(policy_id)
@@ -292,9 +301,10 @@ pub async fn coupons(
         demand: told.demand,
         answered_issued: told.granted.len() as u64,
         answered_over_limit: told.over_limit(per_user_limit),
-        issued: counters.issued,
-        remaining: counters.remaining,
+        issued: counters.issued(),
+        remaining: counters.remaining.unwrap_or(0),
         mysql_coupons: stored.len() as u64,
+        mysql_rejected: (rows.len() - stored.len()) as u64,
         lost,
         unknown,
         mysql_over_limit: Sample::of(over.into_iter().map(|(u, n)| format!("{u}: {n}"))),

@@ -141,11 +141,16 @@ fn coupon_checks(coupons: &CouponEvidence) -> Vec<Check> {
     let persisted = Check::new(
         "coupons in MySQL == issued",
         coupons.mysql_coupons == coupons.issued
+            && coupons.mysql_rejected == 0
             && coupons.lost.count == 0
             && coupons.unknown.count == 0,
         format!(
-            "MySQL rows {}, issued {}; told but not in MySQL {}; in MySQL but never told {}",
-            coupons.mysql_coupons, coupons.issued, coupons.lost, coupons.unknown
+            "MySQL rows {}, rejected {}, issued {}; told but not in MySQL {}; in MySQL but never told {}",
+            coupons.mysql_coupons,
+            coupons.mysql_rejected,
+            coupons.issued,
+            coupons.lost,
+            coupons.unknown
         ),
     );
     let limits = Check::new(

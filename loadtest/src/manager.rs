@@ -32,15 +32,23 @@ pub struct CreatedPolicy {
     pub policy_id: u64,
 }
 
-/// A coupon policy's live counters, as `GET /v1/admin/coupon-policies/{id}` shows them.
+/// A coupon policy's live counters, as `GET /v1/admin/coupon-policies/{id}` shows them
+/// (`remaining` and `issued` are null when Redis does not hold the policy).
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct PolicyCounters {
     /// Coupons offered.
     pub total_quantity: u64,
-    /// Coupons left.
-    pub remaining: i64,
-    /// Coupons issued.
-    pub issued: u64,
+    /// Coupons left in Redis.
+    pub remaining: Option<i64>,
+    /// Coupons claimed in Redis.
+    pub issued: Option<i64>,
+}
+
+impl PolicyCounters {
+    /// Coupons claimed in Redis (0 when Redis does not hold the policy).
+    pub fn issued(&self) -> u64 {
+        self.issued.unwrap_or(0).max(0) as u64
+    }
 }
 
 impl Manager {

@@ -35,6 +35,7 @@ pub async fn spawn_stack() -> Stack {
         .await
         .expect("migrate");
     settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
+    settings.kafka.coupons_topic = fresh_topic(&settings, "flashgate.test-coupons-", 2).await;
     settings.kafka.consumer_group = unique("flashgate-test-persister-");
     settings.persister.max_wait_ms = 20;
 

@@ -80,7 +80,6 @@ async fn a_mixed_run_of_purchases_and_status_polls_holds_every_invariant() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs coupons (#5)"]
 async fn a_coupon_rush_of_200_shoppers_for_40_coupons_issues_exactly_40() {
     let stack = spawn_stack().await;
 
@@ -96,7 +95,6 @@ async fn a_coupon_rush_of_200_shoppers_for_40_coupons_issues_exactly_40() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs coupons (#5)"]
 async fn a_mixed_run_with_claims_holds_every_invariant() {
     let stack = spawn_stack().await;
     let mut options = small(Scenario::Mixed, 100, 30);
