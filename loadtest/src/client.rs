@@ -175,21 +175,9 @@ impl Connection {
         authorization: &HeaderValue,
         body: Option<Bytes>,
     ) -> Answer {
-        match tokio::time::timeout(
-            self.timeout,
-            self.exchange(method, path, authorization, body),
-        )
-        .await
-        {
-            Ok(Ok((status, bytes))) => decode(status, &bytes),
-            Ok(Err(err)) => {
-                self.sender = None;
-                Answer::Failed(short_reason(&err))
-            }
-            Err(_) => {
-                self.sender = None;
-                Answer::Failed("timeout")
-            }
+        match self.call(method, path, authorization, body).await {
+            Ok((status, bytes)) => decode(status, &bytes),
+            Err(err) => Answer::Failed(short_reason(&err)),
         }
     }
 
@@ -206,7 +194,7 @@ impl Connection {
             self.exchange(method.clone(), path, authorization, body),
         )
         .await
-        .map_err(|_| anyhow::anyhow!("{method} {path}: no answer within {:?}", self.timeout))
+        .map_err(|_| anyhow::anyhow!("{method} {path}: timeout ({:?})", self.timeout))
         .and_then(|r| r.with_context(|| format!("{method} {path}")));
         if exchanged.is_err() {
             self.sender = None;
@@ -264,7 +252,9 @@ async fn open(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
 /// A short, stable reason for the status counts (`connect`, `reset`, ...), not the full chain.
 fn short_reason(err: &anyhow::Error) -> &'static str {
     let text = format!("{err:#}").to_lowercase();
-    if text.contains("connecting") {
+    if text.contains("timeout") {
+        "timeout"
+    } else if text.contains("connecting") {
         "connect"
     } else if text.contains("reset") || text.contains("closed") || text.contains("broken pipe") {
         "connection closed"
