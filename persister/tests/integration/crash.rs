@@ -21,6 +21,10 @@ fn spawn_persister(settings: &Settings, port: u16) -> Child {
             &settings.kafka.orders_topic,
         )
         .env(
+            "FLASHGATE__KAFKA__COUPONS_TOPIC",
+            &settings.kafka.coupons_topic,
+        )
+        .env(
             "FLASHGATE__KAFKA__CONSUMER_GROUP",
             &settings.kafka.consumer_group,
         )
