@@ -47,8 +47,12 @@ impl Aggregator {
         }
     }
 
-    /// Takes reports until every worker is done; returns the totals, or the first failure.
-    pub async fn run(mut self, mut reports: mpsc::Receiver<Report>) -> anyhow::Result<Stats> {
+    /// Takes reports until every worker is done; returns the totals and the number of ranges
+    /// added up, or the first failure.
+    pub async fn run(
+        mut self,
+        mut reports: mpsc::Receiver<Report>,
+    ) -> anyhow::Result<(Stats, u64)> {
         while let Some(report) = reports.recv().await {
             match report {
                 Report::Resent { seq, entry } => {
@@ -94,7 +98,7 @@ impl Aggregator {
             "the run ended with {} ranges unfinished",
             self.ahead.len()
         );
-        Ok(self.state.totals)
+        Ok((self.state.totals, self.next_seq))
     }
 
     fn record(&mut self, seq: u64, (lo, hi): (String, String), done: bool, stats: Stats) {

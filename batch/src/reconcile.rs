@@ -123,12 +123,15 @@ pub async fn run(settings: &Settings, options: &Options) -> anyhow::Result<Summa
     for _ in 0..workers {
         tasks.spawn(worker.clone().run(work_rx.clone(), report_tx.clone()));
     }
+    // Only the workers hold the receiver and only they and the producer the report sender,
+    // so if every worker dies the producer stops, and the aggregator ends with them.
+    drop(work_rx);
     drop(report_tx);
     let aggregated = Aggregator::new(state, file.clone(), progress)
         .run(report_rx)
         .await;
-    let totals = match aggregated {
-        Ok(totals) => totals,
+    let (totals, finished) = match aggregated {
+        Ok(done) => done,
         Err(err) => {
             producer.abort();
             tasks.abort_all();
@@ -136,7 +139,13 @@ pub async fn run(settings: &Settings, options: &Options) -> anyhow::Result<Summa
         }
     };
     let ranges = producer.await.context("the producer task")??;
-    while tasks.join_next().await.is_some() {}
+    while let Some(joined) = tasks.join_next().await {
+        joined.context("a worker task")?;
+    }
+    anyhow::ensure!(
+        finished == ranges,
+        "{finished} of {ranges} ranges finished; the checkpoint keeps the rest"
+    );
     file.remove()?;
     db.close().await;
     tracing::info!(ranges, "reconciliation finished");

@@ -127,9 +127,18 @@ impl Worker {
         range: &Range,
         announce: Option<&mpsc::Sender<Report>>,
     ) -> anyhow::Result<Stats> {
+        let started = std::time::Instant::now();
         let users = retry("reading a range", || read_range(&self.db, range)).await?;
+        let read = started.elapsed();
         let caches =
             retry("reading caches", || self.caches.read(users.keys().map(String::as_str))).await?;
+        tracing::debug!(
+            seq = range.seq,
+            users = users.len(),
+            mysql_ms = read.as_millis() as u64,
+            redis_ms = (started.elapsed() - read).as_millis() as u64,
+            "range read"
+        );
         let mut stats = Stats {
             users_checked: users.len() as u64,
             ledger_rows: users.values().filter_map(|u| u.ledger).map(|l| l.rows).sum(),
