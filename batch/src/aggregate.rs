@@ -102,7 +102,15 @@ impl Aggregator {
     }
 
     fn record(&mut self, seq: u64, (lo, hi): (String, String), done: bool, stats: Stats) {
-        self.ahead.insert(seq, Entry { lo, hi, done, stats });
+        self.ahead.insert(
+            seq,
+            Entry {
+                lo,
+                hi,
+                done,
+                stats,
+            },
+        );
         self.dirty = true;
     }
 

@@ -135,7 +135,10 @@ mod tests {
     #[test]
     fn ledger_rows_without_a_balance_row_are_drift() {
         let found = judge_balance("u", LEDGER, None).expect("missing row");
-        assert_eq!((found.kind, found.drift), (MismatchKind::MissingBalance, 70));
+        assert_eq!(
+            (found.kind, found.drift),
+            (MismatchKind::MissingBalance, 70)
+        );
     }
 
     #[test]

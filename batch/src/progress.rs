@@ -38,7 +38,10 @@ impl Progress {
         self.last_drawn = Some(Instant::now());
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let percent = if self.total > 0 {
-            format!(" ({:.0}%)", (done as f64 * 100.0 / self.total as f64).min(100.0))
+            format!(
+                " ({:.0}%)",
+                (done as f64 * 100.0 / self.total as f64).min(100.0)
+            )
         } else {
             String::new()
         };

@@ -149,7 +149,12 @@ pub async fn run(settings: &Settings, options: &Options) -> anyhow::Result<Summa
     file.remove()?;
     db.close().await;
     tracing::info!(ranges, "reconciliation finished");
-    Ok(Summary::new(options.fix, resumed, totals, started.elapsed()))
+    Ok(Summary::new(
+        options.fix,
+        resumed,
+        totals,
+        started.elapsed(),
+    ))
 }
 
 /// The ledger's row count as the table statistics estimate it (instant, unlike `COUNT(*)`).

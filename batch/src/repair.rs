@@ -33,20 +33,19 @@ pub enum BalanceRepair {
 /// Sets `user`'s balance row to the sum of their ledger, under the row lock.
 pub async fn repair_balance(db: &MySqlPool, user: &str) -> anyhow::Result<BalanceRepair> {
     let mut tx = db.begin().await.context("starting a repair")?;
-    let row = sqlx::query(
-        "SELECT balance, version FROM point_balances WHERE user_id = ? FOR UPDATE",
-    )
-    .bind(user)
-    .fetch_optional(&mut *tx)
-    .await
-    .context("locking the balance row")?
-    .map(|row| -> Result<_, sqlx::Error> {
-        Ok(BalanceRow {
-            balance: row.try_get(0)?,
-            version: row.try_get(1)?,
-        })
-    })
-    .transpose()?;
+    let row =
+        sqlx::query("SELECT balance, version FROM point_balances WHERE user_id = ? FOR UPDATE")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await
+            .context("locking the balance row")?
+            .map(|row| -> Result<_, sqlx::Error> {
+                Ok(BalanceRow {
+                    balance: row.try_get(0)?,
+                    version: row.try_get(1)?,
+                })
+            })
+            .transpose()?;
     let (sum, rows): (i64, i64) = sqlx::query_as(
         "SELECT CAST(COALESCE(SUM(delta), 0) AS SIGNED), COUNT(*) FROM point_ledger \
          WHERE user_id = ?",

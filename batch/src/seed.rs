@@ -114,7 +114,13 @@ pub async fn run(settings: &Settings, options: &SeedOptions) -> anyhow::Result<S
         "point_ledger or point_balances is not empty: seed-points fills empty tables only"
     );
     let redis = if options.redis_share > 0.0 {
-        Some(settings.redis.connect_pool().await.context("connecting to Redis")?)
+        Some(
+            settings
+                .redis
+                .connect_pool()
+                .await
+                .context("connecting to Redis")?,
+        )
     } else {
         None
     };
@@ -215,7 +221,8 @@ async fn write_chunks(plan: Arc<Plan>, db: MySqlPool, redis: Option<Pool>) -> an
             }
             if rows_in_sql >= plan.options.rows_per_insert {
                 execute(&mut conn, &ledger).await?;
-                plan.rows_written.fetch_add(rows_in_sql as u64, Ordering::Relaxed);
+                plan.rows_written
+                    .fetch_add(rows_in_sql as u64, Ordering::Relaxed);
                 ledger.truncate(ledger_head.len());
                 rows_in_sql = 0;
             }
@@ -227,14 +234,16 @@ async fn write_chunks(plan: Arc<Plan>, db: MySqlPool, redis: Option<Pool>) -> an
         }
         if rows_in_sql > 0 {
             execute(&mut conn, &ledger).await?;
-            plan.rows_written.fetch_add(rows_in_sql as u64, Ordering::Relaxed);
+            plan.rows_written
+                .fetch_add(rows_in_sql as u64, Ordering::Relaxed);
         }
         if balances_in_sql > 0 {
             execute(&mut conn, &balances).await?;
         }
         if let Some(redis) = &redis {
             fill_caches(redis, &plan.key_prefix, &cached).await?;
-            plan.cache_entries.fetch_add(cached.len() as u64, Ordering::Relaxed);
+            plan.cache_entries
+                .fetch_add(cached.len() as u64, Ordering::Relaxed);
         }
     }
 }

@@ -110,15 +110,30 @@ pub fn user_ledger(
             let share = 10 + rng.below(91) as i64;
             let amount = (balance * share / 100).max(1);
             open_uses.push((entry, amount));
-            (-amount, "use", format!("use:{entry:011}"), format!("o{entry:011}"))
+            (
+                -amount,
+                "use",
+                format!("use:{entry:011}"),
+                format!("o{entry:011}"),
+            )
         } else if k > 0 && roll < 33 && !open_uses.is_empty() {
             let (used, amount) = open_uses.swap_remove(rng.below(open_uses.len() as u64) as usize);
-            (amount, "refund", format!("refund:{used:011}"), format!("use:{used:011}"))
+            (
+                amount,
+                "refund",
+                format!("refund:{used:011}"),
+                format!("use:{used:011}"),
+            )
         } else {
             // 1 % of an order amount, most orders small.
             let cents = 500 + rng.below(1_000) * rng.below(1_000) / 2;
             let points = (cents / 100).max(1) as i64;
-            (points, "earn", format!("earn:o{entry:011}"), format!("o{entry:011}"))
+            (
+                points,
+                "earn",
+                format!("earn:o{entry:011}"),
+                format!("o{entry:011}"),
+            )
         };
         balance += delta;
         let _ = write!(
@@ -177,7 +192,12 @@ mod tests {
             let generated = user_ledger(&mut sql, n, 40, 1 + n * 40, 3, 1_750_000_000);
             let mut running = 0i64;
             for tuple in sql["VALUES ".len()..].split("),(") {
-                let delta: i64 = tuple.split(',').nth(3).expect("delta").parse().expect("int");
+                let delta: i64 = tuple
+                    .split(',')
+                    .nth(3)
+                    .expect("delta")
+                    .parse()
+                    .expect("int");
                 running += delta;
                 assert!(running >= 0, "user {n} went below zero");
             }

@@ -21,10 +21,7 @@ pub struct Stored {
 
 /// Every user of `range` with a balance row or ledger rows, by user id (byte order, so the
 /// order of a range's sample is the same on every run).
-pub async fn read_range(
-    db: &MySqlPool,
-    range: &Range,
-) -> anyhow::Result<BTreeMap<String, Stored>> {
+pub async fn read_range(db: &MySqlPool, range: &Range) -> anyhow::Result<BTreeMap<String, Stored>> {
     let mut conn = db.acquire().await.context("acquiring a connection")?;
     // The snapshot holds only under REPEATABLE READ, whatever the server's default is.
     sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -88,7 +85,11 @@ pub async fn current_rows(
         for user in chunk {
             query = query.bind(user);
         }
-        for row in query.fetch_all(db).await.context("re-reading balance rows")? {
+        for row in query
+            .fetch_all(db)
+            .await
+            .context("re-reading balance rows")?
+        {
             found.insert(
                 row.try_get(0)?,
                 BalanceRow {

@@ -131,7 +131,9 @@ impl Stats {
         self.users_checked += next.users_checked;
         self.ledger_rows += next.ledger_rows;
         self.mismatches.balance.add(next.mismatches.balance);
-        self.mismatches.missing_balance.add(next.mismatches.missing_balance);
+        self.mismatches
+            .missing_balance
+            .add(next.mismatches.missing_balance);
         self.mismatches.cache.add(next.mismatches.cache);
         let room = SAMPLE_SIZE.saturating_sub(self.sample.len());
         self.sample.extend(next.sample.iter().take(room).cloned());
@@ -223,7 +225,13 @@ mod tests {
             second.record(mismatch(&format!("b{n:02}"), 2));
         }
         first.merge(&second);
-        assert_eq!(first.mismatches.balance, Tally { count: 30, drift: 45 });
+        assert_eq!(
+            first.mismatches.balance,
+            Tally {
+                count: 30,
+                drift: 45
+            }
+        );
         assert_eq!(first.sample.len(), SAMPLE_SIZE);
         assert_eq!(first.sample[14].user_id, "a14");
         assert_eq!(first.sample[15].user_id, "b00");

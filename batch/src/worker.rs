@@ -130,8 +130,10 @@ impl Worker {
         let started = std::time::Instant::now();
         let users = retry("reading a range", || read_range(&self.db, range)).await?;
         let read = started.elapsed();
-        let caches =
-            retry("reading caches", || self.caches.read(users.keys().map(String::as_str))).await?;
+        let caches = retry("reading caches", || {
+            self.caches.read(users.keys().map(String::as_str))
+        })
+        .await?;
         tracing::debug!(
             seq = range.seq,
             users = users.len(),
@@ -141,7 +143,11 @@ impl Worker {
         );
         let mut stats = Stats {
             users_checked: users.len() as u64,
-            ledger_rows: users.values().filter_map(|u| u.ledger).map(|l| l.rows).sum(),
+            ledger_rows: users
+                .values()
+                .filter_map(|u| u.ledger)
+                .map(|l| l.rows)
+                .sum(),
             ..Stats::default()
         };
         let mut repairs = Vec::new();
@@ -211,9 +217,10 @@ impl Worker {
             }
             tokio::time::sleep(Duration::from_millis(delay)).await;
             let rows = retry("re-reading rows", || current_rows(&self.db, &users)).await?;
-            let caches =
-                retry("re-reading caches", || self.caches.read(users.iter().map(String::as_str)))
-                    .await?;
+            let caches = retry("re-reading caches", || {
+                self.caches.read(users.iter().map(String::as_str))
+            })
+            .await?;
             users.retain(|user| {
                 let ledger = stored.get(user).and_then(|s| s.ledger);
                 let row = rows.get(user).copied();
@@ -288,7 +295,11 @@ where
         match step().await {
             Ok(value) => return Ok(value),
             Err(err) if attempt < ATTEMPTS => {
-                tracing::warn!(error = format!("{err:#}"), attempt, "{what} failed; retrying");
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    attempt,
+                    "{what} failed; retrying"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
                 attempt += 1;

@@ -28,7 +28,9 @@ impl Stores {
     pub async fn seeded(users: u64, transactions: u64) -> Self {
         let mut settings = stack_settings();
         let db = fresh_database(&mut settings).await;
-        flashgate_persister::db::migrate(&db).await.expect("migrate");
+        flashgate_persister::db::migrate(&db)
+            .await
+            .expect("migrate");
         settings.redis.key_prefix = unique("fgtestbatch");
         settings.batch.checkpoint_dir = checkpoint_dir();
         let redis = settings.redis.connect_pool().await.expect("redis");
@@ -137,7 +139,13 @@ impl Stores {
             let (next, keys): (String, Vec<String>) = client
                 .custom(
                     fred::cmd!("SCAN"),
-                    vec![cursor.clone(), "MATCH".into(), pattern.clone(), "COUNT".into(), "1000".into()],
+                    vec![
+                        cursor.clone(),
+                        "MATCH".into(),
+                        pattern.clone(),
+                        "COUNT".into(),
+                        "1000".into(),
+                    ],
                 )
                 .await
                 .expect("scan");

@@ -9,14 +9,18 @@ use crate::helpers::Stores;
 
 /// Every 9th user's balance row (cache agreeing) one point high, every 13th cache 2 high.
 async fn inject_drift(stores: &Stores) {
-    let users: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM point_balances ORDER BY user_id")
-        .fetch_all(&stores.db)
-        .await
-        .expect("users");
+    let users: Vec<(String,)> =
+        sqlx::query_as("SELECT user_id FROM point_balances ORDER BY user_id")
+            .fetch_all(&stores.db)
+            .await
+            .expect("users");
     for (n, (user,)) in users.iter().enumerate() {
         if n % 9 == 0 {
             stores
-                .sql("UPDATE point_balances SET balance = balance + 1 WHERE user_id = ?", user)
+                .sql(
+                    "UPDATE point_balances SET balance = balance + 1 WHERE user_id = ?",
+                    user,
+                )
                 .await;
             stores.bump_cache(user, "balance", 1).await;
         } else if n % 13 == 0 {
@@ -43,18 +47,37 @@ async fn a_run_killed_midway_and_resumed_gives_the_same_result_as_an_uninterrupt
         .expect("name");
     let checkpoint = CheckpointFile::new(&killed.settings.batch.checkpoint_dir, &database);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate-batch"))
-        .args(["reconcile-points", "--fix", "--workers", "2", "--page-size", "100"])
+        .args([
+            "reconcile-points",
+            "--fix",
+            "--workers",
+            "2",
+            "--page-size",
+            "100",
+        ])
         .args(["--pause-ms", "60"])
         .env("FLASHGATE__MYSQL__URL", killed.settings.mysql.url.expose())
-        .env("FLASHGATE__REDIS__KEY_PREFIX", &killed.settings.redis.key_prefix)
-        .env("FLASHGATE__BATCH__CHECKPOINT_DIR", &killed.settings.batch.checkpoint_dir)
+        .env(
+            "FLASHGATE__REDIS__KEY_PREFIX",
+            &killed.settings.redis.key_prefix,
+        )
+        .env(
+            "FLASHGATE__BATCH__CHECKPOINT_DIR",
+            &killed.settings.batch.checkpoint_dir,
+        )
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("start flashgate-batch");
     let deadline = Instant::now() + Duration::from_secs(60);
     let progress = loop {
-        assert!(Instant::now() < deadline, "no checkpoint progress within 60 s");
-        assert!(child.try_wait().expect("wait").is_none(), "finished before it was killed");
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint progress within 60 s"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "finished before it was killed"
+        );
         if let Ok(Some(state)) = checkpoint.load()
             && state.totals.users_checked > 300
         {
@@ -68,11 +91,20 @@ async fn a_run_killed_midway_and_resumed_gives_the_same_result_as_an_uninterrupt
     let after = killed.reconcile(false).await;
 
     // Assert
-    assert!(progress.totals.users_checked < 1_500, "killed midway: {progress:?}");
+    assert!(
+        progress.totals.users_checked < 1_500,
+        "killed midway: {progress:?}"
+    );
     assert!(resumed.resumed);
     assert_eq!(resumed.stats, uninterrupted.stats);
-    assert!(uninterrupted.stats.mismatches.count() > 100, "{uninterrupted:#?}");
-    assert_eq!(uninterrupted.stats.fixed, uninterrupted.stats.mismatches.count());
+    assert!(
+        uninterrupted.stats.mismatches.count() > 100,
+        "{uninterrupted:#?}"
+    );
+    assert_eq!(
+        uninterrupted.stats.fixed,
+        uninterrupted.stats.mismatches.count()
+    );
     assert_eq!(after.stats.mismatches.count(), 0, "{after:#?}");
     assert_eq!(killed.balances_off_the_ledger().await, 0);
     whole.clean_up().await;
