@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use anyhow::Context;
 use flashgate_events::keys::{PointsKeys, points_bucket};
 use fred::prelude::Pool;
+use fred::types::scripts::Script;
 
 use crate::compare::CacheEntry;
-use crate::scripts::Scripts;
 
 /// Most keys passed to one read script call; bounds the reply and the time Redis is busy.
 const KEYS_PER_CALL: usize = 500;
@@ -27,7 +27,10 @@ pub enum CacheRepair {
 pub struct Caches {
     redis: Pool,
     prefix: String,
-    scripts: Scripts,
+    /// `lua/points_cache_read.lua`: read many caches of one bucket.
+    read: Script,
+    /// `lua/points_cache_fix.lua`: repair one cache if its version did not move.
+    fix: Script,
 }
 
 impl Caches {
@@ -36,7 +39,8 @@ impl Caches {
         Self {
             redis,
             prefix: prefix.to_owned(),
-            scripts: Scripts::default(),
+            read: Script::from_lua(include_str!("../../lua/points_cache_read.lua")),
+            fix: Script::from_lua(include_str!("../../lua/points_cache_fix.lua")),
         }
     }
 
@@ -54,10 +58,10 @@ impl Caches {
             let keys = PointsKeys::new(&self.prefix, bucket);
             for chunk in users.chunks(KEYS_PER_CALL) {
                 let names: Vec<String> = chunk.iter().map(|u| keys.balance(u)).collect();
+                // EVALSHA; on NOSCRIPT (a restarted or failed-over Redis) load and retry once.
                 let reply: Vec<String> = self
-                    .scripts
-                    .cache_read
-                    .run(&self.redis, names, ())
+                    .read
+                    .evalsha_with_reload(self.redis.next(), names, ())
                     .await
                     .context("reading point caches from Redis")?;
                 anyhow::ensure!(
@@ -87,10 +91,9 @@ impl Caches {
     ) -> anyhow::Result<CacheRepair> {
         let key = PointsKeys::for_user(&self.prefix, user).balance(user);
         let reply: i64 = self
-            .scripts
-            .cache_fix
-            .run(
-                &self.redis,
+            .fix
+            .evalsha_with_reload(
+                self.redis.next(),
                 key,
                 vec![
                     expected_version.to_string(),

@@ -9,7 +9,6 @@ pub mod progress;
 pub mod ranges;
 pub mod reconcile;
 pub mod repair;
-pub mod scripts;
 pub mod seed;
 pub mod seed_data;
 pub mod snapshot;
