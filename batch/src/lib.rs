@@ -9,6 +9,7 @@ pub mod progress;
 pub mod ranges;
 pub mod reconcile;
 pub mod repair;
+pub mod retry;
 pub mod seed;
 pub mod seed_data;
 pub mod snapshot;

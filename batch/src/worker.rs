@@ -2,7 +2,6 @@
 //! re-checks users caught between two versions, repairs (with `--fix`), and reports.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +12,12 @@ use crate::cache::{CacheRepair, Caches};
 use crate::compare::{BalanceRow, CacheVerdict, judge_balance, judge_cache};
 use crate::ranges::{Prior, Range};
 use crate::repair::{BalanceRepair, repair_balance};
+use crate::retry::retry;
 use crate::snapshot::{Stored, current_rows, read_range};
 use crate::summary::Stats;
 
 /// Waits before re-checking users whose cache was between two versions: bounded, growing.
 const RECHECK_DELAYS_MS: [u64; 5] = [50, 100, 200, 400, 800];
-/// Attempts of one database or Redis step before the run fails (with backoff in between).
-const ATTEMPTS: u32 = 5;
 
 /// What a worker tells the aggregator.
 #[derive(Debug)]
@@ -280,31 +278,5 @@ impl Worker {
             (false, _) => {}
         }
         Ok(())
-    }
-}
-
-/// Runs `step` up to [`ATTEMPTS`] times, backing off from 100 ms (doubling, capped at 2 s).
-async fn retry<T, F, Fut>(what: &str, mut step: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<T>>,
-{
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match step().await {
-            Ok(value) => return Ok(value),
-            Err(err) if attempt < ATTEMPTS => {
-                tracing::warn!(
-                    error = format!("{err:#}"),
-                    attempt,
-                    "{what} failed; retrying"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                attempt += 1;
-            }
-            Err(err) => return Err(err.context(format!("{what} failed {ATTEMPTS} times"))),
-        }
     }
 }
