@@ -1,0 +1,5 @@
+//! Integration tests of the batch jobs against the local stack's real MariaDB and Redis.
+
+mod drift;
+mod helpers;
+mod resume;
