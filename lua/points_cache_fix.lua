@@ -22,7 +22,8 @@ if version ~= ARGV[1] then
   return -1
 end
 local pending = tonumber(redis.call('HGET', KEYS[1], 'pending') or '0') or 0
-if pending == 0 then
+-- balance, version and pending only: nothing else (pending changes, a floor) to keep.
+if pending == 0 and redis.call('HLEN', KEYS[1]) <= 3 then
   redis.call('DEL', KEYS[1])
   return 2
 end

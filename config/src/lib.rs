@@ -24,7 +24,9 @@ pub use load::{CONFIG_FILE_VAR, ENV_PREFIX, Sources};
 pub use mysql::MysqlSettings;
 pub use redis::RedisSettings;
 pub use secret::Secret;
-pub use settings::{BatchSettings, LogFormat, LogSettings, PersisterSettings, Settings};
+pub use settings::{
+    BatchSettings, LogFormat, LogSettings, PersisterSettings, PointsSettings, Settings,
+};
 pub use shutdown::shutdown_signal;
 
 #[cfg(test)]

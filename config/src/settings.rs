@@ -23,6 +23,8 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// The Kafka → MySQL persister.
     pub persister: PersisterSettings,
+    /// Loyalty points.
+    pub points: PointsSettings,
     /// Operator jobs.
     pub batch: BatchSettings,
     /// Logging.
@@ -38,6 +40,7 @@ impl Settings {
         self.mysql.validate(&mut problems);
         self.gateway.validate(&mut problems);
         self.persister.validate(&mut problems);
+        self.points.validate(&mut problems);
         self.batch.validate(&mut problems);
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             problems.push(Invalid::new("log.filter", err.to_string()));
@@ -86,6 +89,49 @@ impl PersisterSettings {
             ));
         }
         Invalid::check_positive(problems, "persister.max_wait_ms", self.max_wait_ms);
+    }
+}
+
+/// Loyalty points: what a purchase earns, and how long uses can be cancelled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PointsSettings {
+    /// Points earned per confirmed order, in basis points of its amount (100 = 1 %, rounded
+    /// down); 0 turns earning off. Default 100.
+    pub earn_basis_points: u32,
+    /// How long the gateway keeps a use in Redis for `.../cancel`, in seconds; older uses are
+    /// looked up in MySQL. Default 2592000 (30 days).
+    pub use_record_ttl_secs: u64,
+}
+
+impl Default for PointsSettings {
+    fn default() -> Self {
+        Self {
+            earn_basis_points: 100,
+            use_record_ttl_secs: 30 * 86_400,
+        }
+    }
+}
+
+impl PointsSettings {
+    /// Points an order of `amount` (minor units) earns.
+    pub fn earned(&self, amount: u64) -> u64 {
+        let points = u128::from(amount) * u128::from(self.earn_basis_points) / 10_000;
+        u64::try_from(points).unwrap_or(u64::MAX)
+    }
+
+    fn validate(&self, problems: &mut Vec<Invalid>) {
+        if self.earn_basis_points > 10_000 {
+            problems.push(Invalid::new(
+                "points.earn_basis_points",
+                "must be between 0 and 10000 (100 %)",
+            ));
+        }
+        Invalid::check_positive(
+            problems,
+            "points.use_record_ttl_secs",
+            self.use_record_ttl_secs,
+        );
     }
 }
 

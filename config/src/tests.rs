@@ -234,3 +234,30 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
     let defaults = Settings::load(&Sources::default()).expect("defaults");
     assert_eq!(format!("{settings:?}"), format!("{defaults:?}"));
 }
+
+#[test]
+fn points_earned_are_the_basis_points_of_the_amount_rounded_down() {
+    let mut points = crate::PointsSettings::default();
+    assert_eq!(points.earned(1_999), 19);
+    assert_eq!(points.earned(99), 0);
+    points.earn_basis_points = 10_000;
+    assert_eq!(points.earned(u64::MAX), u64::MAX);
+    points.earn_basis_points = 0;
+    assert_eq!(points.earned(1_000_000), 0);
+}
+
+#[test]
+fn an_earn_rate_over_one_hundred_percent_is_refused_by_name() {
+    let err = Settings::load(&Sources {
+        file: None,
+        env: vec![(
+            "FLASHGATE__POINTS__EARN_BASIS_POINTS".to_owned(),
+            "10001".to_owned(),
+        )],
+    })
+    .expect_err("refused");
+    assert!(
+        err.to_string().contains("points.earn_basis_points"),
+        "{err}"
+    );
+}

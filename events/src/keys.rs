@@ -170,10 +170,16 @@ impl PointsKeys {
     }
 
     /// Hash caching one user's points: `balance` (spendable now: the MySQL balance minus
-    /// `pending`), `version` (the `point_balances.version` it reflects) and `pending` (points
-    /// spent in Redis whose event has not been persisted yet).
+    /// `pending`), `version` (the `point_balances.version` it reflects), `pending` (points
+    /// spent in Redis whose event has not been persisted yet, less refunds likewise) with one
+    /// `tx:<txid>` field per such change, and `floor` (see `lua/points_settle.lua`).
     pub fn balance(&self, user_id: &str) -> String {
         format!("{}:pts:{user_id}", self.base)
+    }
+
+    /// Hash of one use of points (user, amount, order, status), kept for its cancellation.
+    pub fn use_record(&self, txid: &str) -> String {
+        format!("{}:puse:{txid}", self.base)
     }
 
     /// The stored answer for `user`'s idempotency key on a points action.
@@ -231,6 +237,7 @@ mod tests {
         for key in [
             &keys.outbox,
             &keys.balance("alice"),
+            &keys.use_record("use-1"),
             &keys.idempotency("alice", "k"),
         ] {
             assert!(key.starts_with(&tag), "{key}");

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod orders;
 pub mod outbox_entry;
 pub mod outbox_relay;
+pub mod points;
 pub mod policies;
 pub mod restock;
 pub mod router;

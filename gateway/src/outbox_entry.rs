@@ -1,5 +1,6 @@
 //! Outbox entries: reading them out of Redis stream replies, and turning one into the Kafka
-//! record its outbox calls for (orders from a sale's outbox, coupon events from a policy's).
+//! record its outbox calls for (orders from a sale's outbox, coupon events from a policy's,
+//! point events from a point bucket's).
 
 use std::collections::HashMap;
 
@@ -7,7 +8,7 @@ use chrono::{DateTime, Utc};
 use flashgate_events::keys::Outbox;
 use flashgate_events::{
     COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, CouponIssued, CouponRedemption,
-    Envelope, OrderAdmitted,
+    Envelope, OrderAdmitted, POINTS_REFUNDED, POINTS_USED, PointsRefunded, PointsUsed,
 };
 use fred::prelude::Value;
 
@@ -55,7 +56,10 @@ pub fn encode(outbox: Outbox, fields: &HashMap<String, String>) -> Result<Record
             let (key, payload) = coupon_event(policy_id, fields, &trace_id)?;
             (Topic::Coupons, key, payload)
         }
-        Outbox::Points(_) => return Err("point events are not relayed by this version".into()),
+        Outbox::Points(_) => {
+            let (key, payload) = point_event(fields, &trace_id)?;
+            (Topic::Points, key, payload)
+        }
     };
     Ok(Record {
         topic,
@@ -142,6 +146,45 @@ fn coupon_event(
         other => return Err(format!("unknown coupon event type `{other}`")),
     };
     Ok((coupon_id, payload))
+}
+
+/// A point event's message key (the user: one user's changes stay in order on one partition)
+/// and envelope (its event id is the txid).
+fn point_event(
+    fields: &HashMap<String, String>,
+    trace_id: &str,
+) -> Result<(String, Vec<u8>), String> {
+    let f = Fields(fields);
+    let kind = f.text("type")?;
+    let txid = f.text("txid")?;
+    let user_id = f.text("user_id")?;
+    let amount = f.number("amount")?;
+    let at = f.time("at_ms")?;
+    let trace = trace_id.to_owned();
+    let payload = match kind.as_str() {
+        POINTS_USED => {
+            let event = PointsUsed {
+                txid: txid.clone(),
+                user_id: user_id.clone(),
+                amount,
+                order_id: f.text("order_id")?,
+                at,
+            };
+            json(&Envelope::v1(POINTS_USED, txid, at, trace, event))?
+        }
+        POINTS_REFUNDED => {
+            let event = PointsRefunded {
+                txid: txid.clone(),
+                use_txid: f.text("use_txid")?,
+                user_id: user_id.clone(),
+                amount,
+                at,
+            };
+            json(&Envelope::v1(POINTS_REFUNDED, txid, at, trace, event))?
+        }
+        other => return Err(format!("unknown point event type `{other}`")),
+    };
+    Ok((user_id, payload))
 }
 
 /// A sale's outbox entry as an admitted order.
@@ -284,6 +327,40 @@ mod tests {
 
         let unknown = fields(&[("type", "coupon.melted"), ("coupon_id", "3-c1")]);
         assert!(encode(Outbox::Policy(3), &unknown).is_err());
+    }
+
+    #[test]
+    fn point_entries_become_point_events_keyed_by_user() {
+        let used = fields(&[
+            ("type", "points.used"),
+            ("txid", "use-1"),
+            ("user_id", "u1"),
+            ("amount", "40"),
+            ("order_id", "9-o"),
+            ("at_ms", "1700000000000"),
+            ("trace_id", "t"),
+        ]);
+        let record = encode(Outbox::Points(3), &used).unwrap();
+        assert_eq!((record.topic, record.key.as_str()), (Topic::Points, "u1"));
+        let envelope: Envelope<PointsUsed> = serde_json::from_slice(&record.payload).unwrap();
+        assert_eq!(
+            (envelope.event_id.as_str(), envelope.data.amount),
+            ("use-1", 40)
+        );
+
+        let refunded = fields(&[
+            ("type", "points.refunded"),
+            ("txid", "refund-1"),
+            ("use_txid", "use-1"),
+            ("user_id", "u1"),
+            ("amount", "40"),
+            ("at_ms", "1700000000000"),
+        ]);
+        let record = encode(Outbox::Points(3), &refunded).unwrap();
+        let envelope: Envelope<PointsRefunded> = serde_json::from_slice(&record.payload).unwrap();
+        assert_eq!(envelope.data.use_txid, "use-1");
+        let negative = fields(&[("type", "points.used"), ("amount", "-3")]);
+        assert!(encode(Outbox::Points(3), &negative).is_err());
     }
 
     #[test]

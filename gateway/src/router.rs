@@ -7,7 +7,7 @@ use http::{HeaderValue, Method};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::routes::{admin_policies, admin_sales, coupons, health, orders, purchase};
+use crate::routes::{admin_policies, admin_sales, coupons, health, orders, points, purchase};
 
 /// Handles one request; never fails (errors become JSON responses).
 pub async fn handle(app: &App, req: Request) -> Response {
@@ -121,6 +121,21 @@ fn dispatch<'a>(
                 Box::pin(coupons::cancel_redemption(app, req, coupon_id, trace_id)),
             )
         }
+        ["v1", "me", "points"] if get => ("my_points", Box::pin(points::balance(app, req))),
+        ["v1", "me", "points", "history"] if get => {
+            ("my_points_history", Box::pin(points::history(app, req)))
+        }
+        ["v1", "me", "points", "use"] if post => (
+            "points_use",
+            Box::pin(points::use_points(app, req, trace_id)),
+        ),
+        ["v1", "me", "points", "use", txid, "cancel"] if post => {
+            let txid: &'a str = txid;
+            (
+                "points_cancel",
+                Box::pin(points::cancel_use(app, req, txid, trace_id)),
+            )
+        }
         ["v1", "admin", "coupon-policies"] if post => (
             "admin_create_policy",
             Box::pin(admin_policies::create(app, req)),
@@ -147,6 +162,9 @@ fn dispatch<'a>(
         | ["readyz"]
         | ["v1", "coupon-policies", _, "claims"]
         | ["v1", "me", "coupons"]
+        | ["v1", "me", "points"]
+        | ["v1", "me", "points", "history" | "use"]
+        | ["v1", "me", "points", "use", _, "cancel"]
         | ["v1", "coupons", _, "redeem" | "cancel-redemption"]
         | ["v1", "admin", "coupon-policies"]
         | ["v1", "admin", "coupon-policies", _]

@@ -78,6 +78,12 @@ pub struct Scripts {
     pub load_policy: Script,
     /// `lua/load_coupon.lua`: put a persisted coupon back into Redis unless it is there.
     pub load_coupon: Script,
+    /// `lua/points_use.lua`: spend points.
+    pub points_use: Script,
+    /// `lua/points_cancel.lua`: give a use back.
+    pub points_cancel: Script,
+    /// `lua/points_fill.lua`: rebuild a point cache from MySQL.
+    pub points_fill: Script,
 }
 
 macro_rules! script {
@@ -98,6 +104,9 @@ impl Scripts {
             cancel_redemption: script!("cancel_redemption"),
             load_policy: script!("load_policy"),
             load_coupon: script!("load_coupon"),
+            points_use: script!("points_use"),
+            points_cancel: script!("points_cancel"),
+            points_fill: script!("points_fill"),
         }
     }
 
@@ -112,6 +121,9 @@ impl Scripts {
             &self.cancel_redemption,
             &self.load_policy,
             &self.load_coupon,
+            &self.points_use,
+            &self.points_cancel,
+            &self.points_fill,
         ] {
             script.load(redis).await?;
         }

@@ -1,6 +1,7 @@
-//! The consume loop: batches from the orders and coupons topics, MySQL transactions per batch, offsets
-//! committed only after the transaction (and any dead-letter or compensation message) is
-//! safely written. Transient failures are retried with capped backoff; nothing is skipped.
+//! The consume loop: batches from the orders, coupons and points topics, MySQL transactions per
+//! batch, offsets committed only after the transactions (and any dead-letter or compensation
+//! message, and the point caches in Redis) are safely written. Transient failures are retried
+//! with capped backoff; nothing is skipped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use flashgate_config::Settings;
-use flashgate_events::{COUPON_REJECTED, CouponRejected, Envelope, OrderRejected, TRACE_HEADER};
+use flashgate_events::{
+    COUPON_REJECTED, CouponRejected, Envelope, OrderRejected, POINTS_REJECTED, PointsRejected,
+    TRACE_HEADER,
+};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -20,6 +24,7 @@ use tokio::sync::watch;
 use crate::coupons::persist_coupons;
 use crate::decode::{Event, event};
 use crate::metrics::Metrics;
+use crate::points::{Caches, Change, persist_points};
 use crate::store::persist_orders;
 
 /// The persister's moving parts.
@@ -28,6 +33,7 @@ pub struct Persister {
     db: MySqlPool,
     consumer: StreamConsumer,
     producer: FutureProducer,
+    caches: Caches,
     metrics: Arc<Metrics>,
 }
 
@@ -37,17 +43,31 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Persister {
-    /// Creates the consumer (subscribed to the orders and coupons topics) and the producer for
-    /// dead letters and compensation events.
-    pub fn new(settings: Settings, db: MySqlPool, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    /// Connects to Redis (the point caches), creates the consumer (subscribed to the orders,
+    /// coupons and points topics) and the producer for dead letters and compensation events.
+    pub async fn new(
+        settings: Settings,
+        db: MySqlPool,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let redis = settings
+            .redis
+            .connect_pool()
+            .await
+            .context("connecting to Redis")?;
+        let caches = Caches::new(redis, &settings.redis.key_prefix);
         let consumer: StreamConsumer = settings
             .kafka
             .consumer_config(&settings.kafka.consumer_group)
             .create()
             .context("creating the Kafka consumer")?;
         consumer
-            .subscribe(&[&settings.kafka.orders_topic, &settings.kafka.coupons_topic])
-            .context("subscribing to the orders and coupons topics")?;
+            .subscribe(&[
+                &settings.kafka.orders_topic,
+                &settings.kafka.coupons_topic,
+                &settings.kafka.points_topic,
+            ])
+            .context("subscribing to the orders, coupons and points topics")?;
         let producer: FutureProducer = settings
             .kafka
             .producer_config()
@@ -58,6 +78,7 @@ impl Persister {
             db,
             consumer,
             producer,
+            caches,
             metrics,
         })
     }
@@ -138,6 +159,7 @@ impl Persister {
         let mut orders = Vec::with_capacity(batch.len());
         let mut issued = Vec::new();
         let mut changes = Vec::new();
+        let mut point_changes = Vec::new();
         let mut traces = HashMap::new();
         let mut poison = Vec::new();
         for message in batch {
@@ -153,15 +175,30 @@ impl Persister {
                 Ok((Event::CouponRedemption { redeemed, change }, _)) => {
                     changes.push((redeemed, change));
                 }
+                Ok((Event::PointsUsed(used), trace)) => {
+                    traces.insert(used.txid.clone(), trace);
+                    point_changes.push(Change::Use(used));
+                }
+                Ok((Event::PointsRefunded(refund), trace)) => {
+                    traces.insert(refund.txid.clone(), trace);
+                    point_changes.push(Change::Refund(refund));
+                }
                 Err(reason) => poison.push((message, reason)),
             }
         }
-        let outcome = persist_orders(&self.db, &orders)
+        let outcome = persist_orders(&self.db, &orders, &self.settings.points)
             .await
             .context("writing the batch's orders to MySQL")?;
         let coupons = persist_coupons(&self.db, &issued, &changes)
             .await
             .context("writing the batch's coupon events to MySQL")?;
+        let points = persist_points(&self.db, &point_changes)
+            .await
+            .context("writing the batch's point events to MySQL")?;
+        // Commit order: the orders' earnings first, then the point events.
+        let mut settle = outcome.points.settle.clone();
+        settle.extend(points.settle.iter().cloned());
+        self.caches.settle(&settle).await?;
         let by_key = |key: &str| batch.iter().find(|m| m.key() == Some(key.as_bytes()));
         for order in &outcome.unknown_sale {
             if let Some(message) = by_key(&order.order_id) {
@@ -205,6 +242,24 @@ impl Persister {
             let event = Envelope::v1(COUPON_REJECTED, id, Utc::now(), trace.clone(), data);
             self.compensate(&coupon.coupon_id, &event, trace).await?;
         }
+        for refused in &points.refused {
+            let trace = traces.get(&refused.txid).cloned().unwrap_or_default();
+            let data = PointsRejected {
+                txid: refused.txid.clone(),
+                user_id: refused.user_id.clone(),
+                amount: refused.amount,
+                reason: refused.reason.to_owned(),
+            };
+            let id = format!("{POINTS_REJECTED}:{}", refused.txid);
+            let event = Envelope::v1(POINTS_REJECTED, id, Utc::now(), trace.clone(), data);
+            self.compensate(&refused.user_id, &event, trace).await?;
+        }
+        Metrics::add(
+            &self.metrics.points_written,
+            outcome.points.written + points.written,
+        );
+        Metrics::add(&self.metrics.points_refused, points.refused.len() as u64);
+        Metrics::add(&self.metrics.duplicates, points.duplicates);
         Metrics::add(&self.metrics.persisted, outcome.confirmed.len() as u64);
         Metrics::add(
             &self.metrics.duplicates,

@@ -2,7 +2,8 @@
 
 use flashgate_events::{
     COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, CouponIssued, CouponRedemption,
-    Envelope, ORDER_ADMITTED, OrderAdmitted,
+    Envelope, ORDER_ADMITTED, OrderAdmitted, POINTS_REFUNDED, POINTS_USED, PointsRefunded,
+    PointsUsed, refund_txid,
 };
 use serde::de::DeserializeOwned;
 
@@ -20,6 +21,10 @@ pub enum Event {
         /// The change.
         change: CouponRedemption,
     },
+    /// Points spent in Redis.
+    PointsUsed(PointsUsed),
+    /// A use given back in Redis.
+    PointsRefunded(PointsRefunded),
 }
 
 /// The event in `payload`, with its trace id; `Err` says why the message is poison.
@@ -43,6 +48,27 @@ pub fn event(payload: Option<&[u8]>) -> Result<(Event, String), String> {
                 redeemed: kind == COUPON_REDEEMED,
                 change,
             }
+        }
+        POINTS_USED => {
+            let used: PointsUsed = data(envelope.data)?;
+            check_ids(&used.txid, &used.user_id)?;
+            if !used.txid.starts_with("use-") || used.amount == 0 {
+                return Err("a use needs a `use-` txid and at least 1 point".into());
+            }
+            if used.order_id.is_empty() || used.order_id.len() > 80 {
+                return Err("order_id must have 1 to 80 characters".into());
+            }
+            Event::PointsUsed(used)
+        }
+        POINTS_REFUNDED => {
+            let refund: PointsRefunded = data(envelope.data)?;
+            check_ids(&refund.txid, &refund.user_id)?;
+            if refund_txid(&refund.use_txid).as_deref() != Some(refund.txid.as_str())
+                || refund.amount == 0
+            {
+                return Err("a refund's txid must be its use's, and at least 1 point".into());
+            }
+            Event::PointsRefunded(refund)
         }
         other => return Err(format!("unknown event type `{other}`")),
     };
@@ -126,5 +152,17 @@ mod tests {
         ));
         let zero_claim = issued.replace(r#""claim_no":1"#, r#""claim_no":0"#);
         assert!(decode(&zero_claim).unwrap_err().contains("claim_no"));
+    }
+
+    #[test]
+    fn point_events_need_matching_txids_and_positive_amounts() {
+        let used = r#"{"type":"points.used","version":1,"event_id":"use-1","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","data":{"txid":"use-1","user_id":"u","amount":5,"order_id":"9-o","at":"2026-01-01T00:00:00Z"}}"#;
+        assert!(matches!(decode(used), Ok(Event::PointsUsed(u)) if u.amount == 5));
+        assert!(decode(&used.replace(r#""amount":5"#, r#""amount":0"#)).is_err());
+        assert!(decode(&used.replace(r#""txid":"use-1""#, r#""txid":"earn-1""#)).is_err());
+        let refund = r#"{"type":"points.refunded","version":1,"event_id":"refund-1","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","data":{"txid":"refund-1","use_txid":"use-1","user_id":"u","amount":5,"at":"2026-01-01T00:00:00Z"}}"#;
+        assert!(matches!(decode(refund), Ok(Event::PointsRefunded(r)) if r.use_txid == "use-1"));
+        let other_use = refund.replace(r#""use_txid":"use-1""#, r#""use_txid":"use-2""#);
+        assert!(decode(&other_use).is_err());
     }
 }

@@ -7,4 +7,5 @@ pub mod db;
 pub mod decode;
 pub mod http;
 pub mod metrics;
+pub mod points;
 pub mod store;

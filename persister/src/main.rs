@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Consume the orders topic and write to MySQL until SIGTERM or Ctrl-C.
+    /// Consume the orders, coupons and points topics and write to MySQL until SIGTERM or Ctrl-C.
     Run,
     /// Apply pending database migrations, then exit.
     Migrate,
@@ -88,7 +88,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", settings.persister.listen))?;
     let ops = tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
-    let persister = Persister::new(settings, pool.clone(), metrics)?;
+    let persister = Persister::new(settings, pool.clone(), metrics).await?;
     let (stop, stopped) = watch::channel(false);
     let consuming = tokio::spawn(persister.run(stopped));
     tracing::info!("persister running");

@@ -14,6 +14,10 @@ pub struct Metrics {
     pub coupons_issued: AtomicU64,
     /// Coupon redemption changes applied.
     pub coupon_changes: AtomicU64,
+    /// Ledger rows that moved a balance (earned, used, refunded).
+    pub points_written: AtomicU64,
+    /// Point uses and refunds refused by the balance in MySQL.
+    pub points_refused: AtomicU64,
     /// Messages whose order, coupon or change was already stored.
     pub duplicates: AtomicU64,
     /// Orders and coupons stored as rejected by the database's guards.
@@ -65,6 +69,18 @@ impl Metrics {
                 "counter",
                 "coupon redemption changes applied",
                 &self.coupon_changes,
+            ),
+            (
+                "flashgate_persister_points_written_total",
+                "counter",
+                "point ledger rows that moved a balance",
+                &self.points_written,
+            ),
+            (
+                "flashgate_persister_points_refused_total",
+                "counter",
+                "point uses and refunds refused by the balance in MySQL",
+                &self.points_refused,
             ),
             (
                 "flashgate_persister_duplicates_total",

@@ -1,10 +1,13 @@
 //! Writing a batch of admitted orders to MySQL in one transaction, idempotently, with the
-//! stock guard `sold + quantity <= total`.
+//! stock guard `sold + quantity <= total`, and the points each confirmed order earns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use flashgate_config::PointsSettings;
 use flashgate_events::OrderAdmitted;
 use sqlx::{MySqlPool, QueryBuilder, Row};
+
+use crate::points::{self, Change, PointsOutcome};
 
 /// What one batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -18,15 +21,20 @@ pub struct BatchOutcome {
     pub rejected: Vec<OrderAdmitted>,
     /// Orders whose sale does not exist in MySQL: never insertable, dead-lettered.
     pub unknown_sale: Vec<OrderAdmitted>,
+    /// The points the confirmed orders earned (written in the same transaction).
+    pub points: PointsOutcome,
 }
 
 /// Writes `orders` (in delivery order) in one transaction and returns what happened.
 ///
 /// The sales rows are locked first (`FOR UPDATE`), so two consumers that somehow hold the same
-/// order serialise on its sale, and the second sees the first's insert as a duplicate.
+/// order serialise on its sale, and the second sees the first's insert as a duplicate. Every
+/// order confirmed now or before earns its points (`earn-<order>`, written once whatever the
+/// replays), so a batch retried after its commit still settles the caches.
 pub async fn persist_orders(
     db: &MySqlPool,
     orders: &[OrderAdmitted],
+    earning: &PointsSettings,
 ) -> Result<BatchOutcome, sqlx::Error> {
     let mut outcome = BatchOutcome::default();
     if orders.is_empty() {
@@ -71,6 +79,17 @@ pub async fn persist_orders(
     let mut rows: Vec<(&OrderAdmitted, &'static str)> = Vec::new();
     let mut sold_delta: BTreeMap<u64, u64> = BTreeMap::new();
     let mut seen: HashSet<&str> = HashSet::new();
+    let mut earns: Vec<Change> = Vec::new();
+    let mut earn = |order: &OrderAdmitted| {
+        let points = earning.earned(order.amount);
+        if points > 0 {
+            earns.push(Change::Earn {
+                order_id: order.order_id.clone(),
+                user_id: order.user_id.clone(),
+                points,
+            });
+        }
+    };
     for order in orders {
         if !seen.insert(order.order_id.as_str()) {
             outcome.duplicates.push(order.order_id.clone());
@@ -80,6 +99,8 @@ pub async fn persist_orders(
             outcome.duplicates.push(order.order_id.clone());
             if status == "rejected" {
                 outcome.rejected.push(order.clone());
+            } else {
+                earn(order);
             }
             continue;
         }
@@ -93,6 +114,7 @@ pub async fn persist_orders(
             *sold_delta.entry(order.sale_id).or_default() += quantity;
             rows.push((order, "confirmed"));
             outcome.confirmed.push(order.order_id.clone());
+            earn(order);
         } else {
             rows.push((order, "rejected"));
             outcome.rejected.push(order.clone());
@@ -124,6 +146,7 @@ pub async fn persist_orders(
             .execute(&mut *tx)
             .await?;
     }
+    outcome.points = points::write(&mut tx, &earns).await?;
     tx.commit().await?;
     Ok(outcome)
 }

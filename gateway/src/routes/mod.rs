@@ -5,4 +5,5 @@ pub mod admin_sales;
 pub mod coupons;
 pub mod health;
 pub mod orders;
+pub mod points;
 pub mod purchase;

@@ -112,7 +112,7 @@ async fn five_thousand_concurrent_claimers_of_five_hundred_coupons_get_exactly_f
         (Some(500), Some(0))
     );
 
-    let persister = app.start_persister();
+    let persister = app.start_persister().await;
     assert_persisted(&app, policy_id, 500).await;
     let holders: i64 =
         sqlx::query_scalar("SELECT COUNT(DISTINCT user_id) FROM coupons WHERE policy_id = ?")
@@ -134,7 +134,7 @@ async fn one_shopper_firing_fifty_parallel_claims_gets_exactly_one_coupon() {
 
     assert_eq!(outcomes, counts(&[("issued", 1), ("already_claimed", 49)]));
     assert_eq!(redis_remaining(&app, policy_id).await, 99);
-    let persister = app.start_persister();
+    let persister = app.start_persister().await;
     assert_persisted(&app, policy_id, 1).await;
     persister.stop().await;
     Arc::into_inner(app).expect("sole owner").stop().await;
@@ -149,7 +149,7 @@ async fn a_single_coupon_with_sixty_four_claimers_goes_to_exactly_one_in_redis_a
 
     assert_eq!(outcomes, counts(&[("issued", 1), ("exhausted", 63)]));
     assert_eq!(redis_remaining(&app, policy_id).await, 0);
-    let persister = app.start_persister();
+    let persister = app.start_persister().await;
     assert_persisted(&app, policy_id, 1).await;
     persister.stop().await;
     Arc::into_inner(app).expect("sole owner").stop().await;
@@ -175,7 +175,7 @@ async fn a_per_user_limit_of_two_lets_a_shopper_claim_twice_and_no_more() {
         (StatusCode::CONFLICT, "already_claimed")
     );
     assert_eq!(redis_remaining(&app, policy_id).await, 8);
-    let persister = app.start_persister();
+    let persister = app.start_persister().await;
     assert_persisted(&app, policy_id, 2).await;
     persister.stop().await;
     app.stop().await;
@@ -487,7 +487,7 @@ async fn two_concurrent_redeems_of_one_coupon_give_one_200_and_one_409() {
     assert_eq!(again.status, StatusCode::OK, "{}", again.json);
 
     // MySQL ends with the last change: redeemed on the other order, change 4.
-    let persister = app.start_persister();
+    let persister = app.start_persister().await;
     let sql = format!(
         "SELECT COUNT(*) FROM coupons WHERE coupon_id = '{coupon}' AND status = 'redeemed' \
          AND order_id = '{other_order}' AND seq = 4 AND discount = 199"
@@ -559,7 +559,7 @@ async fn a_coupon_respects_the_minimum_order_amount_and_its_expiry() {
         (StatusCode::CONFLICT, "coupon_expired")
     );
 
-    let persister = app.start_persister();
+    let persister = app.start_persister().await;
     let sql = "SELECT COUNT(*) FROM coupons WHERE user_id = 'rita'";
     assert_eq!(app.wait_for_count(sql, 2).await, 2);
     let token = app.token("rita", Role::Shopper);
@@ -602,7 +602,7 @@ async fn a_policy_and_coupon_lost_by_redis_are_restored_from_mysql_without_doubl
         .next()
         .and_then(|p| p.parse().ok())
         .expect("id");
-    let persister = app.start_persister();
+    let persister = app.start_persister().await;
     assert_persisted(&app, policy_id, 1).await;
 
     // Redis loses everything of the policy.

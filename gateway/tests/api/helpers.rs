@@ -1,5 +1,5 @@
 //! `spawn_app()`: a gateway on a free port, isolated by a fresh MySQL database, its own Redis
-//! key prefix and its own orders and coupons topics; and a handle with one method per endpoint.
+//! key prefix and its own orders, coupons and points topics; and a handle with one method per endpoint.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -89,6 +89,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.kafka.orders_topic = fresh_topic(&settings, 2).await;
     settings.kafka.coupons_topic =
         flashgate_testkit::fresh_topic(&settings, "flashgate.test-coupons-", 2).await;
+    settings.kafka.points_topic =
+        flashgate_testkit::fresh_topic(&settings, "flashgate.test-points-", 2).await;
     adjust(&mut settings);
     start(settings, db).await
 }
@@ -332,7 +334,7 @@ impl TestApp {
     }
 
     /// A persister of this test's database and topics, in this process.
-    pub fn start_persister(&self) -> RunningPersister {
+    pub async fn start_persister(&self) -> RunningPersister {
         let mut settings = self.settings.clone();
         settings.kafka.consumer_group = unique("flashgate-test-persister-");
         let persister = Persister::new(
@@ -340,6 +342,7 @@ impl TestApp {
             self.db.clone(),
             Arc::new(PersisterMetrics::default()),
         )
+        .await
         .expect("persister");
         let (stop, stopped) = watch::channel(false);
         RunningPersister {

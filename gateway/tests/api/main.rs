@@ -8,4 +8,5 @@ mod disruptive;
 mod helpers;
 mod orders;
 mod outbox;
+mod points;
 mod purchase;

@@ -53,8 +53,9 @@ async fn an_order_is_reserved_then_confirmed_and_only_its_owner_sees_it() {
     // The persister writes it: confirmed, with its amount, and counted in the sale.
     let mut settings = app.settings.clone();
     settings.kafka.consumer_group = unique("flashgate-test-persister-");
-    let persister =
-        Persister::new(settings, app.db.clone(), Arc::new(Metrics::default())).expect("persister");
+    let persister = Persister::new(settings, app.db.clone(), Arc::new(Metrics::default()))
+        .await
+        .expect("persister");
     let (stop, stopped) = watch::channel(false);
     let consuming = tokio::spawn(persister.run(stopped));
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -36,6 +36,7 @@ pub async fn spawn_stack() -> Stack {
         .expect("migrate");
     settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
     settings.kafka.coupons_topic = fresh_topic(&settings, "flashgate.test-coupons-", 2).await;
+    settings.kafka.points_topic = fresh_topic(&settings, "flashgate.test-points-", 2).await;
     settings.kafka.consumer_group = unique("flashgate-test-persister-");
     settings.persister.max_wait_ms = 20;
 
@@ -48,6 +49,7 @@ pub async fn spawn_stack() -> Stack {
         let _ = stopped.await;
     }));
     let persister = Persister::new(settings.clone(), db.clone(), Arc::new(Metrics::default()))
+        .await
         .expect("persister");
     let (stop_persister, stopped) = watch::channel(false);
     tokio::spawn(persister.run(stopped));

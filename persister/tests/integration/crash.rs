@@ -25,6 +25,11 @@ fn spawn_persister(settings: &Settings, port: u16) -> Child {
             &settings.kafka.coupons_topic,
         )
         .env(
+            "FLASHGATE__KAFKA__POINTS_TOPIC",
+            &settings.kafka.points_topic,
+        )
+        .env("FLASHGATE__REDIS__KEY_PREFIX", &settings.redis.key_prefix)
+        .env(
             "FLASHGATE__KAFKA__CONSUMER_GROUP",
             &settings.kafka.consumer_group,
         )

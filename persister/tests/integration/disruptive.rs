@@ -27,8 +27,9 @@ async fn mysql_stopped_mid_stream_then_started_loses_and_duplicates_nothing() {
     let (settings, db) = isolated().await;
     let sale_id = insert_sale(&db, 100_000).await;
     let metrics = Arc::new(Metrics::default());
-    let persister =
-        Persister::new(settings.clone(), db.clone(), metrics.clone()).expect("persister");
+    let persister = Persister::new(settings.clone(), db.clone(), metrics.clone())
+        .await
+        .expect("persister");
     let (stop, stopped) = watch::channel(false);
     let consuming = tokio::spawn(persister.run(stopped));
     let producer: FutureProducer = settings.kafka.producer_config().create().expect("producer");

@@ -62,8 +62,9 @@ pub async fn produce_orders(
     }
 }
 
-/// Settings of this test alone: a fresh, migrated database, its own orders and coupons topics
-/// (2 partitions each) and its own consumer group; and a pool on that database.
+/// Settings of this test alone: a fresh, migrated database, its own orders, coupons and points
+/// topics (2 partitions each), Redis key prefix and consumer group; and a pool on that
+/// database.
 pub async fn isolated() -> (flashgate_config::Settings, MySqlPool) {
     let mut settings = stack_settings();
     let db = fresh_database(&mut settings).await;
@@ -74,6 +75,9 @@ pub async fn isolated() -> (flashgate_config::Settings, MySqlPool) {
         flashgate_testkit::fresh_topic(&settings, "flashgate.test-orders-", 2).await;
     settings.kafka.coupons_topic =
         flashgate_testkit::fresh_topic(&settings, "flashgate.test-coupons-", 2).await;
+    settings.kafka.points_topic =
+        flashgate_testkit::fresh_topic(&settings, "flashgate.test-points-", 2).await;
+    settings.redis.key_prefix = flashgate_testkit::unique("fgp");
     settings.kafka.consumer_group = flashgate_testkit::unique("flashgate-test-persister-");
     (settings, db)
 }

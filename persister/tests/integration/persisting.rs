@@ -31,6 +31,7 @@ pub async fn start() -> Running {
     settings.kafka.compensations_topic = fresh_topic(&settings, "flashgate.test-comp-", 1).await;
     settings.persister.max_wait_ms = 20;
     let persister = Persister::new(settings.clone(), db.clone(), Arc::new(Metrics::default()))
+        .await
         .expect("persister");
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(persister.run(stopped));

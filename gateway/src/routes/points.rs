@@ -1,0 +1,288 @@
+//! Shoppers' points: the balance, the ledger's history, spending on an order (one EVALSHA and
+//! the bucket's outbox), and giving a use back.
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::App;
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::http::{
+    Request, Response, idempotency_key, json_response, next_page, page_query, read_json,
+};
+use crate::metrics::Dependency;
+use crate::orders;
+use crate::points::{
+    self, Cancel, CancelRequest, HistoryEntry, PointsError, Use, UseRequest, UserPoints,
+};
+
+/// Most points one use may spend.
+pub const MAX_USE: u64 = 1_000_000_000_000;
+
+/// Order states points may pay for.
+const PAYABLE_ORDERS: [&str; 2] = ["reserved", "confirmed"];
+
+/// How often a use or cancel rebuilds a missing cache before giving up.
+const MISS_RETRIES: u32 = 3;
+
+fn overloaded() -> ApiError {
+    ApiError::Overloaded {
+        retry_after: 2,
+        message: "too many point changes waiting to be recorded; retry shortly".into(),
+    }
+}
+
+fn unavailable(app: &App, err: PointsError) -> ApiError {
+    match err {
+        PointsError::Redis(err) => app.redis_unavailable("points", &err),
+        PointsError::Mysql(err) => app.failed(Dependency::Mysql, err),
+    }
+}
+
+/// `GET /v1/me/points` → `{balance}`.
+pub async fn balance(app: &App, req: Request) -> Result<Response, ApiError> {
+    let principal = app.verifier.authenticate(req.headers())?;
+    principal.require(Role::Shopper)?;
+    let user = UserPoints::new(app.prefix(), &principal.user_id);
+    let balance = points::balance(&app.redis, &app.db, &app.scripts.points_fill, &user)
+        .await
+        .map_err(|err| unavailable(app, err))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "user_id": principal.user_id, "balance": balance.max(0) }),
+    ))
+}
+
+#[derive(Serialize)]
+struct History {
+    entries: Vec<HistoryEntry>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/me/points/history` → the caller's ledger rows, newest first
+/// (`?limit=N&cursor=C`).
+pub async fn history(app: &App, req: Request) -> Result<Response, ApiError> {
+    let principal = app.verifier.authenticate(req.headers())?;
+    principal.require(Role::Shopper)?;
+    let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
+    let before = cursor
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| ApiError::invalid("cursor: not a cursor from this API"))
+        })
+        .transpose()?;
+    let mut entries = points::history(&app.db, &principal.user_id, before, limit + 1)
+        .await
+        .map_err(|e| app.failed(Dependency::Mysql, e))?;
+    let next_cursor = next_page(&mut entries, limit, |e| Some(e.entry_id.to_string()));
+    Ok(json_response(
+        StatusCode::OK,
+        &History {
+            entries,
+            next_cursor,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UseBody {
+    amount: u64,
+    order_id: String,
+}
+
+/// `POST /v1/me/points/use` `{amount, order_id}` → 201 with the use's txid and the balance.
+pub async fn use_points(app: &App, req: Request, trace_id: &str) -> Result<Response, ApiError> {
+    let principal = app.verifier.authenticate(req.headers())?;
+    principal.require(Role::Shopper)?;
+    let idempotency_key = idempotency_key(&req)?;
+    let body: UseBody = read_json(req, app.settings.gateway.body_limit_bytes).await?;
+    if !(1..=MAX_USE).contains(&body.amount) {
+        return Err(ApiError::invalid(format!(
+            "amount: must be between 1 and {MAX_USE}"
+        )));
+    }
+    if body.order_id.is_empty() || body.order_id.len() > 40 {
+        return Err(ApiError::invalid("order_id: must have 1 to 40 characters"));
+    }
+    let order = orders::find_for_user(
+        &app.db,
+        &app.redis,
+        app.prefix(),
+        &body.order_id,
+        &principal.user_id,
+    )
+    .await
+    .map_err(|e| app.failed(Dependency::Mysql, e))?
+    .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
+    if !PAYABLE_ORDERS.contains(&order.status.as_str()) {
+        return Err(ApiError::conflict(
+            "order_not_eligible",
+            format!("points cannot pay for a {} order", order.status),
+        ));
+    }
+
+    let user = UserPoints::new(app.prefix(), &principal.user_id);
+    let txid = format!("use-{}", uuid::Uuid::now_v7().simple());
+    let request = UseRequest {
+        user: &user,
+        amount: body.amount,
+        order_id: &order.order_id,
+        txid: &txid,
+        trace_id,
+        idempotency_key: idempotency_key.as_deref(),
+        outbox_max: app.settings.gateway.outbox_max_len,
+        idempotency_ttl_secs: app.settings.gateway.idempotency_ttl_secs,
+        record_ttl_secs: app.settings.points.use_record_ttl_secs,
+    };
+    let mut outcome = Use::Miss;
+    for _ in 0..MISS_RETRIES {
+        outcome = points::spend(&app.redis, &app.scripts.points_use, &request)
+            .await
+            .map_err(|err| app.redis_unavailable("points use", &err))?;
+        if outcome != Use::Miss {
+            break;
+        }
+        points::rebuild(&app.redis, &app.db, &app.scripts.points_fill, &user)
+            .await
+            .map_err(|err| unavailable(app, err))?;
+    }
+    match outcome {
+        Use::Used { txid, balance } => Ok(json_response(
+            StatusCode::CREATED,
+            &json!({
+                "txid": txid,
+                "amount": body.amount,
+                "order_id": order.order_id,
+                "balance": balance.max(0),
+            }),
+        )),
+        Use::Insufficient { balance } => Err(ApiError::conflict(
+            "insufficient_points",
+            format!(
+                "{} points asked for, {} available",
+                body.amount,
+                balance.max(0)
+            ),
+        )),
+        Use::Overloaded => Err(overloaded()),
+        Use::KeyReused => Err(ApiError::IdempotencyKeyReused),
+        Use::Miss => Err(unavailable(
+            app,
+            PointsError::Mysql(anyhow::anyhow!("the point cache kept disappearing")),
+        )),
+    }
+}
+
+/// `POST /v1/me/points/use/{txid}/cancel` → 200; the use's points come back, once.
+pub async fn cancel_use(
+    app: &App,
+    req: Request,
+    use_txid: &str,
+    trace_id: &str,
+) -> Result<Response, ApiError> {
+    let principal = app.verifier.authenticate(req.headers())?;
+    principal.require(Role::Shopper)?;
+    let no_use = || ApiError::NotFound("no such use of points".into());
+    let refund_txid = valid_use_txid(use_txid)
+        .then(|| flashgate_events::refund_txid(use_txid))
+        .flatten()
+        .ok_or_else(no_use)?;
+    let user = UserPoints::new(app.prefix(), &principal.user_id);
+    let mut request = CancelRequest {
+        user: &user,
+        use_txid,
+        refund_txid: &refund_txid,
+        trace_id,
+        outbox_max: app.settings.gateway.outbox_max_len,
+        record_ttl_secs: app.settings.points.use_record_ttl_secs,
+        from_mysql: None,
+    };
+    let mut outcome = Cancel::Miss;
+    for _ in 0..MISS_RETRIES {
+        outcome = points::cancel(&app.redis, &app.scripts.points_cancel, &request)
+            .await
+            .map_err(|err| app.redis_unavailable("points cancel", &err))?;
+        match outcome {
+            Cancel::Miss => {
+                points::rebuild(&app.redis, &app.db, &app.scripts.points_fill, &user)
+                    .await
+                    .map_err(|err| unavailable(app, err))?;
+            }
+            // Redis no longer has the use (expired record, lost data): MySQL may.
+            Cancel::NotFound if request.from_mysql.is_none() => {
+                let stored = points::stored_use(&app.db, user.user_id, use_txid, &refund_txid)
+                    .await
+                    .map_err(|e| app.failed(Dependency::Mysql, e))?
+                    .ok_or_else(no_use)?;
+                if stored.amount == 0 {
+                    return Err(ApiError::conflict(
+                        "use_rejected",
+                        "the system of record refused this use; there is nothing to give back",
+                    ));
+                }
+                if stored.refunded {
+                    outcome = Cancel::AlreadyCancelled {
+                        amount: i64::try_from(stored.amount).unwrap_or(i64::MAX),
+                    };
+                    break;
+                }
+                request.from_mysql = Some((stored.amount, stored.order_id));
+            }
+            _ => break,
+        }
+    }
+    let refunded = match outcome {
+        Cancel::Cancelled { amount, .. } | Cancel::AlreadyCancelled { amount } => amount,
+        Cancel::NotFound => return Err(no_use()),
+        Cancel::Overloaded => return Err(overloaded()),
+        Cancel::Miss => {
+            return Err(unavailable(
+                app,
+                PointsError::Mysql(anyhow::anyhow!("the point cache kept disappearing")),
+            ));
+        }
+    };
+    let balance = match outcome {
+        Cancel::Cancelled { balance, .. } => balance,
+        _ => points::balance(&app.redis, &app.db, &app.scripts.points_fill, &user)
+            .await
+            .map_err(|err| unavailable(app, err))?,
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "txid": use_txid,
+            "refund_txid": refund_txid,
+            "status": "cancelled",
+            "refunded": refunded,
+            "balance": balance.max(0),
+        }),
+    ))
+}
+
+/// `use-` and 32 lowercase hex digits: the txids this gateway gives out.
+fn valid_use_txid(txid: &str) -> bool {
+    txid.strip_prefix("use-").is_some_and(|id| {
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_use_txids_of_this_gateway_are_accepted() {
+        let txid = format!("use-{}", uuid::Uuid::now_v7().simple());
+        assert!(valid_use_txid(&txid));
+        assert!(!valid_use_txid("use-"));
+        assert!(!valid_use_txid(&txid.to_uppercase()));
+        assert!(!valid_use_txid(&txid.replace("use-", "refund-")));
+        assert!(!valid_use_txid(&format!("{txid}0")));
+    }
+}
