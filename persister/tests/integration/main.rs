@@ -6,3 +6,4 @@ mod disruptive;
 mod helpers;
 mod migrations;
 mod persisting;
+mod points;

@@ -46,7 +46,7 @@ pub async fn start() -> Running {
 }
 
 impl Running {
-    async fn sale(&self, total: u32) -> u64 {
+    pub async fn sale(&self, total: u32) -> u64 {
         sqlx::query(
             "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at) \
              VALUES ('SKU', 'T', 500, ?, 10, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3) + INTERVAL 1 HOUR)",
@@ -79,7 +79,7 @@ impl Running {
             .expect("delivered");
     }
 
-    async fn send(&self, order: &OrderAdmitted) {
+    pub async fn send(&self, order: &OrderAdmitted) {
         let envelope = order.clone().into_envelope("trace".into());
         self.send_raw(
             &order.order_id,
@@ -117,7 +117,7 @@ impl Running {
     }
 }
 
-fn order(sale_id: u64, n: u32, quantity: u32) -> OrderAdmitted {
+pub fn order(sale_id: u64, n: u32, quantity: u32) -> OrderAdmitted {
     OrderAdmitted {
         order_id: format!("{sale_id}-{}", unique("o")),
         sale_id,
