@@ -73,6 +73,24 @@ step "shopper-1 looks at the order (confirmed once the persister wrote it)"
 status_url=$(sed -E 's/.*"status_url":"([^"]+)".*/\1/' "$results/1.json")
 curl -fs "http://$addr$status_url" -H "authorization: Bearer $(cat "$results/1.token")"; echo
 
+step "points: a buyer earned 1 % of the order, spends 100 on it, then takes the use back"
+buyer=$(grep -l '^202$' "$results"/*.status | head -n 1 | xargs basename | cut -d. -f1)
+auth="authorization: Bearer $(cat "$results/$buyer.token")"
+order_id=$(sed -E 's/.*"order_id":"([^"]+)".*/\1/' "$results/$buyer.json")
+for _ in $(seq 1 100); do # the earn is written with the confirmed order
+  points=$(curl -fs "http://$addr/v1/me/points" -H "$auth")
+  [ "$(printf '%s' "$points" | sed -E 's/.*"balance":([0-9]+).*/\1/')" -ge 100 ] && break
+  sleep 0.1
+done
+echo "shopper-$buyer: $points"
+used=$(curl -fs "http://$addr/v1/me/points/use" -H "$auth" -H 'content-type: application/json' \
+  -d "{\"amount\":100,\"order_id\":\"$order_id\"}")
+echo "use:    $used"
+txid=$(printf '%s' "$used" | sed -E 's/.*"txid":"([^"]+)".*/\1/')
+echo "cancel: $(curl -fs -X POST "http://$addr/v1/me/points/use/$txid/cancel" -H "$auth")"
+sleep 1
+echo "ledger: $(curl -fs "http://$addr/v1/me/points/history" -H "$auth")"
+
 step "a flash rush: 3,000 virtual shoppers for 500 units (flashgate-loadtest, open loop)"
 # A new sale opening in a second; every shopper wants one unit, arriving at 1,500 a second.
 # After the rush the load test waits for the persister to write every order, then checks the
