@@ -16,8 +16,8 @@ use crate::http::{
 };
 use crate::keys::PolicyKeys;
 use crate::metrics::Dependency;
-use crate::orders;
 use crate::policies;
+use crate::routes::orders::eligible_order;
 
 fn no_policy() -> ApiError {
     ApiError::NotFound("no such coupon policy".into())
@@ -159,22 +159,14 @@ pub async fn redeem(
     if body.order_id.is_empty() || body.order_id.len() > 64 {
         return Err(ApiError::invalid("order_id: must have 1 to 64 characters"));
     }
-    let order = orders::find_for_user(
-        &app.db,
-        &app.redis,
-        app.prefix(),
-        &body.order_id,
+    let order = eligible_order(
+        app,
         &principal.user_id,
+        &body.order_id,
+        &REDEEMABLE_ORDERS,
+        "a coupon",
     )
-    .await
-    .map_err(|e| app.failed(Dependency::Mysql, e))?
-    .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
-    if !REDEEMABLE_ORDERS.contains(&order.status.as_str()) {
-        return Err(ApiError::conflict(
-            "order_not_eligible",
-            format!("a coupon cannot be applied to a {} order", order.status),
-        ));
-    }
+    .await?;
     let policy = policies::find(&app.db, policy_id)
         .await
         .map_err(|e| app.failed(Dependency::Mysql, e))?

@@ -10,6 +10,30 @@ use crate::http::{Request, Response, json_response, next_page, page_query, time_
 use crate::metrics::Dependency;
 use crate::orders::{self, OrderView};
 
+/// The order `order_id` of `user` for another action (`what`: "a coupon", "points"): 404 when
+/// it is unknown or someone else's, 409 `order_not_eligible` when its status is not in
+/// `allowed`.
+pub async fn eligible_order(
+    app: &App,
+    user: &str,
+    order_id: &str,
+    allowed: &[&str],
+    what: &str,
+) -> Result<OrderView, ApiError> {
+    let order = orders::find_for_user(&app.db, &app.redis, app.prefix(), order_id, user)
+        .await
+        .map_err(|e| app.failed(Dependency::Mysql, e))?
+        .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
+    if allowed.contains(&order.status.as_str()) {
+        Ok(order)
+    } else {
+        Err(ApiError::conflict(
+            "order_not_eligible",
+            format!("{what} cannot be applied to a {} order", order.status),
+        ))
+    }
+}
+
 /// The caller's order; anyone else's, and unknown ids, are 404.
 pub async fn get(app: &App, req: Request, order_id: &str) -> Result<Response, ApiError> {
     let principal = app.verifier.authenticate(req.headers())?;

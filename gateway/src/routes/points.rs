@@ -12,10 +12,10 @@ use crate::http::{
     Request, Response, idempotency_key, json_response, next_page, page_query, read_json,
 };
 use crate::metrics::Dependency;
-use crate::orders;
 use crate::points::{
     self, Cancel, CancelRequest, HistoryEntry, PointsError, Use, UseRequest, UserPoints,
 };
+use crate::routes::orders::eligible_order;
 
 /// Most points one use may spend.
 pub const MAX_USE: u64 = 1_000_000_000_000;
@@ -106,22 +106,14 @@ pub async fn use_points(app: &App, req: Request, trace_id: &str) -> Result<Respo
     if body.order_id.is_empty() || body.order_id.len() > 40 {
         return Err(ApiError::invalid("order_id: must have 1 to 40 characters"));
     }
-    let order = orders::find_for_user(
-        &app.db,
-        &app.redis,
-        app.prefix(),
-        &body.order_id,
+    let order = eligible_order(
+        app,
         &principal.user_id,
+        &body.order_id,
+        &PAYABLE_ORDERS,
+        "points",
     )
-    .await
-    .map_err(|e| app.failed(Dependency::Mysql, e))?
-    .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
-    if !PAYABLE_ORDERS.contains(&order.status.as_str()) {
-        return Err(ApiError::conflict(
-            "order_not_eligible",
-            format!("points cannot pay for a {} order", order.status),
-        ));
-    }
+    .await?;
 
     let user = UserPoints::new(app.prefix(), &principal.user_id);
     let txid = format!("use-{}", uuid::Uuid::now_v7().simple());
