@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The reproducible benchmark: brings the local stack up, starts a release gateway and
-# persister, measures the Redis ceiling (redis-benchmark running EVALSHA of lua/purchase.lua
+# The reproducible benchmark: brings the local stack up, rewrites Redis's append-only files
+# (so no background rewrite lands in a run), starts a release gateway and persister, measures the Redis ceiling (redis-benchmark running EVALSHA of lua/purchase.lua
 # on the same Redis) before and after, runs the standard scenarios with flashgate-loadtest
 # (every run checks the invariants), and prints a summary against the targets. Reports go to
 # target/bench/<time>/ (summary.md, one JSON per run, the servers' logs).
@@ -9,7 +9,8 @@
 # overlap (set FLASHGATE_BENCH_LOCK_HELD=1 when the caller holds it already).
 # Knobs (environment): FLASHGATE_BENCH_SECONDS (15), FLASHGATE_BENCH_WARMUP (3),
 # FLASHGATE_BENCH_CONNECTIONS (64), FLASHGATE_BENCH_SHARE (offered open-loop rate as a share
-# of the Redis ceiling, 0.5), FLASHGATE_BENCH_ADDR (127.0.0.1:8098).
+# of the Redis ceiling, 0.5), FLASHGATE_BENCH_ADDR (127.0.0.1:8098),
+# FLASHGATE_BENCH_PERSISTER_ADDR (127.0.0.1:8099).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
