@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The reproducible benchmark: brings the local stack up, starts a release gateway and
-# persister, measures the Redis ceiling (redis-benchmark running EVALSHA of lua/purchase.lua
+# The reproducible benchmark: brings the local stack up, rewrites Redis's append-only files
+# (so no background rewrite lands in a run), starts a release gateway and persister, measures the Redis ceiling (redis-benchmark running EVALSHA of lua/purchase.lua
 # on the same Redis) before and after, runs the standard scenarios with flashgate-loadtest
 # (every run checks the invariants), and prints a summary against the targets. Reports go to
 # target/bench/<time>/ (summary.md, one JSON per run, the servers' logs).
@@ -9,7 +9,8 @@
 # overlap (set FLASHGATE_BENCH_LOCK_HELD=1 when the caller holds it already).
 # Knobs (environment): FLASHGATE_BENCH_SECONDS (15), FLASHGATE_BENCH_WARMUP (3),
 # FLASHGATE_BENCH_CONNECTIONS (64), FLASHGATE_BENCH_SHARE (offered open-loop rate as a share
-# of the Redis ceiling, 0.5), FLASHGATE_BENCH_ADDR (127.0.0.1:8098).
+# of the Redis ceiling, 0.5), FLASHGATE_BENCH_ADDR (127.0.0.1:8098),
+# FLASHGATE_BENCH_PERSISTER_ADDR (127.0.0.1:8099).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ fi
 
 # shellcheck source=scripts/build-deps.sh
 . scripts/build-deps.sh
+# shellcheck source=scripts/servers.sh
+. scripts/servers.sh
 ensure_build_deps
 
 step() { printf '\n== %s\n' "$*" >&2; }
@@ -58,23 +61,38 @@ ceiling() {
   printf '%s\n' "$csv" | tail -n 1 | cut -d, -f2 | tr -d '"'
 }
 
+# Earlier runs leave their orders in Redis, so the append-only files grow by about 1 KB per
+# purchase and Redis rewrites one in the background (a fork writing the whole data set, several
+# seconds of a core) whenever it has doubled: on two shared cores that lands in the middle of
+# a run now and then. Rewrite them now (primary and replicas), so none is due while measuring.
+compact_aof() {
+  local nodes=("$redis_host $redis_port") node busy
+  mapfile -t -O 1 nodes < <(redis-cli -h "$redis_host" -p "$redis_port" INFO replication |
+    sed -nE 's/^slave[0-9]+:ip=([^,]+),port=([0-9]+),.*/\1 \2/p')
+  for node in "${nodes[@]}"; do
+    redis-cli -h "${node% *}" -p "${node#* }" BGREWRITEAOF >/dev/null 2>&1 || true
+  done
+  for _ in $(seq 1 300); do
+    busy=0
+    for node in "${nodes[@]}"; do
+      redis-cli -h "${node% *}" -p "${node#* }" INFO persistence |
+        grep -qE '^aof_rewrite_(in_progress|scheduled):1' && busy=1
+    done
+    [ "$busy" = 0 ] && return 0
+    sleep 1
+  done
+}
+
+step "compacting Redis's append-only files"
+compact_aof
+
 step "Redis ceiling, before"
 before=$(ceiling)
 echo "EVALSHA purchase.lua: $before requests/s" >&2
 
 step "release gateway on $addr and persister"
-FLASHGATE__GATEWAY__LISTEN=$addr FLASHGATE__LOG__FILTER=warn \
-  "$bin/flashgate-gateway" serve >"$out/gateway.log" 2>&1 &
-gateway=$!
-FLASHGATE__PERSISTER__LISTEN=${FLASHGATE_BENCH_PERSISTER_ADDR:-127.0.0.1:8099} FLASHGATE__LOG__FILTER=warn \
-  "$bin/flashgate-persister" run >"$out/persister.log" 2>&1 &
-persister=$!
-trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs "http://$addr/readyz" >/dev/null
+FLASHGATE__LOG__FILTER=warn start_servers "$bin" "$addr" \
+  "${FLASHGATE_BENCH_PERSISTER_ADDR:-127.0.0.1:8099}" "$out/gateway.log" "$out/persister.log"
 
 run() { # name, then flashgate-loadtest run options
   local name=$1

@@ -1,4 +1,4 @@
-# Sourced by scripts/test.sh and scripts/demo.sh: makes sure the C toolchain that the
+# Sourced by scripts/test.sh, scripts/demo.sh and scripts/bench.sh: makes sure the C toolchain that the
 # rdkafka crate needs to build its bundled librdkafka is present (Debian package names).
 ensure_build_deps() {
   local missing=()

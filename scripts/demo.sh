@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/build-deps.sh
 . scripts/build-deps.sh
+# shellcheck source=scripts/servers.sh
+. scripts/servers.sh
 ensure_build_deps
 
 step() { printf '\n== %s\n' "$*"; }
@@ -25,16 +27,7 @@ step "database schema"
 step "gateway on $addr, persister beside it"
 log=$(mktemp -t flashgate-demo-gateway.XXXXXX.log)
 plog=$(mktemp -t flashgate-demo-persister.XXXXXX.log)
-FLASHGATE__GATEWAY__LISTEN=$addr "$bin/flashgate-gateway" serve >"$log" 2>&1 &
-gateway=$!
-FLASHGATE__PERSISTER__LISTEN=${FLASHGATE_DEMO_PERSISTER_ADDR:-127.0.0.1:8089} \
-  "$bin/flashgate-persister" run >"$plog" 2>&1 &
-persister=$!
-trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_servers "$bin" "$addr" "${FLASHGATE_DEMO_PERSISTER_ADDR:-127.0.0.1:8089}" "$log" "$plog"
 curl -fs "http://$addr/readyz"; echo
 
 manager=$("$bin/flashgate-gateway" token --sub demo-manager --role manager)
