@@ -17,6 +17,9 @@ pub struct SaleKeys {
     pub outbox: String,
     /// Hash: order id → `user\nquantity` of every admitted order.
     pub orders: String,
+    /// Hash: the coupon and point discounts reserved on the sale's orders, capped at each
+    /// order's amount (`lua/order_discount.lua`); kept and removed like `orders`.
+    pub discounts: String,
     prefix: String,
 }
 
@@ -30,14 +33,37 @@ impl SaleKeys {
             buyers: format!("{base}:buyers"),
             outbox: format!("{base}:outbox"),
             orders: format!("{base}:orders"),
+            discounts: format!("{base}:discounts"),
             prefix: base,
         }
     }
 
     /// The stored answer for `user`'s idempotency key on this sale.
     pub fn idempotency(&self, user: &str, key: &str) -> String {
-        format!("{}:idem:{user}:{key}", self.prefix)
+        idempotency_key(&self.prefix, user, key)
     }
+}
+
+/// `<base>:idem:<user>:<key>` with `%` and `:` of the user written `%25` and `%3A`.
+///
+/// Both the user id and the client's key may contain `:`, so joining them as they are lets
+/// two users share a stored answer (`a` + `b:c` and `a:b` + `c`). Escaped, the user part
+/// holds no `:` and ends at the first one: every (user, key) pair has its own name. A user id
+/// without `%` or `:` (nearly all) keeps the name it had before the escaping.
+fn idempotency_key(base: &str, user: &str, key: &str) -> String {
+    let mut name = String::with_capacity(base.len() + user.len() + key.len() + 8);
+    name.push_str(base);
+    name.push_str(":idem:");
+    for c in user.chars() {
+        match c {
+            '%' => name.push_str("%25"),
+            ':' => name.push_str("%3A"),
+            c => name.push(c),
+        }
+    }
+    name.push(':');
+    name.push_str(key);
+    name
 }
 
 /// Set of the outbox stream keys the relay reads (sales, coupon policies, point buckets).
@@ -84,7 +110,7 @@ impl PolicyKeys {
 
     /// The stored answer for `user`'s idempotency key on a claim of this policy.
     pub fn idempotency(&self, user: &str, key: &str) -> String {
-        format!("{}:idem:{user}:{key}", self.base)
+        idempotency_key(&self.base, user, key)
     }
 }
 
@@ -184,7 +210,7 @@ impl PointsKeys {
 
     /// The stored answer for `user`'s idempotency key on a points action.
     pub fn idempotency(&self, user: &str, key: &str) -> String {
-        format!("{}:idem:{user}:{key}", self.base)
+        idempotency_key(&self.base, user, key)
     }
 }
 
@@ -201,6 +227,7 @@ mod tests {
             &keys.buyers,
             &keys.outbox,
             &keys.orders,
+            &keys.discounts,
             &keys.idempotency("u1", "k1"),
         ] {
             assert!(key.starts_with("fg:{s:42}:"), "{key}");
@@ -242,6 +269,37 @@ mod tests {
         ] {
             assert!(key.starts_with(&tag), "{key}");
         }
+    }
+
+    #[test]
+    fn idempotency_keys_of_different_users_never_share_a_name() {
+        let sale = SaleKeys::new("fg", 1);
+        let policy = PolicyKeys::new("fg", 1);
+        let points = PointsKeys::new("fg", 1);
+        let names = |user: &str, key: &str| {
+            [
+                sale.idempotency(user, key),
+                policy.idempotency(user, key),
+                points.idempotency(user, key),
+            ]
+        };
+        let pairs = [
+            ("a", "b:c"),
+            ("a:b", "c"),
+            ("a%3Ab", "c"),
+            ("a%", "3Ab:c"),
+            ("a", "b"),
+        ];
+        for (i, (user_a, key_a)) in pairs.iter().enumerate() {
+            for (user_b, key_b) in &pairs[i + 1..] {
+                for (a, b) in names(user_a, key_a).iter().zip(names(user_b, key_b).iter()) {
+                    assert_ne!(a, b, "{user_a}+{key_a} vs {user_b}+{key_b}");
+                }
+            }
+        }
+        // Plain user ids keep the names stored answers had before the escaping.
+        assert_eq!(sale.idempotency("alice", "k:1"), "fg:{s:1}:idem:alice:k:1");
+        assert_eq!(sale.idempotency("a:b", "c"), "fg:{s:1}:idem:a%3Ab:c");
     }
 
     #[test]
