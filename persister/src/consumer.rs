@@ -1,40 +1,44 @@
-//! The consume loop: batches from the orders, coupons and points topics, MySQL transactions per
-//! batch, offsets committed only after the transactions (and any dead-letter or compensation
-//! message, and the point caches in Redis) are safely written. Transient failures are retried
-//! with capped backoff; nothing is skipped.
+//! The consume loop: batches from the orders, coupons and points topics, one MySQL
+//! transaction per batch, offsets committed only after the transaction (and any dead-letter or
+//! compensation message, and the point caches in Redis) is safely written. Transient failures
+//! are retried with capped backoff; nothing is skipped. A message the database refuses for
+//! good is found by splitting its batch and goes to the dead-letter topic.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::Utc;
 use flashgate_config::Settings;
-use flashgate_events::{
-    COUPON_REJECTED, CouponRejected, Envelope, OrderRejected, POINTS_REJECTED, PointsRejected,
-    TRACE_HEADER,
-};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 
-use crate::coupons::persist_coupons;
-use crate::decode::{Event, event};
+use crate::batch::{self, Decoded};
 use crate::metrics::Metrics;
-use crate::points::{Caches, Change, persist_points};
-use crate::store::persist_orders;
+use crate::points::Caches;
+use crate::{failure, parked};
 
 /// The persister's moving parts.
 pub struct Persister {
-    settings: Settings,
+    pub(crate) settings: Settings,
     db: MySqlPool,
     consumer: StreamConsumer,
-    producer: FutureProducer,
-    caches: Caches,
-    metrics: Arc<Metrics>,
+    pub(crate) producer: FutureProducer,
+    pub(crate) caches: Caches,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Why writing a batch failed.
+enum Failed {
+    /// The database refuses it, and would on every retry: `"<number>: <message>"`.
+    Refused(String),
+    /// Anything else (MySQL, Redis or the broker unreachable, a lock timeout, a deadlock).
+    Transient(anyhow::Error),
 }
 
 /// Backoff for retries: 100 ms doubling to 5 s.
@@ -88,6 +92,7 @@ impl Persister {
         let batch_size = self.settings.persister.batch_size;
         let max_wait = self.settings.persister.max_wait();
         let mut lag_checked = Instant::now();
+        self.update_parked().await;
         loop {
             let first = tokio::select! {
                 received = self.consumer.recv() => received,
@@ -118,6 +123,7 @@ impl Persister {
             if lag_checked.elapsed() > Duration::from_secs(5) {
                 lag_checked = Instant::now();
                 self.update_lag();
+                self.update_parked().await;
             }
         }
         tracing::info!("persister stopped consuming");
@@ -126,224 +132,89 @@ impl Persister {
 
     /// Writes one batch; retries transient failures until it succeeds (true) or shutdown is
     /// asked for (false).
+    ///
+    /// When the database refuses the batch for good (a constraint, a value that does not fit:
+    /// see [`failure`]), the batch is split in halves, each written on its own, until the
+    /// message it refuses is alone: that one goes to the dead-letter topic with the server's
+    /// reason, and everything else is stored. One bad message never stalls a partition, and
+    /// the normal path stays one transaction per batch.
     async fn handle(&self, batch: &[OwnedMessage], shutdown: &mut watch::Receiver<bool>) -> bool {
-        let mut attempt = 0;
-        loop {
-            let started = Instant::now();
-            match self.write(batch).await {
-                Ok(()) => {
-                    Metrics::add(&self.metrics.batches, 1);
-                    Metrics::add(&self.metrics.batch_messages, batch.len() as u64);
-                    Metrics::add(
-                        &self.metrics.batch_micros,
-                        started.elapsed().as_micros() as u64,
-                    );
-                    return true;
-                }
-                Err(err) => {
-                    Metrics::add(&self.metrics.retries, 1);
-                    let wait = backoff(attempt);
-                    attempt += 1;
-                    tracing::warn!(error = format!("{err:#}"), ?wait, "batch failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => return false,
+        // Parts still to write, the next one last.
+        let mut parts: Vec<&[OwnedMessage]> = vec![batch];
+        while let Some(part) = parts.pop() {
+            let mut attempt = 0;
+            loop {
+                let started = Instant::now();
+                let failure = match self.write(part).await {
+                    Ok(()) => {
+                        Metrics::add(&self.metrics.batches, 1);
+                        Metrics::add(&self.metrics.batch_messages, part.len() as u64);
+                        Metrics::add(
+                            &self.metrics.batch_micros,
+                            started.elapsed().as_micros() as u64,
+                        );
+                        break;
                     }
+                    Err(Failed::Refused(reason)) if part.len() == 1 => {
+                        let reason = format!("the database refuses it: {reason}");
+                        match self.dead_letter(&part[0], &reason).await {
+                            Ok(()) => {
+                                Metrics::add(&self.metrics.dead_lettered, 1);
+                                Metrics::add(&self.metrics.refused_by_database, 1);
+                                break;
+                            }
+                            Err(err) => err,
+                        }
+                    }
+                    Err(Failed::Refused(reason)) => {
+                        tracing::warn!(
+                            messages = part.len(),
+                            reason,
+                            "the database refuses a batch; splitting it to find the message"
+                        );
+                        Metrics::add(&self.metrics.isolated, 1);
+                        let (first, second) = part.split_at(part.len() / 2);
+                        parts.push(second);
+                        parts.push(first);
+                        break;
+                    }
+                    Err(Failed::Transient(err)) => err,
+                };
+                Metrics::add(&self.metrics.retries, 1);
+                let wait = backoff(attempt);
+                attempt += 1;
+                tracing::warn!(
+                    error = format!("{failure:#}"),
+                    ?wait,
+                    "batch failed; retrying"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return false,
                 }
             }
         }
+        true
     }
 
-    /// Decodes, stores, dead-letters and publishes compensation events for one batch.
-    async fn write(&self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
-        let mut orders = Vec::with_capacity(batch.len());
-        let mut issued = Vec::new();
-        let mut changes = Vec::new();
-        let mut point_changes = Vec::new();
-        let mut traces = HashMap::new();
-        let mut poison = Vec::new();
-        for message in batch {
-            match event(message.payload()) {
-                Ok((Event::Order(order), trace)) => {
-                    traces.insert(order.order_id.clone(), trace);
-                    orders.push(order);
-                }
-                Ok((Event::CouponIssued(coupon), trace)) => {
-                    traces.insert(coupon.coupon_id.clone(), trace);
-                    issued.push(coupon);
-                }
-                Ok((Event::CouponRedemption { redeemed, change }, _)) => {
-                    changes.push((redeemed, change));
-                }
-                Ok((Event::PointsUsed(used), trace)) => {
-                    traces.insert(used.txid.clone(), trace);
-                    point_changes.push(Change::Use(used));
-                }
-                Ok((Event::PointsRefunded(refund), trace)) => {
-                    traces.insert(refund.txid.clone(), trace);
-                    point_changes.push(Change::Refund(refund));
-                }
-                Err(reason) => poison.push((message, reason)),
-            }
-        }
-        let outcome = persist_orders(&self.db, &orders, &self.settings.points)
+    /// Decodes and stores `batch` in one transaction, then announces what it decided.
+    async fn write(&self, batch: &[OwnedMessage]) -> Result<(), Failed> {
+        let decoded = Decoded::new(batch);
+        let written = batch::write(&self.db, &decoded, &self.settings.points)
             .await
-            .context("writing the batch's orders to MySQL")?;
-        let coupons = persist_coupons(&self.db, &issued, &changes)
+            .map_err(|err| match failure::deterministic(&err) {
+                Some(reason) => Failed::Refused(reason),
+                None => {
+                    Failed::Transient(anyhow::Error::new(err).context("writing the batch to MySQL"))
+                }
+            })?;
+        self.announce(&decoded, &written)
             .await
-            .context("writing the batch's coupon events to MySQL")?;
-        let points = persist_points(&self.db, &point_changes)
-            .await
-            .context("writing the batch's point events to MySQL")?;
-        // Commit order: the orders' earnings first, then the point events.
-        let mut settle = outcome.points.settle.clone();
-        settle.extend(points.settle.iter().cloned());
-        self.caches.settle(&settle).await?;
-        let by_key = |key: &str| batch.iter().find(|m| m.key() == Some(key.as_bytes()));
-        for order in &outcome.unknown_sale {
-            if let Some(message) = by_key(&order.order_id) {
-                poison.push((message, format!("sale {} does not exist", order.sale_id)));
-            }
+            .map_err(Failed::Transient)?;
+        let (coupons, points) = (&written.coupons, &written.points);
+        if coupons.parked + coupons.unparked + points.parked + points.unparked > 0 {
+            self.update_parked().await;
         }
-        for coupon_id in &coupons.unknown_policy {
-            if let Some(message) = by_key(coupon_id) {
-                poison.push((message, "its coupon policy does not exist".to_owned()));
-            }
-        }
-        for coupon_id in &coupons.unknown_coupon {
-            if let Some(message) = by_key(coupon_id) {
-                poison.push((message, "the coupon is not in the database".to_owned()));
-            }
-        }
-        for (message, reason) in &poison {
-            self.dead_letter(message, reason).await?;
-        }
-        for order in &outcome.rejected {
-            let trace = traces.get(&order.order_id).cloned().unwrap_or_default();
-            let event = OrderRejected {
-                order_id: order.order_id.clone(),
-                sale_id: order.sale_id,
-                user_id: order.user_id.clone(),
-                quantity: order.quantity,
-                reason: "sold out in the system of record".to_owned(),
-            }
-            .into_envelope(trace.clone(), Utc::now());
-            self.compensate(&order.order_id, &event, trace).await?;
-        }
-        for coupon in &coupons.rejected {
-            let trace = traces.get(&coupon.coupon_id).cloned().unwrap_or_default();
-            let data = CouponRejected {
-                coupon_id: coupon.coupon_id.clone(),
-                policy_id: coupon.policy_id,
-                user_id: coupon.user_id.clone(),
-                reason: "exhausted or already claimed in the system of record".to_owned(),
-            };
-            let id = format!("{COUPON_REJECTED}:{}", coupon.coupon_id);
-            let event = Envelope::v1(COUPON_REJECTED, id, Utc::now(), trace.clone(), data);
-            self.compensate(&coupon.coupon_id, &event, trace).await?;
-        }
-        for refused in &points.refused {
-            let trace = traces.get(&refused.txid).cloned().unwrap_or_default();
-            let data = PointsRejected {
-                txid: refused.txid.clone(),
-                user_id: refused.user_id.clone(),
-                amount: refused.amount,
-                reason: refused.reason.to_owned(),
-            };
-            let id = format!("{POINTS_REJECTED}:{}", refused.txid);
-            let event = Envelope::v1(POINTS_REJECTED, id, Utc::now(), trace.clone(), data);
-            self.compensate(&refused.user_id, &event, trace).await?;
-        }
-        Metrics::add(
-            &self.metrics.points_written,
-            outcome.points.written + points.written,
-        );
-        Metrics::add(&self.metrics.points_refused, points.refused.len() as u64);
-        Metrics::add(&self.metrics.duplicates, points.duplicates);
-        Metrics::add(&self.metrics.persisted, outcome.confirmed.len() as u64);
-        Metrics::add(
-            &self.metrics.duplicates,
-            (outcome.duplicates.len() + coupons.duplicates.len()) as u64 + coupons.stale,
-        );
-        let newly_rejected = outcome
-            .rejected
-            .iter()
-            .filter(|o| !outcome.duplicates.contains(&o.order_id))
-            .count()
-            + coupons
-                .rejected
-                .iter()
-                .filter(|c| !coupons.duplicates.contains(&c.coupon_id))
-                .count();
-        Metrics::add(&self.metrics.rejected, newly_rejected as u64);
-        Metrics::add(&self.metrics.coupons_issued, coupons.issued.len() as u64);
-        Metrics::add(&self.metrics.coupon_changes, coupons.changed);
-        Metrics::add(&self.metrics.dead_lettered, poison.len() as u64);
-        Ok(())
-    }
-
-    async fn dead_letter(&self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
-        tracing::warn!(
-            partition = message.partition(),
-            offset = message.offset(),
-            reason,
-            "dead-lettering a message"
-        );
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "source_topic",
-                value: Some(message.topic()),
-            })
-            .insert(Header {
-                key: "source_partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "source_offset",
-                value: Some(offset.as_str()),
-            });
-        let key = message.key().unwrap_or_default();
-        let payload = message.payload().unwrap_or_default();
-        self.producer
-            .send(
-                FutureRecord::to(&self.settings.kafka.dead_letter_topic)
-                    .key(key)
-                    .payload(payload)
-                    .headers(headers),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(err, _)| anyhow::anyhow!("dead-letter delivery failed: {err}"))?;
-        Ok(())
-    }
-
-    /// Publishes a compensation event (a refused order or coupon) and waits for the broker.
-    async fn compensate<T: serde::Serialize>(
-        &self,
-        key: &str,
-        event: &Envelope<T>,
-        trace_id: String,
-    ) -> anyhow::Result<()> {
-        let payload = serde_json::to_vec(event)?;
-        self.producer
-            .send(
-                FutureRecord::to(&self.settings.kafka.compensations_topic)
-                    .key(key)
-                    .payload(&payload)
-                    .headers(OwnedHeaders::new().insert(Header {
-                        key: TRACE_HEADER,
-                        value: Some(trace_id.as_str()),
-                    })),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(err, _)| anyhow::anyhow!("compensation delivery failed: {err}"))?;
         Ok(())
     }
 
@@ -386,8 +257,20 @@ impl Persister {
                 lag += u64::try_from(high - position).unwrap_or(0);
             }
         }
-        self.metrics
-            .lag
-            .store(lag, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.lag.store(lag, Ordering::Relaxed);
+    }
+
+    /// Reads how many events are parked, and how long the oldest has waited, into the gauges
+    /// (the table is shared by every persister instance, so it is counted, not tracked).
+    async fn update_parked(&self) {
+        match parked::waiting(&self.db).await {
+            Ok((events, oldest)) => {
+                self.metrics.parked.store(events, Ordering::Relaxed);
+                self.metrics
+                    .parked_oldest_seconds
+                    .store(oldest, Ordering::Relaxed);
+            }
+            Err(err) => tracing::warn!(error = %err, "counting parked events failed"),
+        }
     }
 }

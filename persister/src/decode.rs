@@ -44,6 +44,9 @@ pub fn event(payload: Option<&[u8]>) -> Result<(Event, String), String> {
         kind @ (COUPON_REDEEMED | COUPON_REDEMPTION_CANCELLED) => {
             let change: CouponRedemption = data(envelope.data)?;
             check_ids(&change.coupon_id, &change.user_id)?;
+            if change.order_id.len() > 40 {
+                return Err("order_id must have at most 40 characters".into());
+            }
             Event::CouponRedemption {
                 redeemed: kind == COUPON_REDEEMED,
                 change,

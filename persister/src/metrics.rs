@@ -34,6 +34,19 @@ pub struct Metrics {
     pub batch_micros: AtomicU64,
     /// Messages behind the end of the assigned partitions at the last look.
     pub lag: AtomicU64,
+    /// Events waiting in `parked_events` for the record they change, at the last look.
+    pub parked: AtomicU64,
+    /// How long the oldest of them has waited, in seconds, at the last look.
+    pub parked_oldest_seconds: AtomicU64,
+    /// Events parked to wait for the record they change.
+    pub parked_total: AtomicU64,
+    /// Parked events decided once their record arrived.
+    pub unparked_total: AtomicU64,
+    /// Batches the database refused for good, split to find the message it refuses.
+    pub isolated: AtomicU64,
+    /// Messages the database refuses for good (a constraint, a value that does not fit),
+    /// dead-lettered.
+    pub refused_by_database: AtomicU64,
 }
 
 impl Metrics {
@@ -129,6 +142,42 @@ impl Metrics {
                 "gauge",
                 "messages behind the end of the assigned partitions",
                 &self.lag,
+            ),
+            (
+                "flashgate_persister_parked_events",
+                "gauge",
+                "events waiting for the record they change (a coupon, a use of points)",
+                &self.parked,
+            ),
+            (
+                "flashgate_persister_parked_oldest_seconds",
+                "gauge",
+                "how long the oldest parked event has waited",
+                &self.parked_oldest_seconds,
+            ),
+            (
+                "flashgate_persister_parked_total",
+                "counter",
+                "events parked to wait for the record they change",
+                &self.parked_total,
+            ),
+            (
+                "flashgate_persister_unparked_total",
+                "counter",
+                "parked events decided once their record arrived",
+                &self.unparked_total,
+            ),
+            (
+                "flashgate_persister_isolated_batches_total",
+                "counter",
+                "batches the database refused for good, split to find the refused message",
+                &self.isolated,
+            ),
+            (
+                "flashgate_persister_refused_by_database_total",
+                "counter",
+                "messages the database refuses for good, dead-lettered",
+                &self.refused_by_database,
             ),
         ] {
             let mut value = counter.load(Ordering::Relaxed) as f64;

@@ -1,27 +1,28 @@
 //! Points in MySQL: ledger rows (unique `txid`) and the balance row they move, written in the
-//! caller's transaction; then, after the commit, the users' Redis caches brought in step by
-//! version (`lua/points_settle.lua`).
+//! batch's transaction.
 //!
 //! The balance rows are locked first (`FOR UPDATE`), so every change of a user is decided
 //! against the balance as it is, and the row's `version` goes up by one per commit that
-//! moved it. A use the balance cannot pay for, and a refund of a use that was refused or is
-//! unknown, are recorded with delta 0 and reason `rejected` (so a replay finds them) and
-//! announced as `points.rejected`.
+//! moved it. A use the balance cannot pay for, and a refund of a use that was refused, are
+//! recorded with delta 0 and reason `rejected` and announced as `points.rejected` — again on
+//! every replay, as refused orders and coupons are. A refund whose use is not in the ledger
+//! yet (a use and its refund can reach Kafka in either order) is neither applied nor refused:
+//! it waits in `parked_events` and is decided, in delivery order after its use, by the
+//! transaction that writes the use.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use anyhow::Context;
-use flashgate_events::keys::PointsKeys;
-use flashgate_events::{PointsRefunded, PointsUsed, earn_txid};
-use fred::prelude::Pool;
-use fred::types::scripts::Script;
+use flashgate_events::{POINTS_REFUNDED, PointsRefunded, PointsUsed, earn_txid};
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
-/// How long a `floor` left on a dropped cache is kept (a rebuild in flight takes far less).
-const FLOOR_TTL_MS: u64 = 30_000;
+use super::Settle;
+use crate::parked::{self, Parked};
 
-/// Most users settled by one script call.
-const USERS_PER_CALL: usize = 200;
+/// Why a use is refused.
+const USE_REFUSED: &str = "the balance in the system of record is too low";
+
+/// Why a refund is refused.
+const REFUND_REFUSED: &str = "its use was refused by the system of record";
 
 /// One point change to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +43,8 @@ pub enum Change {
 }
 
 impl Change {
-    fn txid(&self) -> String {
+    /// The ledger's unique id of this change.
+    pub fn txid(&self) -> String {
         match self {
             Self::Earn { order_id, .. } => earn_txid(order_id),
             Self::Use(used) => used.txid.clone(),
@@ -55,6 +57,21 @@ impl Change {
             Self::Earn { user_id, .. } => user_id,
             Self::Use(used) => &used.user_id,
             Self::Refund(refund) => &refund.user_id,
+        }
+    }
+
+    fn amount(&self) -> u64 {
+        match self {
+            Self::Earn { points, .. } => *points,
+            Self::Use(used) => used.amount,
+            Self::Refund(refund) => refund.amount,
+        }
+    }
+
+    fn refusal(&self) -> &'static str {
+        match self {
+            Self::Refund(_) => REFUND_REFUSED,
+            _ => USE_REFUSED,
         }
     }
 
@@ -75,21 +92,8 @@ pub struct Refused {
     pub amount: u64,
     /// Why.
     pub reason: &'static str,
-}
-
-/// The cache work one user needs after the commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settle {
-    /// The user.
-    pub user_id: String,
-    /// The balance row's version before the commit.
-    pub from: u64,
-    /// Its version after (the same when nothing moved the balance).
-    pub to: u64,
-    /// The balance after.
-    pub balance: i64,
-    /// Redis-made changes settled: written, found written, or refused.
-    pub txids: Vec<String>,
+    /// The trace id it arrived with (a refund that waited for its use is not in the batch).
+    pub trace_id: String,
 }
 
 /// What writing a list of changes did.
@@ -99,10 +103,14 @@ pub struct PointsOutcome {
     pub written: u64,
     /// Changes already in the ledger.
     pub duplicates: u64,
-    /// Changes refused now (recorded with delta 0) or found refused before.
+    /// Changes refused now (recorded with delta 0) or found refused before (a replay).
     pub refused: Vec<Refused>,
     /// Cache work, one per user touched, in commit order.
     pub settle: Vec<Settle>,
+    /// Refunds parked now to wait for their use.
+    pub parked: u64,
+    /// Parked refunds decided now that their use arrived.
+    pub unparked: u64,
 }
 
 struct Account {
@@ -112,18 +120,151 @@ struct Account {
     txids: Vec<String>,
 }
 
-/// Writes `changes` (in delivery order) in the caller's transaction.
+/// A ledger row, stored or written by this batch.
+struct Known {
+    delta: i64,
+    refused: bool,
+    user_id: String,
+}
+
+/// A ledger row to insert.
+struct NewRow {
+    txid: String,
+    user_id: String,
+    delta: i64,
+    reason: &'static str,
+    reference: String,
+}
+
+/// A refund waiting for its use, from this batch or from `parked_events`.
+struct Waiting {
+    refund: PointsRefunded,
+    trace_id: String,
+    /// Its row in `parked_events`, when it was parked by an earlier batch.
+    parked: Option<(String, String)>,
+}
+
+/// The decisions of one batch, against the balances and ledger as they stand.
+struct Books {
+    accounts: BTreeMap<String, Account>,
+    known: HashMap<String, Known>,
+    rows: Vec<NewRow>,
+    /// Refusals announced by this batch (a change replayed within it is announced once).
+    announced: HashSet<String>,
+    outcome: PointsOutcome,
+}
+
+enum Decided {
+    /// Written, refused, or found in the ledger.
+    Done,
+    /// A refund whose use is not in the ledger yet.
+    Waits,
+}
+
+impl Books {
+    fn decide(&mut self, change: &Change, trace_id: &str) -> Decided {
+        let txid = change.txid();
+        let user = change.user_id();
+        if let Some(known) = self.known.get(&txid) {
+            // Already in the ledger (a replay): nothing moves, a refusal is announced again.
+            self.outcome.duplicates += 1;
+            let refused = known.refused;
+            self.settled(change, &txid);
+            if refused {
+                self.refuse(change, &txid, trace_id);
+            }
+            return Decided::Done;
+        }
+        let spendable = self.accounts.get(user).map(|a| a.balance);
+        let (delta, reason, reference) = match change {
+            Change::Earn {
+                order_id, points, ..
+            } => (points_delta(*points), "earn", order_id.as_str()),
+            Change::Use(used) => {
+                let amount = points_delta(used.amount);
+                if spendable.is_some_and(|balance| balance >= amount) {
+                    (-amount, "use", used.order_id.as_str())
+                } else {
+                    (0, "rejected", used.order_id.as_str())
+                }
+            }
+            Change::Refund(refund) => {
+                let Some(used) = self.known.get(&refund.use_txid) else {
+                    return Decided::Waits;
+                };
+                let amount = points_delta(refund.amount);
+                // The use gave these points, to this user (whose balance row is locked).
+                if used.delta == -amount && used.user_id == refund.user_id && spendable.is_some() {
+                    (amount, "refund", refund.use_txid.as_str())
+                } else {
+                    (0, "rejected", refund.use_txid.as_str())
+                }
+            }
+        };
+        self.settled(change, &txid);
+        if reason == "rejected" {
+            self.refuse(change, &txid, trace_id);
+        }
+        if delta != 0
+            && let Some(account) = self.accounts.get_mut(user)
+        {
+            account.balance += delta;
+            account.moved = true;
+            self.outcome.written += 1;
+        }
+        self.known.insert(
+            txid.clone(),
+            Known {
+                delta,
+                refused: reason == "rejected",
+                user_id: user.to_owned(),
+            },
+        );
+        self.rows.push(NewRow {
+            txid,
+            user_id: user.to_owned(),
+            delta,
+            reason,
+            reference: reference.to_owned(),
+        });
+        Decided::Done
+    }
+
+    /// A Redis-made change is no longer pending in its user's cache.
+    fn settled(&mut self, change: &Change, txid: &str) {
+        if change.made_in_redis()
+            && let Some(account) = self.accounts.get_mut(change.user_id())
+        {
+            account.txids.push(txid.to_owned());
+        }
+    }
+
+    fn refuse(&mut self, change: &Change, txid: &str, trace_id: &str) {
+        if self.announced.insert(txid.to_owned()) {
+            self.outcome.refused.push(Refused {
+                txid: txid.to_owned(),
+                user_id: change.user_id().to_owned(),
+                amount: change.amount(),
+                reason: change.refusal(),
+                trace_id: trace_id.to_owned(),
+            });
+        }
+    }
+}
+
+/// Writes `changes` (in delivery order) in the caller's transaction; `traces` gives the trace
+/// id of a change by its txid.
 pub async fn write(
     tx: &mut MySqlConnection,
     changes: &[Change],
+    traces: &HashMap<String, String>,
 ) -> Result<PointsOutcome, sqlx::Error> {
-    let mut outcome = PointsOutcome::default();
     if changes.is_empty() {
-        return Ok(outcome);
+        return Ok(PointsOutcome::default());
     }
 
     // 1. Lock the users' balance rows (in key order) and read them.
-    let mut accounts: BTreeMap<&str, Account> = changes
+    let mut accounts: BTreeMap<String, Account> = changes
         .iter()
         .map(|c| {
             let account = Account {
@@ -132,7 +273,7 @@ pub async fn write(
                 moved: false,
                 txids: Vec::new(),
             };
-            (c.user_id(), account)
+            (c.user_id().to_owned(), account)
         })
         .collect();
     let mut query = QueryBuilder::new(
@@ -140,23 +281,24 @@ pub async fn write(
     );
     let mut list = query.separated(", ");
     for user in accounts.keys() {
-        list.push_bind(*user);
+        list.push_bind(user.as_str());
     }
     query.push(") ORDER BY user_id FOR UPDATE");
     for row in query.build().fetch_all(&mut *tx).await? {
         let user: String = row.try_get("user_id")?;
-        if let Some(account) = accounts.get_mut(user.as_str()) {
+        if let Some(account) = accounts.get_mut(&user) {
             account.balance = row.try_get("balance")?;
             account.version = row.try_get("version")?;
         }
     }
     let versions_before: HashMap<String, u64> = accounts
         .iter()
-        .map(|(user, a)| ((*user).to_owned(), a.version))
+        .map(|(user, a)| (user.clone(), a.version))
         .collect();
 
     // 2. Which txids the ledger holds already (and the uses that refunds give back).
-    let mut query = QueryBuilder::new("SELECT txid, delta FROM point_ledger WHERE txid IN (");
+    let mut query =
+        QueryBuilder::new("SELECT txid, user_id, delta, reason FROM point_ledger WHERE txid IN (");
     let mut list = query.separated(", ");
     for change in changes {
         list.push_bind(change.txid());
@@ -165,113 +307,109 @@ pub async fn write(
         }
     }
     query.push(")");
-    let mut known: HashMap<String, i64> = HashMap::new();
+    let mut known: HashMap<String, Known> = HashMap::new();
     for row in query.build().fetch_all(&mut *tx).await? {
-        known.insert(row.try_get("txid")?, row.try_get("delta")?);
+        let reason: String = row.try_get("reason")?;
+        known.insert(
+            row.try_get("txid")?,
+            Known {
+                delta: row.try_get("delta")?,
+                refused: reason == "rejected",
+                user_id: row.try_get("user_id")?,
+            },
+        );
     }
 
-    // 3. Decide each change against the balance as it stands.
-    struct Row<'a> {
-        txid: String,
-        user_id: &'a str,
-        delta: i64,
-        reason: &'static str,
-        reference: &'a str,
+    // 3. Refunds parked by earlier batches for the uses of this one. Under the balance row
+    //    locks: a batch parking a refund of this user has committed or waits for this one.
+    let uses: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Use(used) => Some(used.txid.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut waiting: HashMap<String, Vec<Waiting>> = HashMap::new();
+    for parked in parked::load(tx, parked::USE, &uses).await? {
+        match serde_json::from_str::<PointsRefunded>(&parked.data) {
+            Ok(refund) => waiting
+                .entry(parked.waits_for.clone())
+                .or_default()
+                .push(Waiting {
+                    refund,
+                    trace_id: parked.trace_id,
+                    parked: Some((parked.waits_for, parked.event_key)),
+                }),
+            // Left where it is, counted in the parked gauge, for an operator to look at.
+            Err(err) => tracing::error!(
+                use_txid = parked.waits_for,
+                refund_txid = parked.event_key,
+                error = %err,
+                "a parked refund cannot be read back"
+            ),
+        }
     }
-    let mut rows: Vec<Row<'_>> = Vec::new();
+
+    // 4. Decide each change against the balance as it stands; a use is followed by the
+    //    refunds that waited for it.
+    let mut books = Books {
+        accounts,
+        known,
+        rows: Vec::new(),
+        announced: HashSet::new(),
+        outcome: PointsOutcome::default(),
+    };
+    let mut released: Vec<(String, String)> = Vec::new();
     for change in changes {
         let txid = change.txid();
-        let user = change.user_id();
-        let Some(account) = accounts.get_mut(user) else {
-            continue;
-        };
-        if change.made_in_redis() {
-            account.txids.push(txid.clone());
-        }
-        if known.contains_key(&txid) {
-            outcome.duplicates += 1;
-            continue;
-        }
-        let (delta, reason, reference, refused) = match change {
-            Change::Earn {
-                order_id, points, ..
-            } => (points_delta(*points), "earn", order_id.as_str(), None),
-            Change::Use(used) => {
-                let amount = points_delta(used.amount);
-                if account.balance >= amount {
-                    (-amount, "use", used.order_id.as_str(), None)
-                } else {
-                    let why = "the balance in the system of record is too low";
-                    (
-                        0,
-                        "rejected",
-                        used.order_id.as_str(),
-                        Some((used.amount, why)),
-                    )
+        let trace_id = traces.get(&txid).map_or("", String::as_str);
+        match books.decide(change, trace_id) {
+            Decided::Waits => {
+                if let Change::Refund(refund) = change {
+                    waiting
+                        .entry(refund.use_txid.clone())
+                        .or_default()
+                        .push(Waiting {
+                            refund: refund.clone(),
+                            trace_id: trace_id.to_owned(),
+                            parked: None,
+                        });
                 }
             }
-            Change::Refund(refund) => {
-                let amount = points_delta(refund.amount);
-                if known.get(&refund.use_txid) == Some(&-amount) {
-                    (amount, "refund", refund.use_txid.as_str(), None)
-                } else {
-                    let why = "its use was refused or is not in the system of record";
-                    (
-                        0,
-                        "rejected",
-                        refund.use_txid.as_str(),
-                        Some((refund.amount, why)),
-                    )
+            Decided::Done => {
+                let Change::Use(_) = change else { continue };
+                for refund in waiting.remove(&txid).unwrap_or_default() {
+                    books.decide(&Change::Refund(refund.refund), &refund.trace_id);
+                    if let Some(key) = refund.parked {
+                        books.outcome.unparked += 1;
+                        released.push(key);
+                    }
                 }
             }
-        };
-        if let Some((amount, reason)) = refused {
-            outcome.refused.push(Refused {
-                txid: txid.clone(),
-                user_id: user.to_owned(),
-                amount,
-                reason,
-            });
         }
-        account.balance += delta;
-        if delta != 0 {
-            account.moved = true;
-            outcome.written += 1;
-        }
-        known.insert(txid.clone(), delta);
-        rows.push(Row {
-            txid,
-            user_id: user,
-            delta,
-            reason,
-            reference,
-        });
     }
+    let mut outcome = std::mem::take(&mut books.outcome);
 
-    // 4. One multi-row insert into the ledger, one upsert of the balances that moved.
-    if !rows.is_empty() {
+    // 5. One multi-row insert into the ledger, one upsert of the balances that moved.
+    if !books.rows.is_empty() {
         let mut insert = QueryBuilder::new(
             "INSERT INTO point_ledger (txid, user_id, delta, reason, reference) ",
         );
-        insert.push_values(&rows, |mut row, entry| {
+        insert.push_values(&books.rows, |mut row, entry| {
             row.push_bind(&entry.txid)
-                .push_bind(entry.user_id)
+                .push_bind(&entry.user_id)
                 .push_bind(entry.delta)
                 .push_bind(entry.reason)
-                .push_bind(entry.reference);
+                .push_bind(&entry.reference);
         });
         insert.build().execute(&mut *tx).await?;
     }
-    let moved: Vec<(&str, &Account)> = accounts
-        .iter()
-        .filter(|(_, a)| a.moved)
-        .map(|(u, a)| (*u, a))
-        .collect();
+    let moved: Vec<(&String, &Account)> = books.accounts.iter().filter(|(_, a)| a.moved).collect();
     if !moved.is_empty() {
         let mut upsert =
             QueryBuilder::new("INSERT INTO point_balances (user_id, balance, version) ");
         upsert.push_values(&moved, |mut row, (user, account)| {
-            row.push_bind(*user)
+            row.push_bind(user.as_str())
                 .push_bind(account.balance)
                 .push_bind(account.version + 1);
         });
@@ -280,12 +418,33 @@ pub async fn write(
         upsert.build().execute(&mut *tx).await?;
     }
 
-    for (user, account) in accounts {
-        let from = versions_before.get(user).copied().unwrap_or_default();
+    // 6. Refunds of this batch still without their use wait; parked ones decided go.
+    let mut park: Vec<Parked> = Vec::new();
+    let mut parking: HashSet<String> = HashSet::new();
+    for (use_txid, refunds) in waiting {
+        for refund in refunds {
+            if refund.parked.is_none() && parking.insert(refund.refund.txid.clone()) {
+                park.push(Parked {
+                    waits_for: use_txid.clone(),
+                    event_key: refund.refund.txid.clone(),
+                    event_type: POINTS_REFUNDED.to_owned(),
+                    data: serde_json::to_string(&refund.refund)
+                        .map_err(|err| sqlx::Error::Encode(Box::new(err)))?,
+                    trace_id: refund.trace_id,
+                });
+            }
+        }
+    }
+    outcome.parked = park.len() as u64;
+    parked::park(tx, parked::USE, &park).await?;
+    parked::release(tx, parked::USE, &released).await?;
+
+    for (user, account) in books.accounts {
+        let from = versions_before.get(&user).copied().unwrap_or_default();
         outcome.settle.push(Settle {
-            user_id: user.to_owned(),
-            from,
             to: if account.moved { from + 1 } else { from },
+            user_id: user,
+            from,
             balance: account.balance,
             txids: account.txids,
         });
@@ -295,67 +454,4 @@ pub async fn write(
 
 fn points_delta(points: u64) -> i64 {
     i64::try_from(points).unwrap_or(i64::MAX)
-}
-
-/// Writes point events (uses and refunds) in a transaction of their own.
-pub async fn persist_points(
-    db: &sqlx::MySqlPool,
-    changes: &[Change],
-) -> Result<PointsOutcome, sqlx::Error> {
-    if changes.is_empty() {
-        return Ok(PointsOutcome::default());
-    }
-    let mut tx = db.begin().await?;
-    let outcome = write(&mut tx, changes).await?;
-    tx.commit().await?;
-    Ok(outcome)
-}
-
-/// Brings the Redis caches in step with committed changes.
-#[derive(Debug, Clone)]
-pub struct Caches {
-    redis: Pool,
-    prefix: String,
-    script: Script,
-}
-
-impl Caches {
-    /// Caches under `prefix` (`redis.key_prefix`).
-    pub fn new(redis: Pool, prefix: &str) -> Self {
-        Self {
-            redis,
-            prefix: prefix.to_owned(),
-            script: Script::from_lua(include_str!("../../lua/points_settle.lua")),
-        }
-    }
-
-    /// Runs the settle script for `work`, one call per bucket and chunk, keeping each user's
-    /// entries in order. Safe to repeat: a batch retried after a failure here settles again.
-    pub async fn settle(&self, work: &[Settle]) -> anyhow::Result<()> {
-        let mut by_bucket: BTreeMap<u32, Vec<&Settle>> = BTreeMap::new();
-        for settle in work {
-            let bucket = flashgate_events::keys::points_bucket(&settle.user_id);
-            by_bucket.entry(bucket).or_default().push(settle);
-        }
-        for (bucket, work) in by_bucket {
-            let keys = PointsKeys::new(&self.prefix, bucket);
-            for chunk in work.chunks(USERS_PER_CALL) {
-                let names: Vec<String> = chunk.iter().map(|s| keys.balance(&s.user_id)).collect();
-                let mut args: Vec<String> = vec![FLOOR_TTL_MS.to_string()];
-                for settle in chunk {
-                    args.push(settle.from.to_string());
-                    args.push(settle.to.to_string());
-                    args.push(settle.balance.to_string());
-                    args.push(settle.txids.len().to_string());
-                    args.extend(settle.txids.iter().cloned());
-                }
-                let _: Vec<String> = self
-                    .script
-                    .evalsha_with_reload(self.redis.next(), names, args)
-                    .await
-                    .context("settling point caches in Redis")?;
-            }
-        }
-        Ok(())
-    }
 }

@@ -1,0 +1,140 @@
+//! One batch of messages in MySQL: decoded into events, then every order, coupon and point
+//! event written in ONE transaction; what it decided is handed back for the consumer to
+//! announce once the transaction has committed.
+
+use std::collections::HashMap;
+
+use flashgate_config::PointsSettings;
+use flashgate_events::{CouponIssued, OrderAdmitted};
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+use sqlx::MySqlPool;
+
+use crate::coupons::{self, CouponOutcome};
+use crate::decode::{Event, event};
+use crate::points::{self, PointsOutcome};
+use crate::store::{self, BatchOutcome};
+
+/// The batch transaction reads what other transactions committed up to each statement (READ
+/// COMMITTED): every decision is made under a row lock (the sale, the coupon policy, the
+/// user's balance) taken by the statement before, and must see what the previous holder of
+/// that lock wrote — a snapshot taken at the batch's first read would not. It also takes no
+/// gap locks, so two consumers deadlock less. One round trip: both statements in one packet.
+const BEGIN: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION";
+
+/// The events of a batch, and the messages that can never be events.
+pub struct Decoded<'m> {
+    /// The batch.
+    pub messages: &'m [OwnedMessage],
+    /// Admitted orders, in delivery order.
+    pub orders: Vec<OrderAdmitted>,
+    /// Claimed coupons.
+    pub issued: Vec<CouponIssued>,
+    /// Redemption changes.
+    pub changes: Vec<coupons::Change>,
+    /// The message of each change (same index).
+    pub change_messages: Vec<&'m OwnedMessage>,
+    /// Point uses and refunds.
+    pub points: Vec<points::Change>,
+    /// Trace ids by order id, coupon id and txid.
+    pub traces: HashMap<String, String>,
+    /// Messages that can never be stored, and why.
+    pub poison: Vec<(&'m OwnedMessage, String)>,
+}
+
+impl<'m> Decoded<'m> {
+    /// Sorts the messages of `batch` by what they carry.
+    pub fn new(batch: &'m [OwnedMessage]) -> Self {
+        let mut decoded = Self {
+            messages: batch,
+            orders: Vec::new(),
+            issued: Vec::new(),
+            changes: Vec::new(),
+            change_messages: Vec::new(),
+            points: Vec::new(),
+            traces: HashMap::new(),
+            poison: Vec::new(),
+        };
+        for message in batch {
+            match event(message.payload()) {
+                Ok((Event::Order(order), trace)) => {
+                    decoded.traces.insert(order.order_id.clone(), trace);
+                    decoded.orders.push(order);
+                }
+                Ok((Event::CouponIssued(coupon), trace)) => {
+                    decoded.traces.insert(coupon.coupon_id.clone(), trace);
+                    decoded.issued.push(coupon);
+                }
+                Ok((Event::CouponRedemption { redeemed, change }, trace)) => {
+                    decoded.changes.push(coupons::Change {
+                        redeemed,
+                        data: change,
+                        trace_id: trace,
+                    });
+                    decoded.change_messages.push(message);
+                }
+                Ok((Event::PointsUsed(used), trace)) => {
+                    decoded.traces.insert(used.txid.clone(), trace);
+                    decoded.points.push(points::Change::Use(used));
+                }
+                Ok((Event::PointsRefunded(refund), trace)) => {
+                    decoded.traces.insert(refund.txid.clone(), trace);
+                    decoded.points.push(points::Change::Refund(refund));
+                }
+                Err(reason) => decoded.poison.push((message, reason)),
+            }
+        }
+        decoded
+    }
+
+    /// The first message whose key is `key` (orders and coupons are keyed by their id).
+    pub fn by_key(&self, key: &str) -> Option<&'m OwnedMessage> {
+        self.messages
+            .iter()
+            .find(|m| m.key() == Some(key.as_bytes()))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+            && self.issued.is_empty()
+            && self.changes.is_empty()
+            && self.points.is_empty()
+    }
+}
+
+/// What the batch's transaction did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The orders.
+    pub orders: BatchOutcome,
+    /// The coupon events.
+    pub coupons: CouponOutcome,
+    /// The orders' earnings and the point events.
+    pub points: PointsOutcome,
+}
+
+/// Writes the batch's events in one transaction: orders (locking their sales), then coupon
+/// events (locking policies), then points (locking balances) — the same lock order in every
+/// batch.
+pub async fn write(
+    db: &MySqlPool,
+    decoded: &Decoded<'_>,
+    earning: &PointsSettings,
+) -> Result<Written, sqlx::Error> {
+    if decoded.is_empty() {
+        return Ok(Written::default());
+    }
+    let mut tx = db.begin_with(BEGIN).await?;
+    let mut orders = store::write(&mut tx, &decoded.orders, earning).await?;
+    let coupons = coupons::write(&mut tx, &decoded.issued, &decoded.changes).await?;
+    // The orders' earnings first, then the point events, as they were admitted.
+    let mut changes = std::mem::take(&mut orders.earns);
+    changes.extend(decoded.points.iter().cloned());
+    let points = points::write(&mut tx, &changes, &decoded.traces).await?;
+    tx.commit().await?;
+    Ok(Written {
+        orders,
+        coupons,
+        points,
+    })
+}

@@ -1,0 +1,79 @@
+//! The users' point caches in Redis, brought in step by version after a commit
+//! (`lua/points_settle.lua`).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use flashgate_events::keys::PointsKeys;
+use fred::prelude::Pool;
+use fred::types::scripts::Script;
+
+/// How long a `floor` left on a dropped cache is kept (a rebuild in flight takes far less).
+const FLOOR_TTL_MS: u64 = 30_000;
+
+/// Most users settled by one script call.
+const USERS_PER_CALL: usize = 200;
+
+/// The cache work one user needs after the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    /// The user.
+    pub user_id: String,
+    /// The balance row's version before the commit.
+    pub from: u64,
+    /// Its version after (the same when nothing moved the balance).
+    pub to: u64,
+    /// The balance after.
+    pub balance: i64,
+    /// Redis-made changes settled: written, found written, or refused.
+    pub txids: Vec<String>,
+}
+
+/// Brings the Redis caches in step with committed changes.
+#[derive(Debug, Clone)]
+pub struct Caches {
+    redis: Pool,
+    prefix: String,
+    script: Script,
+}
+
+impl Caches {
+    /// Caches under `prefix` (`redis.key_prefix`).
+    pub fn new(redis: Pool, prefix: &str) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_owned(),
+            script: Script::from_lua(include_str!("../../../lua/points_settle.lua")),
+        }
+    }
+
+    /// Runs the settle script for `work`, one call per bucket and chunk, keeping each user's
+    /// entries in order. Safe to repeat: a batch retried after a failure here settles again.
+    pub async fn settle(&self, work: &[Settle]) -> anyhow::Result<()> {
+        let mut by_bucket: BTreeMap<u32, Vec<&Settle>> = BTreeMap::new();
+        for settle in work {
+            let bucket = flashgate_events::keys::points_bucket(&settle.user_id);
+            by_bucket.entry(bucket).or_default().push(settle);
+        }
+        for (bucket, work) in by_bucket {
+            let keys = PointsKeys::new(&self.prefix, bucket);
+            for chunk in work.chunks(USERS_PER_CALL) {
+                let names: Vec<String> = chunk.iter().map(|s| keys.balance(&s.user_id)).collect();
+                let mut args: Vec<String> = vec![FLOOR_TTL_MS.to_string()];
+                for settle in chunk {
+                    args.push(settle.from.to_string());
+                    args.push(settle.to.to_string());
+                    args.push(settle.balance.to_string());
+                    args.push(settle.txids.len().to_string());
+                    args.extend(settle.txids.iter().cloned());
+                }
+                let _: Vec<String> = self
+                    .script
+                    .evalsha_with_reload(self.redis.next(), names, args)
+                    .await
+                    .context("settling point caches in Redis")?;
+            }
+        }
+        Ok(())
+    }
+}
