@@ -41,6 +41,12 @@ pub struct GatewaySettings {
     /// Pending outbox entries idle this long (their gateway died) are claimed and re-sent,
     /// in milliseconds. Default 15000.
     pub relay_claim_idle_ms: u64,
+    /// The relay stops watching a sale's or policy's outbox once it is empty and the owner
+    /// has been over (by Redis's clock) for this long, in milliseconds. Default 60000.
+    pub relay_retire_grace_ms: u64,
+    /// How often the relay scans Redis for non-empty outboxes missing from its active set
+    /// (and puts them back), in milliseconds. Default 30000.
+    pub relay_sweep_interval_ms: u64,
     /// How shoppers' and managers' tokens are verified.
     pub jwt: JwtSettings,
 }
@@ -59,6 +65,8 @@ impl Default for GatewaySettings {
             sold_out_cache_ms: 1_000,
             relay_batch_size: 500,
             relay_claim_idle_ms: 15_000,
+            relay_retire_grace_ms: 60_000,
+            relay_sweep_interval_ms: 30_000,
             jwt: JwtSettings::default(),
         }
     }
@@ -118,6 +126,11 @@ impl GatewaySettings {
             problems,
             "gateway.relay_claim_idle_ms",
             self.relay_claim_idle_ms,
+        );
+        Invalid::check_positive(
+            problems,
+            "gateway.relay_sweep_interval_ms",
+            self.relay_sweep_interval_ms,
         );
         self.jwt.validate(problems);
     }

@@ -11,6 +11,7 @@ use sqlx::MySqlPool;
 use crate::auth::Verifier;
 use crate::error::ApiError;
 use crate::metrics::{Dependency, Metrics};
+use crate::readiness::Readiness;
 use crate::scripts::Scripts;
 use crate::soldout::SoldOutCache;
 
@@ -32,6 +33,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Sales answered `sold_out` from memory.
     pub sold_out: SoldOutCache,
+    /// `/readyz`'s dependency checks, cached so a flood of probes costs one check a second.
+    pub readiness: Readiness,
     draining: AtomicBool,
 }
 
@@ -56,6 +59,7 @@ impl App {
             verifier,
             metrics: Arc::new(Metrics::default()),
             sold_out,
+            readiness: Readiness::default(),
             draining: AtomicBool::new(false),
         }
     }

@@ -144,15 +144,27 @@ pub fn next_page<T>(
     }
 }
 
+/// Latest time a cursor may carry: 9999-12-31T23:59:59.999Z, the end of MySQL's `DATETIME`
+/// range. Earliest: the Unix epoch (every row is younger). A time outside the range would
+/// pass the parser and fail in the driver, so it is refused here as the client's mistake.
+const CURSOR_MAX_MS: i64 = 253_402_300_799_999;
+
+/// Longest id part of a cursor: longer than any id this API hands out.
+const CURSOR_MAX_ID: usize = 128;
+
 /// A `<millis>:<id>` cursor (a time-ordered list's last row), or 400.
 pub fn time_id_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
     cursor
         .split_once(':')
         .and_then(|(ms, id)| {
-            Some((
-                DateTime::from_timestamp_millis(ms.parse().ok()?)?,
-                id.to_owned(),
-            ))
+            let ms: i64 = ms
+                .parse()
+                .ok()
+                .filter(|ms| (0..=CURSOR_MAX_MS).contains(ms))?;
+            if id.is_empty() || id.len() > CURSOR_MAX_ID {
+                return None;
+            }
+            Some((DateTime::from_timestamp_millis(ms)?, id.to_owned()))
         })
         .ok_or_else(|| ApiError::invalid("cursor: not a cursor from this API"))
 }
@@ -226,5 +238,27 @@ mod tests {
         let err = decode_json::<Body>(b"{").unwrap_err();
         assert!(err.to_string().starts_with("invalid JSON body"), "{err}");
         assert!(decode_json::<Body>(br#"{"quantity":1}"#).is_ok());
+    }
+
+    #[test]
+    fn cursors_with_times_outside_the_database_range_are_refused() {
+        for bad in [
+            "-62198755200000:x",
+            "-1:x",
+            "253402300800000:x",
+            "99999999999999999999:x",
+            "1700000000000:",
+            "abc",
+            "1700000000000",
+        ] {
+            assert!(time_id_cursor(bad).is_err(), "{bad} was accepted");
+        }
+        let long = format!("1700000000000:{}", "x".repeat(CURSOR_MAX_ID + 1));
+        assert!(time_id_cursor(&long).is_err());
+        let (at, id) = time_id_cursor("1700000000000:42-abc").unwrap();
+        assert_eq!(at.timestamp_millis(), 1_700_000_000_000);
+        assert_eq!(id, "42-abc");
+        assert!(time_id_cursor("253402300799999:x").is_ok());
+        assert!(time_id_cursor("0:x").is_ok());
     }
 }

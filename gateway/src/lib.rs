@@ -14,6 +14,7 @@ pub mod outbox_entry;
 pub mod outbox_relay;
 pub mod points;
 pub mod policies;
+pub mod readiness;
 pub mod restock;
 pub mod router;
 pub mod routes;

@@ -51,6 +51,10 @@ pub struct Metrics {
     mysql_errors: AtomicU64,
     relayed: AtomicU64,
     outbox: Mutex<BTreeMap<Outbox, OutboxGauge>>,
+    // Dependency checks `/readyz` really made (its answers are cached for about a second).
+    readiness_checks: AtomicU64,
+    // Outbox bookkeeping of the relay, one counter per event.
+    relay_events: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn count(outcomes: &Mutex<BTreeMap<&'static str, u64>>, outcome: &'static str) {
@@ -135,6 +139,18 @@ impl Metrics {
         self.relayed.fetch_add(count, Ordering::Relaxed);
     }
 
+    /// Counts one round of `/readyz` dependency checks.
+    pub fn observe_readiness_check(&self) {
+        self.readiness_checks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one relay bookkeeping event: `retired` (an outbox over and empty left the active
+    /// set), `rediscovered` (a non-empty outbox found outside it and put back), or
+    /// `group_recreated` (its consumer group was lost and made again).
+    pub fn observe_relay_event(&self, event: &'static str) {
+        count(&self.relay_events, event);
+    }
+
     /// Records an outbox's length and lag.
     pub fn set_outbox(&self, outbox: Outbox, gauge: OutboxGauge) {
         self.outbox
@@ -208,6 +224,18 @@ impl Metrics {
             "# TYPE flashgate_relayed_orders_total counter\nflashgate_relayed_orders_total {}",
             self.relayed.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# TYPE flashgate_readiness_checks_total counter\nflashgate_readiness_checks_total {}",
+            self.readiness_checks.load(Ordering::Relaxed)
+        );
+        out.push_str("# TYPE flashgate_relay_outbox_events_total counter\n");
+        for (event, count) in self.relay_events.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "flashgate_relay_outbox_events_total{{event=\"{event}\"}} {count}"
+            );
+        }
         out.push_str("# TYPE flashgate_outbox_length gauge\n");
         let outbox = self.outbox.lock().expect("metrics lock");
         for (owner, gauge) in outbox.iter() {

@@ -6,14 +6,21 @@
 //! confirmed its delivery; until then it stays pending. Entries pending in a relay that died
 //! are claimed (`XAUTOCLAIM`) after `relay_claim_idle_ms` and sent again; the persister is
 //! idempotent, so a second copy changes nothing.
+//!
+//! Which outboxes are read comes from the set `<prefix>:outboxes:active`. An outbox leaves it
+//! only when `lua/outbox_retire.lua` finds it empty and its owner over by Redis's clock plus
+//! `relay_retire_grace_ms` (one atomic decision); a sweep every `relay_sweep_interval_ms` puts
+//! back any non-empty outbox found outside the set. One outbox failing (its consumer group
+//! lost after Redis lost its data, say) backs off alone; the others keep moving.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flashgate_events::TRACE_HEADER;
 use flashgate_events::keys::{self, Outbox, PolicyKeys, SaleKeys};
-use fred::prelude::{HashesInterface, Pool, SetsInterface, StreamsInterface, Value};
+use fred::prelude::{ClientLike, Pool, SetsInterface, StreamsInterface, Value};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::sync::watch;
@@ -56,6 +63,8 @@ pub struct Relay {
     pub producer: FutureProducer,
     /// `lua/outbox_ack.lua`.
     pub ack_script: Script,
+    /// `lua/outbox_retire.lua`: the atomic "empty and over" decision.
+    pub retire_script: Script,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Redis key prefix.
@@ -68,9 +77,13 @@ pub struct Relay {
     pub claim_idle: Duration,
     /// This relay's consumer name (unique per process).
     pub consumer: String,
+    /// How long an owner must be over (by Redis's clock) before its empty outbox is retired.
+    pub retire_grace: Duration,
+    /// How often Redis is scanned for non-empty outboxes missing from the active set.
+    pub sweep_interval: Duration,
 }
 
-/// Backoff of the relay after a failure: 100 ms doubling to 5 s.
+/// Backoff of one outbox after a failed pass: 100 ms doubling to 5 s.
 struct Backoff(Duration);
 
 impl Backoff {
@@ -82,10 +95,6 @@ impl Backoff {
         self.0 = (self.0 * 2).min(Self::MAX);
         wait
     }
-
-    fn reset(&mut self) {
-        self.0 = Self::MIN;
-    }
 }
 
 impl Relay {
@@ -93,12 +102,19 @@ impl Relay {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut groups: HashSet<Outbox> = HashSet::new();
         let mut retry_own: HashSet<Outbox> = HashSet::new();
+        // Outboxes whose last pass failed wait here, each on its own backoff, so one broken
+        // outbox never holds up the others.
+        let mut failing: HashMap<Outbox, (Backoff, Instant)> = HashMap::new();
         let mut outboxes: Vec<Outbox> = Vec::new();
         let mut refreshed = Instant::now() - Duration::from_secs(10);
+        let mut swept = Instant::now();
         let mut claimed = Instant::now();
-        let mut backoff = Backoff(Backoff::MIN);
         loop {
             let stopping = *shutdown.borrow();
+            if swept.elapsed() >= self.sweep_interval {
+                swept = Instant::now();
+                self.sweep().await;
+            }
             if refreshed.elapsed() >= Duration::from_secs(1) || stopping {
                 for &outbox in &outboxes {
                     self.observe(outbox).await;
@@ -111,6 +127,7 @@ impl Relay {
                     Ok(names) => {
                         outboxes = names.iter().filter_map(|k| Outbox::of_key(k)).collect();
                         outboxes.sort_unstable();
+                        failing.retain(|outbox, _| outboxes.binary_search(outbox).is_ok());
                         refreshed = Instant::now();
                     }
                     Err(err) => {
@@ -124,49 +141,57 @@ impl Relay {
                 claimed = Instant::now();
             }
             let mut moved = 0usize;
-            let mut failed = false;
             for &outbox in &outboxes {
-                let key = outbox.key(&self.prefix);
-                if !groups.contains(&outbox) {
-                    if let Err(err) = self.ensure_group(&key).await {
-                        tracing::warn!(outbox = %key, error = %err, "relay cannot create its group");
-                        failed = true;
-                        break;
-                    }
-                    groups.insert(outbox);
-                    // Our own pending entries from before (none for a new process name).
-                    retry_own.insert(outbox);
+                if !stopping
+                    && failing
+                        .get(&outbox)
+                        .is_some_and(|(_, at)| *at > Instant::now())
+                {
+                    continue;
                 }
-                let result = self
-                    .pass(outbox, &key, retry_own.contains(&outbox), claim_now)
-                    .await;
+                let key = outbox.key(&self.prefix);
+                let result = async {
+                    if !groups.contains(&outbox) {
+                        self.ensure_group(&key).await?;
+                        groups.insert(outbox);
+                        // Our own pending entries from before (none for a new process name).
+                        retry_own.insert(outbox);
+                    }
+                    self.pass(outbox, &key, retry_own.contains(&outbox), claim_now)
+                        .await
+                }
+                .await;
                 match result {
                     Ok(count) => {
                         retry_own.remove(&outbox);
+                        failing.remove(&outbox);
                         moved += count;
                     }
                     Err(err) => {
-                        tracing::warn!(outbox = %key, error = %err, "relay pass failed; entries stay pending");
+                        let detail = format!("{err:#}");
+                        if detail.contains("NOGROUP") {
+                            // Redis lost the stream's group (data loss, restore): make it
+                            // again on the next try, from the first entry.
+                            groups.remove(&outbox);
+                            self.metrics.observe_relay_event("group_recreated");
+                        }
                         retry_own.insert(outbox);
-                        failed = true;
-                        break;
+                        let (backoff, at) = failing
+                            .entry(outbox)
+                            .or_insert_with(|| (Backoff(Backoff::MIN), Instant::now()));
+                        *at = Instant::now() + backoff.fail();
+                        tracing::warn!(outbox = %key, error = detail, "relay pass failed; entries stay pending");
                     }
                 }
             }
             if stopping {
                 break;
             }
-            let wait = if failed {
-                backoff.fail()
-            } else {
-                backoff.reset();
-                if moved > 0 {
-                    continue;
-                }
-                Duration::from_millis(10)
-            };
+            if moved > 0 {
+                continue;
+            }
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -179,13 +204,13 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    async fn ensure_group(&self, outbox: &str) -> Result<(), fred::error::Error> {
+    async fn ensure_group(&self, outbox: &str) -> anyhow::Result<()> {
         let created: Result<Value, _> = self.redis.xgroup_create(outbox, GROUP, "0", true).await;
         match created {
             Err(err) if err.details().starts_with("BUSYGROUP") => Ok(()),
             Err(err) => {
                 self.metrics.dependency_error(Dependency::Redis);
-                Err(err)
+                Err(anyhow::Error::new(err).context("creating the relay's consumer group"))
             }
             Ok(_) => Ok(()),
         }
@@ -346,6 +371,7 @@ impl Relay {
     /// Updates the length and lag gauges of an outbox, and stops watching the outbox of a sale
     /// or policy that is over (or vanished) once it is empty. A sale is over at its end; a
     /// policy when its last coupon has expired (until then a redemption may still be written).
+    /// "Empty and over" is decided by `lua/outbox_retire.lua` in one step by Redis's clock.
     async fn observe(&self, outbox: Outbox) {
         let key = outbox.key(&self.prefix);
         let Ok(length) = self.redis.xlen::<u64, _>(&key).await else {
@@ -380,19 +406,113 @@ impl Relay {
         if length > 0 {
             return;
         }
-        let over_ms: Result<Option<u128>, _> = self.redis.hget(&state, field).await;
-        if let Ok(over_ms) = over_ms
-            && over_ms.is_none_or(|end| end < now_ms)
-        {
-            let _: Result<i64, _> = self
-                .redis
-                .srem(keys::active_outboxes(&self.prefix), &key)
-                .await;
+        let grace_ms = i64::try_from(self.retire_grace.as_millis()).unwrap_or(i64::MAX);
+        let decision: Result<String, _> = self
+            .retire_script
+            .run(
+                &self.redis,
+                vec![state, key.clone()],
+                vec![Value::from(field), Value::from(grace_ms)],
+            )
+            .await;
+        match decision.as_deref() {
+            Ok("retired") => {}
+            Ok(_) => return,
+            Err(err) => {
+                self.metrics.dependency_error(Dependency::Redis);
+                tracing::warn!(outbox = key, error = %err, "relay cannot decide whether an outbox is over");
+                return;
+            }
+        }
+        let removed: Result<i64, _> = self
+            .redis
+            .srem(keys::active_outboxes(&self.prefix), &key)
+            .await;
+        if removed.is_ok() {
             self.metrics.forget_outbox(outbox);
+            self.metrics.observe_relay_event("retired");
             tracing::info!(
                 outbox = key,
                 "over and its outbox empty; relay stops watching it"
             );
         }
+    }
+
+    /// Puts back into the active set every non-empty sale, policy or point outbox found
+    /// outside it. Nothing should ever be there (the retire decision is atomic; loading a sale
+    /// or policy registers its outbox), so finding one is logged and counted: it means a
+    /// registration failed half-way or state was restored by hand.
+    async fn sweep(&self) {
+        match self.find_unwatched().await {
+            Ok(found) => {
+                for key in found {
+                    let added: Result<i64, _> = self
+                        .redis
+                        .sadd(keys::active_outboxes(&self.prefix), &key)
+                        .await;
+                    if added.is_ok_and(|n| n > 0) {
+                        self.metrics.observe_relay_event("rediscovered");
+                        tracing::warn!(
+                            outbox = key,
+                            "non-empty outbox outside the active set; relay watches it again"
+                        );
+                    }
+                }
+            }
+            Err(err) => {
+                self.metrics.dependency_error(Dependency::Redis);
+                tracing::warn!(error = format!("{err:#}"), "relay sweep failed");
+            }
+        }
+    }
+
+    async fn find_unwatched(&self) -> anyhow::Result<Vec<String>> {
+        let watched: HashSet<String> = self
+            .redis
+            .smembers(keys::active_outboxes(&self.prefix))
+            .await?;
+        let mut pattern = String::with_capacity(self.prefix.len() + 16);
+        for c in self.prefix.chars() {
+            // Glob characters in the prefix match only themselves.
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        let _ = write!(pattern, ":{{*}}:outbox");
+        let mut found = Vec::new();
+        let client = self.redis.next();
+        let mut cursor = "0".to_owned();
+        loop {
+            let (next, page): (String, Vec<String>) = client
+                .custom(
+                    fred::cmd!("SCAN"),
+                    vec![
+                        cursor.as_str(),
+                        "MATCH",
+                        pattern.as_str(),
+                        "COUNT",
+                        "1000",
+                        "TYPE",
+                        "stream",
+                    ],
+                )
+                .await?;
+            for key in page {
+                // Only the exact outbox keys (a user id may end in `:outbox` too).
+                let exact = Outbox::of_key(&key).is_some_and(|o| o.key(&self.prefix) == key);
+                if exact && !watched.contains(&key) {
+                    let length: u64 = self.redis.xlen(&key).await?;
+                    if length > 0 {
+                        found.push(key);
+                    }
+                }
+            }
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(found)
     }
 }

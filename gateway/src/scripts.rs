@@ -66,6 +66,8 @@ pub struct Scripts {
     pub purchase: Script,
     /// `lua/outbox_ack.lua`: acknowledge and delete relayed outbox entries.
     pub outbox_ack: Script,
+    /// `lua/outbox_retire.lua`: may the relay stop watching an outbox (empty and over)?
+    pub outbox_retire: Script,
     /// `lua/load_sale.lua`: put a sale into Redis unless it is there.
     pub load_sale: Script,
     /// `lua/claim_coupon.lua`: claim one coupon of a policy.
@@ -98,6 +100,7 @@ impl Scripts {
         Self {
             purchase: script!("purchase"),
             outbox_ack: script!("outbox_ack"),
+            outbox_retire: script!("outbox_retire"),
             load_sale: script!("load_sale"),
             claim_coupon: script!("claim_coupon"),
             redeem_coupon: script!("redeem_coupon"),
@@ -115,6 +118,7 @@ impl Scripts {
         for script in [
             &self.purchase,
             &self.outbox_ack,
+            &self.outbox_retire,
             &self.load_sale,
             &self.claim_coupon,
             &self.redeem_coupon,

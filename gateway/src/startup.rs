@@ -100,6 +100,7 @@ impl Application {
             redis: app.redis.clone(),
             producer: app.producer.clone(),
             ack_script: app.scripts.outbox_ack.clone(),
+            retire_script: app.scripts.outbox_retire.clone(),
             metrics: app.metrics.clone(),
             prefix: settings.redis.key_prefix.clone(),
             topics: RelayTopics {
@@ -111,6 +112,10 @@ impl Application {
             batch_size: settings.gateway.relay_batch_size,
             claim_idle: std::time::Duration::from_millis(settings.gateway.relay_claim_idle_ms),
             consumer: format!("relay-{}", uuid::Uuid::new_v4().simple()),
+            retire_grace: std::time::Duration::from_millis(settings.gateway.relay_retire_grace_ms),
+            sweep_interval: std::time::Duration::from_millis(
+                settings.gateway.relay_sweep_interval_ms,
+            ),
         };
         let relay = tokio::spawn(relay.run(relay_stopped));
         let restock = tokio::spawn(restock::listen(settings.redis.clone(), app.clone()));

@@ -1,10 +1,6 @@
 //! `/healthz` (the process is alive), `/readyz` (it can serve), `/metrics`.
 
-use std::time::Duration;
-
-use fred::interfaces::ClientLike;
 use http::StatusCode;
-use rdkafka::producer::Producer;
 use serde_json::json;
 
 use crate::app::App;
@@ -16,19 +12,10 @@ pub fn healthz() -> Response {
 }
 
 /// 200 when Redis and Kafka answer and the process is not draining; else 503 with the reason.
+/// The dependency checks are cached for about a second (see `readiness.rs`).
 pub async fn readyz(app: &App) -> Response {
-    let redis_ok = tokio::time::timeout(Duration::from_secs(1), app.redis.ping::<String>(None))
-        .await
-        .is_ok_and(|r| r.is_ok());
-    let producer = app.producer.clone();
-    let kafka_ok = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(1))
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false);
+    let checks = app.readiness.checks(app).await;
+    let (redis_ok, kafka_ok) = (checks.redis, checks.kafka);
     let draining = app.is_draining();
     let ready = redis_ok && kafka_ok && !draining;
     let status = if ready {

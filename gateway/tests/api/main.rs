@@ -4,9 +4,12 @@
 mod admin;
 mod auth;
 mod coupons;
+mod cursors;
 mod disruptive;
 mod helpers;
 mod orders;
 mod outbox;
 mod points;
 mod purchase;
+mod readiness;
+mod relay_watch;
