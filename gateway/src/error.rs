@@ -78,6 +78,26 @@ impl ApiError {
         }
     }
 
+    /// 409 `discount_exceeds_amount`: the coupons and points applied to one order may not sum
+    /// past its `amount`; `applied` of it is taken already.
+    pub fn discount_exceeds_amount(amount: u64, applied: u64) -> Self {
+        let left = amount.saturating_sub(applied);
+        Self::conflict(
+            "discount_exceeds_amount",
+            if left == 0 {
+                format!(
+                    "the order's amount of {amount} is covered in full by the coupons and \
+                     points applied to it"
+                )
+            } else {
+                format!(
+                    "coupons and points may not exceed the order's amount of {amount}: \
+                     {applied} is applied already, at most {left} more can be"
+                )
+            },
+        )
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {

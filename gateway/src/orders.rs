@@ -1,13 +1,16 @@
 //! Orders as shoppers see them: `confirmed`/`rejected`/... from MySQL once persisted, and
-//! `reserved` from Redis while the order is admitted but not yet persisted.
+//! `reserved` from Redis while the order is admitted but not yet persisted; and the discounts
+//! (coupons, points) reserved on an order, which never sum past its amount.
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use fred::prelude::{HashesInterface, Pool};
+use fred::error::{Error, ErrorKind};
+use fred::prelude::{HashesInterface, Pool, Value};
 use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 
 use crate::keys::SaleKeys;
+use crate::scripts::{Script, reply_int, reply_text, unexpected_reply};
 
 /// One order of one shopper.
 #[derive(Debug, Clone, Serialize)]
@@ -66,10 +69,7 @@ pub async fn find_for_user(
         return Ok((owner == user).then(|| from_row(&row)).transpose()?);
     }
     // Not persisted yet: the order id starts with its sale id.
-    let Some(sale_id) = order_id
-        .split_once('-')
-        .and_then(|(sale, _)| sale.parse::<u64>().ok())
-    else {
+    let Some(sale_id) = sale_of(order_id) else {
         return Ok(None);
     };
     let keys = SaleKeys::new(prefix, sale_id);
@@ -131,4 +131,256 @@ pub async fn list_for_user(
         .map(from_row)
         .collect::<Result<_, _>>()
         .context("decoding orders")
+}
+
+/// The sale an order id belongs to: the gateway makes order ids `<sale id>-<uuid>`.
+pub fn sale_of(order_id: &str) -> Option<u64> {
+    order_id
+        .split_once('-')
+        .and_then(|(sale, _)| sale.parse().ok())
+}
+
+/// Largest amount the discount script compares exactly (Lua's numbers are doubles): 2^53
+/// minor units. A larger order amount is counted as this much, which only tightens the cap.
+pub const MAX_EXACT_AMOUNT: u64 = 1 << 53;
+
+/// How a discount is reserved on an order (`lua/order_discount.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscountMode {
+    /// All of the amount or nothing (points: a shopper spends what they asked for or keeps it).
+    Exact,
+    /// As much of the amount as the order has left (a coupon worth more gives what is left).
+    Cap,
+    /// Like `Exact`, and a reservation under the same reference that another request holds
+    /// becomes this request's (it succeeded with it; the other may release only its own).
+    Adopt,
+}
+
+impl DiscountMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Cap => "cap",
+            Self::Adopt => "adopt",
+        }
+    }
+}
+
+/// What a reservation of a discount came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved, now or before under the same reference.
+    Reserved {
+        /// What the discount may be.
+        granted: u64,
+        /// Everything reserved on the order now.
+        total: u64,
+        /// The token of the request that holds it: only that request's release frees it.
+        holder: String,
+    },
+    /// Refused: the order's discounts would sum past its amount.
+    Exceeds {
+        /// Everything reserved on the order.
+        total: u64,
+        /// What is left of the order's amount.
+        left: u64,
+    },
+}
+
+/// One discount on one order (a coupon or a use of points), counted under the hash tag of
+/// the order's sale, where every discount of the order is counted.
+#[derive(Debug, Clone)]
+pub struct OrderDiscount {
+    key: String,
+    order_id: String,
+    reference: String,
+}
+
+impl OrderDiscount {
+    /// The coupon `coupon_id` on `order_id`; `None` when the order id names no sale.
+    pub fn coupon(prefix: &str, order_id: &str, coupon_id: &str) -> Option<Self> {
+        Self::new(prefix, order_id, format!("cpn:{coupon_id}"))
+    }
+
+    /// The use of points `txid` on `order_id`; `None` when the order id names no sale.
+    pub fn points(prefix: &str, order_id: &str, txid: &str) -> Option<Self> {
+        Self::new(prefix, order_id, format!("pts:{txid}"))
+    }
+
+    fn new(prefix: &str, order_id: &str, reference: String) -> Option<Self> {
+        let sale_id = sale_of(order_id)?;
+        Some(Self {
+            key: SaleKeys::new(prefix, sale_id).discounts,
+            order_id: order_id.to_owned(),
+            reference,
+        })
+    }
+
+    /// Reserves `amount` for the request `holder`, so that the order's discounts stay within
+    /// `order_amount`. Reserving a reference that is held answers with it as it stands.
+    pub async fn reserve(
+        &self,
+        redis: &Pool,
+        script: &Script,
+        holder: &str,
+        amount: u64,
+        order_amount: u64,
+        mode: DiscountMode,
+    ) -> Result<Reservation, Error> {
+        let args: Vec<Value> = vec![
+            "reserve".into(),
+            self.order_id.as_str().into(),
+            self.reference.as_str().into(),
+            holder.into(),
+            exact(amount),
+            exact(order_amount),
+            mode.as_str().into(),
+        ];
+        let reply: Vec<Value> = script.run(redis, vec![self.key.clone()], args).await?;
+        parse_reservation(&reply)
+    }
+
+    /// Gives the reservation back if `holder` holds it (`None`: whoever holds it, for a
+    /// cancelled redemption or use). Returns whether something was released; a second
+    /// release of the same reservation releases nothing.
+    pub async fn release(
+        &self,
+        redis: &Pool,
+        script: &Script,
+        holder: Option<&str>,
+    ) -> Result<bool, Error> {
+        let args: Vec<Value> = vec![
+            "release".into(),
+            self.order_id.as_str().into(),
+            self.reference.as_str().into(),
+            holder.unwrap_or_default().into(),
+        ];
+        let reply: Vec<Value> = script.run(redis, vec![self.key.clone()], args).await?;
+        match reply_text(&reply, 0).as_str() {
+            "released" => Ok(true),
+            "not_held" => Ok(false),
+            other => Err(unexpected_reply("order_discount", other)),
+        }
+    }
+}
+
+fn exact(amount: u64) -> Value {
+    i64::try_from(amount.min(MAX_EXACT_AMOUNT))
+        .unwrap_or(i64::MAX)
+        .into()
+}
+
+fn amount_at(reply: &[Value], index: usize) -> u64 {
+    u64::try_from(reply_int(reply, index)).unwrap_or(0)
+}
+
+fn parse_reservation(reply: &[Value]) -> Result<Reservation, Error> {
+    match reply_text(reply, 0).as_str() {
+        "reserved" => Ok(Reservation::Reserved {
+            granted: amount_at(reply, 1),
+            total: amount_at(reply, 2),
+            holder: reply_text(reply, 3),
+        }),
+        "exceeds" => Ok(Reservation::Exceeds {
+            total: amount_at(reply, 1),
+            left: amount_at(reply, 2),
+        }),
+        other => Err(unexpected_reply("order_discount", other)),
+    }
+}
+
+/// Redis errors that say a command was refused before it ran (it changed nothing).
+const REFUSED_BEFORE_RUNNING: [&str; 7] = [
+    "NOSCRIPT",
+    "READONLY",
+    "OOM",
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "NOREPLICAS",
+];
+
+/// Whether a script call that failed may still have run in Redis: its reply was lost (a
+/// closed connection, a timeout) or made no sense, rather than Redis refusing to run it. A
+/// discount reserved for such a call stays reserved: the order may then take less discount
+/// than its amount, never more.
+pub fn may_have_run(err: &Error) -> bool {
+    match err.kind() {
+        ErrorKind::IO
+        | ErrorKind::Timeout
+        | ErrorKind::Canceled
+        | ErrorKind::Protocol
+        | ErrorKind::Parse => true,
+        ErrorKind::Unknown => !REFUSED_BEFORE_RUNNING
+            .iter()
+            .any(|code| err.details().starts_with(code)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(items: &[&str]) -> Vec<Value> {
+        items.iter().map(|s| Value::from(*s)).collect()
+    }
+
+    #[test]
+    fn an_order_id_names_its_sale() {
+        assert_eq!(sale_of("42-0190abcd"), Some(42));
+        assert_eq!(sale_of("x-1"), None);
+        assert_eq!(sale_of("42"), None);
+        assert!(OrderDiscount::coupon("fg", "nope", "1-c").is_none());
+        let points = OrderDiscount::points("fg", "42-o", "use-1").expect("a sale");
+        assert_eq!(points.key, "fg:{s:42}:discounts");
+        assert_eq!(points.reference, "pts:use-1");
+    }
+
+    #[test]
+    fn reservation_replies_map_to_outcomes() {
+        assert_eq!(
+            parse_reservation(&[
+                Value::from("reserved"),
+                Value::from(300),
+                Value::from(900),
+                Value::from("t1"),
+            ])
+            .unwrap(),
+            Reservation::Reserved {
+                granted: 300,
+                total: 900,
+                holder: "t1".into()
+            }
+        );
+        assert_eq!(
+            parse_reservation(&[Value::from("exceeds"), Value::from(990), Value::from(9)]).unwrap(),
+            Reservation::Exceeds {
+                total: 990,
+                left: 9
+            }
+        );
+        assert!(parse_reservation(&reply(&["bogus"])).is_err());
+    }
+
+    #[test]
+    fn amounts_beyond_what_lua_counts_exactly_are_clamped() {
+        assert_eq!(exact(7), Value::from(7));
+        assert_eq!(exact(u64::MAX), Value::from(1_i64 << 53));
+    }
+
+    #[test]
+    fn only_lost_replies_count_as_a_script_that_may_have_run() {
+        assert!(may_have_run(&Error::new(ErrorKind::IO, "closed")));
+        assert!(may_have_run(&Error::new(ErrorKind::Timeout, "slow")));
+        assert!(may_have_run(&Error::new(
+            ErrorKind::Unknown,
+            "ERR Error running script"
+        )));
+        assert!(!may_have_run(&Error::new(
+            ErrorKind::Unknown,
+            "READONLY You can't write against a read only replica."
+        )));
+        assert!(!may_have_run(&Error::new(ErrorKind::Routing, "no node")));
+    }
 }

@@ -86,6 +86,8 @@ pub struct Scripts {
     pub points_cancel: Script,
     /// `lua/points_fill.lua`: rebuild a point cache from MySQL.
     pub points_fill: Script,
+    /// `lua/order_discount.lua`: reserve or release a discount on an order, capped at its amount.
+    pub order_discount: Script,
 }
 
 macro_rules! script {
@@ -110,6 +112,7 @@ impl Scripts {
             points_use: script!("points_use"),
             points_cancel: script!("points_cancel"),
             points_fill: script!("points_fill"),
+            order_discount: script!("order_discount"),
         }
     }
 
@@ -128,6 +131,7 @@ impl Scripts {
             &self.points_use,
             &self.points_cancel,
             &self.points_fill,
+            &self.order_discount,
         ] {
             script.load(redis).await?;
         }

@@ -1,5 +1,5 @@
-//! Shoppers' coupon endpoints: claim (one EVALSHA), list mine, redeem on an order, cancel a
-//! redemption.
+//! Shoppers' coupon endpoints: claim (one EVALSHA), list mine, redeem on an order (within
+//! what is left of its amount), cancel a redemption.
 
 use chrono::DateTime;
 use http::StatusCode;
@@ -16,8 +16,9 @@ use crate::http::{
 };
 use crate::keys::PolicyKeys;
 use crate::metrics::Dependency;
+use crate::orders::{self, DiscountMode, OrderDiscount, Reservation};
 use crate::policies;
-use crate::routes::orders::eligible_order;
+use crate::routes::orders::{eligible_order, release_discount};
 
 fn no_policy() -> ApiError {
     ApiError::NotFound("no such coupon policy".into())
@@ -146,6 +147,12 @@ struct RedeemBody {
 const REDEEMABLE_ORDERS: [&str; 3] = ["reserved", "confirmed", "paid"];
 
 /// `POST /v1/coupons/{coupon_id}/redeem` `{order_id}` → 200 with the discount.
+///
+/// The discount is reserved on the order first (`lua/order_discount.lua`, on the sale's hash
+/// tag), then the coupon is redeemed with it (`lua/redeem_coupon.lua`, on the policy's): the
+/// two live under different hash tags, so no one script may do both. A coupon worth more than
+/// what is left of the order's amount gives what is left (as a shop's till would); none left
+/// is 409 `discount_exceeds_amount`. A refused redeem gives the reservation back.
 pub async fn redeem(
     app: &App,
     req: Request,
@@ -178,7 +185,30 @@ pub async fn redeem(
             format!("this coupon needs an order of at least {minimum}; the order is {amount}"),
         ));
     }
-    let discount = policy.discount.on(amount);
+    let hold = OrderDiscount::coupon(app.prefix(), &order.order_id, coupon_id)
+        .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
+    let token = uuid::Uuid::now_v7().simple().to_string();
+    let reservation = hold
+        .reserve(
+            &app.redis,
+            &app.scripts.order_discount,
+            &token,
+            policy.discount.on(amount),
+            amount,
+            DiscountMode::Cap,
+        )
+        .await
+        .map_err(|e| app.redis_unavailable("redeem", &e))?;
+    // Another request may hold the reservation: the same coupon redeemed on this order at
+    // the same moment, or a redemption of it still standing (the redeem then refuses).
+    let (discount, owned) = match reservation {
+        Reservation::Reserved {
+            granted, holder, ..
+        } => (granted, holder == token),
+        Reservation::Exceeds { total, .. } => {
+            return Err(ApiError::discount_exceeds_amount(amount, total));
+        }
+    };
     let keys = PolicyKeys::new(app.prefix(), policy_id);
     let change = CouponChange {
         keys: &keys,
@@ -187,7 +217,7 @@ pub async fn redeem(
         trace_id,
         outbox_max: app.settings.gateway.outbox_max_len,
     };
-    let outcome = run_change(app, &change, "redeem", || {
+    let outcome = run_change(app, &change, || {
         coupons::redeem(
             &app.redis,
             &app.scripts.redeem_coupon,
@@ -196,9 +226,21 @@ pub async fn redeem(
             discount,
         )
     })
-    .await?;
+    .await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(failed) => {
+            if owned && !failed.may_have_run() {
+                release_discount(app, &hold, Some(&token)).await;
+            }
+            return Err(failed.into_api(app, "redeem"));
+        }
+    };
     match outcome {
         Change::Done { order_id } => {
+            if !owned {
+                adopt(app, &hold, &change, &token, discount, amount).await?;
+            }
             tracing::info!(coupon_id, order_id, discount, "coupon redeemed");
             Ok(json_response(
                 StatusCode::OK,
@@ -211,11 +253,76 @@ pub async fn redeem(
                 }),
             ))
         }
-        other => Err(refusal(other)),
+        // Redeemed on this very order (by a request racing this one, or before): that
+        // redemption counts on the reservation, which stays.
+        Change::AlreadyRedeemed { ref order_id } if *order_id == order.order_id => {
+            Err(refusal(outcome))
+        }
+        other => {
+            if owned {
+                release_discount(app, &hold, Some(&token)).await;
+            }
+            Err(refusal(other))
+        }
     }
 }
 
-/// `POST /v1/coupons/{coupon_id}/cancel-redemption` → 200, the coupon `issued` again.
+/// A redeem that succeeded on a reservation another request made takes it over, so that
+/// request (refused, say `overloaded`) cannot give it back. If it was given back already and
+/// the room has been taken since, the redemption is undone: the order never carries more
+/// discount than its amount.
+async fn adopt(
+    app: &App,
+    hold: &OrderDiscount,
+    change: &CouponChange<'_>,
+    token: &str,
+    discount: u64,
+    amount: u64,
+) -> Result<(), ApiError> {
+    let script = &app.scripts.order_discount;
+    let reservation = hold
+        .reserve(
+            &app.redis,
+            script,
+            token,
+            discount,
+            amount,
+            DiscountMode::Adopt,
+        )
+        .await;
+    let total = match reservation {
+        Ok(Reservation::Reserved { .. }) => return Ok(()),
+        Ok(Reservation::Exceeds { total, .. }) => total,
+        Err(err) => {
+            // The reservation most likely stands (held by the request that made it); the
+            // redemption is the shopper's either way.
+            app.metrics.dependency_error(Dependency::Redis);
+            tracing::warn!(coupon_id = change.coupon_id, error = %err, "taking over a discount reservation failed");
+            return Ok(());
+        }
+    };
+    tracing::warn!(
+        coupon_id = change.coupon_id,
+        "redemption lost its reservation to another discount; undoing it"
+    );
+    match coupons::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, change).await {
+        Ok(Change::Done { .. }) => Err(ApiError::discount_exceeds_amount(amount, total)),
+        Ok(other) => Err(ApiError::Internal(anyhow::anyhow!(
+            "undoing redemption of {} past its order's amount: {other:?}",
+            change.coupon_id
+        ))),
+        Err(err) => Err(app.failed(
+            Dependency::Redis,
+            anyhow::Error::new(err).context(format!(
+                "undoing redemption of {} past its order's amount",
+                change.coupon_id
+            )),
+        )),
+    }
+}
+
+/// `POST /v1/coupons/{coupon_id}/cancel-redemption` → 200, the coupon `issued` again and its
+/// discount's room on the order free.
 pub async fn cancel_redemption(
     app: &App,
     req: Request,
@@ -233,12 +340,18 @@ pub async fn cancel_redemption(
         trace_id,
         outbox_max: app.settings.gateway.outbox_max_len,
     };
-    let outcome = run_change(app, &change, "cancel", || {
+    let outcome = run_change(app, &change, || {
         coupons::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, &change)
     })
-    .await?;
+    .await
+    .map_err(|failed| failed.into_api(app, "cancel"))?;
     match outcome {
         Change::Done { order_id } => {
+            // Whoever holds it: the redemption is undone. A retried cancel answers
+            // `not_redeemed` and cannot name the order, so a failure here is only logged.
+            if let Some(hold) = OrderDiscount::coupon(app.prefix(), &order_id, coupon_id) {
+                release_discount(app, &hold, None).await;
+            }
             tracing::info!(coupon_id, order_id, "coupon redemption cancelled");
             Ok(json_response(
                 StatusCode::OK,
@@ -249,25 +362,44 @@ pub async fn cancel_redemption(
     }
 }
 
+/// Why a redeem or cancel has no outcome.
+enum Failed {
+    /// Redis did not answer the script.
+    Redis(fred::error::Error),
+    /// Reloading the coupon from MySQL failed: the script did not run after it.
+    Reload(ApiError),
+}
+
+impl Failed {
+    fn may_have_run(&self) -> bool {
+        match self {
+            Self::Redis(err) => orders::may_have_run(err),
+            Self::Reload(_) => false,
+        }
+    }
+
+    fn into_api(self, app: &App, action: &'static str) -> ApiError {
+        match self {
+            Self::Redis(err) => app.redis_unavailable(action, &err),
+            Self::Reload(err) => err,
+        }
+    }
+}
+
 /// Runs a redeem or cancel script; when Redis does not have the coupon but MySQL has it (and
 /// it is the caller's), loads it back and runs the script once more.
-async fn run_change<F, Fut>(
-    app: &App,
-    change: &CouponChange<'_>,
-    action: &'static str,
-    run: F,
-) -> Result<Change, ApiError>
+async fn run_change<F, Fut>(app: &App, change: &CouponChange<'_>, run: F) -> Result<Change, Failed>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<Change, fred::error::Error>>,
 {
-    let outcome = run().await.map_err(|e| app.redis_unavailable(action, &e))?;
+    let outcome = run().await.map_err(Failed::Redis)?;
     if outcome != Change::NotFound {
         return Ok(outcome);
     }
     let stored = coupons::find(&app.db, change.coupon_id)
         .await
-        .map_err(|e| app.failed(Dependency::Mysql, e))?;
+        .map_err(|e| Failed::Reload(app.failed(Dependency::Mysql, e)))?;
     let Some(stored) =
         stored.filter(|c| c.user_id == change.user_id && c.view.status != "rejected")
     else {
@@ -275,12 +407,12 @@ where
     };
     coupons::load_into_redis(&app.redis, &app.scripts.load_coupon, change.keys, &stored)
         .await
-        .map_err(|e| app.failed(Dependency::Redis, e))?;
+        .map_err(|e| Failed::Reload(app.failed(Dependency::Redis, e)))?;
     tracing::warn!(
         coupon_id = change.coupon_id,
         "coupon reloaded into Redis from MySQL"
     );
-    run().await.map_err(|e| app.redis_unavailable(action, &e))
+    run().await.map_err(Failed::Redis)
 }
 
 fn refusal(change: Change) -> ApiError {

@@ -1,4 +1,5 @@
-//! `GET /v1/orders/{order_id}` and `GET /v1/me/orders` for shoppers.
+//! `GET /v1/orders/{order_id}` and `GET /v1/me/orders` for shoppers, and what the coupon and
+//! points routes share about orders.
 
 use http::StatusCode;
 use serde::Serialize;
@@ -8,7 +9,7 @@ use crate::auth::Role;
 use crate::error::ApiError;
 use crate::http::{Request, Response, json_response, next_page, page_query, time_id_cursor};
 use crate::metrics::Dependency;
-use crate::orders::{self, OrderView};
+use crate::orders::{self, OrderDiscount, OrderView};
 
 /// The order `order_id` of `user` for another action (`what`: "a coupon", "points"): 404 when
 /// it is unknown or someone else's, 409 `order_not_eligible` when its status is not in
@@ -31,6 +32,19 @@ pub async fn eligible_order(
             "order_not_eligible",
             format!("{what} cannot be applied to a {} order", order.status),
         ))
+    }
+}
+
+/// Releases a discount's reservation on its order if `holder` holds it (`None`: whoever does).
+/// A failure is logged and leaves the room reserved: the order may then take less discount
+/// than its amount, never more.
+pub async fn release_discount(app: &App, hold: &OrderDiscount, holder: Option<&str>) {
+    if let Err(err) = hold
+        .release(&app.redis, &app.scripts.order_discount, holder)
+        .await
+    {
+        app.metrics.dependency_error(Dependency::Redis);
+        tracing::warn!(error = %err, "releasing a discount reservation failed; it stays reserved");
     }
 }
 

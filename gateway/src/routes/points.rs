@@ -1,6 +1,7 @@
-//! Shoppers' points: the balance, the ledger's history, spending on an order (one EVALSHA and
-//! the bucket's outbox), and giving a use back.
+//! Shoppers' points: the balance, the ledger's history, spending on an order (within what is
+//! left of its amount; one EVALSHA and the bucket's outbox), and giving a use back.
 
+use fred::prelude::{HashesInterface, KeysInterface};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -12,10 +13,11 @@ use crate::http::{
     Request, Response, idempotency_key, json_response, next_page, page_query, read_json,
 };
 use crate::metrics::Dependency;
+use crate::orders::{self, DiscountMode, OrderDiscount, Reservation};
 use crate::points::{
     self, Cancel, CancelRequest, HistoryEntry, PointsError, Use, UseRequest, UserPoints,
 };
-use crate::routes::orders::eligible_order;
+use crate::routes::orders::{eligible_order, release_discount};
 
 /// Most points one use may spend.
 pub const MAX_USE: u64 = 1_000_000_000_000;
@@ -115,8 +117,11 @@ pub async fn use_points(app: &App, req: Request, trace_id: &str) -> Result<Respo
     )
     .await?;
 
+    let amount = order.amount.unwrap_or(0);
     let user = UserPoints::new(app.prefix(), &principal.user_id);
     let txid = format!("use-{}", uuid::Uuid::now_v7().simple());
+    let hold = OrderDiscount::points(app.prefix(), &order.order_id, &txid)
+        .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
     let request = UseRequest {
         user: &user,
         amount: body.amount,
@@ -128,17 +133,55 @@ pub async fn use_points(app: &App, req: Request, trace_id: &str) -> Result<Respo
         idempotency_ttl_secs: app.settings.gateway.idempotency_ttl_secs,
         record_ttl_secs: app.settings.points.use_record_ttl_secs,
     };
-    let mut outcome = Use::Miss;
-    for _ in 0..MISS_RETRIES {
-        outcome = points::spend(&app.redis, &app.scripts.points_use, &request)
-            .await
-            .map_err(|err| app.redis_unavailable("points use", &err))?;
-        if outcome != Use::Miss {
-            break;
+
+    // The points are reserved on the order first (`lua/order_discount.lua`, on the sale's
+    // hash tag), then spent (`lua/points_use.lua`, on the bucket's): no one script may touch
+    // both. The use's txid is the reservation's reference and its holder.
+    let reserved = hold
+        .reserve(
+            &app.redis,
+            &app.scripts.order_discount,
+            &txid,
+            body.amount,
+            amount,
+            DiscountMode::Exact,
+        )
+        .await
+        .map_err(|err| app.redis_unavailable("points use", &err))?;
+    let reserved = match reserved {
+        Reservation::Reserved { .. } => true,
+        // A retry of a use made before (same Idempotency-Key) must still get its first
+        // answer, though that use may be what fills the order: the script replays it.
+        Reservation::Exceeds { total, .. } => {
+            if !has_stored_answer(app, &user, idempotency_key.as_deref()).await? {
+                return Err(ApiError::discount_exceeds_amount(amount, total));
+            }
+            false
         }
-        points::rebuild(&app.redis, &app.db, &app.scripts.points_fill, &user)
-            .await
-            .map_err(|err| unavailable(app, err))?;
+    };
+    let outcome = match spend(app, &request).await {
+        Ok(outcome) => outcome,
+        Err(failed) => {
+            if reserved && !failed.may_have_run {
+                release_discount(app, &hold, Some(&txid)).await;
+            }
+            return Err(failed.answer);
+        }
+    };
+    match &outcome {
+        Use::Used { txid: used, .. } if *used == txid => {
+            if !reserved {
+                // The stored answer expired between the look and the use, which spent anew
+                // on an order without room: give the points back.
+                return Err(undo_unreserved_use(app, &user, &txid, trace_id, amount).await);
+            }
+        }
+        // Refused, or the replay of an earlier use (which holds its own reservation).
+        _ => {
+            if reserved {
+                release_discount(app, &hold, Some(&txid)).await;
+            }
+        }
     }
     match outcome {
         Use::Used { txid, balance } => Ok(json_response(
@@ -167,6 +210,90 @@ pub async fn use_points(app: &App, req: Request, trace_id: &str) -> Result<Respo
     }
 }
 
+/// A use that did not answer: what the client is told, and whether the script may have run.
+struct SpendFailed {
+    answer: ApiError,
+    may_have_run: bool,
+}
+
+/// Runs the use script, rebuilding a missing cache up to [`MISS_RETRIES`] times.
+async fn spend(app: &App, request: &UseRequest<'_>) -> Result<Use, SpendFailed> {
+    let mut outcome = Use::Miss;
+    for _ in 0..MISS_RETRIES {
+        outcome = points::spend(&app.redis, &app.scripts.points_use, request)
+            .await
+            .map_err(|err| SpendFailed {
+                answer: app.redis_unavailable("points use", &err),
+                may_have_run: orders::may_have_run(&err),
+            })?;
+        if outcome != Use::Miss {
+            break;
+        }
+        points::rebuild(&app.redis, &app.db, &app.scripts.points_fill, request.user)
+            .await
+            .map_err(|err| SpendFailed {
+                // The use script answered `miss` and did not run again.
+                answer: unavailable(app, err),
+                may_have_run: false,
+            })?;
+    }
+    Ok(outcome)
+}
+
+/// Whether Redis holds an answer stored under the caller's idempotency key for points.
+async fn has_stored_answer(
+    app: &App,
+    user: &UserPoints<'_>,
+    key: Option<&str>,
+) -> Result<bool, ApiError> {
+    let Some(key) = key else {
+        return Ok(false);
+    };
+    app.redis
+        .exists(user.keys.idempotency(user.user_id, key))
+        .await
+        .map(|n: u32| n > 0)
+        .map_err(|err| app.redis_unavailable("points use", &err))
+}
+
+/// Gives back a use that was spent without room on its order; the shopper is told 409.
+async fn undo_unreserved_use(
+    app: &App,
+    user: &UserPoints<'_>,
+    use_txid: &str,
+    trace_id: &str,
+    amount: u64,
+) -> ApiError {
+    tracing::warn!(
+        use_txid,
+        "a use spent past its order's amount; giving it back"
+    );
+    let refund_txid = flashgate_events::refund_txid(use_txid).unwrap_or_default();
+    let request = CancelRequest {
+        user,
+        use_txid,
+        refund_txid: &refund_txid,
+        trace_id,
+        outbox_max: app.settings.gateway.outbox_max_len,
+        record_ttl_secs: app.settings.points.use_record_ttl_secs,
+        from_mysql: None,
+    };
+    match points::cancel(&app.redis, &app.scripts.points_cancel, &request).await {
+        Ok(Cancel::Cancelled { .. } | Cancel::AlreadyCancelled { .. }) => {
+            ApiError::discount_exceeds_amount(amount, amount)
+        }
+        Ok(other) => ApiError::Internal(anyhow::anyhow!(
+            "giving back {use_txid}, spent past its order's amount: {other:?}"
+        )),
+        Err(err) => app.failed(
+            Dependency::Redis,
+            anyhow::Error::new(err).context(format!(
+                "giving back {use_txid}, spent past its order's amount"
+            )),
+        ),
+    }
+}
+
 /// `POST /v1/me/points/use/{txid}/cancel` → 200; the use's points come back, once.
 pub async fn cancel_use(
     app: &App,
@@ -191,6 +318,8 @@ pub async fn cancel_use(
         record_ttl_secs: app.settings.points.use_record_ttl_secs,
         from_mysql: None,
     };
+    // The use's order, from the ledger when Redis no longer has the use.
+    let mut stored_order: Option<String> = None;
     let mut outcome = Cancel::Miss;
     for _ in 0..MISS_RETRIES {
         outcome = points::cancel(&app.redis, &app.scripts.points_cancel, &request)
@@ -208,6 +337,7 @@ pub async fn cancel_use(
                     .await
                     .map_err(|e| app.failed(Dependency::Mysql, e))?
                     .ok_or_else(no_use)?;
+                stored_order = Some(stored.order_id.clone());
                 if stored.amount == 0 {
                     return Err(ApiError::conflict(
                         "use_rejected",
@@ -236,6 +366,21 @@ pub async fn cancel_use(
             ));
         }
     };
+    // The use's room on its order is free again. Released once whatever the retries; a
+    // failure answers 503, and the retried cancel (`already cancelled`) releases it.
+    let order_id = match stored_order {
+        Some(order_id) => Some(order_id),
+        None => app
+            .redis
+            .hget(user.keys.use_record(use_txid), "order_id")
+            .await
+            .map_err(|err| app.redis_unavailable("points cancel", &err))?,
+    };
+    if let Some(hold) = order_id.and_then(|o| OrderDiscount::points(app.prefix(), &o, use_txid)) {
+        hold.release(&app.redis, &app.scripts.order_discount, None)
+            .await
+            .map_err(|err| app.redis_unavailable("points cancel", &err))?;
+    }
     let balance = match outcome {
         Cancel::Cancelled { balance, .. } => balance,
         _ => points::balance(&app.redis, &app.db, &app.scripts.points_fill, &user)

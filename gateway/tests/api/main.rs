@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod coupons;
 mod cursors;
+mod discounts;
 mod disruptive;
 mod helpers;
 mod orders;

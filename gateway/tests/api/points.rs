@@ -11,7 +11,7 @@ use fred::prelude::{HashesInterface, KeysInterface};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestApp, spawn_app};
+use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
 
 async fn get_points(app: &TestApp, user: &str) -> Reply {
     let token = app.token(user, Role::Shopper);
@@ -102,6 +102,11 @@ async fn cache(app: &TestApp, user: &str) -> HashMap<String, String> {
     app.redis.hgetall(key).await.expect("HGETALL")
 }
 
+/// A gateway whose purchases earn no points.
+async fn spawn_app_without_earning() -> TestApp {
+    spawn_app_with(|settings| settings.points.earn_basis_points = 0).await
+}
+
 /// Gives `user` `points` in MySQL as an operator's adjustment would, and a reserved order.
 async fn user_with_points_and_order(app: &TestApp, user: &str, points: i64) -> String {
     sqlx::query(
@@ -119,8 +124,10 @@ async fn user_with_points_and_order(app: &TestApp, user: &str, points: i64) -> S
         .execute(&app.db)
         .await
         .expect("balance row");
-    // 99 minor units earn 0 points at 1 %: the arithmetic below stays about the uses.
-    let sale = app.sale(json!({ "price": 99, "stock": 100 })).await;
+    // An order of 1,000,000: its discounts may sum to that much (uses are capped at the
+    // order's amount), and the apps of these tests earn nothing, so the arithmetic below stays
+    // about the uses.
+    let sale = app.sale(json!({ "price": 1_000_000, "stock": 100 })).await;
     let reply = app.purchase(sale, user, 1).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.json);
     reply.json["order_id"].as_str().expect("order").to_owned()
@@ -206,7 +213,7 @@ async fn a_purchase_earns_points_and_the_balance_is_right_after_every_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_uses_never_drive_a_balance_below_zero() {
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_app_without_earning().await);
     let user = "spender";
     let order_id = user_with_points_and_order(&app, user, 1_000).await;
 
@@ -266,7 +273,7 @@ async fn a_hundred_concurrent_uses_never_drive_a_balance_below_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_idempotency_key_replays_a_use_and_another_body_gets_422() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_earning().await;
     let user = "careful";
     let order_id = user_with_points_and_order(&app, user, 100).await;
     let body = json!({"amount": 40, "order_id": order_id});
@@ -293,7 +300,7 @@ async fn the_same_idempotency_key_replays_a_use_and_another_body_gets_422() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_point_requests_get_4xx_and_change_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_earning().await;
     let user = "clumsy";
     let order_id = user_with_points_and_order(&app, user, 100).await;
     for (body, field) in [
@@ -387,7 +394,7 @@ async fn bad_point_requests_get_4xx_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_cache_is_rebuilt_from_mysql_keeping_the_uses_not_yet_persisted() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_earning().await;
     let user = "rebuilt";
     let order_id = user_with_points_and_order(&app, user, 500).await;
     for _ in 0..3 {
@@ -422,7 +429,7 @@ async fn a_dropped_cache_is_rebuilt_from_mysql_keeping_the_uses_not_yet_persiste
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_use_mysql_cannot_pay_for_is_recorded_refused_and_its_points_come_back() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_earning().await;
     let user = "overdrawn";
     let order_id = user_with_points_and_order(&app, user, 100).await;
     assert_eq!(balance(&app, user).await, 100);
@@ -492,7 +499,7 @@ async fn a_use_mysql_cannot_pay_for_is_recorded_refused_and_its_points_come_back
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persisted_use_redis_forgot_is_cancelled_from_the_ledger() {
-    let app = spawn_app().await;
+    let app = spawn_app_without_earning().await;
     let persister = app.start_persister().await;
     let user = "forgotten";
     let order_id = user_with_points_and_order(&app, user, 100).await;
