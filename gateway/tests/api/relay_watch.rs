@@ -64,7 +64,7 @@ fn order_id(reply: &crate::helpers::Reply) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbox_is_watched_until_its_sale_is_over_by_redis_clock_plus_the_grace() {
-    let grace_ms = 1_500;
+    let grace_ms = 4_000;
     let app = spawn_app_with(|s| s.gateway.relay_retire_grace_ms = grace_ms).await;
     let ends_at = chrono::Utc::now() + chrono::Duration::milliseconds(2_000);
     let sale_id = app
