@@ -8,7 +8,7 @@ use flashgate_config::PointsSettings;
 use flashgate_events::{CouponIssued, OrderAdmitted};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use sqlx::MySqlPool;
+use sqlx::{MySql, MySqlPool, Transaction};
 
 use crate::coupons::{self, CouponOutcome};
 use crate::decode::{Event, event};
@@ -113,6 +113,11 @@ pub struct Written {
     pub points: PointsOutcome,
 }
 
+/// Opens a batch transaction (READ COMMITTED, see [`BEGIN`]).
+pub async fn begin(db: &MySqlPool) -> Result<Transaction<'static, MySql>, sqlx::Error> {
+    db.begin_with(BEGIN).await
+}
+
 /// Writes the batch's events in one transaction: orders (locking their sales), then coupon
 /// events (locking policies), then points (locking balances) — the same lock order in every
 /// batch.
@@ -124,7 +129,7 @@ pub async fn write(
     if decoded.is_empty() {
         return Ok(Written::default());
     }
-    let mut tx = db.begin_with(BEGIN).await?;
+    let mut tx = begin(db).await?;
     let mut orders = store::write(&mut tx, &decoded.orders, earning).await?;
     let coupons = coupons::write(&mut tx, &decoded.issued, &decoded.changes).await?;
     // The orders' earnings first, then the point events, as they were admitted.

@@ -10,7 +10,7 @@ use flashgate_testkit::unique;
 
 use crate::persisting::{Running, read_topic, start};
 
-async fn policy(running: &Running, total: u32) -> u64 {
+pub async fn policy(running: &Running, total: u32) -> u64 {
     sqlx::query(
         "INSERT INTO coupon_policies (name, discount_kind, discount_value, total_quantity, \
          per_user_limit, claim_starts_at, claim_ends_at, valid_for_seconds) \
@@ -23,7 +23,7 @@ async fn policy(running: &Running, total: u32) -> u64 {
     .last_insert_id()
 }
 
-fn issued(policy_id: u64, user: &str) -> CouponIssued {
+pub fn issued(policy_id: u64, user: &str) -> CouponIssued {
     CouponIssued {
         coupon_id: format!("{policy_id}-{}", unique("c")),
         policy_id,
@@ -35,7 +35,7 @@ fn issued(policy_id: u64, user: &str) -> CouponIssued {
 }
 
 /// Sends `coupon.issued` under `key` (its own id, unless a test needs another partition order).
-async fn send_issued_keyed(running: &Running, coupon: &CouponIssued, key: &str) {
+pub async fn send_issued_keyed(running: &Running, coupon: &CouponIssued, key: &str) {
     let id = format!("{COUPON_ISSUED}:{}", coupon.coupon_id);
     let envelope = Envelope::v1(COUPON_ISSUED, id, Utc::now(), "t".into(), coupon.clone());
     let payload = serde_json::to_vec(&envelope).expect("json");
@@ -43,11 +43,17 @@ async fn send_issued_keyed(running: &Running, coupon: &CouponIssued, key: &str) 
     running.send_to(&topic, key, &payload).await;
 }
 
-async fn send_issued(running: &Running, coupon: &CouponIssued) {
+pub async fn send_issued(running: &Running, coupon: &CouponIssued) {
     send_issued_keyed(running, coupon, &coupon.coupon_id).await;
 }
 
-async fn send_change(running: &Running, coupon: &CouponIssued, kind: &str, seq: u64, order: &str) {
+pub async fn send_change(
+    running: &Running,
+    coupon: &CouponIssued,
+    kind: &str,
+    seq: u64,
+    order: &str,
+) {
     let change = CouponRedemption {
         coupon_id: coupon.coupon_id.clone(),
         policy_id: coupon.policy_id,

@@ -51,3 +51,80 @@ async fn migrations_create_the_schema_in_a_fresh_database_and_rerun_harmlessly()
 
     drop_database(pool).await;
 }
+
+#[tokio::test]
+async fn binary_identifiers_migrate_existing_rows_and_then_tell_apart_ids_differing_in_case() {
+    // Arrange: the schema before 0004, with rows in it (and its case-folding collation).
+    let (_, pool) = test_database().await;
+    db::MIGRATOR.run_to(3, &pool).await.expect("0001..0003");
+    sqlx::query(
+        "INSERT INTO sales (sku, title, price, total, sold, per_user_limit, starts_at, ends_at) \
+         VALUES ('SKU-1', 'Test', 100, 5, 1, 1, NOW(3), NOW(3) + INTERVAL 1 HOUR)",
+    )
+    .execute(&pool)
+    .await
+    .expect("sale");
+    sqlx::query(
+        "INSERT INTO orders (order_id, sale_id, user_id, quantity, unit_price, amount, status, \
+         admitted_at) VALUES ('1-a', 1, 'alice', 1, 100, 100, 'rejected', NOW(3))",
+    )
+    .execute(&pool)
+    .await
+    .expect("order");
+    sqlx::query("INSERT INTO point_balances (user_id, balance) VALUES ('alice', 7)")
+        .execute(&pool)
+        .await
+        .expect("balance");
+    let folded: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM point_balances WHERE user_id = 'ALICE'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(folded, 1, "before 0004 the stack's collation folds case");
+
+    // Act
+    db::migrate(&pool).await.expect("0004 on existing data");
+
+    // Assert: the rows are kept as they were, and `Alice` is now somebody else.
+    let order: (String, String, Option<String>) =
+        sqlx::query_as("SELECT user_id, status, reject_reason FROM orders WHERE order_id = '1-a'")
+            .fetch_one(&pool)
+            .await
+            .expect("order kept");
+    assert_eq!(order, ("alice".into(), "rejected".into(), None));
+    let folded: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM point_balances WHERE user_id = 'ALICE'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(folded, 0);
+    sqlx::query("INSERT INTO point_balances (user_id, balance) VALUES ('Alice', 3)")
+        .execute(&pool)
+        .await
+        .expect("Alice is not alice");
+    for (table, column) in [
+        ("orders", "order_id"),
+        ("orders", "user_id"),
+        ("point_ledger", "txid"),
+        ("point_ledger", "user_id"),
+        ("point_ledger", "reference"),
+        ("point_balances", "user_id"),
+        ("coupons", "coupon_id"),
+        ("coupons", "user_id"),
+        ("coupons", "order_id"),
+        ("parked_events", "waits_for"),
+        ("parked_events", "event_key"),
+    ] {
+        let collation: String = sqlx::query_scalar(
+            "SELECT collation_name FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(&pool)
+        .await
+        .expect("column");
+        assert_eq!(collation, "utf8mb4_bin", "{table}.{column}");
+    }
+    drop_database(pool).await;
+}

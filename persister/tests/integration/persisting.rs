@@ -20,32 +20,50 @@ use tokio::sync::watch;
 pub struct Running {
     pub settings: Settings,
     pub db: MySqlPool,
+    /// Its counters (what `/metrics` would show).
+    pub metrics: Arc<Metrics>,
     producer: FutureProducer,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Starts a persister of a test alone.
 pub async fn start() -> Running {
+    let mut running = prepare().await;
+    running.resume().await;
+    running
+}
+
+/// Everything [`start`] sets up, but no persister consumes yet: messages produced now are
+/// waiting, in order, when [`Running::resume`] starts it.
+pub async fn prepare() -> Running {
     let (mut settings, db) = crate::helpers::isolated().await;
     settings.kafka.dead_letter_topic = fresh_topic(&settings, "flashgate.test-dlq-", 1).await;
     settings.kafka.compensations_topic = fresh_topic(&settings, "flashgate.test-comp-", 1).await;
     settings.persister.max_wait_ms = 20;
-    let persister = Persister::new(settings.clone(), db.clone(), Arc::new(Metrics::default()))
-        .await
-        .expect("persister");
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(persister.run(stopped));
     let producer = settings.kafka.producer_config().create().expect("producer");
     Running {
         settings,
         db,
+        metrics: Arc::new(Metrics::default()),
         producer,
-        stop,
-        task,
+        stop: watch::channel(false).0,
+        task: None,
     }
 }
 
 impl Running {
+    /// Starts consuming (see [`prepare`]).
+    pub async fn resume(&mut self) {
+        let persister =
+            Persister::new(self.settings.clone(), self.db.clone(), self.metrics.clone())
+                .await
+                .expect("persister");
+        let (stop, stopped) = watch::channel(false);
+        self.stop = stop;
+        self.task = Some(tokio::spawn(persister.run(stopped)));
+    }
+
     pub async fn sale(&self, total: u32) -> u64 {
         sqlx::query(
             "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at) \
@@ -103,7 +121,7 @@ impl Running {
         }
     }
 
-    async fn sold(&self, sale_id: u64) -> u32 {
+    pub async fn sold(&self, sale_id: u64) -> u32 {
         sqlx::query_scalar("SELECT sold FROM sales WHERE sale_id = ?")
             .bind(sale_id)
             .fetch_one(&self.db)
@@ -113,7 +131,9 @@ impl Running {
 
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        self.task.await.expect("task").expect("clean stop");
+        if let Some(task) = self.task {
+            task.await.expect("task").expect("clean stop");
+        }
     }
 }
 
@@ -252,4 +272,31 @@ async fn an_oversold_order_is_stored_rejected_and_announced_and_sold_never_passe
         "the refused order is announced"
     );
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_transaction_sees_what_others_committed_after_its_first_read() {
+    // Every decision is made under a row lock and must see what the lock's previous holder
+    // wrote; a snapshot from the batch's first read (REPEATABLE READ) would not.
+    let (_, db) = crate::helpers::isolated().await;
+    let sale_id = crate::helpers::insert_sale(&db, 5).await;
+    let sold = "SELECT sold FROM sales WHERE sale_id = ?";
+    let mut tx = flashgate_persister::batch::begin(&db).await.expect("begin");
+    let before: u32 = sqlx::query_scalar(sold)
+        .bind(sale_id)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("read");
+    sqlx::query("UPDATE sales SET sold = 4 WHERE sale_id = ?")
+        .bind(sale_id)
+        .execute(&db)
+        .await
+        .expect("another transaction commits");
+    let after: u32 = sqlx::query_scalar(sold)
+        .bind(sale_id)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("read again");
+    tx.commit().await.expect("commit");
+    assert_eq!((before, after), (0, 4));
 }

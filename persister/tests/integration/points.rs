@@ -13,7 +13,7 @@ use fred::types::scripts::Script;
 
 use crate::persisting::{Running, order, read_topic, start};
 
-async fn give(running: &Running, user: &str, points: i64) {
+pub async fn give(running: &Running, user: &str, points: i64) {
     sqlx::query(
         "INSERT INTO point_ledger (txid, user_id, delta, reason) VALUES (?, ?, ?, 'adjust')",
     )
@@ -31,7 +31,7 @@ async fn give(running: &Running, user: &str, points: i64) {
         .expect("balance");
 }
 
-async fn send_use(running: &Running, user: &str, txid: &str, amount: u64) {
+pub async fn send_use(running: &Running, user: &str, txid: &str, amount: u64) {
     let data = PointsUsed {
         txid: txid.to_owned(),
         user_id: user.to_owned(),
@@ -46,7 +46,7 @@ async fn send_use(running: &Running, user: &str, txid: &str, amount: u64) {
         .await;
 }
 
-async fn send_refund(running: &Running, user: &str, use_txid: &str, amount: u64) {
+pub async fn send_refund(running: &Running, user: &str, use_txid: &str, amount: u64) {
     let txid = flashgate_events::refund_txid(use_txid).expect("a use txid");
     let data = PointsRefunded {
         txid: txid.clone(),
@@ -62,7 +62,7 @@ async fn send_refund(running: &Running, user: &str, use_txid: &str, amount: u64)
         .await;
 }
 
-async fn balance_row(running: &Running, user: &str) -> (i64, u64) {
+pub async fn balance_row(running: &Running, user: &str) -> (i64, u64) {
     sqlx::query_as("SELECT balance, version FROM point_balances WHERE user_id = ?")
         .bind(user)
         .fetch_one(&running.db)
@@ -160,11 +160,11 @@ async fn uses_and_refunds_are_written_once_and_an_unpayable_use_is_refused() {
 }
 
 /// A cache hash, as a map.
-async fn cache(redis: &Pool, key: &str) -> HashMap<String, String> {
+pub async fn cache(redis: &Pool, key: &str) -> HashMap<String, String> {
     redis.next().hgetall(key).await.expect("HGETALL")
 }
 
-fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+pub fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -270,4 +270,59 @@ async fn settles_in_any_order_never_leave_a_wrong_cache() {
         cache(&redis, &key).await,
         fields(&[("balance", "95"), ("version", "4"), ("pending", "0")])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_use_is_announced_again_when_its_batch_is_replayed() {
+    let running = start().await;
+    give(&running, "rory", 10).await;
+    send_use(&running, "rory", "use-r1", 50).await; // more than the 10 in MySQL: refused
+    let refused = "SELECT COUNT(*) FROM point_ledger WHERE txid = 'use-r1' AND reason = 'rejected'";
+    assert_eq!(running.wait_count(refused, 1).await, 1);
+
+    // The batch comes again (a crash before its offsets were committed); then a use that
+    // passes, on the same partition, marks that the replay was consumed.
+    send_use(&running, "rory", "use-r1", 50).await;
+    send_use(&running, "rory", "use-r2", 5).await;
+    let marker = "SELECT COUNT(*) FROM point_ledger WHERE txid = 'use-r2'";
+    assert_eq!(running.wait_count(marker, 1).await, 1);
+
+    let settings = running.settings.clone();
+    let topic = settings.kafka.compensations_topic.clone();
+    let announced = tokio::task::spawn_blocking(move || {
+        flashgate_testkit::read_topic(
+            &settings,
+            &topic,
+            2,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(2),
+        )
+    })
+    .await
+    .expect("reader");
+    let ids: Vec<String> = announced
+        .iter()
+        .map(|m| {
+            let event: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
+            assert_eq!(event["type"], "points.rejected");
+            assert_eq!(event["data"]["txid"], "use-r1");
+            event["event_id"].as_str().expect("event id").to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["points.rejected:use-r1", "points.rejected:use-r1"],
+        "announced on the first delivery and again on the replay, under one event id"
+    );
+    let ledger: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM point_ledger WHERE user_id = 'rory'")
+            .fetch_one(&running.db)
+            .await
+            .expect("count");
+    assert_eq!(
+        ledger, 3,
+        "the replay wrote nothing: adjust, refused use, use"
+    );
+    assert_eq!(balance_row(&running, "rory").await.0, 5);
+    running.stop().await;
 }
