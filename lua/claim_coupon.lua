@@ -1,10 +1,14 @@
 -- claim_coupon.lua: claim one first-come coupon of a policy, atomically, in one round trip.
 --
--- Checks, in order: the idempotency key (when given), that the policy exists, its status and
--- claim window (judged by Redis's own clock), the user's per-user limit, the coupons left, the
--- outbox bound. On success: takes one coupon, counts it for the user, stores the coupon (for
--- redeem and cancel), appends `coupon.issued` to the policy's outbox, and stores the answer
--- under the idempotency key.
+-- Checks, in order: whether this very call ran before (the coupon exists), the idempotency
+-- key (when given), that the policy exists, its status and claim window (judged by Redis's
+-- own clock), the user's per-user limit, the coupons left, the outbox bound. On success: takes
+-- one coupon, counts it for the user, stores the coupon (for redeem and cancel), appends
+-- `coupon.issued` to the policy's outbox, and stores the answer under the idempotency key.
+--
+-- Safe to run twice: the Redis client re-sends a call whose connection closed before the
+-- reply came, and the gateway makes a fresh coupon id for every call, so a coupon that exists
+-- already was issued by this call: it answers `issued` again and takes nothing.
 --
 -- KEYS (all share the policy's hash tag, e.g. fg:{c:7}:...)
 --   1  policy     hash: status, starts_ms, ends_ms, per_user_limit, valid_for_ms, expires_ms,
@@ -12,16 +16,17 @@
 --   2  remaining  string: coupons left to claim
 --   3  holders    hash: user id -> coupons claimed
 --   4  outbox     stream of coupon events, read by the relay
---   5  coupon     hash of the coupon to issue (fg:{c:7}:cpn:<coupon id>)
+--   5  coupon     hash of the coupon to issue (fg:{c:7}:cpn:<coupon id>); its `claim_no`
+--                 is kept for the answer to a re-sent call
 --   6  idem       (optional) string: the stored answer for this user's Idempotency-Key
 -- ARGV
 --   1  user id
---   2  coupon id to use if issued (unique, made by the gateway)
+--   2  coupon id to use if issued (unique per call, made by the gateway)
 --   3  trace id
 --   4  outbox bound: refuse with `overloaded` when the outbox holds this many entries
 --   5  idempotency TTL in seconds
 -- Replies (array, first element is the code)
---   {'issued', coupon_id, expires_ms, claim_no, remaining}
+--   {'issued', coupon_id, expires_ms, claim_no, remaining}   remaining: coupons left now
 --   {'replay', code, coupon_id, expires_ms}    the stored answer for this key
 --   {'not_found'} | {'policy_not_active'} | {'already_claimed'} | {'exhausted'} | {'overloaded'}
 
@@ -29,6 +34,14 @@ local policy_key, remaining_key, holders_key, outbox_key, coupon_key, idem_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local user, coupon_id, trace_id = ARGV[1], ARGV[2], ARGV[3]
 local outbox_max, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+-- This call ran before (a re-send): the same answer, nothing taken again.
+local issued = redis.call('HMGET', coupon_key, 'user', 'expires_ms', 'claim_no')
+if issued[1] == user then
+  local claim_no = issued[3] or redis.call('HGET', holders_key, user) or '1'
+  return {'issued', coupon_id, tonumber(issued[2]), tonumber(claim_no),
+    tonumber(redis.call('GET', remaining_key) or '0')}
+end
 
 -- Stored answers: code \n coupon_id \n expires_ms
 if idem_key then
@@ -82,7 +95,7 @@ local remaining = redis.call('DECR', remaining_key)
 local claim_no = redis.call('HINCRBY', holders_key, user, 1)
 redis.call('HINCRBY', policy_key, 'issued', 1)
 redis.call('HSET', coupon_key, 'user', user, 'status', 'issued', 'expires_ms', expires_ms,
-  'seq', 1, 'order_id', '', 'discount', 0, 'issued_ms', now_ms)
+  'seq', 1, 'order_id', '', 'discount', 0, 'issued_ms', now_ms, 'claim_no', claim_no)
 redis.call('XADD', outbox_key, '*',
   'type', 'coupon.issued', 'coupon_id', coupon_id, 'user_id', user, 'claim_no', claim_no,
   'at_ms', now_ms, 'expires_ms', expires_ms, 'trace_id', trace_id)

@@ -3,9 +3,15 @@
 -- The cache layout is described in points_use.lua. The refund is pending like a use, with the
 -- opposite sign, until the persister has written it.
 --
+-- Safe to run twice: the Redis client re-sends a call whose connection closed before the
+-- reply came. Every call carries an id of its own (ARGV 9), kept on the use record with the
+-- balance the cancellation answered; a call whose id is there already answers `cancelled`
+-- again, the same, and gives nothing back twice. Another call finds it `already_cancelled`.
+--
 -- KEYS (all share the bucket's hash tag)
 --   1  cache    the user's point cache
---   2  record   hash of the use (fg:{p:7}:puse:<use txid>): user, amount, order_id, status
+--   2  record   hash of the use (fg:{p:7}:puse:<use txid>): user, amount, order_id, status,
+--               and once cancelled: cancelled_ms, cancel_call, cancel_balance
 --   3  outbox   the bucket's stream of point events
 -- ARGV
 --   1  user id (must be the use's)
@@ -16,6 +22,7 @@
 --   6  TTL of the use record in seconds
 --   7  the use's amount as MySQL holds it, when Redis no longer has the record ('' if not known)
 --   8  the use's order id as MySQL holds it ('' if not known)
+--   9  call id (unique per call, made by the gateway)
 -- Replies
 --   {'cancelled', amount, balance}
 --   {'already_cancelled', amount}
@@ -26,8 +33,10 @@
 local cache_key, record_key, outbox_key = KEYS[1], KEYS[2], KEYS[3]
 local user, use_txid, refund_txid, trace_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local outbox_max, record_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local call_id = ARGV[9]
 
-local record = redis.call('HMGET', record_key, 'user', 'amount', 'status')
+local record = redis.call('HMGET', record_key, 'user', 'amount', 'status', 'cancel_call',
+  'cancel_balance')
 if not record[1] then
   if ARGV[7] == '' then
     return {'not_found'}
@@ -42,6 +51,10 @@ if record[1] ~= user then
 end
 local amount = tonumber(record[2])
 if record[3] == 'cancelled' then
+  -- This call ran before (a re-send): the same answer.
+  if call_id and call_id ~= '' and record[4] == call_id then
+    return {'cancelled', amount, tonumber(record[5])}
+  end
   return {'already_cancelled', amount}
 end
 if not redis.call('HGET', cache_key, 'version') then
@@ -53,8 +66,9 @@ end
 
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('HSET', record_key, 'status', 'cancelled', 'cancelled_ms', now_ms)
 local balance = redis.call('HINCRBY', cache_key, 'balance', amount)
+redis.call('HSET', record_key, 'status', 'cancelled', 'cancelled_ms', now_ms,
+  'cancel_call', call_id or '', 'cancel_balance', balance)
 redis.call('HINCRBY', cache_key, 'pending', -amount)
 redis.call('HSET', cache_key, 'tx:' .. refund_txid, -amount)
 redis.call('XADD', outbox_key, '*',

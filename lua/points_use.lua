@@ -9,15 +9,21 @@
 -- `balance` never goes below zero here, whatever the concurrency: this script is the only
 -- writer that takes points, and Redis runs it alone.
 --
+-- Safe to run twice: the Redis client re-sends a call whose connection closed before the
+-- reply came, and the gateway makes a fresh txid for every call, so a use record that exists
+-- already was written by this call: it answers `used` again with the balance the first run
+-- answered, and takes nothing.
+--
 -- KEYS (all share the bucket's hash tag, e.g. fg:{p:7}:...)
 --   1  cache    the user's point cache (fg:{p:7}:pts:<user>)
---   2  record   hash of this use, for its cancellation (fg:{p:7}:puse:<txid>)
+--   2  record   hash of this use, for its cancellation (fg:{p:7}:puse:<txid>): user, amount,
+--               order_id, status, at_ms, balance (the balance the use answered)
 --   3  outbox   the bucket's stream of point events, read by the relay
 --   4  idem     (optional) string: the stored answer for this user's Idempotency-Key
 -- ARGV
 --   1  user id
 --   2  points to spend (integer >= 1)
---   3  txid to give the use (`use-<uuid>`, made by the gateway)
+--   3  txid to give the use (`use-<uuid>`, unique per call, made by the gateway)
 --   4  order id
 --   5  trace id
 --   6  outbox bound: refuse with `overloaded` when the outbox holds this many entries
@@ -37,6 +43,12 @@ local user, amount, txid, order_id, trace_id =
   ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local outbox_max, idem_ttl, fingerprint, record_ttl =
   tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+
+-- This call ran before (a re-send): the same answer, nothing taken again.
+local done = redis.call('HMGET', record_key, 'user', 'balance')
+if done[1] == user then
+  return {'used', txid, tonumber(done[2] or redis.call('HGET', cache_key, 'balance') or '0')}
+end
 
 -- Stored answers: fingerprint \n txid \n balance
 if idem_key then
@@ -69,7 +81,7 @@ balance = redis.call('HINCRBY', cache_key, 'balance', -amount)
 redis.call('HINCRBY', cache_key, 'pending', amount)
 redis.call('HSET', cache_key, 'tx:' .. txid, amount)
 redis.call('HSET', record_key, 'user', user, 'amount', amount, 'order_id', order_id,
-  'status', 'used', 'at_ms', now_ms)
+  'status', 'used', 'at_ms', now_ms, 'balance', balance)
 redis.call('EXPIRE', record_key, record_ttl)
 redis.call('XADD', outbox_key, '*',
   'type', 'points.used', 'txid', txid, 'user_id', user, 'amount', amount,

@@ -1,9 +1,15 @@
 -- purchase.lua: admit one flash-sale purchase, atomically, in one round trip.
 --
--- Checks, in order: the idempotency key (when given), that the sale exists, its status and
--- window (judged by Redis's own clock), the buyer's per-user limit, the stock, the outbox
--- bound. On success: decrements the stock, records the buyer, appends the admitted order to
--- the sale's outbox stream, counts it, and stores the answer under the idempotency key.
+-- Checks, in order: whether this very call ran before (the order id is in `orders`), the
+-- idempotency key (when given), that the sale exists, its status and window (judged by
+-- Redis's own clock), the buyer's per-user limit, the stock, the outbox bound. On success:
+-- decrements the stock, records the buyer, appends the admitted order to the sale's outbox
+-- stream, counts it, and stores the answer under the idempotency key.
+--
+-- Safe to run twice: the Redis client re-sends a call whose connection closed before the
+-- reply came, and the gateway makes a fresh order id for every call, so an order id already
+-- in `orders` means this call was admitted before: it answers `admitted` again with the same
+-- order and takes nothing.
 --
 -- KEYS (all share the sale's hash tag, e.g. fg:{s:42}:...)
 --   1  sale     hash: status, starts_ms, ends_ms, price, per_user_limit, total, admitted
@@ -16,14 +22,16 @@
 -- ARGV
 --   1  user id
 --   2  quantity (integer >= 1)
---   3  order id to use if admitted (unique, made by the gateway)
+--   3  order id to use if admitted (unique per call, made by the gateway)
 --   4  trace id
 --   5  outbox bound: refuse with `overloaded` when the outbox holds this many entries
 --   6  idempotency TTL in seconds
 --   7  request fingerprint (the canonical request; compared on replay)
 -- Replies (array, first element is the code)
---   {'admitted', order_id, remaining, admitted_ms}
---   {'replay', code, order_id, quantity, admitted_ms}   stored answer for the same key and request
+--   {'admitted', order_id, remaining}                   remaining: units left now
+--   {'replay', code, order_id, quantity, admitted_ms, remaining}
+--                                                       stored answer for the same key and
+--                                                       request (remaining: of a `sold_out`)
 --   {'idempotency_key_reused'}                          same key, another request
 --   {'not_found'} | {'sale_not_active'} | {'limit_exceeded'} | {'overloaded'}
 --   {'sold_out', remaining}
@@ -33,21 +41,29 @@ local sale_key, stock_key, buyers_key, outbox_key, orders_key, idem_key =
 local user, qty, order_id, trace_id = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local outbox_max, idem_ttl, fingerprint = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 
--- Stored answers: fingerprint \n code \n order_id \n quantity \n admitted_ms
+-- This call ran before (a re-send): the same answer, nothing taken again.
+if redis.call('HEXISTS', orders_key, order_id) == 1 then
+  return {'admitted', order_id, tonumber(redis.call('GET', stock_key) or '0')}
+end
+
+-- Stored answers: fingerprint \n code \n order_id \n quantity \n admitted_ms [\n remaining]
+-- (answers stored before `remaining` was kept have five lines).
 if idem_key then
   local stored = redis.call('GET', idem_key)
   if stored then
-    local fp, code, oid, q, at = string.match(stored, '^(.-)\n(.-)\n(.-)\n(.-)\n(.-)$')
+    local fp, code, oid, q, at, left =
+      string.match(stored, '^(.-)\n(.-)\n(.-)\n(.-)\n([^\n]*)\n?(.*)$')
     if fp ~= fingerprint then
       return {'idempotency_key_reused'}
     end
-    return {'replay', code, oid, q, at}
+    return {'replay', code, oid, q, at, left}
   end
 end
 
-local function remember(code, oid, at)
+local function remember(code, oid, at, left)
   if idem_key then
-    redis.call('SET', idem_key, fingerprint .. '\n' .. code .. '\n' .. oid .. '\n' .. qty .. '\n' .. at,
+    redis.call('SET', idem_key,
+      fingerprint .. '\n' .. code .. '\n' .. oid .. '\n' .. qty .. '\n' .. at .. '\n' .. left,
       'EX', idem_ttl)
   end
 end
@@ -66,13 +82,13 @@ end
 
 local bought = tonumber(redis.call('HGET', buyers_key, user) or '0')
 if bought + qty > tonumber(sale[4]) then
-  remember('limit_exceeded', '', 0)
+  remember('limit_exceeded', '', 0, '')
   return {'limit_exceeded'}
 end
 
 local stock = tonumber(redis.call('GET', stock_key) or '0')
 if stock < qty then
-  remember('sold_out', '', 0)
+  remember('sold_out', '', 0, stock)
   return {'sold_out', stock}
 end
 
@@ -88,5 +104,5 @@ local price = sale[5]
 redis.call('XADD', outbox_key, '*',
   'order_id', order_id, 'user_id', user, 'quantity', qty, 'unit_price', price,
   'admitted_ms', now_ms, 'trace_id', trace_id)
-remember('admitted', order_id, now_ms)
-return {'admitted', order_id, remaining, now_ms}
+remember('admitted', order_id, now_ms, '')
+return {'admitted', order_id, remaining}

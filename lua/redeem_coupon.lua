@@ -5,8 +5,13 @@
 -- outbox as `coupon.redeemed`, so MySQL applies the coupon's changes in order and ignores
 -- replays. The gateway computes the discount (from the policy and the order) before calling.
 --
+-- Safe to run twice: the Redis client re-sends a call whose connection closed before the
+-- reply came. A coupon redeemed already on this same order with this same discount was
+-- redeemed by this call (or by an identical one): it answers `redeemed` with the same seq
+-- and time, and changes nothing; `already_redeemed` is only for another order or discount.
+--
 -- KEYS (all share the policy's hash tag)
---   1  coupon  hash: user, status, expires_ms, seq, order_id, discount
+--   1  coupon  hash: user, status, expires_ms, seq, order_id, discount, redeemed_ms
 --   2  outbox  stream of the policy's coupon events
 -- ARGV
 --   1  user id (must hold the coupon)
@@ -17,18 +22,23 @@
 -- Replies
 --   {'redeemed', seq, at_ms}
 --   {'not_found'}                       no such coupon, or not this user's
---   {'already_redeemed', order_id}      redeemed before (by this or another request)
+--   {'already_redeemed', order_id}      redeemed before, on another order or with another
+--                                       discount
 --   {'expired'} | {'overloaded'}
 
 local coupon_key, outbox_key = KEYS[1], KEYS[2]
 local user, order_id, discount, trace_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local outbox_max = tonumber(ARGV[5])
 
-local coupon = redis.call('HMGET', coupon_key, 'user', 'status', 'expires_ms', 'order_id')
+local coupon = redis.call('HMGET', coupon_key,
+  'user', 'status', 'expires_ms', 'order_id', 'discount', 'seq', 'redeemed_ms')
 if not coupon[1] or coupon[1] ~= user then
   return {'not_found'}
 end
 if coupon[2] == 'redeemed' then
+  if coupon[4] == order_id and tonumber(coupon[5]) == tonumber(discount) then
+    return {'redeemed', tonumber(coupon[6]), tonumber(coupon[7] or '0')}
+  end
   return {'already_redeemed', coupon[4]}
 end
 
@@ -42,7 +52,8 @@ if redis.call('XLEN', outbox_key) >= outbox_max then
 end
 
 local seq = redis.call('HINCRBY', coupon_key, 'seq', 1)
-redis.call('HSET', coupon_key, 'status', 'redeemed', 'order_id', order_id, 'discount', discount)
+redis.call('HSET', coupon_key, 'status', 'redeemed', 'order_id', order_id, 'discount', discount,
+  'redeemed_ms', now_ms)
 redis.call('XADD', outbox_key, '*',
   'type', 'coupon.redeemed', 'coupon_id', string.match(coupon_key, ':cpn:(.*)$'),
   'user_id', user, 'order_id', order_id, 'discount', discount, 'seq', seq, 'at_ms', now_ms,

@@ -83,8 +83,10 @@ impl RedisSettings {
                 ..Config::default()
             }
         };
-        // Commands fail fast while disconnected instead of queueing without bound; the
-        // caller decides (the gateway answers 503, a relay backs off).
+        // The first connection fails fast: a wrong address or password is a clear error at
+        // start instead of a silent retry loop. Later, a command sent while the client
+        // reconnects waits for the connection, at most its timeout; the caller decides then
+        // (the gateway answers 503, a relay backs off).
         config.fail_fast = true;
         if let Some(password) = &self.password {
             config.password = Some(password.expose().to_owned());
@@ -102,6 +104,14 @@ impl RedisSettings {
             .with_connection_config(|c| {
                 c.connection_timeout = connect;
                 c.internal_command_timeout = command.max(Duration::from_secs(1));
+                // A command written to a connection that closed before its reply came is
+                // written once more on the next connection. Every state-changing script is
+                // safe to run twice with the same arguments (each is guarded by its own order
+                // id, coupon id, txid or call id and then answers as its first run did), and
+                // the other writes are idempotent (`SADD`, `HSET` of a status, `XACK`), so
+                // the second attempt turns a dropped connection into the real answer instead
+                // of an `outcome_unknown` for the shopper. A command that fails twice, or
+                // times out, is the caller's to judge (`may_have_run` in the gateway).
                 c.max_command_attempts = 2;
             })
             .with_performance_config(|p| p.default_command_timeout = command)

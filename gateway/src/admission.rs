@@ -14,13 +14,16 @@ pub enum Admission {
         order_id: String,
         /// Units the buyer got.
         quantity: u32,
-        /// Units left in the sale.
+        /// Units left in the sale now; -1 when not known (a stored answer replayed).
         remaining: i64,
     },
-    /// Not enough stock for this quantity; `remaining` units are left.
+    /// Not enough stock for this quantity; `remaining` units were left.
     SoldOut {
         /// Units left (0 when the sale is sold out).
         remaining: i64,
+        /// A stored answer to an earlier request with the same idempotency key: it tells how
+        /// the sale stood then, not how it stands now.
+        replayed: bool,
     },
     /// The buyer would exceed the per-user limit.
     LimitExceeded,
@@ -104,10 +107,15 @@ fn parse_reply(reply: &[Value], quantity: u32) -> Result<Admission, fred::error:
                 remaining: -1,
             },
             "limit_exceeded" => Admission::LimitExceeded,
-            _ => Admission::SoldOut { remaining: 0 },
+            // Answers stored before the units left were kept say only "sold out".
+            _ => Admission::SoldOut {
+                remaining: reply_text(reply, 5).parse().unwrap_or(0),
+                replayed: true,
+            },
         },
         "sold_out" => Admission::SoldOut {
             remaining: reply_int(reply, 1),
+            replayed: false,
         },
         "limit_exceeded" => Admission::LimitExceeded,
         "sale_not_active" => Admission::NotActive,
@@ -130,7 +138,7 @@ mod tests {
     #[test]
     fn replies_map_to_outcomes() {
         assert_eq!(
-            parse_reply(&reply(&["admitted", "42-x", "7", "1"]), 2).unwrap(),
+            parse_reply(&reply(&["admitted", "42-x", "7"]), 2).unwrap(),
             Admission::Admitted {
                 order_id: "42-x".into(),
                 quantity: 2,
@@ -139,10 +147,27 @@ mod tests {
         );
         assert_eq!(
             parse_reply(&reply(&["sold_out", "1"]), 2).unwrap(),
-            Admission::SoldOut { remaining: 1 }
+            Admission::SoldOut {
+                remaining: 1,
+                replayed: false
+            }
         );
         assert_eq!(
-            parse_reply(&reply(&["replay", "admitted", "42-y", "3", "1"]), 3).unwrap(),
+            parse_reply(&reply(&["replay", "sold_out", "", "2", "0", "1"]), 2).unwrap(),
+            Admission::SoldOut {
+                remaining: 1,
+                replayed: true
+            }
+        );
+        assert_eq!(
+            parse_reply(&reply(&["replay", "sold_out", "", "2", "0", ""]), 2).unwrap(),
+            Admission::SoldOut {
+                remaining: 0,
+                replayed: true
+            }
+        );
+        assert_eq!(
+            parse_reply(&reply(&["replay", "admitted", "42-y", "3", "1", ""]), 3).unwrap(),
             Admission::Admitted {
                 order_id: "42-y".into(),
                 quantity: 3,

@@ -76,10 +76,14 @@ impl App {
     }
 
     /// Counts a failed Redis call on a shopper's action and answers 503: the action may be
-    /// retried once Redis (or its failover) is back.
+    /// retried once Redis (or its failover) is back. A call that may have run answers
+    /// `outcome_unknown`, which tells the client to retry with the same Idempotency-Key.
     pub fn redis_unavailable(&self, action: &'static str, err: &fred::error::Error) -> ApiError {
         self.metrics.dependency_error(Dependency::Redis);
         tracing::warn!(action, error = %err, "Redis script failed");
+        if crate::scripts::may_have_run(err) {
+            return ApiError::OutcomeUnknown;
+        }
         ApiError::Overloaded {
             retry_after: 1,
             message: "the service cannot be reached right now; retry shortly".into(),

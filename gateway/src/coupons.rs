@@ -208,10 +208,14 @@ pub async fn cancel_redemption(
         change.keys.coupon(change.coupon_id),
         change.keys.outbox.clone(),
     ];
+    // The call's own id: a re-send of this very call (the Redis client's, after a closed
+    // connection) is answered as the first run was; another call finds `not_redeemed`.
+    let call_id = uuid::Uuid::now_v7().simple().to_string();
     let args: Vec<Value> = vec![
         change.user_id.into(),
         change.trace_id.into(),
         as_int(change.outbox_max),
+        call_id.into(),
     ];
     let reply: Vec<Value> = script.run(redis, names, args).await?;
     parse_change("cancel_redemption", &reply, "")

@@ -48,6 +48,14 @@ pub enum ApiError {
         /// Why.
         message: String,
     },
+    /// 503: a call that changes state was sent to Redis and its answer was lost (a timeout, a
+    /// closed connection): it may have taken effect or not. The same request with the same
+    /// `Idempotency-Key` answers what happened (and does it if it did not happen).
+    #[error(
+        "the outcome of this request is unknown: it may have taken effect; retry it with the \
+         same Idempotency-Key to get its answer (without one, check before retrying)"
+    )]
+    OutcomeUnknown,
     /// 500: the server's own fault. The cause is logged once; the client sees a generic text.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -110,7 +118,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -128,6 +136,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::Overloaded { .. } => "overloaded",
+            Self::OutcomeUnknown => "outcome_unknown",
             Self::Internal(_) => "internal",
         }
     }
@@ -150,6 +159,8 @@ impl ApiError {
         let mut response = json_response(self.status(), &body);
         let retry_after = match &self {
             Self::Overloaded { retry_after, .. } => Some(*retry_after),
+            // Soon: the answer is known as soon as Redis answers again.
+            Self::OutcomeUnknown => Some(1),
             _ => None,
         };
         if let Some(seconds) = retry_after {
@@ -184,5 +195,15 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_503_telling_to_retry_with_the_same_key() {
+        let response = ApiError::OutcomeUnknown.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let body = crate::http::body_text(&response);
+        assert!(body.contains(r#""code":"outcome_unknown""#), "{body}");
+        assert!(body.contains("same Idempotency-Key"), "{body}");
     }
 }

@@ -310,6 +310,9 @@ pub async fn cancel(
         int(request.record_ttl_secs),
         amount.into(),
         order.into(),
+        // The call's own id: a re-send of this very call (the Redis client's, after a closed
+        // connection) is answered as the first run was; another call is `already_cancelled`.
+        uuid::Uuid::now_v7().simple().to_string().into(),
     ];
     let reply: Vec<Value> = script.run(redis, names, args).await?;
     Ok(match reply_text(&reply, 0).as_str() {

@@ -1,7 +1,7 @@
 //! The Lua scripts, compiled into the binary, run by `EVALSHA`; after a Redis restart or
 //! failover (`NOSCRIPT`) a script is loaded again and the call retried once.
 
-use fred::error::Error;
+use fred::error::{Error, ErrorKind};
 use fred::interfaces::LuaInterface;
 use fred::prelude::{FromValue, Pool, Value};
 use fred::types::{MultipleKeys, MultipleValues};
@@ -158,10 +158,75 @@ pub fn reply_int(reply: &[Value], index: usize) -> i64 {
     reply.get(index).and_then(Value::as_i64).unwrap_or_default()
 }
 
+/// Redis errors that say a command was refused before it ran (it changed nothing).
+const REFUSED_BEFORE_RUNNING: [&str; 7] = [
+    "NOSCRIPT",
+    "READONLY",
+    "OOM",
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "NOREPLICAS",
+];
+
+/// Whether a script call that failed may have run in Redis all the same, so that its outcome
+/// is unknown: the reply was lost (a timeout, a connection closed after the call was written,
+/// the client's write attempts used up) or made no sense, rather than Redis refusing to run
+/// it. Every state-changing script is safe to run twice with the same arguments, so the
+/// client may retry such a call (with its `Idempotency-Key`) to learn what happened.
+pub fn may_have_run(err: &Error) -> bool {
+    match err.kind() {
+        ErrorKind::IO
+        | ErrorKind::Timeout
+        | ErrorKind::Canceled
+        | ErrorKind::Protocol
+        | ErrorKind::Parse => true,
+        // Error replies of Redis itself, and "Too many failed write attempts".
+        ErrorKind::Unknown => !REFUSED_BEFORE_RUNNING
+            .iter()
+            .any(|code| err.details().starts_with(code)),
+        _ => false,
+    }
+}
+
 /// The error for a reply code a script does not send.
 pub fn unexpected_reply(script: &str, code: &str) -> Error {
     Error::new(
-        fred::error::ErrorKind::Parse,
+        ErrorKind::Parse,
         format!("unexpected {script} script reply `{code}`"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lost_or_garbled_replies_leave_the_outcome_unknown() {
+        for unknown in [
+            Error::new(ErrorKind::Timeout, "Request timed out."),
+            Error::new(ErrorKind::IO, "Connection Closed"),
+            Error::new(ErrorKind::Canceled, "Connection(s) closed."),
+            Error::new(ErrorKind::Unknown, "Too many failed write attempts."),
+            Error::new(
+                ErrorKind::Unknown,
+                "ERR user_script:1: Script attempted ...",
+            ),
+            unexpected_reply("purchase", "bogus"),
+        ] {
+            assert!(may_have_run(&unknown), "{unknown:?}");
+        }
+        for refused in [
+            Error::new(ErrorKind::Unknown, "NOSCRIPT No matching script."),
+            Error::new(
+                ErrorKind::Unknown,
+                "READONLY You can't write against a read only replica.",
+            ),
+            Error::new(ErrorKind::Unknown, "BUSY Redis is busy running a script."),
+            Error::new(ErrorKind::Routing, "Failed to route command."),
+            Error::new(ErrorKind::Backpressure, "Max in-flight commands reached."),
+        ] {
+            assert!(!may_have_run(&refused), "{refused:?}");
+        }
+    }
 }

@@ -34,7 +34,9 @@ impl SoldOutCache {
             .is_some_and(|at| at.elapsed() < self.ttl)
     }
 
-    /// Records that `sale_id` has no stock left.
+    /// Records that `sale_id` has no stock left. Only for what the purchase script found just
+    /// now: a stored answer replayed for an idempotency key tells how the sale stood when the
+    /// key was first used, and marking from it would refuse buyers while stock remains.
     pub fn mark(&self, sale_id: u64) {
         if self.ttl.is_zero() {
             return;

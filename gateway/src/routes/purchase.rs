@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::http::{Request, Response, idempotency_key, json_response, read_json};
 use crate::keys::SaleKeys;
 use crate::metrics::Dependency;
+use crate::scripts::may_have_run;
 
 /// Most units one request may ask for.
 pub const MAX_QUANTITY: u32 = 1_000;
@@ -72,9 +73,14 @@ pub async fn purchase(
         .map_err(|err| {
             app.metrics.dependency_error(Dependency::Redis);
             tracing::warn!(sale_id, error = %err, "purchase script failed");
-            ApiError::Overloaded {
-                retry_after: 1,
-                message: "the sale cannot be reached right now; retry shortly".into(),
+            if may_have_run(&err) {
+                // The order may be admitted: a plain "retry" could buy twice without a key.
+                ApiError::OutcomeUnknown
+            } else {
+                ApiError::Overloaded {
+                    retry_after: 1,
+                    message: "the sale cannot be reached right now; retry shortly".into(),
+                }
             }
         })?;
     app.metrics.observe_admission(&admission);
@@ -98,9 +104,17 @@ pub async fn purchase(
                 },
             ))
         }
-        Admission::SoldOut { remaining } => {
+        Admission::SoldOut {
+            remaining,
+            replayed,
+        } => {
             if remaining <= 0 {
-                app.sold_out.mark(sale_id);
+                // Only a fresh answer says how the sale stands now; a replayed one tells how
+                // it stood when the key was first used (stock may have come back since, or
+                // a smaller quantity may fit).
+                if !replayed {
+                    app.sold_out.mark(sale_id);
+                }
                 Err(ApiError::conflict("sold_out", "the sale is sold out"))
             } else {
                 Err(ApiError::conflict(

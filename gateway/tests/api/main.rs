@@ -14,3 +14,4 @@ mod points;
 mod purchase;
 mod readiness;
 mod relay_watch;
+mod replays;
