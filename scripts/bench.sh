@@ -10,7 +10,9 @@
 # Knobs (environment): FLASHGATE_BENCH_SECONDS (15), FLASHGATE_BENCH_WARMUP (3),
 # FLASHGATE_BENCH_CONNECTIONS (64), FLASHGATE_BENCH_SHARE (offered open-loop rate as a share
 # of the Redis ceiling, 0.5), FLASHGATE_BENCH_ADDR (127.0.0.1:8098),
-# FLASHGATE_BENCH_PERSISTER_ADDR (127.0.0.1:8099).
+# FLASHGATE_BENCH_PERSISTER_ADDR (127.0.0.1:8099), FLASHGATE_BENCH_BIN (a folder of prebuilt
+# flashgate-gateway, -persister and -loadtest binaries to measure instead of building this
+# tree, e.g. an older commit's for a before/after comparison; FLASHGATE_COMMIT names them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,10 +41,17 @@ eval "$(scripts/stack.sh env)"
 read -r redis_host redis_port < <(redis-cli -p "${FLASHGATE__REDIS__SENTINELS##*:}" \
   SENTINEL get-master-addr-by-name "${FLASHGATE__REDIS__MASTER_NAME:-flashgate}" | paste -sd' ')
 
-step "release build"
-cargo build --release --quiet -p flashgate-gateway -p flashgate-persister -p flashgate-loadtest
-bin=target/release
-export FLASHGATE_COMMIT=${FLASHGATE_COMMIT:-$(git describe --always --dirty --abbrev=12)}
+if [ -n "${FLASHGATE_BENCH_BIN:-}" ]; then
+  # Binaries built elsewhere (an older commit, for a before/after comparison in one session).
+  step "prebuilt binaries in $FLASHGATE_BENCH_BIN"
+  bin=$FLASHGATE_BENCH_BIN
+  export FLASHGATE_COMMIT=${FLASHGATE_COMMIT:-prebuilt}
+else
+  step "release build"
+  cargo build --release --quiet -p flashgate-gateway -p flashgate-persister -p flashgate-loadtest
+  bin=target/release
+  export FLASHGATE_COMMIT=${FLASHGATE_COMMIT:-$(git describe --always --dirty --abbrev=12)}
+fi
 "$bin/flashgate-persister" migrate >/dev/null 2>&1
 
 # Redis alone: EVALSHA of the gateway's own script with the gateway's keys and arguments, a
