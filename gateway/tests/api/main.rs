@@ -8,6 +8,7 @@ mod cursors;
 mod discounts;
 mod disruptive;
 mod helpers;
+mod identity;
 mod orders;
 mod outbox;
 mod points;
