@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use fred::error::{Error, ErrorKind};
+use fred::error::Error;
 use fred::prelude::{HashesInterface, Pool, Value};
 use serde::Serialize;
 use sqlx::{MySqlPool, Row};
@@ -289,35 +289,6 @@ fn parse_reservation(reply: &[Value]) -> Result<Reservation, Error> {
     }
 }
 
-/// Redis errors that say a command was refused before it ran (it changed nothing).
-const REFUSED_BEFORE_RUNNING: [&str; 7] = [
-    "NOSCRIPT",
-    "READONLY",
-    "OOM",
-    "LOADING",
-    "BUSY",
-    "MASTERDOWN",
-    "NOREPLICAS",
-];
-
-/// Whether a script call that failed may still have run in Redis: its reply was lost (a
-/// closed connection, a timeout) or made no sense, rather than Redis refusing to run it. A
-/// discount reserved for such a call stays reserved: the order may then take less discount
-/// than its amount, never more.
-pub fn may_have_run(err: &Error) -> bool {
-    match err.kind() {
-        ErrorKind::IO
-        | ErrorKind::Timeout
-        | ErrorKind::Canceled
-        | ErrorKind::Protocol
-        | ErrorKind::Parse => true,
-        ErrorKind::Unknown => !REFUSED_BEFORE_RUNNING
-            .iter()
-            .any(|code| err.details().starts_with(code)),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,20 +338,5 @@ mod tests {
     fn amounts_beyond_what_lua_counts_exactly_are_clamped() {
         assert_eq!(exact(7), Value::from(7));
         assert_eq!(exact(u64::MAX), Value::from(1_i64 << 53));
-    }
-
-    #[test]
-    fn only_lost_replies_count_as_a_script_that_may_have_run() {
-        assert!(may_have_run(&Error::new(ErrorKind::IO, "closed")));
-        assert!(may_have_run(&Error::new(ErrorKind::Timeout, "slow")));
-        assert!(may_have_run(&Error::new(
-            ErrorKind::Unknown,
-            "ERR Error running script"
-        )));
-        assert!(!may_have_run(&Error::new(
-            ErrorKind::Unknown,
-            "READONLY You can't write against a read only replica."
-        )));
-        assert!(!may_have_run(&Error::new(ErrorKind::Routing, "no node")));
     }
 }

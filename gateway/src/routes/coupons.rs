@@ -16,9 +16,10 @@ use crate::http::{
 };
 use crate::keys::PolicyKeys;
 use crate::metrics::Dependency;
-use crate::orders::{self, DiscountMode, OrderDiscount, Reservation};
+use crate::orders::{DiscountMode, OrderDiscount, Reservation};
 use crate::policies;
 use crate::routes::orders::{eligible_order, release_discount};
+use crate::scripts;
 
 fn no_policy() -> ApiError {
     ApiError::NotFound("no such coupon policy".into())
@@ -373,7 +374,7 @@ enum Failed {
 impl Failed {
     fn may_have_run(&self) -> bool {
         match self {
-            Self::Redis(err) => orders::may_have_run(err),
+            Self::Redis(err) => scripts::may_have_run(err),
             Self::Reload(_) => false,
         }
     }

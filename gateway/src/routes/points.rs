@@ -13,11 +13,12 @@ use crate::http::{
     Request, Response, idempotency_key, json_response, next_page, page_query, read_json,
 };
 use crate::metrics::Dependency;
-use crate::orders::{self, DiscountMode, OrderDiscount, Reservation};
+use crate::orders::{DiscountMode, OrderDiscount, Reservation};
 use crate::points::{
     self, Cancel, CancelRequest, HistoryEntry, PointsError, Use, UseRequest, UserPoints,
 };
 use crate::routes::orders::{eligible_order, release_discount};
+use crate::scripts;
 
 /// Most points one use may spend.
 pub const MAX_USE: u64 = 1_000_000_000_000;
@@ -224,7 +225,7 @@ async fn spend(app: &App, request: &UseRequest<'_>) -> Result<Use, SpendFailed> 
             .await
             .map_err(|err| SpendFailed {
                 answer: app.redis_unavailable("points use", &err),
-                may_have_run: orders::may_have_run(&err),
+                may_have_run: scripts::may_have_run(&err),
             })?;
         if outcome != Use::Miss {
             break;
