@@ -7,18 +7,15 @@
 -- unique key can be broken by the change. The tables' default collation becomes binary too,
 -- so a column added later without one is an exact identifier by default.
 --
--- Also here: the reason a rejected order was refused (so a replay announces the same one), an
--- index for the per-user limit checked under the sale row lock, and the table of events that
--- arrived before the record they change.
+-- Also here: the reason a rejected order was refused (so a replay announces the same one), and
+-- the table of events that arrived before the record they change.
 
 ALTER TABLE orders
     DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
     MODIFY order_id VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     MODIFY user_id VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     ADD COLUMN reject_reason VARCHAR(32) NULL
-        COMMENT 'why a rejected order was refused: sold_out | per_user_limit' AFTER status,
-    -- Covers the per-user sum of units (sale, user, status, quantity) read by the persister.
-    ADD KEY orders_by_sale_user (sale_id, user_id, status, quantity);
+        COMMENT 'why a rejected order was refused: sold_out | per_user_limit' AFTER status;
 
 ALTER TABLE point_ledger
     DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,

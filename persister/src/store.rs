@@ -70,8 +70,8 @@ struct Sale {
     per_user_limit: u64,
 }
 
-/// Statuses whose units still count against the buyer's per-user limit; cancelled, expired
-/// and rejected orders gave theirs back.
+/// Statuses of orders that hold no units: rejected ones never did, cancelled and expired
+/// ones gave theirs back. Every other order counts against its buyer's per-user limit.
 const RELEASED: &str = "('rejected', 'cancelled', 'expired')";
 
 /// Writes `orders` (in delivery order) in the caller's transaction and returns what happened.
@@ -130,26 +130,29 @@ pub async fn write(
         );
     }
 
-    // 3. The units each buyer holds in each sale (an index range read, under the sale locks).
+    // 3. The units each buyer holds in each sale, read under the sale locks through the
+    //    buyers' index: one short range per user, then only their own orders. Through
+    //    `orders_by_sale` it would read the whole sale, so the index is named. (A covering
+    //    (user, sale, status, quantity) index measured no faster here and costs every insert;
+    //    and the status test sits in the sum, as a NOT IN in the WHERE splits every range.)
     let users: HashSet<&str> = orders.iter().map(|o| o.user_id.as_str()).collect();
     let mut held: HashMap<(u64, String), u64> = HashMap::new();
     if !sales.is_empty() {
-        let mut query = QueryBuilder::new(
-            "SELECT sale_id, user_id, CAST(SUM(quantity) AS UNSIGNED) AS units FROM orders \
-             WHERE sale_id IN (",
-        );
-        let mut list = query.separated(", ");
-        for id in sales.keys() {
-            list.push_bind(*id);
-        }
-        query.push(") AND user_id IN (");
+        let mut query = QueryBuilder::new(format!(
+            "SELECT user_id, sale_id, \
+             CAST(SUM(IF(status IN {RELEASED}, 0, quantity)) AS UNSIGNED) AS units \
+             FROM orders FORCE INDEX (orders_by_user) WHERE user_id IN ("
+        ));
         let mut list = query.separated(", ");
         for user in &users {
             list.push_bind(*user);
         }
-        query.push(format!(
-            ") AND status NOT IN {RELEASED} GROUP BY sale_id, user_id"
-        ));
+        query.push(") AND sale_id IN (");
+        let mut list = query.separated(", ");
+        for id in sales.keys() {
+            list.push_bind(*id);
+        }
+        query.push(") GROUP BY user_id, sale_id");
         for row in query.build().fetch_all(&mut *tx).await? {
             held.insert(
                 (row.try_get("sale_id")?, row.try_get("user_id")?),
