@@ -93,7 +93,8 @@ impl Persister {
 
         let metrics = &self.metrics;
         Metrics::add(&metrics.points_written, points.written);
-        Metrics::add(&metrics.points_refused, points.refused.len() as u64);
+        let newly_refused = points.refused.iter().filter(|r| !r.replayed).count();
+        Metrics::add(&metrics.points_refused, newly_refused as u64);
         Metrics::add(&metrics.persisted, orders.confirmed.len() as u64);
         let duplicates = orders.duplicates.len() + coupons.duplicates.len();
         Metrics::add(

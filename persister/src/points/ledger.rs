@@ -12,129 +12,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use flashgate_events::{POINTS_REFUNDED, PointsRefunded, PointsUsed, earn_txid};
+use flashgate_events::{POINTS_REFUNDED, PointsRefunded};
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
 use super::Settle;
+use super::books::{Account, Books, Change, Decided, Known, PointsOutcome};
 use crate::parked::{self, Parked};
-
-/// Why a use is refused.
-const USE_REFUSED: &str = "the balance in the system of record is too low";
-
-/// Why a refund is refused.
-const REFUND_REFUSED: &str = "its use was refused by the system of record";
-
-/// One point change to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Points a confirmed order earns.
-    Earn {
-        /// The order.
-        order_id: String,
-        /// The buyer.
-        user_id: String,
-        /// Points (at least 1).
-        points: u64,
-    },
-    /// Points spent in Redis.
-    Use(PointsUsed),
-    /// A use given back in Redis.
-    Refund(PointsRefunded),
-}
-
-impl Change {
-    /// The ledger's unique id of this change.
-    pub fn txid(&self) -> String {
-        match self {
-            Self::Earn { order_id, .. } => earn_txid(order_id),
-            Self::Use(used) => used.txid.clone(),
-            Self::Refund(refund) => refund.txid.clone(),
-        }
-    }
-
-    fn user_id(&self) -> &str {
-        match self {
-            Self::Earn { user_id, .. } => user_id,
-            Self::Use(used) => &used.user_id,
-            Self::Refund(refund) => &refund.user_id,
-        }
-    }
-
-    fn amount(&self) -> u64 {
-        match self {
-            Self::Earn { points, .. } => *points,
-            Self::Use(used) => used.amount,
-            Self::Refund(refund) => refund.amount,
-        }
-    }
-
-    fn refusal(&self) -> &'static str {
-        match self {
-            Self::Refund(_) => REFUND_REFUSED,
-            _ => USE_REFUSED,
-        }
-    }
-
-    /// Made in Redis (pending in the user's cache until settled).
-    fn made_in_redis(&self) -> bool {
-        !matches!(self, Self::Earn { .. })
-    }
-}
-
-/// A change the database refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    /// Its txid.
-    pub txid: String,
-    /// Whose.
-    pub user_id: String,
-    /// Points it asked for.
-    pub amount: u64,
-    /// Why.
-    pub reason: &'static str,
-    /// The trace id it arrived with (a refund that waited for its use is not in the batch).
-    pub trace_id: String,
-}
-
-/// What writing a list of changes did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PointsOutcome {
-    /// Ledger rows that moved a balance.
-    pub written: u64,
-    /// Changes already in the ledger.
-    pub duplicates: u64,
-    /// Changes refused now (recorded with delta 0) or found refused before (a replay).
-    pub refused: Vec<Refused>,
-    /// Cache work, one per user touched, in commit order.
-    pub settle: Vec<Settle>,
-    /// Refunds parked now to wait for their use.
-    pub parked: u64,
-    /// Parked refunds decided now that their use arrived.
-    pub unparked: u64,
-}
-
-struct Account {
-    balance: i64,
-    version: u64,
-    moved: bool,
-    txids: Vec<String>,
-}
-
-/// A ledger row, stored or written by this batch.
-struct Known {
-    delta: i64,
-    refused: bool,
-    user_id: String,
-}
-
-/// A ledger row to insert.
-struct NewRow {
-    txid: String,
-    user_id: String,
-    delta: i64,
-    reason: &'static str,
-    reference: String,
-}
 
 /// A refund waiting for its use, from this batch or from `parked_events`.
 struct Waiting {
@@ -142,114 +25,6 @@ struct Waiting {
     trace_id: String,
     /// Its row in `parked_events`, when it was parked by an earlier batch.
     parked: Option<(String, String)>,
-}
-
-/// The decisions of one batch, against the balances and ledger as they stand.
-struct Books {
-    accounts: BTreeMap<String, Account>,
-    known: HashMap<String, Known>,
-    rows: Vec<NewRow>,
-    /// Refusals announced by this batch (a change replayed within it is announced once).
-    announced: HashSet<String>,
-    outcome: PointsOutcome,
-}
-
-enum Decided {
-    /// Written, refused, or found in the ledger.
-    Done,
-    /// A refund whose use is not in the ledger yet.
-    Waits,
-}
-
-impl Books {
-    fn decide(&mut self, change: &Change, trace_id: &str) -> Decided {
-        let txid = change.txid();
-        let user = change.user_id();
-        if let Some(known) = self.known.get(&txid) {
-            // Already in the ledger (a replay): nothing moves, a refusal is announced again.
-            self.outcome.duplicates += 1;
-            let refused = known.refused;
-            self.settled(change, &txid);
-            if refused {
-                self.refuse(change, &txid, trace_id);
-            }
-            return Decided::Done;
-        }
-        let spendable = self.accounts.get(user).map(|a| a.balance);
-        let (delta, reason, reference) = match change {
-            Change::Earn {
-                order_id, points, ..
-            } => (points_delta(*points), "earn", order_id.as_str()),
-            Change::Use(used) => {
-                let amount = points_delta(used.amount);
-                if spendable.is_some_and(|balance| balance >= amount) {
-                    (-amount, "use", used.order_id.as_str())
-                } else {
-                    (0, "rejected", used.order_id.as_str())
-                }
-            }
-            Change::Refund(refund) => {
-                let Some(used) = self.known.get(&refund.use_txid) else {
-                    return Decided::Waits;
-                };
-                let amount = points_delta(refund.amount);
-                // The use gave these points, to this user (whose balance row is locked).
-                if used.delta == -amount && used.user_id == refund.user_id && spendable.is_some() {
-                    (amount, "refund", refund.use_txid.as_str())
-                } else {
-                    (0, "rejected", refund.use_txid.as_str())
-                }
-            }
-        };
-        self.settled(change, &txid);
-        if reason == "rejected" {
-            self.refuse(change, &txid, trace_id);
-        }
-        if delta != 0
-            && let Some(account) = self.accounts.get_mut(user)
-        {
-            account.balance += delta;
-            account.moved = true;
-            self.outcome.written += 1;
-        }
-        self.known.insert(
-            txid.clone(),
-            Known {
-                delta,
-                refused: reason == "rejected",
-                user_id: user.to_owned(),
-            },
-        );
-        self.rows.push(NewRow {
-            txid,
-            user_id: user.to_owned(),
-            delta,
-            reason,
-            reference: reference.to_owned(),
-        });
-        Decided::Done
-    }
-
-    /// A Redis-made change is no longer pending in its user's cache.
-    fn settled(&mut self, change: &Change, txid: &str) {
-        if change.made_in_redis()
-            && let Some(account) = self.accounts.get_mut(change.user_id())
-        {
-            account.txids.push(txid.to_owned());
-        }
-    }
-
-    fn refuse(&mut self, change: &Change, txid: &str, trace_id: &str) {
-        if self.announced.insert(txid.to_owned()) {
-            self.outcome.refused.push(Refused {
-                txid: txid.to_owned(),
-                user_id: change.user_id().to_owned(),
-                amount: change.amount(),
-                reason: change.refusal(),
-                trace_id: trace_id.to_owned(),
-            });
-        }
-    }
 }
 
 /// Writes `changes` (in delivery order) in the caller's transaction; `traces` gives the trace
@@ -352,13 +127,7 @@ pub async fn write(
 
     // 4. Decide each change against the balance as it stands; a use is followed by the
     //    refunds that waited for it.
-    let mut books = Books {
-        accounts,
-        known,
-        rows: Vec::new(),
-        announced: HashSet::new(),
-        outcome: PointsOutcome::default(),
-    };
+    let mut books = Books::new(accounts, known);
     let mut released: Vec<(String, String)> = Vec::new();
     for change in changes {
         let txid = change.txid();
@@ -450,8 +219,4 @@ pub async fn write(
         });
     }
     Ok(outcome)
-}
-
-fn points_delta(points: u64) -> i64 {
-    i64::try_from(points).unwrap_or(i64::MAX)
 }

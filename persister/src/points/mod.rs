@@ -1,8 +1,10 @@
 //! Points in MySQL (the ledger and the balances it moves) and the Redis caches brought in step
 //! after each commit.
 
+mod books;
 mod caches;
 mod ledger;
 
+pub use books::{Change, PointsOutcome, Refused};
 pub use caches::{Caches, Settle};
-pub use ledger::{Change, PointsOutcome, Refused, write};
+pub use ledger::write;

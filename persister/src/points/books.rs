@@ -1,0 +1,376 @@
+//! Deciding point changes against the balances and the ledger as they stand: pure logic, no
+//! I/O. `ledger.rs` reads what it needs under the row locks, lets [`Books`] decide, and writes
+//! what was decided.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use flashgate_events::{PointsRefunded, PointsUsed, earn_txid};
+
+use super::Settle;
+
+/// Why a use is refused.
+const USE_REFUSED: &str = "the balance in the system of record is too low";
+
+/// Why a refund is refused.
+const REFUND_REFUSED: &str = "its use was refused by the system of record";
+
+/// One point change to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Points a confirmed order earns.
+    Earn {
+        /// The order.
+        order_id: String,
+        /// The buyer.
+        user_id: String,
+        /// Points (at least 1).
+        points: u64,
+    },
+    /// Points spent in Redis.
+    Use(PointsUsed),
+    /// A use given back in Redis.
+    Refund(PointsRefunded),
+}
+
+impl Change {
+    /// The ledger's unique id of this change.
+    pub fn txid(&self) -> String {
+        match self {
+            Self::Earn { order_id, .. } => earn_txid(order_id),
+            Self::Use(used) => used.txid.clone(),
+            Self::Refund(refund) => refund.txid.clone(),
+        }
+    }
+
+    pub(super) fn user_id(&self) -> &str {
+        match self {
+            Self::Earn { user_id, .. } => user_id,
+            Self::Use(used) => &used.user_id,
+            Self::Refund(refund) => &refund.user_id,
+        }
+    }
+
+    fn amount(&self) -> u64 {
+        match self {
+            Self::Earn { points, .. } => *points,
+            Self::Use(used) => used.amount,
+            Self::Refund(refund) => refund.amount,
+        }
+    }
+
+    fn refusal(&self) -> &'static str {
+        match self {
+            Self::Refund(_) => REFUND_REFUSED,
+            _ => USE_REFUSED,
+        }
+    }
+
+    /// Made in Redis (pending in the user's cache until settled).
+    fn made_in_redis(&self) -> bool {
+        !matches!(self, Self::Earn { .. })
+    }
+}
+
+/// A change the database refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Its txid.
+    pub txid: String,
+    /// Whose.
+    pub user_id: String,
+    /// Points it asked for.
+    pub amount: u64,
+    /// Why.
+    pub reason: &'static str,
+    /// The trace id it arrived with (a refund that waited for its use is not in the batch).
+    pub trace_id: String,
+    /// Found refused in the ledger (a replay): announced again, not refused again.
+    pub replayed: bool,
+}
+
+/// What writing a list of changes did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PointsOutcome {
+    /// Ledger rows that moved a balance.
+    pub written: u64,
+    /// Changes already in the ledger.
+    pub duplicates: u64,
+    /// Changes refused now (recorded with delta 0) or found refused before (a replay).
+    pub refused: Vec<Refused>,
+    /// Cache work, one per user touched, in commit order.
+    pub settle: Vec<Settle>,
+    /// Refunds parked now to wait for their use.
+    pub parked: u64,
+    /// Parked refunds decided now that their use arrived.
+    pub unparked: u64,
+}
+
+/// A user's balance row, as locked, and what this batch does to it.
+pub(super) struct Account {
+    pub(super) balance: i64,
+    pub(super) version: u64,
+    pub(super) moved: bool,
+    pub(super) txids: Vec<String>,
+}
+
+/// A ledger row, stored or written by this batch.
+pub(super) struct Known {
+    pub(super) delta: i64,
+    pub(super) refused: bool,
+    pub(super) user_id: String,
+}
+
+/// A ledger row to insert.
+pub(super) struct NewRow {
+    pub(super) txid: String,
+    pub(super) user_id: String,
+    pub(super) delta: i64,
+    pub(super) reason: &'static str,
+    pub(super) reference: String,
+}
+
+/// The decisions of one batch, against the balances and ledger as they stand.
+pub(super) struct Books {
+    pub(super) accounts: BTreeMap<String, Account>,
+    pub(super) known: HashMap<String, Known>,
+    pub(super) rows: Vec<NewRow>,
+    /// Refusals announced by this batch (a change replayed within it is announced once).
+    pub(super) announced: HashSet<String>,
+    pub(super) outcome: PointsOutcome,
+}
+
+/// What became of one change.
+pub(super) enum Decided {
+    /// Written, refused, or found in the ledger.
+    Done,
+    /// A refund whose use is not in the ledger yet.
+    Waits,
+}
+
+impl Books {
+    /// Books over the locked `accounts` and the ledger rows `known` of the batch's txids.
+    pub(super) fn new(accounts: BTreeMap<String, Account>, known: HashMap<String, Known>) -> Self {
+        Self {
+            accounts,
+            known,
+            rows: Vec::new(),
+            announced: HashSet::new(),
+            outcome: PointsOutcome::default(),
+        }
+    }
+
+    pub(super) fn decide(&mut self, change: &Change, trace_id: &str) -> Decided {
+        let txid = change.txid();
+        let user = change.user_id();
+        if let Some(known) = self.known.get(&txid) {
+            // Already in the ledger (a replay): nothing moves, a refusal is announced again.
+            self.outcome.duplicates += 1;
+            let refused = known.refused;
+            self.settled(change, &txid);
+            if refused {
+                self.refuse(change, &txid, trace_id, true);
+            }
+            return Decided::Done;
+        }
+        let spendable = self.accounts.get(user).map(|a| a.balance);
+        let (delta, reason, reference) = match change {
+            Change::Earn {
+                order_id, points, ..
+            } => (points_delta(*points), "earn", order_id.as_str()),
+            Change::Use(used) => {
+                let amount = points_delta(used.amount);
+                if spendable.is_some_and(|balance| balance >= amount) {
+                    (-amount, "use", used.order_id.as_str())
+                } else {
+                    (0, "rejected", used.order_id.as_str())
+                }
+            }
+            Change::Refund(refund) => {
+                let Some(used) = self.known.get(&refund.use_txid) else {
+                    return Decided::Waits;
+                };
+                let amount = points_delta(refund.amount);
+                // The use gave these points, to this user (whose balance row is locked).
+                if used.delta == -amount && used.user_id == refund.user_id && spendable.is_some() {
+                    (amount, "refund", refund.use_txid.as_str())
+                } else {
+                    (0, "rejected", refund.use_txid.as_str())
+                }
+            }
+        };
+        self.settled(change, &txid);
+        if reason == "rejected" {
+            self.refuse(change, &txid, trace_id, false);
+        }
+        if delta != 0
+            && let Some(account) = self.accounts.get_mut(user)
+        {
+            account.balance += delta;
+            account.moved = true;
+            self.outcome.written += 1;
+        }
+        self.known.insert(
+            txid.clone(),
+            Known {
+                delta,
+                refused: reason == "rejected",
+                user_id: user.to_owned(),
+            },
+        );
+        self.rows.push(NewRow {
+            txid,
+            user_id: user.to_owned(),
+            delta,
+            reason,
+            reference: reference.to_owned(),
+        });
+        Decided::Done
+    }
+
+    /// A Redis-made change is no longer pending in its user's cache.
+    fn settled(&mut self, change: &Change, txid: &str) {
+        if change.made_in_redis()
+            && let Some(account) = self.accounts.get_mut(change.user_id())
+        {
+            account.txids.push(txid.to_owned());
+        }
+    }
+
+    fn refuse(&mut self, change: &Change, txid: &str, trace_id: &str, replayed: bool) {
+        if self.announced.insert(txid.to_owned()) {
+            self.outcome.refused.push(Refused {
+                txid: txid.to_owned(),
+                user_id: change.user_id().to_owned(),
+                amount: change.amount(),
+                reason: change.refusal(),
+                trace_id: trace_id.to_owned(),
+                replayed,
+            });
+        }
+    }
+}
+
+pub(super) fn points_delta(points: u64) -> i64 {
+    i64::try_from(points).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    fn books(users: &[(&str, i64)], known: &[(&str, i64, bool, &str)]) -> Books {
+        let accounts = users
+            .iter()
+            .map(|(user, balance)| {
+                let account = Account {
+                    balance: *balance,
+                    version: 1,
+                    moved: false,
+                    txids: Vec::new(),
+                };
+                ((*user).to_owned(), account)
+            })
+            .collect();
+        let known = known
+            .iter()
+            .map(|(txid, delta, refused, user)| {
+                let row = Known {
+                    delta: *delta,
+                    refused: *refused,
+                    user_id: (*user).to_owned(),
+                };
+                ((*txid).to_owned(), row)
+            })
+            .collect();
+        Books::new(accounts, known)
+    }
+
+    fn use_of(user: &str, txid: &str, amount: u64) -> Change {
+        Change::Use(PointsUsed {
+            txid: txid.to_owned(),
+            user_id: user.to_owned(),
+            amount,
+            order_id: "1-o".to_owned(),
+            at: Utc::now(),
+        })
+    }
+
+    fn refund_of(user: &str, use_txid: &str, amount: u64) -> Change {
+        Change::Refund(PointsRefunded {
+            txid: flashgate_events::refund_txid(use_txid).expect("use txid"),
+            use_txid: use_txid.to_owned(),
+            user_id: user.to_owned(),
+            amount,
+            at: Utc::now(),
+        })
+    }
+
+    fn rows(books: &Books) -> Vec<(&str, i64, &str)> {
+        books
+            .rows
+            .iter()
+            .map(|r| (r.txid.as_str(), r.delta, r.reason))
+            .collect()
+    }
+
+    #[test]
+    fn a_refund_waits_while_its_use_is_unknown_and_is_decided_after_it() {
+        let mut books = books(&[("ana", 100)], &[]);
+        let refund = refund_of("ana", "use-1", 60);
+        assert!(matches!(books.decide(&refund, "t"), Decided::Waits));
+        assert!(books.rows.is_empty(), "nothing decided early");
+        assert!(matches!(
+            books.decide(&use_of("ana", "use-1", 60), "t"),
+            Decided::Done
+        ));
+        assert!(matches!(books.decide(&refund, "t"), Decided::Done));
+        assert_eq!(
+            rows(&books),
+            [("use-1", -60, "use"), ("refund-1", 60, "refund")]
+        );
+        assert_eq!(books.accounts["ana"].balance, 100);
+        assert_eq!(books.accounts["ana"].txids, ["use-1", "refund-1"]);
+        assert!(books.outcome.refused.is_empty());
+    }
+
+    #[test]
+    fn a_refund_of_a_refused_use_is_refused_and_a_replayed_refusal_is_announced_once_more() {
+        let mut books = books(&[("ben", 10)], &[]);
+        books.decide(&use_of("ben", "use-2", 50), "t");
+        books.decide(&refund_of("ben", "use-2", 50), "t");
+        assert_eq!(
+            rows(&books),
+            [("use-2", 0, "rejected"), ("refund-2", 0, "rejected")]
+        );
+        assert_eq!(books.outcome.refused.len(), 2);
+
+        // The batch again, later: both found refused, each announced again, once.
+        let mut replay = super::tests::books(
+            &[("ben", 10)],
+            &[("use-2", 0, true, "ben"), ("refund-2", 0, true, "ben")],
+        );
+        for _ in 0..2 {
+            replay.decide(&use_of("ben", "use-2", 50), "t");
+            replay.decide(&refund_of("ben", "use-2", 50), "t");
+        }
+        assert!(replay.rows.is_empty(), "nothing written again");
+        let announced: Vec<(&str, bool)> = replay
+            .outcome
+            .refused
+            .iter()
+            .map(|r| (r.txid.as_str(), r.replayed))
+            .collect();
+        assert_eq!(announced, [("use-2", true), ("refund-2", true)]);
+        assert_eq!(replay.outcome.duplicates, 4);
+    }
+
+    #[test]
+    fn a_refund_claimed_by_another_user_gives_nothing() {
+        let mut books = books(&[("eve", 0)], &[("use-3", -60, false, "ana")]);
+        books.decide(&refund_of("eve", "use-3", 60), "t");
+        assert_eq!(rows(&books), [("refund-3", 0, "rejected")]);
+        assert_eq!(books.accounts["eve"].balance, 0);
+    }
+}
