@@ -153,8 +153,14 @@ async fn a_coupon_change_that_arrives_before_its_coupon_waits_and_ends_as_if_in_
     );
     let parked_total = running.metrics.parked_total.load(Ordering::Relaxed);
     let unparked_total = running.metrics.unparked_total.load(Ordering::Relaxed);
-    assert!(parked_total >= 1, "rex's redemption at least waited in MySQL");
-    assert_eq!(unparked_total, parked_total, "every parked change was applied");
+    assert!(
+        parked_total >= 1,
+        "rex's redemption at least waited in MySQL"
+    );
+    assert_eq!(
+        unparked_total, parked_total,
+        "every parked change was applied"
+    );
     let dead = running.metrics.dead_lettered.load(Ordering::Relaxed);
     assert_eq!(dead, 0, "nothing dead-lettered");
     running.stop().await;
