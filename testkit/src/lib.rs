@@ -70,7 +70,7 @@ pub async fn drop_database(pool: MySqlPool) {
 /// Creates a topic of its own (`<prefix><unique>`) with `partitions` partitions.
 ///
 /// Topics are never deleted: deleting topics while other clients produce has crashed the
-/// storage of tansu 0.6 (see the README's broker notes).
+/// storage of tansu 0.6 (see the broker notes in docs/operations.md).
 pub async fn fresh_topic(settings: &Settings, prefix: &str, partitions: i32) -> String {
     let topic = unique(prefix);
     let admin: AdminClient<DefaultClientContext> = settings

@@ -83,7 +83,7 @@ async fn idempotent_producer_delivers_and_a_group_reads_and_commits() {
     drop(next);
     drop(successor);
     // The topic stays: deleting topics while other clients produce has crashed tansu 0.6's
-    // storage here (see README, broker notes).
+    // storage here (see docs/operations.md, broker notes).
 }
 
 /// The next message, waiting up to 60 s. `poll` also returns empty-handed after handling a
