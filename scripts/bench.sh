@@ -103,17 +103,50 @@ step "release gateway on $addr and persister"
 FLASHGATE__LOG__FILTER=warn start_servers "$bin" "$addr" \
   "${FLASHGATE_BENCH_PERSISTER_ADDR:-127.0.0.1:8099}" "$out/gateway.log" "$out/persister.log"
 
+# CPU time (user + system, clock ticks) each process of the box has used so far: ratios of
+# these per request travel between machines better than rates do.
+stack_dir=${FLASHGATE_STACK_DIR:-.stack}
+pid_of() { cat "$stack_dir/run/$1.pid" 2>/dev/null || echo 0; }
+replica_port=$([ "$redis_port" = 6390 ] && echo 6391 || echo 6390)
+cpu_names=(gateway persister redis-primary redis-replica tansu mariadb)
+cpu_ticks() {
+  local pid
+  for pid in "$gateway" "$persister" "$(pid_of "redis-$redis_port")" \
+    "$(pid_of "redis-$replica_port")" "$(pid_of tansu)" "$(pid_of mariadb)"; do
+    awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0
+  done
+}
+ticks_per_second=$(getconf CLK_TCK)
+printf '| run | requests | %s | load generator |\n|---|---|%s---|\n' \
+  "$(IFS='|'; echo "${cpu_names[*]}" | sed 's/|/ | /g')" "$(printf -- '---|%.0s' "${cpu_names[@]}")" \
+  >"$out/cpu.md"
+
 run() { # name, then flashgate-loadtest run options
   local name=$1
   shift
   step "$name"
-  local status=0
-  FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://$addr" --quiet \
+  local status=0 before_ticks after_ticks generator requests
+  mapfile -t before_ticks < <(cpu_ticks)
+  local TIMEFORMAT='%U %S'
+  { time FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://$addr" --quiet \
     --duration "${seconds}s" --warmup "${warmup}s" --connections "$connections" \
-    --json "$out/$name.json" "$@" >"$out/$name.md" || status=$?
-  cat "$out/$name.md" >&2
+    --json "$out/$name.json" "$@" >"$out/$name.md" 2>"$out/$name.err" || status=$?; } 2>"$out/$name.time"
+  mapfile -t after_ticks < <(cpu_ticks)
+  cat "$out/$name.err" "$out/$name.md" >&2
   reports+=("$out/$name.json")
   [ "$status" -le 1 ] || { echo "run $name failed (exit $status)" >&2; exit 2; }
+  # Every request answered in the run, warm-up included, as the CPU counts cover it all.
+  requests=$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1]))["status_counts"].values()))' \
+    "$out/$name.json" 2>/dev/null || echo 0)
+  generator=$(awk '{ print ($1 + $2) }' "$out/$name.time")
+  {
+    printf '| %s | %s |' "$name" "$requests"
+    for i in "${!cpu_names[@]}"; do
+      awk -v a="${after_ticks[$i]}" -v b="${before_ticks[$i]}" -v hz="$ticks_per_second" -v n="$requests" \
+        'BEGIN { printf " %.1f |", n > 0 ? (a - b) / hz * 1e6 / n : 0 }'
+    done
+    awk -v g="$generator" -v n="$requests" 'BEGIN { printf " %.1f |\n", n > 0 ? g * 1e6 / n : 0 }'
+  } >>"$out/cpu.md"
 }
 reports=()
 max_shoppers=$(( 40000 * seconds ))
@@ -152,5 +185,9 @@ step "summary ($out/summary.md)"
 met=0
 "$bin/flashgate-loadtest" summary --ceiling "$before" --ceiling "$after" "${reports[@]}" \
   >>"$out/summary.md" || met=$?
+{
+  printf '\nCPU time per request, µs (user + system, from /proc; warm-up, run and drain):\n\n'
+  cat "$out/cpu.md"
+} >>"$out/summary.md"
 cat "$out/summary.md"
 exit "$met"
