@@ -276,7 +276,10 @@ async fn entries_left_pending_by_a_dead_relay_are_claimed_and_sent() {
     .await;
     let sale_id = first.sale(json!({"stock": 10, "per_user_limit": 1})).await;
     let ids = admit_many(&first, sale_id, "stuck", 10).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let outbox =
+        flashgate_gateway::keys::SaleKeys::new(&first.settings.redis.key_prefix, sale_id).outbox;
+    let holders = wait_for_pending(&first.redis, &outbox, 10).await;
+    assert_eq!(holders.len(), 1, "one relay holds them all: {holders:?}");
     let mut settings = first.settings.clone();
     let db = first.db.clone();
     first.stop().await;
@@ -296,5 +299,52 @@ async fn entries_left_pending_by_a_dead_relay_are_claimed_and_sent() {
     let delivered: HashSet<String> = events.into_iter().map(|(k, _, _)| k).collect();
     let admitted: HashSet<String> = ids.into_iter().collect();
     assert_eq!(delivered, admitted);
+    // The claimed entries were acknowledged once sent: none is left pending.
+    wait_for_pending(&second.redis, &outbox, 0).await;
     second.stop().await;
+}
+
+/// Polls `XPENDING` of the relays' group on `stream` until `count` entries are pending or
+/// 20 s passed; returns (consumer, entries pending in it).
+async fn wait_for_pending(
+    redis: &fred::prelude::Pool,
+    stream: &str,
+    count: u64,
+) -> Vec<(String, u64)> {
+    use fred::prelude::ClientLike;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Summary form: [total, smallest id, largest id, [[consumer, count], ...]]; an
+        // error until the relay made its group.
+        let reply: Result<fred::prelude::Value, _> = redis
+            .custom(
+                fred::cmd!("XPENDING"),
+                vec![stream, flashgate_gateway::outbox_relay::GROUP],
+            )
+            .await;
+        let summary = reply
+            .map(fred::prelude::Value::into_array)
+            .unwrap_or_default();
+        let total = summary.first().and_then(fred::prelude::Value::as_u64);
+        let holders: Vec<(String, u64)> = summary
+            .get(3)
+            .map(|v| v.clone().into_array())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|pair| {
+                let pair = pair.into_array();
+                let name = pair.first()?.as_string()?;
+                let held = pair.get(1)?.as_u64()?;
+                Some((name, held))
+            })
+            .collect();
+        if total == Some(count) {
+            return holders;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream}: {total:?} pending, never {count} ({holders:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
