@@ -314,13 +314,10 @@ async fn wait_for_pending(
     use fred::prelude::ClientLike;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        // Summary form: [total, smallest id, largest id, [[consumer, count], ...]]; an
-        // error until the relay made its group.
+        // Of the relays' group `relay`. Summary form: [total, smallest id, largest id,
+        // [[consumer, count], ...]]; an error until the relay made its group.
         let reply: Result<fred::prelude::Value, _> = redis
-            .custom(
-                fred::cmd!("XPENDING"),
-                vec![stream, flashgate_gateway::outbox_relay::GROUP],
-            )
+            .custom(fred::cmd!("XPENDING"), vec![stream, "relay"])
             .await;
         let summary = reply
             .map(fred::prelude::Value::into_array)
