@@ -282,15 +282,18 @@ async fn a_sold_out_sale_is_answered_from_memory() {
         let reply = app.purchase(sale_id, &format!("late-{i}"), 1).await;
         assert_eq!(reply.code(), "sold_out");
     }
+    assert_eq!(sold_out_from_memory(&app).await, 5);
+    app.stop().await;
+}
+
+/// `flashgate_sold_out_from_memory_total` from `/metrics`.
+async fn sold_out_from_memory(app: &crate::helpers::TestApp) -> u64 {
     let metrics = app.request(Method::GET, "/metrics", None, &[], None).await;
     let text = String::from_utf8_lossy(&metrics.bytes).into_owned();
-    let from_memory: u64 = text
-        .lines()
+    text.lines()
         .find_map(|l| l.strip_prefix("flashgate_sold_out_from_memory_total "))
         .and_then(|v| v.parse().ok())
-        .expect("metric present");
-    assert_eq!(from_memory, 5, "{text}");
-    app.stop().await;
+        .unwrap_or_else(|| panic!("metric present: {text}"))
 }
 
 #[tokio::test]
@@ -340,7 +343,10 @@ async fn a_restock_message_clears_the_sold_out_memory_at_once() {
         app.purchase(sale_id, "first", 1).await.status,
         StatusCode::ACCEPTED
     );
+    // The admission that took the last unit set the memory: refusals come from it.
     assert_eq!(app.purchase(sale_id, "second", 1).await.code(), "sold_out");
+    assert_eq!(app.purchase(sale_id, "second", 1).await.code(), "sold_out");
+    assert_eq!(sold_out_from_memory(&app).await, 2);
 
     // Stock comes back (as a cancellation will do) and is announced.
     let prefix = app.settings.redis.key_prefix.clone();
@@ -349,12 +355,13 @@ async fn a_restock_message_clears_the_sold_out_memory_at_once() {
         .incr(format!("{prefix}:{{s:{sale_id}}}:stock"))
         .await
         .expect("INCR");
-    let _: i64 = app
+    let receivers: i64 = app
         .redis
         .next()
         .publish(format!("{prefix}:restock"), sale_id)
         .await
         .expect("PUBLISH");
+    assert_eq!(receivers, 1, "the gateway listens to the restock channel");
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let reply = loop {
