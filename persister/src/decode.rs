@@ -1,5 +1,8 @@
 //! Turning a Kafka message into an event the persister stores, or a reason it can never be one.
 
+use flashgate_events::ids::{
+    COUPON_ID_MAX_LEN, ORDER_ID_MAX_LEN, TXID_MAX_LEN, USER_ID_MAX_LEN, fits,
+};
 use flashgate_events::{
     COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, CouponIssued, CouponRedemption,
     Envelope, ORDER_ADMITTED, OrderAdmitted, POINTS_REFUNDED, POINTS_USED, PointsRefunded,
@@ -43,9 +46,13 @@ pub fn event(payload: Option<&[u8]>) -> Result<(Event, String), String> {
         COUPON_ISSUED => Event::CouponIssued(checked_coupon(data(envelope.data)?)?),
         kind @ (COUPON_REDEEMED | COUPON_REDEMPTION_CANCELLED) => {
             let change: CouponRedemption = data(envelope.data)?;
-            check_ids(&change.coupon_id, &change.user_id)?;
-            if change.order_id.len() > 40 {
-                return Err("order_id must have at most 40 characters".into());
+            check_id("coupon_id", &change.coupon_id, COUPON_ID_MAX_LEN)?;
+            check_id("user_id", &change.user_id, USER_ID_MAX_LEN)?;
+            // Empty until the coupon is redeemed on an order.
+            if change.order_id.len() > ORDER_ID_MAX_LEN {
+                return Err(format!(
+                    "order_id must have at most {ORDER_ID_MAX_LEN} characters"
+                ));
             }
             Event::CouponRedemption {
                 redeemed: kind == COUPON_REDEEMED,
@@ -54,18 +61,18 @@ pub fn event(payload: Option<&[u8]>) -> Result<(Event, String), String> {
         }
         POINTS_USED => {
             let used: PointsUsed = data(envelope.data)?;
-            check_ids(&used.txid, &used.user_id)?;
+            check_id("txid", &used.txid, TXID_MAX_LEN)?;
+            check_id("user_id", &used.user_id, USER_ID_MAX_LEN)?;
             if !used.txid.starts_with("use-") || used.amount == 0 {
                 return Err("a use needs a `use-` txid and at least 1 point".into());
             }
-            if used.order_id.is_empty() || used.order_id.len() > 80 {
-                return Err("order_id must have 1 to 80 characters".into());
-            }
+            check_id("order_id", &used.order_id, ORDER_ID_MAX_LEN)?;
             Event::PointsUsed(used)
         }
         POINTS_REFUNDED => {
             let refund: PointsRefunded = data(envelope.data)?;
-            check_ids(&refund.txid, &refund.user_id)?;
+            check_id("txid", &refund.txid, TXID_MAX_LEN)?;
+            check_id("user_id", &refund.user_id, USER_ID_MAX_LEN)?;
             if refund_txid(&refund.use_txid).as_deref() != Some(refund.txid.as_str())
                 || refund.amount == 0
             {
@@ -82,21 +89,18 @@ fn data<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
     serde_json::from_value(value).map_err(|err| format!("undecodable data: {err}"))
 }
 
-fn check_ids(id: &str, user_id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 64 {
-        return Err("id must have 1 to 64 characters".into());
+/// `Err` naming the field when `id` is empty or longer than `max_len` (see [`fits`]).
+fn check_id(field: &str, id: &str, max_len: usize) -> Result<(), String> {
+    if fits(id, max_len) {
+        Ok(())
+    } else {
+        Err(format!("{field} must have 1 to {max_len} characters"))
     }
-    if user_id.is_empty() || user_id.len() > 64 {
-        return Err("user_id must have 1 to 64 characters".into());
-    }
-    Ok(())
 }
 
 fn checked_order(order: OrderAdmitted) -> Result<OrderAdmitted, String> {
-    if order.order_id.len() > 40 {
-        return Err("order_id must have 1 to 40 characters".into());
-    }
-    check_ids(&order.order_id, &order.user_id)?;
+    check_id("order_id", &order.order_id, ORDER_ID_MAX_LEN)?;
+    check_id("user_id", &order.user_id, USER_ID_MAX_LEN)?;
     if order.quantity == 0 {
         return Err("quantity must be at least 1".into());
     }
@@ -107,7 +111,8 @@ fn checked_order(order: OrderAdmitted) -> Result<OrderAdmitted, String> {
 }
 
 fn checked_coupon(coupon: CouponIssued) -> Result<CouponIssued, String> {
-    check_ids(&coupon.coupon_id, &coupon.user_id)?;
+    check_id("coupon_id", &coupon.coupon_id, COUPON_ID_MAX_LEN)?;
+    check_id("user_id", &coupon.user_id, USER_ID_MAX_LEN)?;
     if coupon.claim_no == 0 {
         return Err("claim_no must be at least 1".into());
     }
@@ -167,5 +172,25 @@ mod tests {
         assert!(matches!(decode(refund), Ok(Event::PointsRefunded(r)) if r.use_txid == "use-1"));
         let other_use = refund.replace(r#""use_txid":"use-1""#, r#""use_txid":"use-2""#);
         assert!(decode(&other_use).is_err());
+    }
+
+    #[test]
+    fn an_order_id_longer_than_its_column_is_poison_in_every_event() {
+        let long = "9".repeat(ORDER_ID_MAX_LEN + 1);
+        let order = order_json(10, "order.admitted", 1).replace("1-a", &long);
+        assert!(decode(&order).unwrap_err().contains("order_id"));
+        let used = r#"{"type":"points.used","version":1,"event_id":"use-1","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","data":{"txid":"use-1","user_id":"u","amount":5,"order_id":"9-o","at":"2026-01-01T00:00:00Z"}}"#;
+        assert!(
+            decode(&used.replace("9-o", &long))
+                .unwrap_err()
+                .contains("order_id")
+        );
+        let redeemed = r#"{"type":"coupon.redeemed","version":1,"event_id":"e","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","data":{"coupon_id":"3-c","policy_id":3,"user_id":"u","order_id":"9-o","discount":5,"seq":2,"at":"2026-01-01T00:00:00Z"}}"#;
+        assert!(decode(redeemed).is_ok());
+        assert!(
+            decode(&redeemed.replace("9-o", &long))
+                .unwrap_err()
+                .contains("order_id")
+        );
     }
 }
