@@ -8,12 +8,12 @@ use fred::prelude::Pool;
 use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 
-use crate::auth::Verifier;
-use crate::error::ApiError;
+use crate::http::auth::Verifier;
+use crate::http::error::ApiError;
+use crate::http::readiness::Readiness;
 use crate::metrics::{Dependency, Metrics};
-use crate::readiness::Readiness;
+use crate::sales::soldout::SoldOutCache;
 use crate::scripts::Scripts;
-use crate::soldout::SoldOutCache;
 
 /// Shared state of one gateway process.
 pub struct App {

@@ -1,26 +1,23 @@
 //! The flashgate gateway: JWT-authenticated HTTP in front of atomic Redis admission, with an
 //! outbox relay to Kafka.
+//!
+//! Where things are: `sales/`, `coupons/`, `points/` and `orders/` hold each domain's rules,
+//! its MySQL part and its Redis part; `outbox/` the relay to Kafka and its registry; `http/`
+//! the server, the route table, errors, authentication and request helpers; `routes/` the
+//! thin handlers (parse, call the domain, answer).
 
-pub mod admission;
 pub mod app;
-pub mod auth;
-pub mod error;
-pub mod http;
-pub use flashgate_events::keys;
 pub mod coupons;
+pub mod http;
 pub mod metrics;
 pub mod orders;
-pub mod outbox_entry;
-pub mod outbox_relay;
+pub mod outbox;
 pub mod points;
-pub mod policies;
-pub mod readiness;
-pub mod restock;
-pub mod router;
+pub mod restore;
 pub mod routes;
 pub mod sales;
 pub mod scripts;
-pub mod server;
-pub mod soldout;
 pub mod startup;
-pub mod token;
+
+pub use flashgate_events::keys;
+pub use http::{auth, token};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use flashgate_events::keys::Outbox;
 
-use crate::admission::Admission;
-use crate::coupons::Claim;
+use crate::coupons::claims::Claim;
+use crate::sales::admission::Admission;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [

@@ -158,6 +158,12 @@ pub fn reply_int(reply: &[Value], index: usize) -> i64 {
     reply.get(index).and_then(Value::as_i64).unwrap_or_default()
 }
 
+/// A count or an amount as a script argument: Lua's integers are signed, so anything past
+/// `i64::MAX` is sent as `i64::MAX`.
+pub fn int(value: u64) -> Value {
+    Value::from(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
 /// Redis errors that say a command was refused before it ran (it changed nothing).
 const REFUSED_BEFORE_RUNNING: [&str; 7] = [
     "NOSCRIPT",
@@ -198,8 +204,13 @@ pub fn unexpected_reply(script: &str, code: &str) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A script's reply array made of `items`.
+    pub fn reply(items: &[&str]) -> Vec<Value> {
+        items.iter().map(|s| Value::from(*s)).collect()
+    }
 
     #[test]
     fn only_lost_or_garbled_replies_leave_the_outcome_unknown() {

@@ -5,35 +5,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use flashgate_config::Settings;
-use fred::prelude::SetsInterface;
 use rdkafka::producer::FutureProducer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::auth::Verifier;
-use crate::outbox_relay::{Relay, RelayTopics};
-use crate::{keys, policies, restock, sales, server};
-
-/// Loads what Redis lacks from MySQL: open sales and live coupon policies. Returns how many of
-/// each were loaded. Also (re-)registers the point buckets' outboxes with the relay.
-pub async fn restore(app: &App) -> anyhow::Result<(usize, usize)> {
-    let point_outboxes: Vec<String> = (0..keys::POINT_BUCKETS)
-        .map(|bucket| keys::Outbox::Points(bucket).key(app.prefix()))
-        .collect();
-    let _: i64 = app
-        .redis
-        .sadd(keys::active_outboxes(app.prefix()), point_outboxes)
-        .await
-        .context("registering the point outboxes with the relay")?;
-    let sales = sales::restore(&app.redis, &app.db, &app.scripts.load_sale, app.prefix())
-        .await
-        .context("restoring open sales into Redis")?;
-    let policies = policies::restore(&app.redis, &app.db, &app.scripts.load_policy, app.prefix())
-        .await
-        .context("restoring coupon policies into Redis")?;
-    Ok((sales, policies))
-}
+use crate::http::auth::Verifier;
+use crate::http::server;
+use crate::outbox::relay::{Relay, RelayTopics};
+use crate::restore::restore;
+use crate::sales::restock;
 
 /// A gateway with its listener bound and its clients connected, not yet serving.
 pub struct Application {

@@ -7,7 +7,7 @@ use http::header::AUTHORIZATION;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

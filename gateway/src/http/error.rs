@@ -3,7 +3,7 @@
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-use crate::http::{Response, json_response};
+use crate::http::response::{Response, json_response};
 
 /// Everything a request can end with other than success.
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +181,7 @@ mod tests {
         let response =
             ApiError::Internal(anyhow::anyhow!("password=hunter2 in a stack")).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = crate::http::body_text(&response);
+        let body = crate::http::response::body_text(&response);
         assert!(!body.contains("hunter2"), "{body}");
         assert!(body.contains(r#""code":"internal""#), "{body}");
     }
@@ -202,7 +202,7 @@ mod tests {
         let response = ApiError::OutcomeUnknown.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        let body = crate::http::body_text(&response);
+        let body = crate::http::response::body_text(&response);
         assert!(body.contains(r#""code":"outcome_unknown""#), "{body}");
         assert!(body.contains("same Idempotency-Key"), "{body}");
     }

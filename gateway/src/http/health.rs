@@ -4,7 +4,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::app::App;
-use crate::http::{Response, json_response, text_response};
+use crate::http::response::{Response, json_response, text_response};
 
 /// Always 200 while the process runs.
 pub fn healthz() -> Response {
@@ -14,7 +14,10 @@ pub fn healthz() -> Response {
 /// 200 when Redis and Kafka answer and the process is not draining; else 503 with the reason.
 /// The dependency checks are cached for about a second (see `readiness.rs`).
 pub async fn readyz(app: &App) -> Response {
-    let checks = app.readiness.checks(app).await;
+    let checks = app
+        .readiness
+        .checks(&app.redis, &app.producer, &app.metrics)
+        .await;
     let (redis_ok, kafka_ok) = (checks.redis, checks.kafka);
     let draining = app.is_draining();
     let ready = redis_ok && kafka_ok && !draining;

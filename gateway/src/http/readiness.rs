@@ -9,10 +9,11 @@
 use std::time::{Duration, Instant};
 
 use fred::interfaces::ClientLike;
-use rdkafka::producer::Producer;
+use fred::prelude::Pool;
+use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::Mutex;
 
-use crate::app::App;
+use crate::metrics::Metrics;
 
 /// How long one round of checks answers for.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -38,27 +39,32 @@ pub struct Readiness {
 
 impl Readiness {
     /// The dependency checks, at most [`FRESH_FOR`] old.
-    pub async fn checks(&self, app: &App) -> Checks {
+    pub async fn checks(
+        &self,
+        redis: &Pool,
+        producer: &FutureProducer,
+        metrics: &Metrics,
+    ) -> Checks {
         let mut last = self.last.lock().await;
         if let Some((at, checks)) = *last
             && at.elapsed() < FRESH_FOR
         {
             return checks;
         }
-        let checks = check(app).await;
+        let checks = check(redis, producer, metrics).await;
         *last = Some((Instant::now(), checks));
         checks
     }
 }
 
-async fn check(app: &App) -> Checks {
-    app.metrics.observe_readiness_check();
+async fn check(redis: &Pool, producer: &FutureProducer, metrics: &Metrics) -> Checks {
+    metrics.observe_readiness_check();
     let redis = async {
-        tokio::time::timeout(CHECK_TIMEOUT, app.redis.ping::<String>(None))
+        tokio::time::timeout(CHECK_TIMEOUT, redis.ping::<String>(None))
             .await
             .is_ok_and(|r| r.is_ok())
     };
-    let producer = app.producer.clone();
+    let producer = producer.clone();
     let kafka = async move {
         tokio::task::spawn_blocking(move || {
             producer

@@ -1,48 +1,16 @@
-//! Small HTTP helpers: JSON responses, reading a JSON body within the size limit, list pages
-//! and idempotency keys.
+//! Reading requests: a JSON body within the size limit, list pages and their cursors, and
+//! idempotency keys.
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::{HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
-
-/// Every response body is one buffer.
-pub type Response = http::Response<Full<Bytes>>;
+use crate::http::error::ApiError;
 
 /// Every request arrives with a streaming body.
 pub type Request = http::Request<Incoming>;
-
-/// A JSON response with `status`.
-pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    let body = serde_json::to_vec(value).expect("response types serialize");
-    json_bytes(status, Bytes::from(body))
-}
-
-/// A response whose body is already-encoded JSON.
-pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
-    let mut response = http::Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// A plain-text response (used by `/metrics`).
-pub fn text_response(status: StatusCode, body: String, content_type: &'static str) -> Response {
-    let mut response = http::Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
 
 /// Reads the body (at most `limit` bytes) and decodes it as `T`. A body too large is a 413;
 /// a wrong content type a 415; bad JSON, an unknown field or a wrong type a 400 naming the field.
@@ -193,28 +161,6 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(index) => message[..index].to_owned(),
         None => message.to_owned(),
-    }
-}
-
-/// The body of a response as text, for unit tests.
-#[cfg(test)]
-pub fn body_text(response: &Response) -> String {
-    use http_body_util::BodyExt as _;
-    let body = response.body().clone();
-    let bytes = futures_lite_block_on(body.collect()).map(|c| c.to_bytes());
-    String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
-}
-
-/// `Full` resolves at once; this drives it without a runtime.
-#[cfg(test)]
-fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::task::{Context, Poll, Waker};
-    let mut future = std::pin::pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
     }
 }
 

@@ -5,9 +5,11 @@ use std::time::Instant;
 use http::{HeaderValue, Method};
 
 use crate::app::App;
-use crate::error::ApiError;
-use crate::http::{Request, Response};
-use crate::routes::{admin_policies, admin_sales, coupons, health, orders, points, purchase};
+use crate::http::error::ApiError;
+use crate::http::health;
+use crate::http::request::Request;
+use crate::http::response::Response;
+use crate::routes::{admin_policies, admin_sales, coupons, orders, points, purchase};
 
 /// Handles one request; never fails (errors become JSON responses).
 pub async fn handle(app: &App, req: Request) -> Response {

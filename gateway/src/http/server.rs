@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
-use crate::router;
+use crate::http::router;
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, fails readiness, and
 /// gives in-flight requests the configured grace period.

@@ -8,7 +8,7 @@ use flashgate_config::{JwtAlgorithm, JwtSettings};
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Serialize;
 
-use crate::auth::{Role, algorithm, read_key_file};
+use crate::http::auth::{Role, algorithm, read_key_file};
 
 #[derive(Serialize)]
 struct Claims<'a> {
@@ -99,7 +99,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Verifier;
+    use crate::http::auth::Verifier;
     use flashgate_config::Secret;
     use http::{HeaderMap, HeaderValue};
 

@@ -14,19 +14,17 @@
 //! lost after Redis lost its data, say) backs off alone; the others keep moving.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use flashgate_events::TRACE_HEADER;
-use flashgate_events::keys::{self, Outbox, PolicyKeys, SaleKeys};
-use fred::prelude::{ClientLike, Pool, SetsInterface, StreamsInterface, Value};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use flashgate_events::keys::Outbox;
+use fred::prelude::{Pool, StreamsInterface, Value};
+use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 
-use crate::metrics::{Dependency, Metrics, OutboxGauge};
-use crate::outbox_entry::{Entry, Topic, encode, parse_claimed, parse_read};
+use crate::metrics::{Dependency, Metrics};
+use crate::outbox::entry::{Entry, Topic, parse_claimed, parse_read};
+use crate::outbox::registry;
 use crate::scripts::Script;
 
 /// Consumer group of the relays on every outbox stream.
@@ -46,7 +44,7 @@ pub struct RelayTopics {
 }
 
 impl RelayTopics {
-    fn of(&self, topic: Topic) -> &str {
+    pub(super) fn of(&self, topic: Topic) -> &str {
         match topic {
             Topic::Orders => &self.orders,
             Topic::Coupons => &self.coupons,
@@ -119,11 +117,7 @@ impl Relay {
                 for &outbox in &outboxes {
                     self.observe(outbox).await;
                 }
-                match self
-                    .redis
-                    .smembers::<Vec<String>, _>(keys::active_outboxes(&self.prefix))
-                    .await
-                {
+                match registry::members(&self.redis, &self.prefix).await {
                     Ok(names) => {
                         outboxes = names.iter().filter_map(|k| Outbox::of_key(k)).collect();
                         outboxes.sort_unstable();
@@ -279,240 +273,5 @@ impl Relay {
             .await
             .inspect_err(|_| self.metrics.dependency_error(Dependency::Redis))?;
         Ok(parse_claimed(reply))
-    }
-
-    /// Sends the entries, waits for every delivery report, and acknowledges the delivered.
-    async fn send(
-        &self,
-        outbox: Outbox,
-        stream: &str,
-        entries: Vec<Entry>,
-    ) -> anyhow::Result<usize> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let mut in_flight = Vec::with_capacity(entries.len());
-        for (id, fields) in &entries {
-            let (topic, key, payload, trace_id) = match encode(outbox, fields) {
-                Ok(record) => (
-                    self.topics.of(record.topic),
-                    record.key,
-                    record.payload,
-                    record.trace_id,
-                ),
-                Err(reason) => {
-                    tracing::error!(outbox = stream, entry = %id, reason, "undecodable outbox entry; dead-lettered");
-                    let payload = serde_json::to_vec(&serde_json::json!({
-                        "reason": reason, "outbox": stream, "entry_id": id, "fields": fields,
-                    }))?;
-                    (
-                        self.topics.dead_letter.as_str(),
-                        id.clone(),
-                        payload,
-                        String::new(),
-                    )
-                }
-            };
-            let record = FutureRecord::to(topic).key(&key).payload(&payload).headers(
-                OwnedHeaders::new().insert(Header {
-                    key: TRACE_HEADER,
-                    value: Some(trace_id.as_str()),
-                }),
-            );
-            match self.producer.send_result(record) {
-                Ok(delivery) => in_flight.push((id.clone(), delivery)),
-                Err((err, _)) => {
-                    // The producer's queue is full: stop here; what was queued still counts.
-                    self.metrics.dependency_error(Dependency::Kafka);
-                    tracing::warn!(error = %err, "producer queue refused an entry");
-                    break;
-                }
-            }
-        }
-        let mut delivered_ids = Vec::with_capacity(in_flight.len());
-        let mut failure = None;
-        for (id, delivery) in in_flight {
-            match delivery.await {
-                Ok(Ok(_)) => delivered_ids.push(id),
-                Ok(Err((err, _))) => {
-                    self.metrics.dependency_error(Dependency::Kafka);
-                    failure = Some(err.to_string());
-                }
-                Err(_) => failure = Some("producer dropped the delivery".to_owned()),
-            }
-        }
-        let delivered = delivered_ids.len();
-        if delivered > 0 {
-            let mut args: Vec<Value> = Vec::with_capacity(delivered + 1);
-            args.push(GROUP.into());
-            args.extend(delivered_ids.into_iter().map(Value::from));
-            let _: i64 = self
-                .ack_script
-                .run(&self.redis, vec![stream.to_owned()], args)
-                .await
-                .inspect_err(|_| self.metrics.dependency_error(Dependency::Redis))?;
-            self.metrics.relayed(delivered as u64);
-        }
-        match failure {
-            Some(reason) if delivered < entries.len() => {
-                anyhow::bail!(
-                    "{} of {} entries not delivered: {reason}",
-                    entries.len() - delivered,
-                    entries.len()
-                )
-            }
-            _ if delivered < entries.len() => {
-                anyhow::bail!("{} entries not queued", entries.len() - delivered)
-            }
-            _ => Ok(delivered),
-        }
-    }
-
-    /// Updates the length and lag gauges of an outbox, and stops watching the outbox of a sale
-    /// or policy that is over (or vanished) once it is empty. A sale is over at its end; a
-    /// policy when its last coupon has expired (until then a redemption may still be written).
-    /// "Empty and over" is decided by `lua/outbox_retire.lua` in one step by Redis's clock.
-    async fn observe(&self, outbox: Outbox) {
-        let key = outbox.key(&self.prefix);
-        let Ok(length) = self.redis.xlen::<u64, _>(&key).await else {
-            return;
-        };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let lag_seconds = if length == 0 {
-            0.0
-        } else {
-            let first: Result<Vec<(String, HashMap<String, String>)>, _> =
-                self.redis.xrange(&key, "-", "+", Some(1)).await;
-            first
-                .ok()
-                .and_then(|entries| entries.into_iter().next())
-                .and_then(|(id, _)| id.split('-').next()?.parse::<u128>().ok())
-                .map_or(0.0, |ms| now_ms.saturating_sub(ms) as f64 / 1000.0)
-        };
-        self.metrics.set_outbox(
-            outbox,
-            OutboxGauge {
-                length,
-                lag_seconds,
-            },
-        );
-        let (state, field) = match outbox {
-            Outbox::Sale(id) => (SaleKeys::new(&self.prefix, id).sale, "ends_ms"),
-            Outbox::Policy(id) => (PolicyKeys::new(&self.prefix, id).policy, "redeem_until_ms"),
-            Outbox::Points(_) => return,
-        };
-        if length > 0 {
-            return;
-        }
-        let grace_ms = i64::try_from(self.retire_grace.as_millis()).unwrap_or(i64::MAX);
-        let decision: Result<String, _> = self
-            .retire_script
-            .run(
-                &self.redis,
-                vec![state, key.clone()],
-                vec![Value::from(field), Value::from(grace_ms)],
-            )
-            .await;
-        match decision.as_deref() {
-            Ok("retired") => {}
-            Ok(_) => return,
-            Err(err) => {
-                self.metrics.dependency_error(Dependency::Redis);
-                tracing::warn!(outbox = key, error = %err, "relay cannot decide whether an outbox is over");
-                return;
-            }
-        }
-        let removed: Result<i64, _> = self
-            .redis
-            .srem(keys::active_outboxes(&self.prefix), &key)
-            .await;
-        if removed.is_ok() {
-            self.metrics.forget_outbox(outbox);
-            self.metrics.observe_relay_event("retired");
-            tracing::info!(
-                outbox = key,
-                "over and its outbox empty; relay stops watching it"
-            );
-        }
-    }
-
-    /// Puts back into the active set every non-empty sale, policy or point outbox found
-    /// outside it. Nothing should ever be there (the retire decision is atomic; loading a sale
-    /// or policy registers its outbox), so finding one is logged and counted: it means a
-    /// registration failed half-way or state was restored by hand.
-    async fn sweep(&self) {
-        match self.find_unwatched().await {
-            Ok(found) => {
-                for key in found {
-                    let added: Result<i64, _> = self
-                        .redis
-                        .sadd(keys::active_outboxes(&self.prefix), &key)
-                        .await;
-                    if added.is_ok_and(|n| n > 0) {
-                        self.metrics.observe_relay_event("rediscovered");
-                        tracing::warn!(
-                            outbox = key,
-                            "non-empty outbox outside the active set; relay watches it again"
-                        );
-                    }
-                }
-            }
-            Err(err) => {
-                self.metrics.dependency_error(Dependency::Redis);
-                tracing::warn!(error = format!("{err:#}"), "relay sweep failed");
-            }
-        }
-    }
-
-    async fn find_unwatched(&self) -> anyhow::Result<Vec<String>> {
-        let watched: HashSet<String> = self
-            .redis
-            .smembers(keys::active_outboxes(&self.prefix))
-            .await?;
-        let mut pattern = String::with_capacity(self.prefix.len() + 16);
-        for c in self.prefix.chars() {
-            // Glob characters in the prefix match only themselves.
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        let _ = write!(pattern, ":{{*}}:outbox");
-        let mut found = Vec::new();
-        let client = self.redis.next();
-        let mut cursor = "0".to_owned();
-        loop {
-            let (next, page): (String, Vec<String>) = client
-                .custom(
-                    fred::cmd!("SCAN"),
-                    vec![
-                        cursor.as_str(),
-                        "MATCH",
-                        pattern.as_str(),
-                        "COUNT",
-                        "1000",
-                        "TYPE",
-                        "stream",
-                    ],
-                )
-                .await?;
-            for key in page {
-                // Only the exact outbox keys (a user id may end in `:outbox` too).
-                let exact = Outbox::of_key(&key).is_some_and(|o| o.key(&self.prefix) == key);
-                if exact && !watched.contains(&key) {
-                    let length: u64 = self.redis.xlen(&key).await?;
-                    if length > 0 {
-                        found.push(key);
-                    }
-                }
-            }
-            if next == "0" {
-                break;
-            }
-            cursor = next;
-        }
-        Ok(found)
     }
 }

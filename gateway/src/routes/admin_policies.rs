@@ -4,11 +4,13 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::auth::Role;
-use crate::error::ApiError;
-use crate::http::{Request, Response, json_response, next_page, page_query, read_json};
+use crate::coupons::policy::{NewPolicy, Policy, PolicyView};
+use crate::coupons::policy_store::{self as policies, StatusChange};
+use crate::http::auth::Role;
+use crate::http::error::ApiError;
+use crate::http::request::{Request, next_page, page_query, read_json};
+use crate::http::response::{Response, json_response};
 use crate::metrics::Dependency;
-use crate::policies::{self, NewPolicy, Policy, PolicyView, StatusChange};
 
 fn not_found() -> ApiError {
     ApiError::NotFound("no such coupon policy".into())

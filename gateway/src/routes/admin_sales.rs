@@ -5,12 +5,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth::Role;
-use crate::error::ApiError;
-use crate::http::{Request, Response, json_response, next_page, page_query, read_json};
+use crate::http::auth::Role;
+use crate::http::error::ApiError;
+use crate::http::request::{Request, next_page, page_query, read_json};
+use crate::http::response::{Response, json_response};
 use crate::metrics::Dependency;
-use crate::sales::{self, NewSale, SaleView};
-use crate::startup;
+use crate::sales::sale::{NewSale, Sale, SaleView};
+use crate::sales::{state, store};
 
 /// Default and largest page of `GET /v1/admin/sales`.
 const DEFAULT_PAGE: u32 = 50;
@@ -28,10 +29,10 @@ pub async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
         .require(Role::Manager)?;
     let new: NewSale = read_json(req, app.settings.gateway.body_limit_bytes).await?;
     new.validate()?;
-    let sale = sales::insert(&app.db, &new)
+    let sale = store::insert(&app.db, &new)
         .await
         .map_err(|e| mysql_error(app, e))?;
-    sales::load_into_redis(
+    state::load_into_redis(
         &app.redis,
         &app.db,
         &app.scripts.load_sale,
@@ -69,11 +70,11 @@ pub async fn get(app: &App, req: Request, sale_id: &str) -> Result<Response, Api
 /// The sale with its live counters, or 404.
 async fn get_view(app: &App, sale_id: u64) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("no such sale".into());
-    let sale = sales::find(&app.db, sale_id)
+    let sale = store::find(&app.db, sale_id)
         .await
         .map_err(|e| mysql_error(app, e))?
         .ok_or_else(not_found)?;
-    let (remaining, admitted) = sales::live_counters(&app.redis, app.prefix(), sale_id)
+    let (remaining, admitted) = state::live_counters(&app.redis, app.prefix(), sale_id)
         .await
         .map_err(|err| {
             app.metrics.dependency_error(Dependency::Redis);
@@ -92,7 +93,7 @@ async fn get_view(app: &App, sale_id: u64) -> Result<Response, ApiError> {
 
 #[derive(Serialize)]
 struct Page {
-    sales: Vec<sales::Sale>,
+    sales: Vec<Sale>,
     next_cursor: Option<String>,
 }
 
@@ -108,7 +109,7 @@ pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
                 .map_err(|_| ApiError::invalid("cursor: not a cursor from this API"))
         })
         .transpose()?;
-    let mut page = sales::list(&app.db, cursor, limit + 1)
+    let mut page = store::list(&app.db, cursor, limit + 1)
         .await
         .map_err(|e| mysql_error(app, e))?;
     let next_cursor = next_page(&mut page, limit, |s| Some(s.sale_id.to_string()));
@@ -140,7 +141,7 @@ pub async fn patch(app: &App, req: Request, sale_id: &str) -> Result<Response, A
             "status: must be \"active\" or \"paused\"",
         ));
     }
-    let found = sales::set_status(&app.redis, &app.db, app.prefix(), sale_id, &change.status)
+    let found = state::set_status(&app.redis, &app.db, app.prefix(), sale_id, &change.status)
         .await
         .map_err(ApiError::Internal)?;
     if !found {
@@ -157,7 +158,9 @@ pub async fn restore(app: &App, req: Request) -> Result<Response, ApiError> {
     if principal.require(Role::Ops).is_err() {
         principal.require(Role::Manager)?;
     }
-    let (restored, restored_policies) = startup::restore(app).await.map_err(ApiError::Internal)?;
+    let (restored, restored_policies) = crate::restore::restore(app)
+        .await
+        .map_err(ApiError::Internal)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "restored": restored, "restored_policies": restored_policies }),

@@ -7,18 +7,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth::Role;
-use crate::coupons::{self, Change, Claim, ClaimRequest, CouponChange, CouponView};
-use crate::error::ApiError;
-use crate::http::{
-    Request, Response, idempotency_key, json_response, next_page, page_query, read_json,
-    time_id_cursor,
+use crate::coupons::claims::{self, Claim, ClaimRequest};
+use crate::coupons::policy_store as policies;
+use crate::coupons::redemption::{self, Change, CouponChange};
+use crate::coupons::store::{self, CouponView};
+use crate::http::auth::Role;
+use crate::http::error::ApiError;
+use crate::http::request::{
+    Request, idempotency_key, next_page, page_query, read_json, time_id_cursor,
 };
+use crate::http::response::{Response, json_response};
 use crate::keys::PolicyKeys;
 use crate::metrics::Dependency;
+use crate::orders::discount::release_discount;
+use crate::orders::eligible::eligible_order;
 use crate::orders::{DiscountMode, OrderDiscount, Reservation};
-use crate::policies;
-use crate::routes::orders::{eligible_order, release_discount};
 use crate::scripts;
 
 fn no_policy() -> ApiError {
@@ -66,7 +69,7 @@ pub async fn claim(
         outbox_max: app.settings.gateway.outbox_max_len,
         idempotency_ttl_secs: app.settings.gateway.idempotency_ttl_secs,
     };
-    let outcome = coupons::claim(&app.redis, &app.scripts.claim_coupon, &request)
+    let outcome = claims::claim(&app.redis, &app.scripts.claim_coupon, &request)
         .await
         .map_err(|err| app.redis_unavailable("claim", &err))?;
     app.metrics.observe_claim(&outcome);
@@ -112,7 +115,7 @@ pub async fn list_mine(app: &App, req: Request) -> Result<Response, ApiError> {
     principal.require(Role::Shopper)?;
     let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
     let cursor = cursor.map(time_id_cursor).transpose()?;
-    let mut page = coupons::list_for_user(
+    let mut page = store::list_for_user(
         &app.db,
         &app.redis,
         app.prefix(),
@@ -162,7 +165,7 @@ pub async fn redeem(
 ) -> Result<Response, ApiError> {
     let principal = app.verifier.authenticate(req.headers())?;
     principal.require(Role::Shopper)?;
-    let policy_id = coupons::policy_of(coupon_id).ok_or_else(no_coupon)?;
+    let policy_id = redemption::policy_of(coupon_id).ok_or_else(no_coupon)?;
     let body: RedeemBody = read_json(req, app.settings.gateway.body_limit_bytes).await?;
     if body.order_id.is_empty() || body.order_id.len() > 64 {
         return Err(ApiError::invalid("order_id: must have 1 to 64 characters"));
@@ -219,7 +222,7 @@ pub async fn redeem(
         outbox_max: app.settings.gateway.outbox_max_len,
     };
     let outcome = run_change(app, &change, || {
-        coupons::redeem(
+        redemption::redeem(
             &app.redis,
             &app.scripts.redeem_coupon,
             &change,
@@ -306,7 +309,7 @@ async fn adopt(
         coupon_id = change.coupon_id,
         "redemption lost its reservation to another discount; undoing it"
     );
-    match coupons::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, change).await {
+    match redemption::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, change).await {
         Ok(Change::Done { .. }) => Err(ApiError::discount_exceeds_amount(amount, total)),
         Ok(other) => Err(ApiError::Internal(anyhow::anyhow!(
             "undoing redemption of {} past its order's amount: {other:?}",
@@ -332,7 +335,7 @@ pub async fn cancel_redemption(
 ) -> Result<Response, ApiError> {
     let principal = app.verifier.authenticate(req.headers())?;
     principal.require(Role::Shopper)?;
-    let policy_id = coupons::policy_of(coupon_id).ok_or_else(no_coupon)?;
+    let policy_id = redemption::policy_of(coupon_id).ok_or_else(no_coupon)?;
     let keys = PolicyKeys::new(app.prefix(), policy_id);
     let change = CouponChange {
         keys: &keys,
@@ -342,7 +345,7 @@ pub async fn cancel_redemption(
         outbox_max: app.settings.gateway.outbox_max_len,
     };
     let outcome = run_change(app, &change, || {
-        coupons::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, &change)
+        redemption::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, &change)
     })
     .await
     .map_err(|failed| failed.into_api(app, "cancel"))?;
@@ -398,7 +401,7 @@ where
     if outcome != Change::NotFound {
         return Ok(outcome);
     }
-    let stored = coupons::find(&app.db, change.coupon_id)
+    let stored = store::find(&app.db, change.coupon_id)
         .await
         .map_err(|e| Failed::Reload(app.failed(Dependency::Mysql, e)))?;
     let Some(stored) =
@@ -406,7 +409,7 @@ where
     else {
         return Ok(Change::NotFound);
     };
-    coupons::load_into_redis(&app.redis, &app.scripts.load_coupon, change.keys, &stored)
+    store::load_into_redis(&app.redis, &app.scripts.load_coupon, change.keys, &stored)
         .await
         .map_err(|e| Failed::Reload(app.failed(Dependency::Redis, e)))?;
     tracing::warn!(

@@ -3,7 +3,6 @@
 pub mod admin_policies;
 pub mod admin_sales;
 pub mod coupons;
-pub mod health;
 pub mod orders;
 pub mod points;
 pub mod purchase;

@@ -7,17 +7,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth::Role;
-use crate::error::ApiError;
-use crate::http::{
-    Request, Response, idempotency_key, json_response, next_page, page_query, read_json,
-};
+use crate::http::auth::Role;
+use crate::http::error::ApiError;
+use crate::http::request::{Request, idempotency_key, next_page, page_query, read_json};
+use crate::http::response::{Response, json_response};
 use crate::metrics::Dependency;
+use crate::orders::discount::release_discount;
+use crate::orders::eligible::eligible_order;
 use crate::orders::{DiscountMode, OrderDiscount, Reservation};
-use crate::points::{
-    self, Cancel, CancelRequest, HistoryEntry, PointsError, Use, UseRequest, UserPoints,
-};
-use crate::routes::orders::{eligible_order, release_discount};
+use crate::points::actions::{self, Cancel, CancelRequest, Use, UseRequest};
+use crate::points::cache::{self, PointsError, UserPoints};
+use crate::points::ledger::{self, HistoryEntry};
 use crate::scripts;
 
 /// Most points one use may spend.
@@ -48,7 +48,7 @@ pub async fn balance(app: &App, req: Request) -> Result<Response, ApiError> {
     let principal = app.verifier.authenticate(req.headers())?;
     principal.require(Role::Shopper)?;
     let user = UserPoints::new(app.prefix(), &principal.user_id);
-    let balance = points::balance(&app.redis, &app.db, &app.scripts.points_fill, &user)
+    let balance = cache::balance(&app.redis, &app.db, &app.scripts.points_fill, &user)
         .await
         .map_err(|err| unavailable(app, err))?;
     Ok(json_response(
@@ -75,7 +75,7 @@ pub async fn history(app: &App, req: Request) -> Result<Response, ApiError> {
                 .map_err(|_| ApiError::invalid("cursor: not a cursor from this API"))
         })
         .transpose()?;
-    let mut entries = points::history(&app.db, &principal.user_id, before, limit + 1)
+    let mut entries = ledger::history(&app.db, &principal.user_id, before, limit + 1)
         .await
         .map_err(|e| app.failed(Dependency::Mysql, e))?;
     let next_cursor = next_page(&mut entries, limit, |e| Some(e.entry_id.to_string()));
@@ -221,7 +221,7 @@ struct SpendFailed {
 async fn spend(app: &App, request: &UseRequest<'_>) -> Result<Use, SpendFailed> {
     let mut outcome = Use::Miss;
     for _ in 0..MISS_RETRIES {
-        outcome = points::spend(&app.redis, &app.scripts.points_use, request)
+        outcome = actions::spend(&app.redis, &app.scripts.points_use, request)
             .await
             .map_err(|err| SpendFailed {
                 answer: app.redis_unavailable("points use", &err),
@@ -230,7 +230,7 @@ async fn spend(app: &App, request: &UseRequest<'_>) -> Result<Use, SpendFailed> 
         if outcome != Use::Miss {
             break;
         }
-        points::rebuild(&app.redis, &app.db, &app.scripts.points_fill, request.user)
+        cache::rebuild(&app.redis, &app.db, &app.scripts.points_fill, request.user)
             .await
             .map_err(|err| SpendFailed {
                 // The use script answered `miss` and did not run again.
@@ -279,7 +279,7 @@ async fn undo_unreserved_use(
         record_ttl_secs: app.settings.points.use_record_ttl_secs,
         from_mysql: None,
     };
-    match points::cancel(&app.redis, &app.scripts.points_cancel, &request).await {
+    match actions::cancel(&app.redis, &app.scripts.points_cancel, &request).await {
         Ok(Cancel::Cancelled { .. } | Cancel::AlreadyCancelled { .. }) => {
             ApiError::discount_exceeds_amount(amount, amount)
         }
@@ -323,18 +323,18 @@ pub async fn cancel_use(
     let mut stored_order: Option<String> = None;
     let mut outcome = Cancel::Miss;
     for _ in 0..MISS_RETRIES {
-        outcome = points::cancel(&app.redis, &app.scripts.points_cancel, &request)
+        outcome = actions::cancel(&app.redis, &app.scripts.points_cancel, &request)
             .await
             .map_err(|err| app.redis_unavailable("points cancel", &err))?;
         match outcome {
             Cancel::Miss => {
-                points::rebuild(&app.redis, &app.db, &app.scripts.points_fill, &user)
+                cache::rebuild(&app.redis, &app.db, &app.scripts.points_fill, &user)
                     .await
                     .map_err(|err| unavailable(app, err))?;
             }
             // Redis no longer has the use (expired record, lost data): MySQL may.
             Cancel::NotFound if request.from_mysql.is_none() => {
-                let stored = points::stored_use(&app.db, user.user_id, use_txid, &refund_txid)
+                let stored = ledger::stored_use(&app.db, user.user_id, use_txid, &refund_txid)
                     .await
                     .map_err(|e| app.failed(Dependency::Mysql, e))?
                     .ok_or_else(no_use)?;
@@ -384,7 +384,7 @@ pub async fn cancel_use(
     }
     let balance = match outcome {
         Cancel::Cancelled { balance, .. } => balance,
-        _ => points::balance(&app.redis, &app.db, &app.scripts.points_fill, &user)
+        _ => cache::balance(&app.redis, &app.db, &app.scripts.points_fill, &user)
             .await
             .map_err(|err| unavailable(app, err))?,
     };

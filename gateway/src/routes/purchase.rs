@@ -3,13 +3,14 @@
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{Admission, PurchaseRequest, admit};
 use crate::app::App;
-use crate::auth::Role;
-use crate::error::ApiError;
-use crate::http::{Request, Response, idempotency_key, json_response, read_json};
+use crate::http::auth::Role;
+use crate::http::error::ApiError;
+use crate::http::request::{Request, idempotency_key, read_json};
+use crate::http::response::{Response, json_response};
 use crate::keys::SaleKeys;
 use crate::metrics::Dependency;
+use crate::sales::admission::{Admission, PurchaseRequest, admit};
 use crate::scripts::may_have_run;
 
 /// Most units one request may ask for.

@@ -3,7 +3,7 @@
 use fred::prelude::{Pool, Value};
 
 use crate::keys::SaleKeys;
-use crate::scripts::{Script, reply_int, reply_text, unexpected_reply};
+use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
 
 /// What the purchase script decided. Business outcomes are values, not errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +80,8 @@ pub async fn admit(
         i64::from(request.quantity).into(),
         request.order_id.into(),
         request.trace_id.into(),
-        i64::try_from(request.outbox_max).unwrap_or(i64::MAX).into(),
-        i64::try_from(request.idempotency_ttl_secs)
-            .unwrap_or(i64::MAX)
-            .into(),
+        int(request.outbox_max),
+        int(request.idempotency_ttl_secs),
         fingerprint.into(),
     ];
     let reply: Vec<Value> = script.run(redis, keys, args).await?;
@@ -130,10 +128,7 @@ fn parse_reply(reply: &[Value], quantity: u32) -> Result<Admission, fred::error:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reply(items: &[&str]) -> Vec<Value> {
-        items.iter().map(|s| Value::from(*s)).collect()
-    }
+    use crate::scripts::tests::reply;
 
     #[test]
     fn replies_map_to_outcomes() {

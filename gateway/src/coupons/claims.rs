@@ -1,0 +1,130 @@
+//! Claiming a coupon: one `EVALSHA` of `lua/claim_coupon.lua`, and its reply as a value.
+
+use fred::prelude::{Pool, Value};
+
+use crate::keys::PolicyKeys;
+use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
+
+/// What the claim script decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// A coupon is the user's now (or was, for a replayed key).
+    Issued {
+        /// The coupon's id.
+        coupon_id: String,
+        /// When it expires, Unix milliseconds.
+        expires_ms: i64,
+    },
+    /// Nothing left to claim.
+    Exhausted,
+    /// The user already holds the policy's per-user limit.
+    AlreadyClaimed,
+    /// Before the window, after it, paused or closed.
+    NotActive,
+    /// No such policy in Redis.
+    NotFound,
+    /// The policy's outbox is over its bound.
+    Overloaded,
+}
+
+/// One claim to make.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// The policy's keys.
+    pub keys: &'a PolicyKeys,
+    /// The claimer.
+    pub user_id: &'a str,
+    /// Id to give the coupon if issued.
+    pub coupon_id: &'a str,
+    /// Trace id of the request.
+    pub trace_id: &'a str,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<&'a str>,
+    /// Refuse when the outbox holds this many entries.
+    pub outbox_max: u64,
+    /// How long an idempotent answer is kept, in seconds.
+    pub idempotency_ttl_secs: u64,
+}
+
+/// Runs the claim script once and reads its reply.
+pub async fn claim(
+    redis: &Pool,
+    script: &Script,
+    request: &ClaimRequest<'_>,
+) -> Result<Claim, fred::error::Error> {
+    let keys = request.keys;
+    let mut names = vec![
+        keys.policy.clone(),
+        keys.remaining.clone(),
+        keys.holders.clone(),
+        keys.outbox.clone(),
+        keys.coupon(request.coupon_id),
+    ];
+    if let Some(key) = request.idempotency_key {
+        names.push(keys.idempotency(request.user_id, key));
+    }
+    let args: Vec<Value> = vec![
+        request.user_id.into(),
+        request.coupon_id.into(),
+        request.trace_id.into(),
+        int(request.outbox_max),
+        int(request.idempotency_ttl_secs),
+    ];
+    let reply: Vec<Value> = script.run(redis, names, args).await?;
+    parse_claim(&reply)
+}
+
+fn parse_claim(reply: &[Value]) -> Result<Claim, fred::error::Error> {
+    let code = reply_text(reply, 0);
+    // A replay carries the stored code one place further on.
+    let (code, at) = if code == "replay" {
+        (reply_text(reply, 1), 2)
+    } else {
+        (code, 1)
+    };
+    Ok(match code.as_str() {
+        "issued" => Claim::Issued {
+            coupon_id: reply_text(reply, at),
+            expires_ms: reply_int(reply, at + 1),
+        },
+        "exhausted" => Claim::Exhausted,
+        "already_claimed" => Claim::AlreadyClaimed,
+        "policy_not_active" => Claim::NotActive,
+        "not_found" => Claim::NotFound,
+        "overloaded" => Claim::Overloaded,
+        other => return Err(unexpected_reply("claim_coupon", other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripts::tests::reply;
+
+    #[test]
+    fn claim_replies_map_to_outcomes_and_replays_give_the_same_coupon() {
+        assert_eq!(
+            parse_claim(&reply(&["issued", "3-c", "1700", "1", "9"])).unwrap(),
+            Claim::Issued {
+                coupon_id: "3-c".into(),
+                expires_ms: 1700
+            }
+        );
+        assert_eq!(
+            parse_claim(&reply(&["replay", "issued", "3-c", "1700"])).unwrap(),
+            Claim::Issued {
+                coupon_id: "3-c".into(),
+                expires_ms: 1700
+            }
+        );
+        assert_eq!(
+            parse_claim(&reply(&["replay", "exhausted", "", "0"])).unwrap(),
+            Claim::Exhausted
+        );
+        assert_eq!(
+            parse_claim(&reply(&["already_claimed"])).unwrap(),
+            Claim::AlreadyClaimed
+        );
+        assert!(parse_claim(&reply(&["bogus"])).is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! Coupons: the policies managers create, claiming a coupon, redeeming it on an order and
+//! undoing that, and the holder's list.
+
+pub mod claims;
+pub mod policy;
+pub mod policy_store;
+pub mod redemption;
+pub mod store;

@@ -1,0 +1,159 @@
+//! Redeeming a coupon on an order and undoing that: one `EVALSHA` each
+//! (`lua/redeem_coupon.lua`, `lua/cancel_redemption.lua`), and their replies as values.
+
+use fred::prelude::{Pool, Value};
+
+use crate::keys::PolicyKeys;
+use crate::scripts::{Script, int, reply_text, unexpected_reply};
+
+/// What a redeem or cancel script decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Redeemed on the order / redemption undone (for that order).
+    Done {
+        /// The order concerned.
+        order_id: String,
+    },
+    /// Not in Redis, or not this user's.
+    NotFound,
+    /// Redeemed already (on `order_id`).
+    AlreadyRedeemed {
+        /// The order it is redeemed on.
+        order_id: String,
+    },
+    /// Cancel of a coupon that is not redeemed.
+    NotRedeemed,
+    /// Past its expiry.
+    Expired,
+    /// The policy's outbox is over its bound.
+    Overloaded,
+}
+
+fn parse_change(
+    script: &str,
+    reply: &[Value],
+    order_id: &str,
+) -> Result<Change, fred::error::Error> {
+    let code = reply_text(reply, 0);
+    Ok(match code.as_str() {
+        "redeemed" => Change::Done {
+            order_id: order_id.to_owned(),
+        },
+        "cancelled" => Change::Done {
+            order_id: reply_text(reply, 1),
+        },
+        "not_found" => Change::NotFound,
+        "already_redeemed" => Change::AlreadyRedeemed {
+            order_id: reply_text(reply, 1),
+        },
+        "not_redeemed" => Change::NotRedeemed,
+        "expired" => Change::Expired,
+        "overloaded" => Change::Overloaded,
+        other => return Err(unexpected_reply(script, other)),
+    })
+}
+
+/// The policy a coupon id belongs to (`<policy_id>-<uuid>`).
+pub fn policy_of(coupon_id: &str) -> Option<u64> {
+    let (policy, rest) = coupon_id.split_once('-')?;
+    (!rest.is_empty() && coupon_id.len() <= 64)
+        .then(|| policy.parse().ok())
+        .flatten()
+}
+
+/// One redeem or cancel of one coupon.
+#[derive(Debug, Clone)]
+pub struct CouponChange<'a> {
+    /// The keys of the coupon's policy.
+    pub keys: &'a PolicyKeys,
+    /// The coupon.
+    pub coupon_id: &'a str,
+    /// The caller, who must hold it.
+    pub user_id: &'a str,
+    /// Trace id of the request.
+    pub trace_id: &'a str,
+    /// Refuse when the outbox holds this many entries.
+    pub outbox_max: u64,
+}
+
+/// Applies the coupon to `order_id` with `discount`; of concurrent calls exactly one wins.
+pub async fn redeem(
+    redis: &Pool,
+    script: &Script,
+    change: &CouponChange<'_>,
+    order_id: &str,
+    discount: u64,
+) -> Result<Change, fred::error::Error> {
+    let names = vec![
+        change.keys.coupon(change.coupon_id),
+        change.keys.outbox.clone(),
+    ];
+    let args: Vec<Value> = vec![
+        change.user_id.into(),
+        order_id.into(),
+        int(discount),
+        change.trace_id.into(),
+        int(change.outbox_max),
+    ];
+    let reply: Vec<Value> = script.run(redis, names, args).await?;
+    parse_change("redeem_coupon", &reply, order_id)
+}
+
+/// Undoes the coupon's redemption: it is `issued` again.
+pub async fn cancel_redemption(
+    redis: &Pool,
+    script: &Script,
+    change: &CouponChange<'_>,
+) -> Result<Change, fred::error::Error> {
+    let names = vec![
+        change.keys.coupon(change.coupon_id),
+        change.keys.outbox.clone(),
+    ];
+    // The call's own id: a re-send of this very call (the Redis client's, after a closed
+    // connection) is answered as the first run was; another call finds `not_redeemed`.
+    let call_id = uuid::Uuid::now_v7().simple().to_string();
+    let args: Vec<Value> = vec![
+        change.user_id.into(),
+        change.trace_id.into(),
+        int(change.outbox_max),
+        call_id.into(),
+    ];
+    let reply: Vec<Value> = script.run(redis, names, args).await?;
+    parse_change("cancel_redemption", &reply, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripts::tests::reply;
+
+    #[test]
+    fn change_replies_name_the_order_concerned() {
+        assert_eq!(
+            parse_change("redeem", &reply(&["redeemed", "2", "1"]), "9-o").unwrap(),
+            Change::Done {
+                order_id: "9-o".into()
+            }
+        );
+        assert_eq!(
+            parse_change("cancel", &reply(&["cancelled", "9-o", "3", "1"]), "").unwrap(),
+            Change::Done {
+                order_id: "9-o".into()
+            }
+        );
+        assert_eq!(
+            parse_change("redeem", &reply(&["already_redeemed", "8-o"]), "9-o").unwrap(),
+            Change::AlreadyRedeemed {
+                order_id: "8-o".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_coupon_id_names_its_policy() {
+        assert_eq!(policy_of("42-0190abcd"), Some(42));
+        assert_eq!(policy_of("42-"), None);
+        assert_eq!(policy_of("x-1"), None);
+        assert_eq!(policy_of("42"), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! The outbox: the relay that moves events from Redis streams to Kafka, the codec of their
+//! entries, and the one registry of which outboxes are active.
+
+pub mod delivery;
+pub mod entry;
+pub mod registry;
+pub mod relay;
+pub mod watch;

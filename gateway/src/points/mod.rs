@@ -1,0 +1,6 @@
+//! Loyalty points as shoppers use them: the balance cached in Redis (rebuilt from MySQL on a
+//! miss), spending and giving back through one script and the bucket's outbox, and the ledger.
+
+pub mod actions;
+pub mod cache;
+pub mod ledger;

@@ -1,0 +1,145 @@
+//! A sale's state in Redis, derived from MySQL: loading it (and registering its outbox),
+//! restoring what Redis lost, its live counters, and its status.
+
+use anyhow::Context;
+use fred::prelude::{HashesInterface, KeysInterface, Pool, PubsubInterface, Value};
+use sqlx::MySqlPool;
+
+use crate::keys::{self, SaleKeys};
+use crate::outbox::registry;
+use crate::sales::sale::Sale;
+use crate::sales::store::{find, open_sales, persisted_buyers};
+use crate::scripts::Script;
+
+/// Loads a sale into Redis unless Redis already holds it (then its live counters win), and
+/// registers its outbox with the relay. Returns whether it was loaded.
+pub async fn load_into_redis(
+    redis: &Pool,
+    db: &MySqlPool,
+    script: &Script,
+    prefix: &str,
+    sale: &Sale,
+) -> anyhow::Result<bool> {
+    let keys = SaleKeys::new(prefix, sale.sale_id);
+    let buyers = if sale.sold > 0 {
+        persisted_buyers(db, sale.sale_id).await?
+    } else {
+        Vec::new()
+    };
+    let mut args: Vec<Value> = vec![
+        sale.status.as_str().into(),
+        sale.starts_at.timestamp_millis().into(),
+        sale.ends_at.timestamp_millis().into(),
+        i64::try_from(sale.price).unwrap_or(i64::MAX).into(),
+        i64::from(sale.per_user_limit).into(),
+        i64::from(sale.stock).into(),
+        (i64::from(sale.stock) - i64::from(sale.sold)).into(),
+        i64::from(sale.sold).into(),
+    ];
+    for (user, units) in buyers {
+        args.push(user.into());
+        args.push(units.into());
+    }
+    let state = vec![keys.sale, keys.stock, keys.buyers];
+    let loaded = load_and_register(redis, script, state, args, prefix, &keys.outbox).await?;
+    if loaded {
+        // A restored sale may have stock again: gateways drop their sold-out marks.
+        let _: i64 = redis
+            .next()
+            .publish(keys::restock_channel(prefix), sale.sale_id)
+            .await
+            .context("announcing restock")?;
+    }
+    Ok(loaded)
+}
+
+/// Runs a load script (which never overwrites what Redis holds) on `state`, and registers
+/// `outbox` with the relay. Returns whether the script loaded anything.
+pub async fn load_and_register(
+    redis: &Pool,
+    script: &Script,
+    state: Vec<String>,
+    args: Vec<Value>,
+    prefix: &str,
+    outbox: &str,
+) -> anyhow::Result<bool> {
+    let loaded: i64 = script
+        .run(redis, state, args)
+        .await
+        .context("loading state into Redis")?;
+    registry::register(redis, prefix, outbox)
+        .await
+        .context("registering the outbox with the relay")?;
+    Ok(loaded == 1)
+}
+
+/// Restores every open sale that Redis lost (after a restart without data, or a failover
+/// that lost writes). Returns how many were loaded.
+pub async fn restore(
+    redis: &Pool,
+    db: &MySqlPool,
+    script: &Script,
+    prefix: &str,
+) -> anyhow::Result<usize> {
+    let mut loaded = 0;
+    for sale in open_sales(db).await? {
+        if load_into_redis(redis, db, script, prefix, &sale).await? {
+            tracing::warn!(
+                sale_id = sale.sale_id,
+                "sale restored into Redis from MySQL"
+            );
+            loaded += 1;
+        }
+    }
+    Ok(loaded)
+}
+
+/// Live counters of a sale from Redis: `(remaining, admitted)`.
+pub async fn live_counters(
+    redis: &Pool,
+    prefix: &str,
+    sale_id: u64,
+) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+    let keys = SaleKeys::new(prefix, sale_id);
+    let remaining: Option<i64> = redis.get(&keys.stock).await.context("reading stock")?;
+    let admitted: Option<i64> = redis
+        .hget(&keys.sale, "admitted")
+        .await
+        .context("reading admitted")?;
+    Ok((remaining, admitted))
+}
+
+/// Sets a sale's status (`active` or `paused`) in MySQL and in Redis. Returns false when
+/// there is no such sale.
+pub async fn set_status(
+    redis: &Pool,
+    db: &MySqlPool,
+    prefix: &str,
+    sale_id: u64,
+    status: &str,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query("UPDATE sales SET status = ? WHERE sale_id = ?")
+        .bind(status)
+        .bind(sale_id)
+        .execute(db)
+        .await
+        .context("updating sale status")?;
+    if updated.rows_affected() == 0 && find(db, sale_id).await?.is_none() {
+        return Ok(false);
+    }
+    set_status_in_redis(redis, &SaleKeys::new(prefix, sale_id).sale, status).await?;
+    Ok(true)
+}
+
+/// Sets `status` in the state hash of a sale or policy, only when Redis holds it: a missing
+/// one is restored from MySQL with the new status.
+pub async fn set_status_in_redis(redis: &Pool, hash: &str, status: &str) -> anyhow::Result<()> {
+    let present: bool = redis.exists(hash).await.context("checking Redis state")?;
+    if present {
+        let _: i64 = redis
+            .hset(hash, ("status", status))
+            .await
+            .context("updating status in Redis")?;
+    }
+    Ok(())
+}
