@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -167,6 +168,18 @@ pub fn read_topic(
     .collect()
 }
 
+/// Waits until `counter` reaches `expected`, or 60 s pass; returns its value.
+pub async fn wait_for(counter: &AtomicU64, expected: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let value = counter.load(Ordering::Relaxed);
+        if value >= expected || Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_message_three_times_makes_one_row_and_moves_sold_once() {
     let running = start().await;
@@ -179,9 +192,11 @@ async fn the_same_message_three_times_makes_one_row_and_moves_sold_once() {
     running.send(&other).await;
 
     let rows = running.wait_count("SELECT COUNT(*) FROM orders", 2).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // any late duplicate would land now
+    // Copies 2 and 3 were seen (and found already stored), not still on their way.
+    let duplicates = wait_for(&running.metrics.duplicates, 2).await;
 
     assert_eq!(rows, 2);
+    assert_eq!(duplicates, 2);
     assert_eq!(running.sold(sale_id).await, 3);
     let (status, amount): (String, u64) =
         sqlx::query_as("SELECT status, amount FROM orders WHERE order_id = ?")
