@@ -13,6 +13,7 @@ use flashgate_persister::consumer::Persister;
 use flashgate_persister::metrics::Metrics;
 use flashgate_testkit::{fresh_topic, unique};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::Delivery;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
@@ -77,13 +78,13 @@ impl Running {
         .last_insert_id()
     }
 
-    async fn send_raw(&self, key: &str, payload: &[u8]) {
+    async fn send_raw(&self, key: &str, payload: &[u8]) -> Delivery {
         self.send_to(&self.settings.kafka.orders_topic, key, payload)
-            .await;
+            .await
     }
 
-    /// Produces one message to `topic` and waits for the broker.
-    pub async fn send_to(&self, topic: &str, key: &str, payload: &[u8]) {
+    /// Produces one message to `topic`, waits for the broker, and tells where it landed.
+    pub async fn send_to(&self, topic: &str, key: &str, payload: &[u8]) -> Delivery {
         self.producer
             .send(
                 FutureRecord::to(topic).key(key).payload(payload).headers(
@@ -95,16 +96,16 @@ impl Running {
                 Duration::from_secs(10),
             )
             .await
-            .expect("delivered");
+            .expect("delivered")
     }
 
-    pub async fn send(&self, order: &OrderAdmitted) {
+    pub async fn send(&self, order: &OrderAdmitted) -> Delivery {
         let envelope = order.clone().into_envelope("trace".into());
         self.send_raw(
             &order.order_id,
             &serde_json::to_vec(&envelope).expect("json"),
         )
-        .await;
+        .await
     }
 
     /// Waits until `sql` (a COUNT) reaches `expected`, or 60 s pass; returns the last count.
@@ -211,43 +212,84 @@ async fn the_same_message_three_times_makes_one_row_and_moves_sold_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_goes_to_the_dead_letter_topic_and_the_rest_is_persisted() {
     let running = start().await;
-    let sale_id = running.sale(10).await;
+    let sale_id = running.sale(100).await;
     let good = [order(sale_id, 1, 1), order(sale_id, 2, 1)];
     running.send(&good[0]).await;
-    running.send_raw("poison-1", b"{this is not json").await;
-    running.send(&order(sale_id + 999, 3, 1)).await; // a sale that does not exist
+    let poison = running.send_raw("poison-1", b"{this is not json").await;
+    let unknown = running.send(&order(sale_id + 999, 3, 1)).await; // a sale that does not exist
     running.send(&good[1]).await;
+    // A marker behind them on every partition: once the markers are stored, every message
+    // above has been handled.
+    let mut marked = std::collections::HashSet::new();
+    let mut markers = 0;
+    while marked.len() < 2 && markers < 50 {
+        markers += 1;
+        marked.insert(
+            running
+                .send(&order(sale_id, 10 + markers, 1))
+                .await
+                .partition,
+        );
+    }
+    assert_eq!(marked.len(), 2, "a marker on each partition");
 
     let rows = running
-        .wait_count("SELECT COUNT(*) FROM orders WHERE status = 'confirmed'", 2)
+        .wait_count(
+            "SELECT COUNT(*) FROM orders WHERE status = 'confirmed'",
+            2 + i64::from(markers),
+        )
         .await;
-    let settings = running.settings.clone();
+    // Stopping finishes the batch in hand, its dead letters included.
+    let (settings, metrics) = (running.settings.clone(), running.metrics.clone());
+    running.stop().await;
     let topic = settings.kafka.dead_letter_topic.clone();
-    let dead = tokio::task::spawn_blocking(move || read_topic(&settings, &topic, 2))
+    let reader = settings.clone();
+    let dead = tokio::task::spawn_blocking(move || read_topic(&reader, &topic, 2))
         .await
         .expect("reader");
 
-    assert_eq!(rows, 2);
-    assert_eq!(dead.len(), 2, "{dead:?}");
-    let poison = dead
-        .iter()
-        .find(|(k, _)| k == "poison-1")
-        .expect("poison dead-lettered");
-    assert!(
-        poison.1["reason"].starts_with("undecodable"),
-        "{:?}",
-        poison.1
-    );
     assert_eq!(
-        poison.1["source_topic"],
-        running.settings.kafka.orders_topic
+        rows,
+        2 + i64::from(markers),
+        "both good orders and the markers"
     );
-    assert!(poison.1.contains_key("source_offset"));
-    assert!(
+    assert_eq!(metrics.dead_lettered.load(Ordering::Relaxed), 2);
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let letter = |key: &str| {
         dead.iter()
-            .any(|(_, h)| h["reason"].contains("does not exist"))
+            .find(|(k, _)| k == key)
+            .map(|(_, headers)| headers)
+            .unwrap_or_else(|| panic!("{key} dead-lettered: {dead:?}"))
+    };
+    let source = |at: &Delivery| (at.partition.to_string(), at.offset.to_string());
+    let poisoned = letter("poison-1");
+    assert!(
+        poisoned["reason"].starts_with("undecodable"),
+        "{poisoned:?}"
     );
-    running.stop().await;
+    assert_eq!(poisoned["source_topic"], settings.kafka.orders_topic);
+    assert_eq!(
+        (
+            poisoned["source_partition"].clone(),
+            poisoned["source_offset"].clone()
+        ),
+        source(&poison)
+    );
+    let unknown_key = dead
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .find(|k| *k != "poison-1")
+        .expect("a second letter")
+        .to_owned();
+    let orphan = letter(&unknown_key);
+    assert!(orphan["reason"].contains("does not exist"), "{orphan:?}");
+    assert_eq!(
+        (
+            orphan["source_partition"].clone(),
+            orphan["source_offset"].clone()
+        ),
+        source(&unknown)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
