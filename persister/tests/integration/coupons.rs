@@ -114,15 +114,18 @@ async fn coupons_beyond_the_total_or_the_users_limit_are_stored_rejected_and_ann
     let running = start().await;
     let policy_id = policy(&running, 2).await;
     // As if Redis lost writes in a failover: rita's claim number 1 twice, and four coupons
-    // for a total of two. They may arrive in any order (two partitions).
-    let coupons = [
+    // for a total of two. One key keeps them on one partition, in this order, so each guard
+    // meets its own case: rita's second copy while one coupon is left (only her limit can
+    // refuse it), tom's after sam took the last (only the total can refuse it).
+    let [rita, rita_again, sam, tom] = [
         issued(policy_id, "rita"),
         issued(policy_id, "rita"),
         issued(policy_id, "sam"),
         issued(policy_id, "tom"),
     ];
-    for coupon in &coupons {
-        send_issued(&running, coupon).await;
+    let key = format!("policy-{policy_id}");
+    for coupon in [&rita, &rita_again, &sam, &tom] {
+        send_issued_keyed(&running, coupon, &key).await;
     }
 
     let rows = running.wait_count("SELECT COUNT(*) FROM coupons", 4).await;
@@ -142,13 +145,20 @@ async fn coupons_beyond_the_total_or_the_users_limit_are_stored_rejected_and_ann
         by_status,
         vec![("issued".to_owned(), 2), ("rejected".to_owned(), 2)]
     );
-    let ritas: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM coupons WHERE user_id = 'rita' AND status = 'issued'",
-    )
-    .fetch_one(&running.db)
-    .await
-    .expect("count");
-    assert!(ritas <= 1, "rita holds at most her limit");
+    let mut statuses = Vec::new();
+    for coupon in [&rita, &rita_again, &sam, &tom] {
+        let status: String = sqlx::query_scalar("SELECT status FROM coupons WHERE coupon_id = ?")
+            .bind(&coupon.coupon_id)
+            .fetch_one(&running.db)
+            .await
+            .expect("coupon");
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        ["issued", "rejected", "issued", "rejected"],
+        "rita's second copy refused by her limit, tom's by the total"
+    );
     let counter: u32 = sqlx::query_scalar("SELECT issued FROM coupon_policies WHERE policy_id = ?")
         .bind(policy_id)
         .fetch_one(&running.db)
