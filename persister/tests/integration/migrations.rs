@@ -17,19 +17,27 @@ async fn migrations_create_the_schema_in_a_fresh_database_and_rerun_harmlessly()
     db::migrate(&pool).await.expect("second run is a no-op");
 
     // Assert
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name",
+    let mut tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
     )
     .bind(&name)
     .fetch_all(&pool)
     .await
     .expect("list tables");
-    for table in ["orders", "sales"] {
-        assert!(
-            tables.iter().any(|t| t == table),
-            "{table} missing: {tables:?}"
-        );
-    }
+    tables.sort();
+    assert_eq!(
+        tables,
+        [
+            "_sqlx_migrations",
+            "coupon_policies",
+            "coupons",
+            "orders",
+            "parked_events",
+            "point_balances",
+            "point_ledger",
+            "sales",
+        ]
+    );
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&pool)
         .await
@@ -46,8 +54,21 @@ async fn migrations_create_the_schema_in_a_fresh_database_and_rerun_harmlessly()
     .expect("insert a sold-out sale");
     let oversell = sqlx::query("UPDATE sales SET sold = sold + 1 WHERE sku = 'SKU-1'")
         .execute(&pool)
-        .await;
-    assert!(oversell.is_err(), "CHECK (sold <= total) must refuse");
+        .await
+        .expect_err("CHECK (sold <= total) must refuse");
+    // MariaDB's ER_CONSTRAINT_FAILED (4025) names the constraint: this CHECK, no other error.
+    let refusal = oversell.as_database_error().expect("a database error");
+    assert_eq!(
+        refusal
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|e| e.number()),
+        Some(4025),
+        "{refusal}"
+    );
+    assert!(
+        refusal.message().contains("`sales_sold_within_total`"),
+        "{refusal}"
+    );
 
     drop_database(pool).await;
 }
