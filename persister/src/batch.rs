@@ -1,6 +1,6 @@
 //! One batch of messages in MySQL: decoded into events, then every order, coupon and point
-//! event written in ONE transaction; what it decided is handed back for the consumer to
-//! announce once the transaction has committed.
+//! event written in ONE transaction; what it decided is handed back, to settle the point
+//! caches and publish once the transaction has committed (see [`crate::write`]).
 
 use std::collections::HashMap;
 
@@ -10,10 +10,10 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use sqlx::{MySql, MySqlPool, Transaction};
 
-use crate::coupons::{self, CouponOutcome};
+use crate::coupons::{self, CouponChange, CouponOutcome};
 use crate::decode::{Event, event};
-use crate::points::{self, PointsOutcome};
-use crate::store::{self, BatchOutcome};
+use crate::orders::{self, OrdersOutcome};
+use crate::points::{self, PointChange, PointsOutcome};
 
 /// The batch transaction reads what other transactions committed up to each statement (READ
 /// COMMITTED): every decision is made under a row lock (the sale, the coupon policy, the
@@ -24,19 +24,19 @@ const BEGIN: &str = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANS
 
 /// The events of a batch, and the messages that can never be events.
 pub struct Decoded<'m> {
-    /// The batch.
+    /// The batch, to find the message of an event that turns out never storable.
     pub messages: &'m [OwnedMessage],
     /// Admitted orders, in delivery order.
     pub orders: Vec<OrderAdmitted>,
     /// Claimed coupons.
     pub issued: Vec<CouponIssued>,
     /// Redemption changes.
-    pub changes: Vec<coupons::Change>,
-    /// The message of each change (same index).
+    pub changes: Vec<CouponChange>,
+    /// The message of each change (same index): changes are not keyed by a unique id.
     pub change_messages: Vec<&'m OwnedMessage>,
     /// Point uses and refunds.
-    pub points: Vec<points::Change>,
-    /// Trace ids by order id, coupon id and txid.
+    pub points: Vec<PointChange>,
+    /// Trace ids by order id, coupon id and txid, for the events announced about them.
     pub traces: HashMap<String, String>,
     /// Messages that can never be stored, and why.
     pub poison: Vec<(&'m OwnedMessage, String)>,
@@ -66,7 +66,7 @@ impl<'m> Decoded<'m> {
                     decoded.issued.push(coupon);
                 }
                 Ok((Event::CouponRedemption { redeemed, change }, trace)) => {
-                    decoded.changes.push(coupons::Change {
+                    decoded.changes.push(CouponChange {
                         redeemed,
                         data: change,
                         trace_id: trace,
@@ -75,11 +75,11 @@ impl<'m> Decoded<'m> {
                 }
                 Ok((Event::PointsUsed(used), trace)) => {
                     decoded.traces.insert(used.txid.clone(), trace);
-                    decoded.points.push(points::Change::Use(used));
+                    decoded.points.push(PointChange::Use(used));
                 }
                 Ok((Event::PointsRefunded(refund), trace)) => {
                     decoded.traces.insert(refund.txid.clone(), trace);
-                    decoded.points.push(points::Change::Refund(refund));
+                    decoded.points.push(PointChange::Refund(refund));
                 }
                 Err(reason) => decoded.poison.push((message, reason)),
             }
@@ -106,7 +106,7 @@ impl<'m> Decoded<'m> {
 #[derive(Debug, Default)]
 pub struct Written {
     /// The orders.
-    pub orders: BatchOutcome,
+    pub orders: OrdersOutcome,
     /// The coupon events.
     pub coupons: CouponOutcome,
     /// The orders' earnings and the point events.
@@ -121,7 +121,7 @@ pub async fn begin(db: &MySqlPool) -> Result<Transaction<'static, MySql>, sqlx::
 /// Writes the batch's events in one transaction: orders (locking their sales), then coupon
 /// events (locking policies), then points (locking balances) — the same lock order in every
 /// batch.
-pub async fn write(
+pub async fn persist(
     db: &MySqlPool,
     decoded: &Decoded<'_>,
     earning: &PointsSettings,
@@ -130,7 +130,7 @@ pub async fn write(
         return Ok(Written::default());
     }
     let mut tx = begin(db).await?;
-    let mut orders = store::write(&mut tx, &decoded.orders, earning).await?;
+    let mut orders = orders::write(&mut tx, &decoded.orders, earning).await?;
     let coupons = coupons::write(&mut tx, &decoded.issued, &decoded.changes).await?;
     // The orders' earnings first, then the point events, as they were admitted.
     let mut changes = std::mem::take(&mut orders.earns);

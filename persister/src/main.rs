@@ -1,17 +1,10 @@
 //! `flashgate-persister`: Kafka → MySQL.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use flashgate_config::Settings;
 use flashgate_config::cli::ConfigArgs;
-use flashgate_persister::consumer::Persister;
-use flashgate_persister::metrics::Metrics;
-use flashgate_persister::{db, http};
-use tokio::sync::watch;
+use flashgate_persister::startup;
 
 /// Writes admitted orders, coupons and points from Kafka to MySQL, idempotently.
 #[derive(Debug, Parser)]
@@ -43,8 +36,10 @@ async fn main() -> ExitCode {
     }
     flashgate_config::telemetry::init(&settings.log);
     let outcome = match cli.command {
-        Command::Migrate => migrate(&settings).await,
-        _ => run(settings).await,
+        Command::Migrate => startup::migrate(&settings).await,
+        _ => startup::run_until(settings, flashgate_config::shutdown_signal())
+            .await
+            .map(|()| tracing::info!("persister stopped cleanly")),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,48 +51,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let pool = settings
-        .mysql
-        .connect()
-        .await
-        .context("connecting to MySQL")?;
-    db::migrate(&pool).await?;
-    tracing::info!(
-        migrations = db::MIGRATOR.iter().count(),
-        "database schema is up to date"
-    );
-    pool.close().await;
-    Ok(())
-}
-
-async fn run(settings: Settings) -> anyhow::Result<()> {
-    let pool = settings
-        .mysql
-        .connect()
-        .await
-        .context("connecting to MySQL")?;
-    if settings.persister.migrate_on_start {
-        db::migrate(&pool).await?;
-    }
-    let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(true));
-    let listener = tokio::net::TcpListener::bind(settings.persister.listen)
-        .await
-        .with_context(|| format!("binding {}", settings.persister.listen))?;
-    let ops = tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
-    let persister = Persister::new(settings, pool.clone(), metrics).await?;
-    let (stop, stopped) = watch::channel(false);
-    let consuming = tokio::spawn(persister.run(stopped));
-    tracing::info!("persister running");
-    flashgate_config::shutdown_signal().await;
-    ready.store(false, std::sync::atomic::Ordering::SeqCst);
-    let _ = stop.send(true);
-    consuming.await.context("consumer task")??;
-    ops.abort();
-    pool.close().await;
-    tracing::info!("persister stopped cleanly");
-    Ok(())
 }

@@ -49,10 +49,95 @@ pub struct Metrics {
     pub refused_by_database: AtomicU64,
 }
 
+/// What one batch adds to the counters: gathered while its parts are written, added once its
+/// offsets are committed ([`Metrics::count`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Orders inserted as confirmed.
+    pub persisted: u64,
+    /// Coupons inserted as issued.
+    pub coupons_issued: u64,
+    /// Coupon redemption changes applied.
+    pub coupon_changes: u64,
+    /// Ledger rows that moved a balance.
+    pub points_written: u64,
+    /// Point uses and refunds refused now (not the refusals a replay announces again).
+    pub points_refused: u64,
+    /// Orders, coupons, changes and point events already stored.
+    pub duplicates: u64,
+    /// Orders and coupons rejected now by the database's guards.
+    pub rejected: u64,
+    /// Messages sent to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Events parked to wait for their record.
+    pub parked: u64,
+    /// Parked events decided.
+    pub unparked: u64,
+    /// Batches the database refused for good, split.
+    pub isolated: u64,
+    /// Messages the database refuses for good.
+    pub refused_by_database: u64,
+    /// Parts of the batch written (the whole batch, unless it was split).
+    pub batches: u64,
+    /// Messages in them.
+    pub batch_messages: u64,
+    /// Time spent writing them, in microseconds.
+    pub batch_micros: u64,
+}
+
+impl Counts {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: &Counts) {
+        self.persisted += other.persisted;
+        self.coupons_issued += other.coupons_issued;
+        self.coupon_changes += other.coupon_changes;
+        self.points_written += other.points_written;
+        self.points_refused += other.points_refused;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.dead_lettered += other.dead_lettered;
+        self.parked += other.parked;
+        self.unparked += other.unparked;
+        self.isolated += other.isolated;
+        self.refused_by_database += other.refused_by_database;
+        self.batches += other.batches;
+        self.batch_messages += other.batch_messages;
+        self.batch_micros += other.batch_micros;
+    }
+
+    /// Whether events were parked or unparked: the parked gauges are read again.
+    pub fn moved_parked_events(&self) -> bool {
+        self.parked + self.unparked > 0
+    }
+}
+
 impl Metrics {
     /// Adds `n` to `counter`.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds a batch's counts to the counters.
+    pub fn count(&self, counts: &Counts) {
+        for (counter, n) in [
+            (&self.persisted, counts.persisted),
+            (&self.coupons_issued, counts.coupons_issued),
+            (&self.coupon_changes, counts.coupon_changes),
+            (&self.points_written, counts.points_written),
+            (&self.points_refused, counts.points_refused),
+            (&self.duplicates, counts.duplicates),
+            (&self.rejected, counts.rejected),
+            (&self.dead_lettered, counts.dead_lettered),
+            (&self.parked_total, counts.parked),
+            (&self.unparked_total, counts.unparked),
+            (&self.isolated, counts.isolated),
+            (&self.refused_by_database, counts.refused_by_database),
+            (&self.batches, counts.batches),
+            (&self.batch_messages, counts.batch_messages),
+            (&self.batch_micros, counts.batch_micros),
+        ] {
+            Self::add(counter, n);
+        }
     }
 
     /// The Prometheus text exposition.

@@ -1,131 +1,56 @@
-//! After a batch's transaction committed: the point caches settled in Redis, the messages that
-//! can never be stored sent to the dead-letter topic, and what the database refused announced
-//! on the compensations topic (again on every replay: a refusal found stored is announced as
-//! when it was decided, under the same event id, so downstream dedupes).
+//! What the persister sends to Kafka once a batch's transaction has committed: the messages
+//! that can never be stored go to the dead-letter topic, and what the database refused is
+//! announced on the compensations topic (again on every replay: a refusal found stored is
+//! announced as when it was decided, under the same event id, so downstream dedupes).
 
 use std::time::Duration;
 
 use chrono::Utc;
+use flashgate_config::KafkaSettings;
 use flashgate_events::{
     COUPON_REJECTED, CouponRejected, Envelope, OrderRejected, POINTS_REJECTED, PointsRejected,
     TRACE_HEADER,
 };
 use rdkafka::Message;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::batch::{Decoded, Written};
-use crate::consumer::Persister;
-use crate::metrics::Metrics;
 
-impl Persister {
-    /// Settles, dead-letters and announces what the batch's transaction decided, and counts it.
-    pub(crate) async fn announce(
-        &self,
-        decoded: &Decoded<'_>,
-        written: &Written,
-    ) -> anyhow::Result<()> {
-        let (orders, coupons, points) = (&written.orders, &written.coupons, &written.points);
-        self.caches.settle(&points.settle).await?;
-        let mut poison: Vec<(&OwnedMessage, String)> = decoded.poison.clone();
-        for order in &orders.unknown_sale {
-            if let Some(message) = decoded.by_key(&order.order_id) {
-                poison.push((message, format!("sale {} does not exist", order.sale_id)));
-            }
+/// How long a send waits for the broker before the batch is retried.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends dead letters and compensation events, each acknowledged by the broker before the
+/// batch's offsets are committed.
+pub struct Publisher {
+    producer: FutureProducer,
+    dead_letter_topic: String,
+    compensations_topic: String,
+}
+
+impl Publisher {
+    /// Publishes with `producer` to the topics of `kafka`.
+    pub fn new(producer: FutureProducer, kafka: &KafkaSettings) -> Self {
+        Self {
+            producer,
+            dead_letter_topic: kafka.dead_letter_topic.clone(),
+            compensations_topic: kafka.compensations_topic.clone(),
         }
-        for coupon_id in &coupons.unknown_policy {
-            if let Some(message) = decoded.by_key(coupon_id) {
-                poison.push((message, "its coupon policy does not exist".to_owned()));
-            }
-        }
-        for &index in &coupons.hopeless_changes {
-            let message = decoded.change_messages[index];
-            let reason = "neither its coupon nor the coupon's policy exists".to_owned();
-            poison.push((message, reason));
-        }
+    }
+
+    /// Dead-letters what the batch can never store and announces what the database refused;
+    /// returns how many messages were dead-lettered.
+    pub async fn publish(&self, decoded: &Decoded<'_>, written: &Written) -> anyhow::Result<u64> {
+        let poison = never_storable(decoded, written);
         for (message, reason) in &poison {
             self.dead_letter(message, reason).await?;
         }
-        for (order, reason) in &orders.rejected {
-            let trace = decoded
-                .traces
-                .get(&order.order_id)
-                .cloned()
-                .unwrap_or_default();
-            let event = OrderRejected {
-                order_id: order.order_id.clone(),
-                sale_id: order.sale_id,
-                user_id: order.user_id.clone(),
-                quantity: order.quantity,
-                reason: reason.message().to_owned(),
-            }
-            .into_envelope(trace.clone(), Utc::now());
-            self.compensate(&order.order_id, &event, trace).await?;
-        }
-        for coupon in &coupons.rejected {
-            let trace = decoded
-                .traces
-                .get(&coupon.coupon_id)
-                .cloned()
-                .unwrap_or_default();
-            let data = CouponRejected {
-                coupon_id: coupon.coupon_id.clone(),
-                policy_id: coupon.policy_id,
-                user_id: coupon.user_id.clone(),
-                reason: "exhausted or already claimed in the system of record".to_owned(),
-            };
-            let id = format!("{COUPON_REJECTED}:{}", coupon.coupon_id);
-            let event = Envelope::v1(COUPON_REJECTED, id, Utc::now(), trace.clone(), data);
-            self.compensate(&coupon.coupon_id, &event, trace).await?;
-        }
-        for refused in &points.refused {
-            let data = PointsRejected {
-                txid: refused.txid.clone(),
-                user_id: refused.user_id.clone(),
-                amount: refused.amount,
-                reason: refused.reason.to_owned(),
-            };
-            let id = format!("{POINTS_REJECTED}:{}", refused.txid);
-            let trace = refused.trace_id.clone();
-            let event = Envelope::v1(POINTS_REJECTED, id, Utc::now(), trace.clone(), data);
-            self.compensate(&refused.user_id, &event, trace).await?;
-        }
-
-        let metrics = &self.metrics;
-        Metrics::add(&metrics.points_written, points.written);
-        let newly_refused = points.refused.iter().filter(|r| !r.replayed).count();
-        Metrics::add(&metrics.points_refused, newly_refused as u64);
-        Metrics::add(&metrics.persisted, orders.confirmed.len() as u64);
-        let duplicates = orders.duplicates.len() + coupons.duplicates.len();
-        Metrics::add(
-            &metrics.duplicates,
-            duplicates as u64 + coupons.stale + points.duplicates,
-        );
-        let newly_rejected = orders
-            .rejected
-            .iter()
-            .filter(|(o, _)| !orders.duplicates.contains(&o.order_id))
-            .count()
-            + coupons
-                .rejected
-                .iter()
-                .filter(|c| !coupons.duplicates.contains(&c.coupon_id))
-                .count();
-        Metrics::add(&metrics.rejected, newly_rejected as u64);
-        Metrics::add(&metrics.coupons_issued, coupons.issued.len() as u64);
-        Metrics::add(&metrics.coupon_changes, coupons.changed);
-        Metrics::add(&metrics.dead_lettered, poison.len() as u64);
-        Metrics::add(&metrics.parked_total, coupons.parked + points.parked);
-        Metrics::add(&metrics.unparked_total, coupons.unparked + points.unparked);
-        Ok(())
+        self.announce_refusals(decoded, written).await?;
+        Ok(poison.len() as u64)
     }
 
     /// Sends `message` as it is to the dead-letter topic, with why and where it came from.
-    pub(crate) async fn dead_letter(
-        &self,
-        message: &OwnedMessage,
-        reason: &str,
-    ) -> anyhow::Result<()> {
+    pub async fn dead_letter(&self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
         tracing::warn!(
             partition = message.partition(),
             offset = message.offset(),
@@ -155,14 +80,60 @@ impl Persister {
         let payload = message.payload().unwrap_or_default();
         self.producer
             .send(
-                FutureRecord::to(&self.settings.kafka.dead_letter_topic)
+                FutureRecord::to(&self.dead_letter_topic)
                     .key(key)
                     .payload(payload)
                     .headers(headers),
-                Duration::from_secs(5),
+                DELIVERY_TIMEOUT,
             )
             .await
             .map_err(|(err, _)| anyhow::anyhow!("dead-letter delivery failed: {err}"))?;
+        Ok(())
+    }
+
+    /// Announces the orders, coupons and point changes the database refused.
+    async fn announce_refusals(
+        &self,
+        decoded: &Decoded<'_>,
+        written: &Written,
+    ) -> anyhow::Result<()> {
+        let trace_of = |id: &str| decoded.traces.get(id).cloned().unwrap_or_default();
+        for (order, reason) in &written.orders.rejected {
+            let trace = trace_of(&order.order_id);
+            let event = OrderRejected {
+                order_id: order.order_id.clone(),
+                sale_id: order.sale_id,
+                user_id: order.user_id.clone(),
+                quantity: order.quantity,
+                reason: reason.message().to_owned(),
+            }
+            .into_envelope(trace.clone(), Utc::now());
+            self.compensate(&order.order_id, &event, trace).await?;
+        }
+        for coupon in &written.coupons.rejected {
+            let trace = trace_of(&coupon.coupon_id);
+            let data = CouponRejected {
+                coupon_id: coupon.coupon_id.clone(),
+                policy_id: coupon.policy_id,
+                user_id: coupon.user_id.clone(),
+                reason: "exhausted or already claimed in the system of record".to_owned(),
+            };
+            let id = format!("{COUPON_REJECTED}:{}", coupon.coupon_id);
+            let event = Envelope::v1(COUPON_REJECTED, id, Utc::now(), trace.clone(), data);
+            self.compensate(&coupon.coupon_id, &event, trace).await?;
+        }
+        for refused in &written.points.refused {
+            let data = PointsRejected {
+                txid: refused.txid.clone(),
+                user_id: refused.user_id.clone(),
+                amount: refused.amount,
+                reason: refused.reason.to_owned(),
+            };
+            let id = format!("{POINTS_REJECTED}:{}", refused.txid);
+            let trace = refused.trace_id.clone();
+            let event = Envelope::v1(POINTS_REJECTED, id, Utc::now(), trace.clone(), data);
+            self.compensate(&refused.user_id, &event, trace).await?;
+        }
         Ok(())
     }
 
@@ -177,17 +148,39 @@ impl Persister {
         let payload = serde_json::to_vec(event)?;
         self.producer
             .send(
-                FutureRecord::to(&self.settings.kafka.compensations_topic)
+                FutureRecord::to(&self.compensations_topic)
                     .key(key)
                     .payload(&payload)
                     .headers(OwnedHeaders::new().insert(Header {
                         key: TRACE_HEADER,
                         value: Some(trace_id.as_str()),
                     })),
-                Duration::from_secs(5),
+                DELIVERY_TIMEOUT,
             )
             .await
             .map_err(|(err, _)| anyhow::anyhow!("compensation delivery failed: {err}"))?;
         Ok(())
     }
+}
+
+/// The messages of the batch that can never be stored, and why: undecodable or invalid ones,
+/// and those whose sale, coupon policy or coupon does not exist.
+fn never_storable<'m>(decoded: &Decoded<'m>, written: &Written) -> Vec<(&'m OwnedMessage, String)> {
+    let mut poison: Vec<(&OwnedMessage, String)> = decoded.poison.clone();
+    for order in &written.orders.unknown_sale {
+        if let Some(message) = decoded.by_key(&order.order_id) {
+            poison.push((message, format!("sale {} does not exist", order.sale_id)));
+        }
+    }
+    for coupon_id in &written.coupons.unknown_policy {
+        if let Some(message) = decoded.by_key(coupon_id) {
+            poison.push((message, "its coupon policy does not exist".to_owned()));
+        }
+    }
+    for &index in &written.coupons.hopeless_changes {
+        let message = decoded.change_messages[index];
+        let reason = "neither its coupon nor the coupon's policy exists".to_owned();
+        poison.push((message, reason));
+    }
+    poison
 }

@@ -16,7 +16,7 @@ const REFUND_REFUSED: &str = "its use was refused by the system of record";
 
 /// One point change to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub enum PointChange {
     /// Points a confirmed order earns.
     Earn {
         /// The order.
@@ -32,7 +32,7 @@ pub enum Change {
     Refund(PointsRefunded),
 }
 
-impl Change {
+impl PointChange {
     /// The ledger's unique id of this change.
     pub fn txid(&self) -> String {
         match self {
@@ -159,7 +159,7 @@ impl Books {
         }
     }
 
-    pub(super) fn decide(&mut self, change: &Change, trace_id: &str) -> Decided {
+    pub(super) fn decide(&mut self, change: &PointChange, trace_id: &str) -> Decided {
         let txid = change.txid();
         let user = change.user_id();
         if let Some(known) = self.known.get(&txid) {
@@ -174,24 +174,23 @@ impl Books {
         }
         let spendable = self.accounts.get(user).map(|a| a.balance);
         let (delta, reason, reference) = match change {
-            Change::Earn {
+            PointChange::Earn {
                 order_id, points, ..
             } => (points_delta(*points), "earn", order_id.as_str()),
-            Change::Use(used) => {
+            PointChange::Use(used) => {
                 let amount = points_delta(used.amount);
-                if spendable.is_some_and(|balance| balance >= amount) {
+                if can_pay(spendable, amount) {
                     (-amount, "use", used.order_id.as_str())
                 } else {
                     (0, "rejected", used.order_id.as_str())
                 }
             }
-            Change::Refund(refund) => {
+            PointChange::Refund(refund) => {
                 let Some(used) = self.known.get(&refund.use_txid) else {
                     return Decided::Waits;
                 };
                 let amount = points_delta(refund.amount);
-                // The use gave these points, to this user (whose balance row is locked).
-                if used.delta == -amount && used.user_id == refund.user_id && spendable.is_some() {
+                if refund_gives_back(used.delta, &used.user_id, refund, spendable) {
                     (amount, "refund", refund.use_txid.as_str())
                 } else {
                     (0, "rejected", refund.use_txid.as_str())
@@ -228,7 +227,7 @@ impl Books {
     }
 
     /// A Redis-made change is no longer pending in its user's cache.
-    fn settled(&mut self, change: &Change, txid: &str) {
+    fn settled(&mut self, change: &PointChange, txid: &str) {
         if change.made_in_redis()
             && let Some(account) = self.accounts.get_mut(change.user_id())
         {
@@ -236,7 +235,7 @@ impl Books {
         }
     }
 
-    fn refuse(&mut self, change: &Change, txid: &str, trace_id: &str, replayed: bool) {
+    fn refuse(&mut self, change: &PointChange, txid: &str, trace_id: &str, replayed: bool) {
         if self.announced.insert(txid.to_owned()) {
             self.outcome.refused.push(Refused {
                 txid: txid.to_owned(),
@@ -250,6 +249,24 @@ impl Books {
     }
 }
 
+/// Whether a use of `amount` points can be paid from a `spendable` balance (`None`: the user
+/// has no balance row).
+pub fn can_pay(spendable: Option<i64>, amount: i64) -> bool {
+    spendable.is_some_and(|balance| balance >= amount)
+}
+
+/// Whether `refund` gives back exactly what its use took: the use (ledger delta `use_delta`,
+/// of `use_user`) took these points from this user, whose balance row exists (`spendable`).
+pub fn refund_gives_back(
+    use_delta: i64,
+    use_user: &str,
+    refund: &PointsRefunded,
+    spendable: Option<i64>,
+) -> bool {
+    use_delta == -points_delta(refund.amount) && use_user == refund.user_id && spendable.is_some()
+}
+
+/// Points as a ledger delta (saturating: no real amount comes near `i64::MAX`).
 pub(super) fn points_delta(points: u64) -> i64 {
     i64::try_from(points).unwrap_or(i64::MAX)
 }
@@ -287,8 +304,8 @@ mod tests {
         Books::new(accounts, known)
     }
 
-    fn use_of(user: &str, txid: &str, amount: u64) -> Change {
-        Change::Use(PointsUsed {
+    fn use_of(user: &str, txid: &str, amount: u64) -> PointChange {
+        PointChange::Use(PointsUsed {
             txid: txid.to_owned(),
             user_id: user.to_owned(),
             amount,
@@ -297,8 +314,8 @@ mod tests {
         })
     }
 
-    fn refund_of(user: &str, use_txid: &str, amount: u64) -> Change {
-        Change::Refund(PointsRefunded {
+    fn refund_of(user: &str, use_txid: &str, amount: u64) -> PointChange {
+        PointChange::Refund(PointsRefunded {
             txid: flashgate_events::refund_txid(use_txid).expect("use txid"),
             use_txid: use_txid.to_owned(),
             user_id: user.to_owned(),
@@ -313,6 +330,37 @@ mod tests {
             .iter()
             .map(|r| (r.txid.as_str(), r.delta, r.reason))
             .collect()
+    }
+
+    #[test]
+    fn a_use_is_paid_only_from_a_balance_that_covers_it() {
+        assert!(can_pay(Some(60), 60));
+        assert!(!can_pay(Some(59), 60));
+        assert!(!can_pay(None, 1), "no balance row, nothing to spend");
+    }
+
+    #[test]
+    fn a_refund_gives_back_only_its_own_uses_points_to_their_owner() {
+        let PointChange::Refund(refund) = refund_of("ana", "use-1", 60) else {
+            unreachable!("a refund")
+        };
+        assert!(refund_gives_back(-60, "ana", &refund, Some(0)));
+        assert!(
+            !refund_gives_back(-50, "ana", &refund, Some(0)),
+            "another amount"
+        );
+        assert!(
+            !refund_gives_back(-60, "eve", &refund, Some(0)),
+            "another user's use"
+        );
+        assert!(
+            !refund_gives_back(0, "ana", &refund, Some(0)),
+            "a refused use"
+        );
+        assert!(
+            !refund_gives_back(-60, "ana", &refund, None),
+            "no balance row"
+        );
     }
 
     #[test]

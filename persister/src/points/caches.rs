@@ -31,14 +31,14 @@ pub struct Settle {
 
 /// Brings the Redis caches in step with committed changes.
 #[derive(Debug, Clone)]
-pub struct Caches {
+pub struct PointCaches {
     redis: Pool,
     prefix: String,
     script: Script,
 }
 
-impl Caches {
-    /// Caches under `prefix` (`redis.key_prefix`).
+impl PointCaches {
+    /// The caches under `prefix` (`redis.key_prefix`).
     pub fn new(redis: Pool, prefix: &str) -> Self {
         Self {
             redis,

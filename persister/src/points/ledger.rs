@@ -16,7 +16,7 @@ use flashgate_events::{POINTS_REFUNDED, PointsRefunded};
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
 use super::Settle;
-use super::books::{Account, Books, Change, Decided, Known, PointsOutcome};
+use super::books::{Account, Books, Decided, Known, PointChange, PointsOutcome};
 use crate::parked::{self, Parked};
 
 /// A refund waiting for its use, from this batch or from `parked_events`.
@@ -31,7 +31,7 @@ struct Waiting {
 /// id of a change by its txid.
 pub async fn write(
     tx: &mut MySqlConnection,
-    changes: &[Change],
+    changes: &[PointChange],
     traces: &HashMap<String, String>,
 ) -> Result<PointsOutcome, sqlx::Error> {
     if changes.is_empty() {
@@ -77,7 +77,7 @@ pub async fn write(
     let mut list = query.separated(", ");
     for change in changes {
         list.push_bind(change.txid());
-        if let Change::Refund(refund) = change {
+        if let PointChange::Refund(refund) = change {
             list.push_bind(refund.use_txid.clone());
         }
     }
@@ -100,7 +100,7 @@ pub async fn write(
     let uses: Vec<&str> = changes
         .iter()
         .filter_map(|c| match c {
-            Change::Use(used) => Some(used.txid.as_str()),
+            PointChange::Use(used) => Some(used.txid.as_str()),
             _ => None,
         })
         .collect();
@@ -134,7 +134,7 @@ pub async fn write(
         let trace_id = traces.get(&txid).map_or("", String::as_str);
         match books.decide(change, trace_id) {
             Decided::Waits => {
-                if let Change::Refund(refund) = change {
+                if let PointChange::Refund(refund) = change {
                     waiting
                         .entry(refund.use_txid.clone())
                         .or_default()
@@ -146,9 +146,11 @@ pub async fn write(
                 }
             }
             Decided::Done => {
-                let Change::Use(_) = change else { continue };
+                let PointChange::Use(_) = change else {
+                    continue;
+                };
                 for refund in waiting.remove(&txid).unwrap_or_default() {
-                    books.decide(&Change::Refund(refund.refund), &refund.trace_id);
+                    books.decide(&PointChange::Refund(refund.refund), &refund.trace_id);
                     if let Some(key) = refund.parked {
                         books.outcome.unparked += 1;
                         released.push(key);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use flashgate_events::keys::PointsKeys;
 use flashgate_events::{Envelope, POINTS_REFUNDED, POINTS_USED, PointsRefunded, PointsUsed};
-use flashgate_persister::points::{Caches, Settle};
+use flashgate_persister::points::{PointCaches, Settle};
 use fred::prelude::{HashesInterface, KeysInterface, Pool};
 use fred::types::scripts::Script;
 
@@ -186,7 +186,7 @@ async fn settles_in_any_order_never_leave_a_wrong_cache() {
     let settings = crate::helpers::isolated().await.0;
     let redis = settings.redis.connect_pool().await.expect("Redis");
     let prefix = settings.redis.key_prefix.clone();
-    let caches = Caches::new(redis.clone(), &prefix);
+    let caches = PointCaches::new(redis.clone(), &prefix);
     let key = PointsKeys::for_user(&prefix, "bob").balance("bob");
 
     // A use of 30 is pending on a cache of version 1 (MySQL 100): spendable 70.

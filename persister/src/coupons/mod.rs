@@ -1,0 +1,8 @@
+//! Coupon events in MySQL: [`store`] reads and writes coupons in the batch's transaction,
+//! [`rules`] decides (may this coupon be issued? is this change newer than the stored one?).
+
+mod rules;
+mod store;
+
+pub use rules::{CouponChange, CouponOutcome, can_issue, is_newer};
+pub use store::write;

@@ -1,0 +1,307 @@
+//! The decisions on admitted orders, without I/O: the guards Redis applies, checked a second
+//! time against the sale as locked in MySQL — the stock (`sold + quantity <= total`) and the
+//! per-user limit (the buyer's units in the sale + quantity <= `per_user_limit`). An order
+//! that fails either is stored `rejected` and announced.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use flashgate_config::PointsSettings;
+use flashgate_events::OrderAdmitted;
+
+use crate::points::PointChange;
+
+/// Why the database refused an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The sale had no stock left in MySQL.
+    SoldOut,
+    /// The buyer would hold more than the sale's per-user limit.
+    PerUserLimit,
+}
+
+impl RejectReason {
+    /// The value of `orders.reject_reason`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::SoldOut => "sold_out",
+            Self::PerUserLimit => "per_user_limit",
+        }
+    }
+
+    /// The reason announced in `order.rejected`.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::SoldOut => "sold out in the system of record",
+            Self::PerUserLimit => "over the per-user limit in the system of record",
+        }
+    }
+
+    /// The reason of a stored order (rows written before the column existed were sold out).
+    pub(super) fn from_code(code: Option<&str>) -> Self {
+        match code {
+            Some("per_user_limit") => Self::PerUserLimit,
+            _ => Self::SoldOut,
+        }
+    }
+}
+
+/// What one batch did to its orders.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OrdersOutcome {
+    /// Orders inserted as `confirmed` (their units now count in `sales.sold`).
+    pub confirmed: Vec<String>,
+    /// Orders already in the database (a replay or a re-send): nothing changed for them.
+    pub duplicates: Vec<String>,
+    /// Orders inserted as `rejected` by a guard, and duplicates found already rejected (their
+    /// compensation event is published again), with the reason.
+    pub rejected: Vec<(OrderAdmitted, RejectReason)>,
+    /// Orders whose sale does not exist in MySQL: never insertable, dead-lettered.
+    pub unknown_sale: Vec<OrderAdmitted>,
+    /// The points the orders confirmed now or before earn (`earn-<order>`, written once
+    /// whatever the replays, so a batch retried after its commit still settles the caches).
+    pub earns: Vec<PointChange>,
+}
+
+/// A sale's counters, as locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sale {
+    pub(super) total: u64,
+    pub(super) sold: u64,
+    pub(super) per_user_limit: u64,
+}
+
+/// An order as stored: its status and, when rejected, why.
+pub(super) type Stored = (String, Option<String>);
+
+/// Whether a buyer who holds `held` units of a sale may add `quantity` more.
+pub fn within_per_user_limit(held: u64, quantity: u64, per_user_limit: u64) -> bool {
+    held + quantity <= per_user_limit
+}
+
+/// Whether a sale that has sold `sold` of its `total` units has `quantity` more.
+pub fn within_stock(sold: u64, quantity: u64, total: u64) -> bool {
+    sold + quantity <= total
+}
+
+/// Why a new order of `quantity` units from a buyer holding `held` is refused by `sale`, or
+/// `None` when it fits. The per-user limit is looked at first.
+fn refusal(sale: &Sale, held: u64, quantity: u64) -> Option<RejectReason> {
+    if !within_per_user_limit(held, quantity, sale.per_user_limit) {
+        Some(RejectReason::PerUserLimit)
+    } else if !within_stock(sale.sold, quantity, sale.total) {
+        Some(RejectReason::SoldOut)
+    } else {
+        None
+    }
+}
+
+/// What the batch's orders come to, decided in delivery order.
+#[derive(Debug, Default)]
+pub(super) struct Decisions<'o> {
+    /// What happened to each order.
+    pub(super) outcome: OrdersOutcome,
+    /// The rows to insert: each new order and, when refused, why.
+    pub(super) rows: Vec<(&'o OrderAdmitted, Option<RejectReason>)>,
+    /// Units to add to each sale's `sold`.
+    pub(super) sold_delta: BTreeMap<u64, u64>,
+}
+
+/// Decides `orders` against what is `stored`, the locked `sales` and the units each buyer
+/// `held` per (sale, user); `sales` and `held` are moved along as orders are confirmed.
+pub(super) fn decide<'o>(
+    orders: &'o [OrderAdmitted],
+    stored: &HashMap<String, Stored>,
+    sales: &mut HashMap<u64, Sale>,
+    held: &mut HashMap<(u64, String), u64>,
+    earning: &PointsSettings,
+) -> Decisions<'o> {
+    let mut decisions = Decisions::default();
+    let outcome = &mut decisions.outcome;
+    let mut seen: HashSet<&str> = HashSet::new();
+    let earn = |order: &OrderAdmitted, earns: &mut Vec<PointChange>| {
+        let points = earning.earned(order.amount);
+        if points > 0 {
+            earns.push(PointChange::Earn {
+                order_id: order.order_id.clone(),
+                user_id: order.user_id.clone(),
+                points,
+            });
+        }
+    };
+    for order in orders {
+        if !seen.insert(order.order_id.as_str()) {
+            outcome.duplicates.push(order.order_id.clone());
+            continue;
+        }
+        if let Some((status, reason)) = stored.get(&order.order_id) {
+            outcome.duplicates.push(order.order_id.clone());
+            if status == "rejected" {
+                let reason = RejectReason::from_code(reason.as_deref());
+                outcome.rejected.push((order.clone(), reason));
+            } else {
+                earn(order, &mut outcome.earns);
+            }
+            continue;
+        }
+        let Some(sale) = sales.get_mut(&order.sale_id) else {
+            outcome.unknown_sale.push(order.clone());
+            continue;
+        };
+        let quantity = u64::from(order.quantity);
+        let units = held
+            .entry((order.sale_id, order.user_id.clone()))
+            .or_default();
+        let refused = refusal(sale, *units, quantity);
+        match refused {
+            None => {
+                sale.sold += quantity;
+                *units += quantity;
+                *decisions.sold_delta.entry(order.sale_id).or_default() += quantity;
+                outcome.confirmed.push(order.order_id.clone());
+                earn(order, &mut outcome.earns);
+            }
+            Some(reason) => outcome.rejected.push((order.clone(), reason)),
+        }
+        decisions.rows.push((order, refused));
+    }
+    decisions
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    fn order(order_id: &str, sale_id: u64, user: &str, quantity: u32) -> OrderAdmitted {
+        OrderAdmitted {
+            order_id: order_id.to_owned(),
+            sale_id,
+            user_id: user.to_owned(),
+            quantity,
+            unit_price: 100,
+            amount: 100 * u64::from(quantity),
+            admitted_at: Utc::now(),
+        }
+    }
+
+    fn sale(total: u64, sold: u64, per_user_limit: u64) -> HashMap<u64, Sale> {
+        let sale = Sale {
+            total,
+            sold,
+            per_user_limit,
+        };
+        HashMap::from([(1, sale)])
+    }
+
+    fn earning(earn_basis_points: u32) -> PointsSettings {
+        PointsSettings {
+            earn_basis_points,
+            ..PointsSettings::default()
+        }
+    }
+
+    #[test]
+    fn an_order_fits_up_to_the_last_unit_and_the_limit_exactly() {
+        assert!(within_stock(9, 1, 10));
+        assert!(!within_stock(10, 1, 10));
+        assert!(within_per_user_limit(1, 1, 2));
+        assert!(!within_per_user_limit(2, 1, 2));
+    }
+
+    #[test]
+    fn an_order_over_both_guards_is_refused_for_the_per_user_limit() {
+        let sale = Sale {
+            total: 1,
+            sold: 1,
+            per_user_limit: 1,
+        };
+        assert_eq!(refusal(&sale, 1, 1), Some(RejectReason::PerUserLimit));
+        assert_eq!(refusal(&sale, 0, 1), Some(RejectReason::SoldOut));
+        let open = Sale { sold: 0, ..sale };
+        assert_eq!(refusal(&open, 0, 1), None);
+    }
+
+    #[test]
+    fn orders_take_the_last_units_in_delivery_order_and_the_rest_are_rejected() {
+        let orders = [order("1-a", 1, "ana", 1), order("1-b", 1, "ben", 1)];
+        let (mut sales, mut held) = (sale(10, 9, 5), HashMap::new());
+        let decided = decide(&orders, &HashMap::new(), &mut sales, &mut held, &earning(0));
+        assert_eq!(decided.outcome.confirmed, ["1-a"]);
+        assert_eq!(
+            decided.outcome.rejected,
+            [(orders[1].clone(), RejectReason::SoldOut)]
+        );
+        assert_eq!(decided.rows.len(), 2, "both stored, one rejected");
+        assert_eq!(decided.sold_delta, BTreeMap::from([(1, 1)]));
+        assert_eq!(sales[&1].sold, 10);
+    }
+
+    #[test]
+    fn a_buyers_orders_in_one_batch_add_up_against_the_limit() {
+        let orders = [order("1-a", 1, "ana", 1), order("1-b", 1, "ana", 1)];
+        let mut held = HashMap::from([((1, "ana".to_owned()), 1)]);
+        let decided = decide(
+            &orders,
+            &HashMap::new(),
+            &mut sale(10, 0, 2),
+            &mut held,
+            &earning(0),
+        );
+        assert_eq!(decided.outcome.confirmed, ["1-a"]);
+        assert_eq!(decided.outcome.rejected[0].1, RejectReason::PerUserLimit);
+    }
+
+    #[test]
+    fn replays_change_nothing_but_announce_refusals_and_earnings_again() {
+        let orders = [
+            order("1-a", 1, "ana", 1),
+            order("1-r", 1, "rob", 1),
+            order("1-a", 1, "ana", 1),
+        ];
+        let stored = HashMap::from([
+            ("1-a".to_owned(), ("confirmed".to_owned(), None)),
+            (
+                "1-r".to_owned(),
+                ("rejected".to_owned(), Some("per_user_limit".to_owned())),
+            ),
+        ]);
+        let decided = decide(
+            &orders,
+            &stored,
+            &mut sale(10, 0, 1),
+            &mut HashMap::new(),
+            &earning(100),
+        );
+        assert!(decided.rows.is_empty(), "nothing inserted again");
+        assert_eq!(decided.outcome.duplicates, ["1-a", "1-r", "1-a"]);
+        assert_eq!(
+            decided.outcome.rejected,
+            [(orders[1].clone(), RejectReason::PerUserLimit)]
+        );
+        let earned = PointChange::Earn {
+            order_id: "1-a".to_owned(),
+            user_id: "ana".to_owned(),
+            points: 1,
+        };
+        assert_eq!(
+            decided.outcome.earns,
+            [earned],
+            "earned once, as when confirmed"
+        );
+    }
+
+    #[test]
+    fn an_order_of_a_sale_mysql_does_not_know_is_set_aside() {
+        let orders = [order("7-a", 7, "ana", 1)];
+        let decided = decide(
+            &orders,
+            &HashMap::new(),
+            &mut sale(10, 0, 1),
+            &mut HashMap::new(),
+            &earning(0),
+        );
+        assert_eq!(decided.outcome.unknown_sale, orders);
+        assert!(decided.rows.is_empty());
+    }
+}

@@ -1,0 +1,230 @@
+//! Writing one batch, in its steps: decode → persist (one MySQL transaction) → settle the
+//! point caches in Redis → publish (dead letters, compensation events). The consumer then
+//! commits the offsets and counts ([`crate::consumer`]).
+//!
+//! Transient failures are retried with capped backoff; nothing is skipped. A batch the
+//! database refuses for good is split until the message it refuses is alone, and that one
+//! goes to the dead-letter topic.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flashgate_config::PointsSettings;
+use rdkafka::message::OwnedMessage;
+use sqlx::MySqlPool;
+use tokio::sync::watch;
+
+use crate::batch::{self, Decoded, Written};
+use crate::failure;
+use crate::metrics::{Counts, Metrics};
+use crate::points::PointCaches;
+use crate::publish::Publisher;
+
+/// Why writing a batch failed.
+enum Failed {
+    /// The database refuses it, and would on every retry: `"<number>: <message>"`.
+    Refused(String),
+    /// Anything else (MySQL, Redis or the broker unreachable, a lock timeout, a deadlock).
+    Transient(anyhow::Error),
+}
+
+impl Failed {
+    /// Refused when a retry would meet `err` again (see [`failure`]), else transient.
+    fn of_database(err: sqlx::Error) -> Self {
+        match failure::deterministic(&err) {
+            Some(reason) => Self::Refused(reason),
+            None => Self::Transient(anyhow::Error::new(err).context("writing the batch to MySQL")),
+        }
+    }
+}
+
+/// Backoff for retries: 100 ms doubling to 5 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
+}
+
+/// Everything a batch is written to.
+pub struct BatchWriter {
+    /// The system of record.
+    pub db: MySqlPool,
+    /// What a confirmed order earns, written with it.
+    pub earning: PointsSettings,
+    /// The users' point caches, settled after each commit.
+    pub caches: PointCaches,
+    /// Dead letters and compensation events.
+    pub publisher: Publisher,
+    /// Retries are counted as they happen (the rest once the batch is committed).
+    pub metrics: Arc<Metrics>,
+}
+
+impl BatchWriter {
+    /// Writes `batch`; retries transient failures until it succeeds (its counts) or shutdown
+    /// is asked for (`None`: nothing may be committed, the batch comes again).
+    ///
+    /// When the database refuses the batch for good (a constraint, a value that does not fit:
+    /// see [`failure`]), the batch is split in halves, each written on its own, until the
+    /// message it refuses is alone: that one goes to the dead-letter topic with the server's
+    /// reason, and everything else is stored. One bad message never stalls a partition, and
+    /// the normal path stays one transaction per batch.
+    pub async fn write(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Counts> {
+        let mut counts = Counts::default();
+        // Parts still to write, the next one last.
+        let mut parts: Vec<&[OwnedMessage]> = vec![batch];
+        while let Some(part) = parts.pop() {
+            let mut attempt = 0;
+            loop {
+                let failure = match self.write_part(part).await {
+                    Ok(written) => {
+                        counts.add(&written);
+                        break;
+                    }
+                    Err(Failed::Refused(reason)) if part.len() == 1 => {
+                        let reason = format!("the database refuses it: {reason}");
+                        match self.publisher.dead_letter(&part[0], &reason).await {
+                            Ok(()) => {
+                                counts.dead_lettered += 1;
+                                counts.refused_by_database += 1;
+                                break;
+                            }
+                            Err(err) => err,
+                        }
+                    }
+                    Err(Failed::Refused(reason)) => {
+                        tracing::warn!(
+                            messages = part.len(),
+                            reason,
+                            "the database refuses a batch; splitting it to find the message"
+                        );
+                        counts.isolated += 1;
+                        let (first, second) = part.split_at(part.len() / 2);
+                        parts.push(second);
+                        parts.push(first);
+                        break;
+                    }
+                    Err(Failed::Transient(err)) => err,
+                };
+                Metrics::add(&self.metrics.retries, 1);
+                let wait = backoff(attempt);
+                attempt += 1;
+                tracing::warn!(
+                    error = format!("{failure:#}"),
+                    ?wait,
+                    "batch failed; retrying"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return None,
+                }
+            }
+        }
+        Some(counts)
+    }
+
+    /// One part of a batch: decode → persist → settle caches → publish.
+    async fn write_part(&self, part: &[OwnedMessage]) -> Result<Counts, Failed> {
+        let started = Instant::now();
+        let decoded = Decoded::new(part);
+        let written = batch::persist(&self.db, &decoded, &self.earning)
+            .await
+            .map_err(Failed::of_database)?;
+        self.caches
+            .settle(&written.points.settle)
+            .await
+            .map_err(Failed::Transient)?;
+        let dead_lettered = self
+            .publisher
+            .publish(&decoded, &written)
+            .await
+            .map_err(Failed::Transient)?;
+        let mut counts = counts(&written, dead_lettered);
+        counts.batch_messages = part.len() as u64;
+        counts.batch_micros = started.elapsed().as_micros() as u64;
+        Ok(counts)
+    }
+}
+
+/// What one written part adds to the counters; a refusal or duplicate found again on a
+/// replay is not counted as new.
+fn counts(written: &Written, dead_lettered: u64) -> Counts {
+    let (orders, coupons, points) = (&written.orders, &written.coupons, &written.points);
+    let newly_rejected = orders
+        .rejected
+        .iter()
+        .filter(|(o, _)| !orders.duplicates.contains(&o.order_id))
+        .count()
+        + coupons
+            .rejected
+            .iter()
+            .filter(|c| !coupons.duplicates.contains(&c.coupon_id))
+            .count();
+    let duplicates = orders.duplicates.len() + coupons.duplicates.len();
+    Counts {
+        persisted: orders.confirmed.len() as u64,
+        coupons_issued: coupons.issued.len() as u64,
+        coupon_changes: coupons.changed,
+        points_written: points.written,
+        points_refused: points.refused.iter().filter(|r| !r.replayed).count() as u64,
+        duplicates: duplicates as u64 + coupons.stale + points.duplicates,
+        rejected: newly_rejected as u64,
+        dead_lettered,
+        parked: coupons.parked + points.parked,
+        unparked: coupons.unparked + points.unparked,
+        batches: 1,
+        ..Counts::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use flashgate_events::OrderAdmitted;
+
+    use super::*;
+    use crate::orders::RejectReason;
+    use crate::points::Refused;
+
+    fn order(order_id: &str) -> OrderAdmitted {
+        OrderAdmitted {
+            order_id: order_id.to_owned(),
+            sale_id: 1,
+            user_id: "ana".to_owned(),
+            quantity: 1,
+            unit_price: 1,
+            amount: 1,
+            admitted_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_refusal_found_again_on_a_replay_is_not_counted_as_new() {
+        let mut written = Written::default();
+        written.orders.confirmed = vec!["1-a".to_owned()];
+        written.orders.duplicates = vec!["1-r".to_owned()];
+        written.orders.rejected = vec![
+            (order("1-r"), RejectReason::SoldOut),
+            (order("1-s"), RejectReason::SoldOut),
+        ];
+        written.coupons.stale = 2;
+        written.points.refused = [true, false]
+            .map(|replayed| Refused {
+                txid: "use-1".to_owned(),
+                user_id: "ana".to_owned(),
+                amount: 5,
+                reason: "too low",
+                trace_id: String::new(),
+                replayed,
+            })
+            .to_vec();
+        let counts = counts(&written, 3);
+        assert_eq!(counts.persisted, 1);
+        assert_eq!(counts.rejected, 1, "1-s only");
+        assert_eq!(counts.duplicates, 3, "1-r and two stale changes");
+        assert_eq!(counts.points_refused, 1);
+        assert_eq!(counts.dead_lettered, 3);
+        assert_eq!(counts.batches, 1);
+    }
+}
