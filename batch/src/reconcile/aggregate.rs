@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::checkpoint::{Checkpoint, CheckpointFile, Entry};
+use super::checkpoint::{Checkpoint, CheckpointFile, Entry};
+use super::report::Report;
+use super::summary::Stats;
 use crate::progress::Progress;
-use crate::summary::Stats;
-use crate::worker::Report;
 
 /// Longest time finished ranges wait before the checkpoint records them. Findings that are
 /// about to be repaired are saved at once: those are what a resumed run must not lose.

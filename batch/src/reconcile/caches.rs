@@ -8,7 +8,7 @@ use flashgate_events::keys::{PointsKeys, points_bucket};
 use fred::prelude::Pool;
 use fred::types::scripts::Script;
 
-use crate::compare::CacheEntry;
+use super::compare::CacheEntry;
 
 /// Most keys passed to one read script call; bounds the reply and the time Redis is busy.
 const KEYS_PER_CALL: usize = 500;
@@ -24,7 +24,7 @@ pub enum CacheRepair {
 
 /// The point caches of a bucket-tagged key prefix.
 #[derive(Debug, Clone)]
-pub struct Caches {
+pub struct CacheAuditor {
     redis: Pool,
     prefix: String,
     /// `lua/points_cache_read.lua`: read many caches of one bucket.
@@ -33,14 +33,14 @@ pub struct Caches {
     fix: Script,
 }
 
-impl Caches {
-    /// Caches under `prefix` (`redis.key_prefix`).
+impl CacheAuditor {
+    /// CacheAuditor under `prefix` (`redis.key_prefix`).
     pub fn new(redis: Pool, prefix: &str) -> Self {
         Self {
             redis,
             prefix: prefix.to_owned(),
-            read: Script::from_lua(include_str!("../../lua/points_cache_read.lua")),
-            fix: Script::from_lua(include_str!("../../lua/points_cache_fix.lua")),
+            read: Script::from_lua(include_str!("../../../lua/points_cache_read.lua")),
+            fix: Script::from_lua(include_str!("../../../lua/points_cache_fix.lua")),
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::summary::Stats;
+use super::summary::Stats;
 
 /// Version of the file format.
 const FORMAT: u32 = 1;

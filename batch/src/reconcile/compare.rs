@@ -1,7 +1,7 @@
 //! The judgement of one user: what MySQL's ledger, its balance row and the Redis cache say,
 //! and which of them disagree. Pure logic, no I/O.
 
-use crate::summary::{Mismatch, MismatchKind};
+use super::summary::{Mismatch, MismatchKind};
 
 /// A user's ledger, summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

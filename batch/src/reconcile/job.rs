@@ -1,9 +1,6 @@
-//! `reconcile-points`: recompute every user's balance from the ledger, compare it with the
-//! balance table and the Redis cache, report (and with `--fix` repair) what differs.
-//!
-//! One producer walks user ids (see [`crate::ranges`]) and hands ranges over a bounded channel
-//! to `workers` workers ([`crate::worker`]); an aggregator adds their reports up in key order
-//! and keeps a checkpoint ([`crate::checkpoint`]), so a killed run resumes where it stopped.
+//! One reconciliation run, start to finish: its options, the connections, the checkpoint
+//! continued or started, the producer, the workers and the aggregator wired by bounded
+//! channels, and the summary at the end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,13 +10,13 @@ use flashgate_config::Settings;
 use sqlx::MySqlPool;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::aggregate::Aggregator;
-use crate::cache::Caches;
-use crate::checkpoint::{Checkpoint, CheckpointFile};
+use super::aggregate::Aggregator;
+use super::caches::CacheAuditor;
+use super::checkpoint::{Checkpoint, CheckpointFile};
+use super::ranges::produce;
+use super::summary::Summary;
+use super::worker::Worker;
 use crate::progress::Progress;
-use crate::ranges::produce;
-use crate::summary::Summary;
-use crate::worker::Worker;
 
 /// How a run goes.
 #[derive(Debug, Clone)]
@@ -115,7 +112,7 @@ pub async fn run(settings: &Settings, options: &Options) -> anyhow::Result<Summa
     let work_rx = Arc::new(Mutex::new(work_rx));
     let worker = Worker {
         db: db.clone(),
-        caches: Caches::new(redis.clone(), prefix),
+        caches: CacheAuditor::new(redis.clone(), prefix),
         fix: options.fix,
         pause: options.pause,
     };

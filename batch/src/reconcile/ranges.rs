@@ -13,9 +13,9 @@ use anyhow::Context;
 use sqlx::MySqlPool;
 use tokio::sync::mpsc;
 
-use crate::checkpoint::Entry;
-use crate::summary::Stats;
-use crate::worker::Report;
+use super::checkpoint::Entry;
+use super::report::Report;
+use super::summary::Stats;
 
 /// A range of user ids, `lo < user_id <= hi` (`lo` empty: from the start).
 #[derive(Debug, Clone)]

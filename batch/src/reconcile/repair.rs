@@ -10,7 +10,7 @@
 use anyhow::Context;
 use sqlx::{MySqlPool, Row};
 
-use crate::compare::BalanceRow;
+use super::compare::BalanceRow;
 
 /// What the repair of a balance row did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

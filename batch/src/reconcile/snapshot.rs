@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use sqlx::{Connection, MySqlPool, Row};
 
-use crate::compare::{BalanceRow, LedgerSum};
-use crate::ranges::Range;
+use super::compare::{BalanceRow, LedgerSum};
+use super::ranges::Range;
 
 /// One user as MySQL sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

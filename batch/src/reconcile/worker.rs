@@ -8,52 +8,17 @@ use std::time::Duration;
 use sqlx::MySqlPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::cache::{CacheRepair, Caches};
-use crate::compare::{BalanceRow, CacheVerdict, judge_balance, judge_cache};
-use crate::ranges::{Prior, Range};
-use crate::repair::{BalanceRepair, repair_balance};
-use crate::retry::retry;
-use crate::snapshot::{Stored, current_rows, read_range};
-use crate::summary::Stats;
+use super::caches::{CacheAuditor, CacheRepair};
+use super::compare::{BalanceRow, CacheVerdict, judge_balance, judge_cache};
+use super::ranges::{Prior, Range};
+use super::repair::{BalanceRepair, repair_balance};
+use super::report::Report;
+use super::retry::retry;
+use super::snapshot::{Stored, current_rows, read_range};
+use super::summary::Stats;
 
 /// Waits before re-checking users whose cache was between two versions: bounded, growing.
 const RECHECK_DELAYS_MS: [u64; 5] = [50, 100, 200, 400, 800];
-
-/// What a worker tells the aggregator.
-#[derive(Debug)]
-pub enum Report {
-    /// The producer handed out a range an interrupted run had recorded (sent before the range
-    /// itself, so it always arrives before the range's `Done`).
-    Resent {
-        /// Position in this run.
-        seq: u64,
-        /// The recorded range.
-        entry: crate::checkpoint::Entry,
-    },
-    /// A range was checked and is about to be repaired; the worker waits for `saved` so the
-    /// findings are in the checkpoint before anything changes.
-    Checked {
-        /// Position in this run.
-        seq: u64,
-        /// The range.
-        range: (String, String),
-        /// What it found.
-        stats: Stats,
-        /// Answered once the checkpoint holds the findings.
-        saved: oneshot::Sender<()>,
-    },
-    /// A range is finished.
-    Done {
-        /// Position in this run.
-        seq: u64,
-        /// The range.
-        range: (String, String),
-        /// What it found and repaired.
-        stats: Stats,
-    },
-    /// A worker gave up; the run stops (its checkpoint stays for a resume).
-    Failed(anyhow::Error),
-}
 
 /// A repair to make once a range is judged.
 enum Repair {
@@ -69,7 +34,7 @@ pub struct Worker {
     /// The system of record.
     pub db: MySqlPool,
     /// The point caches.
-    pub caches: Caches,
+    pub caches: CacheAuditor,
     /// Repair what is found.
     pub fix: bool,
     /// Pause after each range, to spare a busy database.

@@ -1,6 +1,6 @@
 //! Drift injected into balance rows and Redis caches is reported exactly and repaired once.
 
-use flashgate_batch::summary::{EXIT_CLEAN, EXIT_DRIFT, MismatchKind, Tally};
+use flashgate_batch::reconcile::summary::{EXIT_CLEAN, EXIT_DRIFT, MismatchKind, Tally};
 
 use crate::helpers::Stores;
 

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use flashgate_batch::reconcile::summary::Summary;
 use flashgate_batch::reconcile::{self, Options};
 use flashgate_batch::seed::{self, SeedOptions};
-use flashgate_batch::summary::Summary;
 use flashgate_config::Settings;
 use flashgate_events::keys::PointsKeys;
 use flashgate_testkit::{fresh_database, stack_settings, unique};

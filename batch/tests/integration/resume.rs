@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use flashgate_batch::checkpoint::CheckpointFile;
+use flashgate_batch::reconcile::checkpoint::CheckpointFile;
 
 use crate::helpers::Stores;
 
