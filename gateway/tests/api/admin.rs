@@ -116,11 +116,22 @@ async fn sales_are_listed_newest_first_with_a_cursor() {
 async fn a_sale_lost_by_redis_is_restored_from_mysql_without_double_counting() {
     let app = spawn_app().await;
     let kept = app.sale(json!({"stock": 4})).await;
-    let lost = app.sale(json!({"stock": 7})).await;
+    let lost = app.sale(json!({"stock": 7, "per_user_limit": 2})).await;
     assert_eq!(
         app.purchase(kept, "u1", 1).await.status,
         StatusCode::ACCEPTED
     );
+    // Three units of the sale to be lost are persisted first: MySQL's `sold` and buyers are
+    // what the restore must start from.
+    for (user, quantity) in [("u1", 2), ("u3", 1)] {
+        let reply = app.purchase(lost, user, quantity).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.json);
+    }
+    let persister = app.start_persister().await;
+    let sold = format!("SELECT CAST(sold AS SIGNED) FROM sales WHERE sale_id = {lost}");
+    assert_eq!(app.wait_for_count(&sold, 3).await, 3);
+    persister.stop().await;
+
     // Redis loses one sale entirely (as after a restart without its data).
     let prefix = app.settings.redis.key_prefix.clone();
     for suffix in ["sale", "stock", "buyers"] {
@@ -140,12 +151,25 @@ async fn a_sale_lost_by_redis_is_restored_from_mysql_without_double_counting() {
     let db = app.db.clone();
     app.stop().await;
     let app = start(settings, db).await;
-    assert_eq!(app.get_sale(lost).await.json["remaining"], 7);
+    let restored = app.get_sale(lost).await.json;
+    assert_eq!(
+        (&restored["remaining"], &restored["admitted"]),
+        (&json!(4), &json!(3)),
+        "total − sold from MySQL: {restored}"
+    );
     assert_eq!(app.get_sale(kept).await.json["remaining"], 3);
+    // Each buyer's units come back from MySQL: u1 has her two, u3 one of two.
+    assert_eq!(app.purchase(lost, "u1", 1).await.code(), "limit_exceeded");
+    assert_eq!(app.purchase(lost, "u3", 2).await.code(), "limit_exceeded");
+    assert_eq!(
+        app.purchase(lost, "u3", 1).await.status,
+        StatusCode::ACCEPTED
+    );
     assert_eq!(
         app.purchase(lost, "u2", 1).await.status,
         StatusCode::ACCEPTED
     );
+    assert_eq!(app.get_sale(lost).await.json["remaining"], 2);
 
     // On demand too.
     let _: i64 = app
