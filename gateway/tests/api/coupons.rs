@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flashgate_gateway::auth::Role;
-use fred::prelude::{HashesInterface, KeysInterface};
+use fred::prelude::{ClientLike, HashesInterface, KeysInterface};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -220,6 +220,34 @@ async fn set_status(app: &TestApp, policy_id: u64, status: &str) -> Reply {
     .await
 }
 
+/// Claims as `user` and asserts the refusal of a policy not open for claims.
+async fn assert_refused(app: &TestApp, policy_id: u64, user: &str) {
+    let reply = app.claim(policy_id, user, &[]).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::CONFLICT, "policy_not_active"),
+        "{}",
+        reply.json
+    );
+}
+
+/// `(issued, remaining)` of a policy as the manager API shows it.
+async fn taken(app: &TestApp, policy_id: u64) -> (Option<i64>, Option<i64>) {
+    let view = app.get_policy(policy_id).await.json;
+    (view["issued"].as_i64(), view["remaining"].as_i64())
+}
+
+/// Redis's clock (what the claim script compares the window with), in ms.
+async fn redis_now_ms(app: &TestApp) -> i64 {
+    let (secs, micros): (i64, i64) = app
+        .redis
+        .next()
+        .custom(fred::cmd!("TIME"), Vec::<String>::new())
+        .await
+        .expect("TIME");
+    secs * 1000 + micros / 1000
+}
+
 #[tokio::test]
 async fn paused_closed_unopened_and_ended_policies_refuse_claims_with_409() {
     let app = spawn_app().await;
@@ -231,16 +259,19 @@ async fn paused_closed_unopened_and_ended_policies_refuse_claims_with_409() {
             "claim_ends_at": (now + chrono::Duration::hours(2)).to_rfc3339(),
         }))
         .await;
-    assert_eq!(
-        app.claim(later, "u1", &[]).await.code(),
-        "policy_not_active"
-    );
+    assert_refused(&app, later, "u1").await;
+    assert_eq!(taken(&app, later).await, (Some(0), Some(10)));
 
+    // Claimable for two seconds: one claim inside the window, one after it.
+    let ends = chrono::Utc::now() + chrono::Duration::seconds(2);
     let ending = app
-        .policy(json!({
-            "claim_ends_at": (now + chrono::Duration::milliseconds(1_500)).to_rfc3339(),
-        }))
+        .policy(json!({ "claim_ends_at": ends.to_rfc3339() }))
         .await;
+    assert_eq!(
+        app.claim(ending, "u1", &[]).await.status,
+        StatusCode::CREATED,
+        "open before its end"
+    );
 
     let paused = app.policy(json!({})).await;
     let reply = set_status(&app, paused, "paused").await;
@@ -248,10 +279,8 @@ async fn paused_closed_unopened_and_ended_policies_refuse_claims_with_409() {
         (reply.status, reply.json["status"].as_str()),
         (StatusCode::OK, Some("paused"))
     );
-    assert_eq!(
-        app.claim(paused, "u1", &[]).await.code(),
-        "policy_not_active"
-    );
+    assert_refused(&app, paused, "u1").await;
+    assert_eq!(taken(&app, paused).await, (Some(0), Some(10)));
     assert_eq!(
         set_status(&app, paused, "active").await.status,
         StatusCode::OK
@@ -266,10 +295,8 @@ async fn paused_closed_unopened_and_ended_policies_refuse_claims_with_409() {
         set_status(&app, paused, "closed").await.status,
         StatusCode::OK
     );
-    assert_eq!(
-        app.claim(paused, "u2", &[]).await.code(),
-        "policy_not_active"
-    );
+    assert_refused(&app, paused, "u2").await;
+    assert_eq!(taken(&app, paused).await, (Some(1), Some(9)));
     let reopen = set_status(&app, paused, "active").await;
     assert_eq!(
         (reopen.status, reopen.code()),
@@ -282,11 +309,12 @@ async fn paused_closed_unopened_and_ended_policies_refuse_claims_with_409() {
         StatusCode::NOT_FOUND
     );
 
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
-    assert_eq!(
-        app.claim(ending, "u1", &[]).await.code(),
-        "policy_not_active"
-    );
+    // Past its end by Redis's clock, the one the claim script reads.
+    while redis_now_ms(&app).await <= ends.timestamp_millis() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_refused(&app, ending, "u2").await;
+    assert_eq!(taken(&app, ending).await, (Some(1), Some(9)));
 
     let unknown = app.claim(999_999, "u1", &[]).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
