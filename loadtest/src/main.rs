@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use flashgate_config::cli::ConfigArgs;
+use flashgate_config::cli::{ConfigArgs, Program, Runtime};
 use flashgate_loadtest::options::RunOptions;
 use flashgate_loadtest::summary::{Facts, summarize};
+
+const PROGRAM: Program = Program {
+    name: "flashgate-loadtest",
+};
 
 /// Load generator and benchmark harness with invariant checks.
 #[derive(Debug, Parser)]
@@ -40,54 +44,58 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = cli.config.load_or_exit("flashgate-loadtest");
+    let settings = PROGRAM.settings(&cli.config);
     match cli.command {
-        Command::Config => println!("{settings:#?}"),
-        Command::Summary { ceilings, reports } => {
-            let facts: Vec<Facts> = match reports.iter().map(|p| Facts::read(p)).collect() {
-                Ok(facts) => facts,
-                Err(err) => return fail(&err),
-            };
-            let (markdown, met) = summarize(&ceilings, &facts);
-            println!("{markdown}");
-            if !met {
-                return ExitCode::from(1);
-            }
-        }
+        Command::Config => PROGRAM.print_config(&settings),
+        Command::Summary { ceilings, reports } => summary(&ceilings, &reports),
         Command::Run(options) => {
-            flashgate_config::telemetry::init(&settings.log);
-            let runtime = match options.threads {
-                1 => tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build(),
-                n => tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(n)
-                    .enable_all()
-                    .build(),
-            }
-            .expect("tokio runtime");
-            let json = options.json.clone();
-            let report = match runtime.block_on(flashgate_loadtest::run::run(&settings, *options)) {
-                Ok(report) => report,
-                Err(err) => return fail(&err),
-            };
-            println!("{}", report.markdown());
-            let written = serde_json::to_vec_pretty(&report)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| Ok(std::fs::write(&json, bytes)?));
-            if let Err(err) = written {
-                eprintln!("flashgate-loadtest: writing {}: {err:#}", json.display());
-                return ExitCode::from(2);
-            }
-            if !report.passed() {
-                return ExitCode::from(1);
-            }
+            let runtime = Runtime::Threads(options.threads);
+            PROGRAM.run(settings, runtime, async |settings| {
+                run(&settings, *options).await
+            })
         }
     }
-    ExitCode::SUCCESS
+}
+
+/// Summarizes `reports`: exit 1 when a target was missed.
+fn summary(ceilings: &[f64], reports: &[PathBuf]) -> ExitCode {
+    let facts: Vec<Facts> = match reports.iter().map(|p| Facts::read(p)).collect() {
+        Ok(facts) => facts,
+        Err(err) => return fail(&err),
+    };
+    let (markdown, met) = summarize(ceilings, &facts);
+    println!("{markdown}");
+    if met {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Runs a scenario and reports it: exit 1 when an invariant broke, 2 when the run could not
+/// be carried out or its JSON report not written.
+async fn run(settings: &flashgate_config::Settings, options: RunOptions) -> ExitCode {
+    let json = options.json.clone();
+    let report = match flashgate_loadtest::run::run(settings, options).await {
+        Ok(report) => report,
+        Err(err) => return fail(&err),
+    };
+    println!("{}", report.markdown());
+    let written = serde_json::to_vec_pretty(&report)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| Ok(std::fs::write(&json, bytes)?));
+    if let Err(err) = written {
+        eprintln!("{}: writing {}: {err:#}", PROGRAM.name, json.display());
+        return ExitCode::from(2);
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!("flashgate-loadtest: {err:#}");
+    eprintln!("{}: {err:#}", PROGRAM.name);
     ExitCode::from(2)
 }

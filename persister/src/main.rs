@@ -3,8 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use flashgate_config::cli::ConfigArgs;
+use flashgate_config::cli::{ConfigArgs, Program, Runtime};
 use flashgate_persister::startup;
+
+const PROGRAM: Program = Program {
+    name: "flashgate-persister",
+};
 
 /// Writes admitted orders, coupons and points from Kafka to MySQL, idempotently.
 #[derive(Debug, Parser)]
@@ -26,29 +30,22 @@ enum Command {
     Config,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = cli.config.load_or_exit("flashgate-persister");
-    if let Command::Config = cli.command {
-        println!("{settings:#?}");
-        return ExitCode::SUCCESS;
-    }
-    flashgate_config::telemetry::init(&settings.log);
+    let settings = PROGRAM.settings(&cli.config);
     let outcome = match cli.command {
-        Command::Migrate => startup::migrate(&settings).await,
-        _ => startup::run_until(settings, flashgate_config::shutdown_signal())
-            .await
-            .map(|()| tracing::info!("persister stopped cleanly")),
+        Command::Config => return PROGRAM.print_config(&settings),
+        Command::Migrate => PROGRAM.run(settings, Runtime::PerCore, async |settings| {
+            startup::migrate(&settings).await
+        }),
+        Command::Run => PROGRAM.run(settings, Runtime::PerCore, async |settings| {
+            startup::run_until(settings, flashgate_config::shutdown_signal()).await?;
+            tracing::info!("persister stopped cleanly");
+            Ok(())
+        }),
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(
-                error = format!("{err:#}"),
-                "persister stopped with an error"
-            );
-            ExitCode::FAILURE
-        }
-    }
+    PROGRAM.report(
+        outcome.map(|()| ExitCode::SUCCESS),
+        "persister stopped with an error",
+    )
 }
