@@ -429,7 +429,18 @@ async fn a_dropped_cache_is_rebuilt_from_mysql_keeping_the_uses_not_yet_persiste
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_use_mysql_cannot_pay_for_is_recorded_refused_and_its_points_come_back() {
-    let app = spawn_app_without_earning().await;
+    // A compensations topic of this test alone, to read its `points.rejected`.
+    let compensations = flashgate_testkit::fresh_topic(
+        &crate::helpers::stack_settings(),
+        "flashgate.test-comp-",
+        1,
+    )
+    .await;
+    let app = spawn_app_with(|settings| {
+        settings.points.earn_basis_points = 0;
+        settings.kafka.compensations_topic = compensations;
+    })
+    .await;
     let user = "overdrawn";
     let order_id = user_with_points_and_order(&app, user, 100).await;
     assert_eq!(balance(&app, user).await, 100);
@@ -440,6 +451,8 @@ async fn a_use_mysql_cannot_pay_for_is_recorded_refused_and_its_points_come_back
         .hincrby(&key, "balance", 1_000)
         .await
         .expect("HINCRBY");
+    let believed = balance(&app, user).await;
+    assert_eq!(believed, 1_100);
     let used = use_points(
         &app,
         user,
@@ -449,6 +462,7 @@ async fn a_use_mysql_cannot_pay_for_is_recorded_refused_and_its_points_come_back
     .await;
     assert_eq!(used.status, StatusCode::CREATED, "Redis admits it");
     let txid = used.json["txid"].as_str().expect("txid").to_owned();
+    assert_eq!(balance(&app, user).await, 500);
 
     let persister = app.start_persister().await;
     assert!(
@@ -474,6 +488,38 @@ async fn a_use_mysql_cannot_pay_for_is_recorded_refused_and_its_points_come_back
         })
         .await
     );
+    // The refused 600 come back to the shopper. (The 1,000 Redis invented stay in the cache
+    // until reconcile-points repairs it; MySQL's guard is what keeps them from being spent.)
+    assert_eq!(balance(&app, user).await, believed, "the points came back");
+    let settings = app.settings.clone();
+    let announced = tokio::task::spawn_blocking(move || {
+        flashgate_testkit::read_topic(
+            &settings,
+            &settings.kafka.compensations_topic,
+            1,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+    })
+    .await
+    .expect("reader");
+    let event: Value = serde_json::from_slice(
+        &announced
+            .first()
+            .expect("points.rejected announced")
+            .payload,
+    )
+    .expect("json");
+    assert_eq!(
+        (
+            &event["type"],
+            &event["data"]["txid"],
+            &event["data"]["user_id"]
+        ),
+        (&json!("points.rejected"), &json!(txid), &json!(user)),
+        "{event}"
+    );
+    assert_eq!(event["data"]["amount"], 600, "{event}");
     let cancelled = cancel(&app, user, &txid).await;
     assert_eq!(
         cancelled.status,
