@@ -58,6 +58,16 @@ impl Principal {
             Err(ApiError::Forbidden(role.as_str()))
         }
     }
+
+    /// `Ok` when the caller has one of `roles`, else 403 naming the first.
+    pub fn require_any(&self, roles: &[Role]) -> Result<(), ApiError> {
+        match roles {
+            [first, ..] if !roles.iter().any(|role| self.roles.contains(role)) => {
+                Err(ApiError::Forbidden(first.as_str()))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Deserialize)]

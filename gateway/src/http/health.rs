@@ -4,16 +4,17 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::app::App;
+use crate::http::error::ApiError;
 use crate::http::response::{Response, json_response, text_response};
 
 /// Always 200 while the process runs.
-pub fn healthz() -> Response {
-    json_response(StatusCode::OK, &json!({"status": "ok"}))
+pub async fn healthz(_app: &App) -> Result<Response, ApiError> {
+    Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
 }
 
 /// 200 when Redis and Kafka answer and the process is not draining; else 503 with the reason.
 /// The dependency checks are cached for about a second (see `readiness.rs`).
-pub async fn readyz(app: &App) -> Response {
+pub async fn readyz(app: &App) -> Result<Response, ApiError> {
     let checks = app
         .readiness
         .checks(&app.redis, &app.producer, &app.metrics)
@@ -26,7 +27,7 @@ pub async fn readyz(app: &App) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_response(
+    Ok(json_response(
         status,
         &json!({
             "status": if ready { "ready" } else { "not_ready" },
@@ -34,14 +35,14 @@ pub async fn readyz(app: &App) -> Response {
             "kafka": kafka_ok,
             "draining": draining,
         }),
-    )
+    ))
 }
 
 /// Prometheus text exposition.
-pub fn metrics(app: &App) -> Response {
-    text_response(
+pub async fn metrics(app: &App) -> Result<Response, ApiError> {
+    Ok(text_response(
         StatusCode::OK,
         app.metrics.render(),
         "text/plain; version=0.0.4",
-    )
+    ))
 }

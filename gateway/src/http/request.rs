@@ -7,10 +7,25 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
+use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 
 /// Every request arrives with a streaming body.
 pub type Request = http::Request<Incoming>;
+
+/// What a route handler gets from the route table: the request, the caller (authenticated and
+/// holding the route's role), the path's parameter and the trace id.
+pub struct Call<'a> {
+    /// The request, its body not read yet.
+    pub req: Request,
+    /// Who is calling.
+    pub caller: Principal,
+    /// The segment under the pattern's `{..}` (the sale, order, policy, coupon or use id);
+    /// "" for routes without one.
+    pub param: &'a str,
+    /// The request's trace id, carried into the events it causes.
+    pub trace_id: &'a str,
+}
 
 /// Reads the body (at most `limit` bytes) and decodes it as `T`. A body too large is a 413;
 /// a wrong content type a 415; bad JSON, an unknown field or a wrong type a 400 naming the field.

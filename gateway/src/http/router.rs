@@ -1,15 +1,97 @@
-//! Dispatch by method and path, with a trace id, a timeout and metrics around every request.
+//! The route table, and dispatch through it with a trace id, a timeout and metrics around
+//! every request. Each route is listed once — method, path pattern, name, who may call it,
+//! handler — and the dispatch, the 405 answer and the metrics' route label all come from it.
 
+use std::pin::Pin;
 use std::time::Instant;
 
 use http::{HeaderValue, Method};
 
 use crate::app::App;
+use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use crate::http::health;
-use crate::http::request::Request;
+use crate::http::request::{Call, Request};
 use crate::http::response::Response;
 use crate::routes::{admin_policies, admin_sales, coupons, orders, points, purchase};
+
+/// A handler's answer, boxed once per request so that every route fits one table.
+type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + 'a>>;
+
+/// Who may call a route, and the handler that serves it.
+enum Access {
+    /// Anyone (probes, metrics): the handler needs only the state.
+    Public(for<'a> fn(&'a App) -> Reply<'a>),
+    /// A caller holding one of the roles (a 403 names the first), authenticated before the
+    /// handler runs.
+    Caller(&'static [Role], for<'a> fn(&'a App, Call<'a>) -> Reply<'a>),
+}
+
+/// One route.
+struct Route {
+    method: Method,
+    /// The path's segments after the leading `/`; `{name}` stands for any one segment, at
+    /// most once per pattern (the handler gets it as `Call::param`).
+    pattern: &'static str,
+    /// The route's label in metrics.
+    name: &'static str,
+    access: Access,
+}
+
+const SHOPPER: &[Role] = &[Role::Shopper];
+const MANAGER: &[Role] = &[Role::Manager];
+const MANAGER_OR_OPS: &[Role] = &[Role::Manager, Role::Ops];
+
+/// A route anyone may call.
+macro_rules! public {
+    ($method:ident $pattern:literal $name:literal => $handler:expr) => {
+        Route {
+            method: Method::$method,
+            pattern: $pattern,
+            name: $name,
+            access: Access::Public(|app| Box::pin($handler(app))),
+        }
+    };
+}
+
+/// A route for callers with one of `$roles`.
+macro_rules! caller {
+    ($method:ident $pattern:literal $name:literal, $roles:expr => $handler:expr) => {
+        Route {
+            method: Method::$method,
+            pattern: $pattern,
+            name: $name,
+            access: Access::Caller($roles, |app, call| Box::pin($handler(app, call))),
+        }
+    };
+}
+
+/// Every route, searched in order: the purchase, the hot path, comes first.
+static ROUTES: [Route; 23] = [
+    caller!(POST "v1/sales/{sale_id}/purchases" "purchase", SHOPPER => purchase::purchase),
+    public!(GET "healthz" "healthz" => health::healthz),
+    public!(GET "readyz" "readyz" => health::readyz),
+    public!(GET "metrics" "metrics" => health::metrics),
+    caller!(GET "v1/orders/{order_id}" "order_status", SHOPPER => orders::get),
+    caller!(GET "v1/me/orders" "my_orders", SHOPPER => orders::list_mine),
+    caller!(POST "v1/admin/sales" "admin_create_sale", MANAGER => admin_sales::create),
+    caller!(GET "v1/admin/sales" "admin_list_sales", MANAGER => admin_sales::list),
+    caller!(POST "v1/admin/sales/restore" "admin_restore_sales", MANAGER_OR_OPS => admin_sales::restore),
+    caller!(GET "v1/admin/sales/{sale_id}" "admin_get_sale", MANAGER => admin_sales::get),
+    caller!(PATCH "v1/admin/sales/{sale_id}" "admin_patch_sale", MANAGER => admin_sales::patch),
+    caller!(POST "v1/coupon-policies/{policy_id}/claims" "coupon_claim", SHOPPER => coupons::claim),
+    caller!(GET "v1/me/coupons" "my_coupons", SHOPPER => coupons::list_mine),
+    caller!(POST "v1/coupons/{coupon_id}/redeem" "coupon_redeem", SHOPPER => coupons::redeem),
+    caller!(POST "v1/coupons/{coupon_id}/cancel-redemption" "coupon_cancel_redemption", SHOPPER => coupons::cancel_redemption),
+    caller!(GET "v1/me/points" "my_points", SHOPPER => points::balance),
+    caller!(GET "v1/me/points/history" "my_points_history", SHOPPER => points::history),
+    caller!(POST "v1/me/points/use" "points_use", SHOPPER => points::use_points),
+    caller!(POST "v1/me/points/use/{txid}/cancel" "points_cancel", SHOPPER => points::cancel_use),
+    caller!(POST "v1/admin/coupon-policies" "admin_create_policy", MANAGER => admin_policies::create),
+    caller!(GET "v1/admin/coupon-policies" "admin_list_policies", MANAGER => admin_policies::list),
+    caller!(GET "v1/admin/coupon-policies/{policy_id}" "admin_get_policy", MANAGER => admin_policies::get),
+    caller!(PATCH "v1/admin/coupon-policies/{policy_id}" "admin_patch_policy", MANAGER => admin_policies::patch),
+];
 
 /// Handles one request; never fails (errors become JSON responses).
 pub async fn handle(app: &App, req: Request) -> Response {
@@ -21,167 +103,151 @@ pub async fn handle(app: &App, req: Request) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
     let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = req.method().clone();
-
-    let (route, result) = {
-        let timeout = app.settings.gateway.request_timeout();
-        let (route, future) = dispatch(app, req, &method, &segments, &trace_id);
-        match tokio::time::timeout(timeout, future).await {
-            Ok(result) => (route, result),
-            Err(_) => (
-                route,
-                Err(ApiError::Overloaded {
-                    retry_after: 1,
-                    message: "the request took too long; retry shortly".into(),
-                }),
-            ),
-        }
+    let (name, result) = match find(req.method(), path.trim_matches('/')) {
+        Ok((route, param)) => (route.name, serve(app, route, req, param, &trace_id).await),
+        Err(err @ ApiError::MethodNotAllowed) => ("method_not_allowed", Err(err)),
+        Err(err) => ("not_found", Err(err)),
     };
     let mut response = result.unwrap_or_else(ApiError::into_response);
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     app.metrics
-        .observe_request(route, response.status().as_u16(), started.elapsed());
+        .observe_request(name, response.status().as_u16(), started.elapsed());
     response
 }
 
-type Handler<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + 'a>>;
-
-fn dispatch<'a>(
-    app: &'a App,
+/// Authenticates the caller when the route needs one, then runs the handler within the
+/// request timeout.
+async fn serve(
+    app: &App,
+    route: &'static Route,
     req: Request,
-    method: &Method,
-    segments: &[&'a str],
-    trace_id: &'a str,
-) -> (&'static str, Handler<'a>) {
-    let get = method == Method::GET;
-    let post = method == Method::POST;
-    match segments {
-        ["healthz"] if get => ("healthz", Box::pin(async { Ok(health::healthz()) })),
-        ["readyz"] if get => (
-            "readyz",
-            Box::pin(async move { Ok(health::readyz(app).await) }),
-        ),
-        ["metrics"] if get => ("metrics", Box::pin(async move { Ok(health::metrics(app)) })),
-        ["v1", "sales", sale_id, "purchases"] if post => {
-            let sale_id: &'a str = sale_id;
-            (
-                "purchase",
-                Box::pin(purchase::purchase(app, req, sale_id, trace_id)),
+    param: &str,
+    trace_id: &str,
+) -> Result<Response, ApiError> {
+    let reply = match &route.access {
+        Access::Public(handler) => handler(app),
+        Access::Caller(roles, handler) => {
+            let caller = app.verifier.authenticate(req.headers())?;
+            caller.require_any(roles)?;
+            handler(
+                app,
+                Call {
+                    req,
+                    caller,
+                    param,
+                    trace_id,
+                },
             )
         }
-        ["v1", "orders", order_id] if get => {
-            let order_id: &'a str = order_id;
-            ("order_status", Box::pin(orders::get(app, req, order_id)))
+    };
+    match tokio::time::timeout(app.settings.gateway.request_timeout(), reply).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::Overloaded {
+            retry_after: 1,
+            message: "the request took too long; retry shortly".into(),
+        }),
+    }
+}
+
+/// The route for `method` on `path` (trimmed of `/`) and the path's parameter; 405 when the
+/// path is a route's but the method is not, 404 when no route has the path.
+fn find<'p>(method: &Method, path: &'p str) -> Result<(&'static Route, &'p str), ApiError> {
+    let mut path_known = false;
+    for route in &ROUTES {
+        if let Some(param) = fit(route.pattern, path) {
+            if route.method == method {
+                return Ok((route, param));
+            }
+            path_known = true;
         }
-        ["v1", "me", "orders"] if get => ("my_orders", Box::pin(orders::list_mine(app, req))),
-        ["v1", "admin", "sales"] if post => {
-            ("admin_create_sale", Box::pin(admin_sales::create(app, req)))
+    }
+    Err(if path_known {
+        ApiError::MethodNotAllowed
+    } else {
+        ApiError::NotFound("no such route".into())
+    })
+}
+
+/// The parameter of `path` (the segment under `{..}`, "" when there is none) if `path` has
+/// the segments of `pattern`.
+fn fit<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
+    let mut param = "";
+    let mut segments = path.split('/');
+    for want in pattern.split('/') {
+        let segment = segments.next()?;
+        if want.starts_with('{') {
+            param = segment;
+        } else if want != segment {
+            return None;
         }
-        ["v1", "admin", "sales"] if get => {
-            ("admin_list_sales", Box::pin(admin_sales::list(app, req)))
+    }
+    segments.next().is_none().then_some(param)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route_of(method: Method, path: &str) -> Result<(&'static str, &str), &'static str> {
+        find(&method, path.trim_matches('/'))
+            .map(|(route, param)| (route.name, param))
+            .map_err(|err| err.code())
+    }
+
+    #[test]
+    fn paths_find_their_route_and_parameter() {
+        assert_eq!(
+            route_of(Method::POST, "/v1/sales/42/purchases"),
+            Ok(("purchase", "42"))
+        );
+        assert_eq!(
+            route_of(Method::POST, "/v1/me/points/use/use-1/cancel"),
+            Ok(("points_cancel", "use-1"))
+        );
+        assert_eq!(
+            route_of(Method::POST, "/v1/admin/sales/restore/"),
+            Ok(("admin_restore_sales", ""))
+        );
+        assert_eq!(
+            route_of(Method::GET, "/v1/admin/sales/restore"),
+            Ok(("admin_get_sale", "restore"))
+        );
+        assert_eq!(route_of(Method::GET, "/healthz"), Ok(("healthz", "")));
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_is_405_and_an_unknown_path_404() {
+        assert_eq!(
+            route_of(Method::GET, "/v1/sales/42/purchases"),
+            Err("method_not_allowed")
+        );
+        assert_eq!(
+            route_of(Method::DELETE, "/v1/admin/sales/7"),
+            Err("method_not_allowed")
+        );
+        assert_eq!(
+            route_of(Method::POST, "/metrics"),
+            Err("method_not_allowed")
+        );
+        assert_eq!(route_of(Method::GET, "/v1/sales/42"), Err("not_found"));
+        assert_eq!(route_of(Method::GET, "/"), Err("not_found"));
+        assert_eq!(route_of(Method::GET, "/v1/me/orders/x"), Err("not_found"));
+    }
+
+    #[test]
+    fn every_route_is_listed_once_with_at_most_one_parameter() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            assert!(route.pattern.matches('{').count() <= 1, "{}", route.pattern);
+            for other in &ROUTES[i + 1..] {
+                assert!(
+                    route.name != other.name
+                        && (route.method != other.method || route.pattern != other.pattern),
+                    "{} twice",
+                    route.name
+                );
+            }
         }
-        ["v1", "admin", "sales", "restore"] if post => (
-            "admin_restore_sales",
-            Box::pin(admin_sales::restore(app, req)),
-        ),
-        ["v1", "admin", "sales", sale_id] if get => {
-            let sale_id: &'a str = sale_id;
-            (
-                "admin_get_sale",
-                Box::pin(admin_sales::get(app, req, sale_id)),
-            )
-        }
-        ["v1", "admin", "sales", sale_id] if method == Method::PATCH => {
-            let sale_id: &'a str = sale_id;
-            (
-                "admin_patch_sale",
-                Box::pin(admin_sales::patch(app, req, sale_id)),
-            )
-        }
-        ["v1", "coupon-policies", policy_id, "claims"] if post => {
-            let policy_id: &'a str = policy_id;
-            (
-                "coupon_claim",
-                Box::pin(coupons::claim(app, req, policy_id, trace_id)),
-            )
-        }
-        ["v1", "me", "coupons"] if get => ("my_coupons", Box::pin(coupons::list_mine(app, req))),
-        ["v1", "coupons", coupon_id, "redeem"] if post => {
-            let coupon_id: &'a str = coupon_id;
-            (
-                "coupon_redeem",
-                Box::pin(coupons::redeem(app, req, coupon_id, trace_id)),
-            )
-        }
-        ["v1", "coupons", coupon_id, "cancel-redemption"] if post => {
-            let coupon_id: &'a str = coupon_id;
-            (
-                "coupon_cancel_redemption",
-                Box::pin(coupons::cancel_redemption(app, req, coupon_id, trace_id)),
-            )
-        }
-        ["v1", "me", "points"] if get => ("my_points", Box::pin(points::balance(app, req))),
-        ["v1", "me", "points", "history"] if get => {
-            ("my_points_history", Box::pin(points::history(app, req)))
-        }
-        ["v1", "me", "points", "use"] if post => (
-            "points_use",
-            Box::pin(points::use_points(app, req, trace_id)),
-        ),
-        ["v1", "me", "points", "use", txid, "cancel"] if post => {
-            let txid: &'a str = txid;
-            (
-                "points_cancel",
-                Box::pin(points::cancel_use(app, req, txid, trace_id)),
-            )
-        }
-        ["v1", "admin", "coupon-policies"] if post => (
-            "admin_create_policy",
-            Box::pin(admin_policies::create(app, req)),
-        ),
-        ["v1", "admin", "coupon-policies"] if get => (
-            "admin_list_policies",
-            Box::pin(admin_policies::list(app, req)),
-        ),
-        ["v1", "admin", "coupon-policies", policy_id] if get => {
-            let policy_id: &'a str = policy_id;
-            (
-                "admin_get_policy",
-                Box::pin(admin_policies::get(app, req, policy_id)),
-            )
-        }
-        ["v1", "admin", "coupon-policies", policy_id] if method == Method::PATCH => {
-            let policy_id: &'a str = policy_id;
-            (
-                "admin_patch_policy",
-                Box::pin(admin_policies::patch(app, req, policy_id)),
-            )
-        }
-        ["healthz"]
-        | ["readyz"]
-        | ["v1", "coupon-policies", _, "claims"]
-        | ["v1", "me", "coupons"]
-        | ["v1", "me", "points"]
-        | ["v1", "me", "points", "history" | "use"]
-        | ["v1", "me", "points", "use", _, "cancel"]
-        | ["v1", "coupons", _, "redeem" | "cancel-redemption"]
-        | ["v1", "admin", "coupon-policies"]
-        | ["v1", "admin", "coupon-policies", _]
-        | ["metrics"]
-        | ["v1", "sales", _, "purchases"]
-        | ["v1", "orders", _]
-        | ["v1", "me", "orders"]
-        | ["v1", "admin", "sales"]
-        | ["v1", "admin", "sales", _] => (
-            "method_not_allowed",
-            Box::pin(async { Err(ApiError::MethodNotAllowed) }),
-        ),
-        _ => (
-            "not_found",
-            Box::pin(async { Err(ApiError::NotFound("no such route".into())) }),
-        ),
     }
 }

@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::coupons::policy::{NewPolicy, Policy, PolicyView};
 use crate::coupons::policy_store::{self as policies, StatusChange};
-use crate::http::auth::Role;
 use crate::http::error::ApiError;
-use crate::http::request::{Request, next_page, page_query, read_json};
+use crate::http::request::{Call, next_page, page_query, read_json};
 use crate::http::response::{Response, json_response};
 use crate::metrics::Dependency;
 
@@ -17,10 +16,8 @@ fn not_found() -> ApiError {
 }
 
 /// `POST /v1/admin/coupon-policies` → 201 with the policy.
-pub async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
-    app.verifier
-        .authenticate(req.headers())?
-        .require(Role::Manager)?;
+pub async fn create(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call { req, .. } = call;
     let new: NewPolicy = read_json(req, app.settings.gateway.body_limit_bytes).await?;
     new.validate()?;
     let policy = policies::insert(&app.db, &new)
@@ -57,10 +54,10 @@ pub async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
 }
 
 /// `GET /v1/admin/coupon-policies/{policy_id}` → the policy with `remaining` and `issued`.
-pub async fn get(app: &App, req: Request, policy_id: &str) -> Result<Response, ApiError> {
-    app.verifier
-        .authenticate(req.headers())?
-        .require(Role::Manager)?;
+pub async fn get(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        param: policy_id, ..
+    } = call;
     let policy_id: u64 = policy_id.parse().map_err(|_| not_found())?;
     view(app, policy_id).await
 }
@@ -91,10 +88,8 @@ struct Page {
 }
 
 /// `GET /v1/admin/coupon-policies?limit=N&cursor=C` → newest first, keyset pagination.
-pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
-    app.verifier
-        .authenticate(req.headers())?
-        .require(Role::Manager)?;
+pub async fn list(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call { req, .. } = call;
     let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
     let cursor = cursor
         .map(|c| {
@@ -123,10 +118,12 @@ struct NewStatus {
 
 /// `PATCH /v1/admin/coupon-policies/{policy_id}` `{"status": "paused" | "active" | "closed"}`.
 /// Closing is final.
-pub async fn patch(app: &App, req: Request, policy_id: &str) -> Result<Response, ApiError> {
-    app.verifier
-        .authenticate(req.headers())?
-        .require(Role::Manager)?;
+pub async fn patch(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        param: policy_id,
+        ..
+    } = call;
     let policy_id: u64 = policy_id.parse().map_err(|_| not_found())?;
     let change: NewStatus = read_json(req, app.settings.gateway.body_limit_bytes).await?;
     if !matches!(change.status.as_str(), "active" | "paused" | "closed") {

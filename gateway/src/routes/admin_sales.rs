@@ -5,9 +5,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::app::App;
-use crate::http::auth::Role;
 use crate::http::error::ApiError;
-use crate::http::request::{Request, next_page, page_query, read_json};
+use crate::http::request::{Call, next_page, page_query, read_json};
 use crate::http::response::{Response, json_response};
 use crate::metrics::Dependency;
 use crate::sales::sale::{NewSale, Sale, SaleView};
@@ -23,10 +22,8 @@ fn mysql_error(app: &App, err: anyhow::Error) -> ApiError {
 }
 
 /// `POST /v1/admin/sales` → 201 with the sale.
-pub async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
-    app.verifier
-        .authenticate(req.headers())?
-        .require(Role::Manager)?;
+pub async fn create(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call { req, .. } = call;
     let new: NewSale = read_json(req, app.settings.gateway.body_limit_bytes).await?;
     new.validate()?;
     let sale = store::insert(&app.db, &new)
@@ -57,10 +54,8 @@ pub async fn create(app: &App, req: Request) -> Result<Response, ApiError> {
 }
 
 /// `GET /v1/admin/sales/{sale_id}` → the sale with `remaining` and `admitted`.
-pub async fn get(app: &App, req: Request, sale_id: &str) -> Result<Response, ApiError> {
-    app.verifier
-        .authenticate(req.headers())?
-        .require(Role::Manager)?;
+pub async fn get(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call { param: sale_id, .. } = call;
     let sale_id: u64 = sale_id
         .parse()
         .map_err(|_| ApiError::NotFound("no such sale".into()))?;
@@ -98,10 +93,8 @@ struct Page {
 }
 
 /// `GET /v1/admin/sales?limit=N&cursor=C` → newest first, keyset pagination.
-pub async fn list(app: &App, req: Request) -> Result<Response, ApiError> {
-    app.verifier
-        .authenticate(req.headers())?
-        .require(Role::Manager)?;
+pub async fn list(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call { req, .. } = call;
     let (limit, cursor) = page_query(req.uri().query(), DEFAULT_PAGE, MAX_PAGE)?;
     let cursor = cursor
         .map(|c| {
@@ -129,10 +122,12 @@ struct StatusChange {
 }
 
 /// `PATCH /v1/admin/sales/{sale_id}` `{"status": "paused" | "active"}` → the sale.
-pub async fn patch(app: &App, req: Request, sale_id: &str) -> Result<Response, ApiError> {
-    app.verifier
-        .authenticate(req.headers())?
-        .require(Role::Manager)?;
+pub async fn patch(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        param: sale_id,
+        ..
+    } = call;
     let not_found = || ApiError::NotFound("no such sale".into());
     let sale_id: u64 = sale_id.parse().map_err(|_| not_found())?;
     let change: StatusChange = read_json(req, app.settings.gateway.body_limit_bytes).await?;
@@ -153,11 +148,7 @@ pub async fn patch(app: &App, req: Request, sale_id: &str) -> Result<Response, A
 
 /// `POST /v1/admin/sales/restore` → loads every open sale and live coupon policy that Redis
 /// lacks from MySQL.
-pub async fn restore(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    if principal.require(Role::Ops).is_err() {
-        principal.require(Role::Manager)?;
-    }
+pub async fn restore(app: &App, _call: Call<'_>) -> Result<Response, ApiError> {
     let (restored, restored_policies) = crate::restore::restore(app)
         .await
         .map_err(ApiError::Internal)?;

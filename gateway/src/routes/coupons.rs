@@ -11,10 +11,9 @@ use crate::coupons::claims::{self, Claim, ClaimRequest};
 use crate::coupons::policy_store as policies;
 use crate::coupons::redemption::{self, Change, CouponChange};
 use crate::coupons::store::{self, CouponView};
-use crate::http::auth::Role;
 use crate::http::error::ApiError;
 use crate::http::request::{
-    Request, idempotency_key, next_page, page_query, read_json, time_id_cursor,
+    Call, idempotency_key, next_page, page_query, read_json, time_id_cursor,
 };
 use crate::http::response::{Response, json_response};
 use crate::keys::PolicyKeys;
@@ -48,14 +47,14 @@ struct Issued<'a> {
 }
 
 /// `POST /v1/coupon-policies/{policy_id}/claims` → 201 with the coupon.
-pub async fn claim(
-    app: &App,
-    req: Request,
-    policy_id: &str,
-    trace_id: &str,
-) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn claim(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        param: policy_id,
+        trace_id,
+        caller: principal,
+        ..
+    } = call;
     let policy_id: u64 = policy_id.parse().map_err(|_| no_policy())?;
     let idempotency_key = idempotency_key(&req)?;
     let keys = PolicyKeys::new(app.prefix(), policy_id);
@@ -110,9 +109,12 @@ struct Page {
 }
 
 /// `GET /v1/me/coupons` → the caller's coupons, newest first (`?limit=N&cursor=C`).
-pub async fn list_mine(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn list_mine(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        caller: principal,
+        ..
+    } = call;
     let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
     let cursor = cursor.map(time_id_cursor).transpose()?;
     let mut page = store::list_for_user(
@@ -157,14 +159,14 @@ const REDEEMABLE_ORDERS: [&str; 3] = ["reserved", "confirmed", "paid"];
 /// two live under different hash tags, so no one script may do both. A coupon worth more than
 /// what is left of the order's amount gives what is left (as a shop's till would); none left
 /// is 409 `discount_exceeds_amount`. A refused redeem gives the reservation back.
-pub async fn redeem(
-    app: &App,
-    req: Request,
-    coupon_id: &str,
-    trace_id: &str,
-) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn redeem(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        param: coupon_id,
+        trace_id,
+        caller: principal,
+        ..
+    } = call;
     let policy_id = redemption::policy_of(coupon_id).ok_or_else(no_coupon)?;
     let body: RedeemBody = read_json(req, app.settings.gateway.body_limit_bytes).await?;
     if body.order_id.is_empty() || body.order_id.len() > 64 {
@@ -327,14 +329,13 @@ async fn adopt(
 
 /// `POST /v1/coupons/{coupon_id}/cancel-redemption` → 200, the coupon `issued` again and its
 /// discount's room on the order free.
-pub async fn cancel_redemption(
-    app: &App,
-    req: Request,
-    coupon_id: &str,
-    trace_id: &str,
-) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn cancel_redemption(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        param: coupon_id,
+        trace_id,
+        caller: principal,
+        ..
+    } = call;
     let policy_id = redemption::policy_of(coupon_id).ok_or_else(no_coupon)?;
     let keys = PolicyKeys::new(app.prefix(), policy_id);
     let change = CouponChange {

@@ -4,17 +4,19 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::app::App;
-use crate::http::auth::Role;
 use crate::http::error::ApiError;
-use crate::http::request::{Request, next_page, page_query, time_id_cursor};
+use crate::http::request::{Call, next_page, page_query, time_id_cursor};
 use crate::http::response::{Response, json_response};
 use crate::metrics::Dependency;
 use crate::orders::status::{OrderView, find_for_user, list_for_user};
 
 /// The caller's order; anyone else's, and unknown ids, are 404.
-pub async fn get(app: &App, req: Request, order_id: &str) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn get(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        param: order_id,
+        caller: principal,
+        ..
+    } = call;
     if order_id.is_empty() || order_id.len() > 40 {
         return Err(ApiError::NotFound("no such order".into()));
     }
@@ -41,9 +43,12 @@ struct Page {
 }
 
 /// The caller's persisted orders, newest first (`?limit=N&cursor=C`).
-pub async fn list_mine(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn list_mine(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        caller: principal,
+        ..
+    } = call;
     let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
     let cursor = cursor.map(time_id_cursor).transpose()?;
     let mut page = list_for_user(&app.db, &principal.user_id, cursor, limit + 1)

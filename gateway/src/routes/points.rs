@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::App;
-use crate::http::auth::Role;
 use crate::http::error::ApiError;
-use crate::http::request::{Request, idempotency_key, next_page, page_query, read_json};
+use crate::http::request::{Call, idempotency_key, next_page, page_query, read_json};
 use crate::http::response::{Response, json_response};
 use crate::metrics::Dependency;
 use crate::orders::discount::release_discount;
@@ -44,9 +43,10 @@ fn unavailable(app: &App, err: PointsError) -> ApiError {
 }
 
 /// `GET /v1/me/points` → `{balance}`.
-pub async fn balance(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn balance(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        caller: principal, ..
+    } = call;
     let user = UserPoints::new(app.prefix(), &principal.user_id);
     let balance = cache::balance(&app.redis, &app.db, &app.scripts.points_fill, &user)
         .await
@@ -65,9 +65,12 @@ struct History {
 
 /// `GET /v1/me/points/history` → the caller's ledger rows, newest first
 /// (`?limit=N&cursor=C`).
-pub async fn history(app: &App, req: Request) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn history(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        caller: principal,
+        ..
+    } = call;
     let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
     let before = cursor
         .map(|c| {
@@ -96,9 +99,13 @@ struct UseBody {
 }
 
 /// `POST /v1/me/points/use` `{amount, order_id}` → 201 with the use's txid and the balance.
-pub async fn use_points(app: &App, req: Request, trace_id: &str) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn use_points(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        trace_id,
+        caller: principal,
+        ..
+    } = call;
     let idempotency_key = idempotency_key(&req)?;
     let body: UseBody = read_json(req, app.settings.gateway.body_limit_bytes).await?;
     if !(1..=MAX_USE).contains(&body.amount) {
@@ -296,14 +303,13 @@ async fn undo_unreserved_use(
 }
 
 /// `POST /v1/me/points/use/{txid}/cancel` → 200; the use's points come back, once.
-pub async fn cancel_use(
-    app: &App,
-    req: Request,
-    use_txid: &str,
-    trace_id: &str,
-) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn cancel_use(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        param: use_txid,
+        trace_id,
+        caller: principal,
+        ..
+    } = call;
     let no_use = || ApiError::NotFound("no such use of points".into());
     let refund_txid = valid_use_txid(use_txid)
         .then(|| flashgate_events::refund_txid(use_txid))

@@ -4,9 +4,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::http::auth::Role;
 use crate::http::error::ApiError;
-use crate::http::request::{Request, idempotency_key, read_json};
+use crate::http::request::{Call, idempotency_key, read_json};
 use crate::http::response::{Response, json_response};
 use crate::keys::SaleKeys;
 use crate::metrics::Dependency;
@@ -32,14 +31,14 @@ struct Reserved<'a> {
 }
 
 /// Handles one purchase.
-pub async fn purchase(
-    app: &App,
-    req: Request,
-    sale_id: &str,
-    trace_id: &str,
-) -> Result<Response, ApiError> {
-    let principal = app.verifier.authenticate(req.headers())?;
-    principal.require(Role::Shopper)?;
+pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
+    let Call {
+        req,
+        param: sale_id,
+        trace_id,
+        caller: principal,
+        ..
+    } = call;
     let sale_id: u64 = sale_id
         .parse()
         .map_err(|_| ApiError::NotFound("no such sale".into()))?;
