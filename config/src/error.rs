@@ -36,7 +36,7 @@ pub enum ConfigError {
     /// The configuration file could not be read.
     #[error("cannot read configuration file {path}: {source}")]
     Read {
-        /// The file.
+        /// The file asked for (`--config` or `FLASHGATE_CONFIG`).
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
@@ -44,7 +44,7 @@ pub enum ConfigError {
     /// The configuration file is not valid TOML.
     #[error("configuration file {path} is not valid TOML: {message}")]
     Syntax {
-        /// The file.
+        /// The file asked for (`--config` or `FLASHGATE_CONFIG`).
         path: PathBuf,
         /// The parser's message, with line and column.
         message: String,
@@ -52,7 +52,7 @@ pub enum ConfigError {
     /// An environment variable names no setting or cannot be placed.
     #[error("environment variable {var}: {message}")]
     Env {
-        /// The variable.
+        /// The `FLASHGATE__...` variable, named so the operator finds it.
         var: String,
         /// What is wrong.
         message: String,

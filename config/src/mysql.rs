@@ -47,7 +47,14 @@ impl MysqlSettings {
 
     /// Opens the pool and checks that one connection works.
     pub async fn connect(&self) -> Result<MySqlPool, sqlx::Error> {
+        self.connect_sized(self.max_connections).await
+    }
+
+    /// Opens a pool of `max_connections` instead of the configured size, for a job that knows
+    /// how many it needs (one per worker, say), and checks that one connection works.
+    pub async fn connect_sized(&self, max_connections: u32) -> Result<MySqlPool, sqlx::Error> {
         self.pool_options()
+            .max_connections(max_connections)
             .connect_with(self.connect_options()?)
             .await
     }

@@ -23,11 +23,11 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// The Kafka → MySQL persister.
     pub persister: PersisterSettings,
-    /// Loyalty points.
+    /// Loyalty points: what a purchase earns, how long a use can be cancelled.
     pub points: PointsSettings,
-    /// Operator jobs.
+    /// Operator jobs: the reconciliation's workers, page size and checkpoints.
     pub batch: BatchSettings,
-    /// Logging.
+    /// Every binary's log lines: filter and format.
     pub log: LogSettings,
 }
 

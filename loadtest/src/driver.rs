@@ -21,7 +21,7 @@ const POLLABLE_ORDERS: usize = 4_096;
 
 /// What every worker of a run shares.
 pub struct Context {
-    /// The gateway.
+    /// The gateway under test: every connection opens to it.
     pub target: Target,
     /// Time allowed per request.
     pub timeout: Duration,

@@ -105,9 +105,9 @@ impl<'m> Decoded<'m> {
 /// What the batch's transaction did.
 #[derive(Debug, Default)]
 pub struct Written {
-    /// The orders.
+    /// What became of the orders: refusals to announce, unknown sales to dead-letter.
     pub orders: OrdersOutcome,
-    /// The coupon events.
+    /// What became of the coupon events, likewise.
     pub coupons: CouponOutcome,
     /// The orders' earnings and the point events.
     pub points: PointsOutcome,

@@ -14,6 +14,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sqlx::MySqlPool;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -31,8 +32,11 @@ pub struct Persister {
     batch_size: usize,
     /// How long a batch waits to fill up after its first message.
     max_wait: Duration,
+    /// This instance's member of the consumer group; offsets are committed through it.
     consumer: StreamConsumer,
+    /// Where a batch goes between receiving and committing.
     writer: BatchWriter,
+    /// Shared with `/metrics`; a batch is counted once its offsets are committed.
     metrics: Arc<Metrics>,
 }
 
@@ -41,7 +45,7 @@ impl Persister {
     /// coupons and points topics) and the producer for dead letters and compensation events.
     pub async fn new(
         settings: Settings,
-        db: sqlx::MySqlPool,
+        db: MySqlPool,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let redis = settings

@@ -23,8 +23,11 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Sends dead letters and compensation events, each acknowledged by the broker before the
 /// batch's offsets are committed.
 pub struct Publisher {
+    /// Idempotent, `acks=all` (`kafka.producer_config`): a retried batch re-sends safely.
     producer: FutureProducer,
+    /// Where messages that can never be stored go, with the reason in a header.
     dead_letter_topic: String,
+    /// Where refusals are announced, for the compensations downstream.
     compensations_topic: String,
 }
 

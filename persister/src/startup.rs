@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use flashgate_config::Settings;
+use sqlx::MySqlPool;
 use tokio::sync::watch;
 
 use crate::consumer::Persister;
@@ -16,11 +17,7 @@ use crate::{db, http};
 
 /// Applies the pending database migrations, then closes its connections.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let pool = settings
-        .mysql
-        .connect()
-        .await
-        .context("connecting to MySQL")?;
+    let pool = connect(settings).await?;
     db::migrate(&pool).await?;
     tracing::info!(
         migrations = db::MIGRATOR.iter().count(),
@@ -36,11 +33,7 @@ pub async fn run_until(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let pool = settings
-        .mysql
-        .connect()
-        .await
-        .context("connecting to MySQL")?;
+    let pool = connect(&settings).await?;
     if settings.persister.migrate_on_start {
         db::migrate(&pool).await?;
     }
@@ -61,4 +54,12 @@ pub async fn run_until(
     ops.abort();
     pool.close().await;
     Ok(())
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<MySqlPool> {
+    settings
+        .mysql
+        .connect()
+        .await
+        .context("connecting to MySQL")
 }

@@ -45,7 +45,7 @@ fn backoff(attempt: u32) -> Duration {
 
 /// Everything a batch is written to.
 pub struct BatchWriter {
-    /// The system of record.
+    /// Where each part's one transaction runs.
     pub db: MySqlPool,
     /// What a confirmed order earns, written with it.
     pub earning: PointsSettings,

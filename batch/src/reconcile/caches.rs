@@ -25,7 +25,9 @@ pub enum CacheRepair {
 /// The point caches of a bucket-tagged key prefix.
 #[derive(Debug, Clone)]
 pub struct CacheAuditor {
+    /// The Redis the gateway reads balances from.
     redis: Pool,
+    /// `redis.key_prefix`, so the keys are the gateway's.
     prefix: String,
     /// `lua/points_cache_read.lua`: read many caches of one bucket.
     read: Script,

@@ -29,7 +29,7 @@ pub struct Entry {
 /// The saved state of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// File format version.
+    /// The file's format: a checkpoint of another format is not continued.
     pub format: u32,
     /// Whether the run repairs; a run resumes only a checkpoint of the same kind.
     pub fix: bool,

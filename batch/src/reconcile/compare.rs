@@ -8,7 +8,7 @@ use super::summary::{Mismatch, MismatchKind};
 pub struct LedgerSum {
     /// Sum of `delta`: the balance the user should have.
     pub sum: i64,
-    /// Ledger rows.
+    /// How many ledger rows were summed, for the summary's count.
     pub rows: u64,
 }
 

@@ -28,7 +28,7 @@ pub struct Options {
     pub restart: bool,
     /// Pause of each worker after each range, to spare a busy database.
     pub pause: Duration,
-    /// Parallel workers.
+    /// Parallel workers, each with its own MySQL connection.
     pub workers: usize,
     /// Balance rows (and about as many ledger rows) per range.
     pub page_size: usize,
@@ -55,9 +55,7 @@ pub async fn run(settings: &Settings, options: &Options) -> anyhow::Result<Summa
     // One connection per worker, one for the producer, one spare for the re-checks' bursts.
     let db = settings
         .mysql
-        .pool_options()
-        .max_connections(settings.mysql.max_connections.max(workers as u32 + 2))
-        .connect_with(settings.mysql.connect_options()?)
+        .connect_sized(settings.mysql.max_connections.max(workers as u32 + 2))
         .await
         .context("connecting to MySQL")?;
     let redis = settings

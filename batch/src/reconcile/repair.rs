@@ -18,9 +18,9 @@ pub enum BalanceRepair {
     /// The row was set (or created) from the ledger; `before` is what it was (version 0 and
     /// balance 0 for a missing row), `after` what it is now.
     Repaired {
-        /// The row before.
+        /// What it held: the cache is repaired only if it still reflects this version.
         before: BalanceRow,
-        /// The row after.
+        /// What it holds now, which the cache is set to.
         after: BalanceRow,
     },
     /// The row already equals its ledger (an earlier run repaired it).

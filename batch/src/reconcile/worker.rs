@@ -31,9 +31,9 @@ enum Repair {
 /// One worker's handles and options.
 #[derive(Debug, Clone)]
 pub struct Worker {
-    /// The system of record.
+    /// Ranges are read from it in one snapshot each, and balance rows repaired in it.
     pub db: MySqlPool,
-    /// The point caches.
+    /// The caches judged against the balance rows, and repaired with them.
     pub caches: CacheAuditor,
     /// Repair what is found.
     pub fix: bool,

@@ -68,8 +68,11 @@ struct Plan {
     counts: Vec<u32>,
     /// First entry id of each chunk.
     chunk_starts: Vec<u64>,
+    /// The next chunk to take: each worker takes its own, so every chunk is written once.
     next_chunk: AtomicU64,
+    /// Ledger rows written so far, for the progress line and the summary.
     rows_written: AtomicU64,
+    /// Redis cache entries written, for the summary.
     cache_entries: AtomicU64,
     now: u64,
     key_prefix: String,
@@ -92,9 +95,7 @@ pub async fn run(settings: &Settings, options: &SeedOptions) -> anyhow::Result<S
         .max(1);
     let db = settings
         .mysql
-        .pool_options()
-        .max_connections(workers as u32 + 1)
-        .connect_with(settings.mysql.connect_options()?)
+        .connect_sized(workers as u32 + 1)
         .await
         .context("connecting to MySQL")?;
     let (has_rows,): (i64,) = sqlx::query_as(

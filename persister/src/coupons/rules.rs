@@ -14,7 +14,7 @@ use flashgate_events::{
 pub struct CouponChange {
     /// Redeemed (true), or its redemption cancelled.
     pub redeemed: bool,
-    /// The change.
+    /// The change as the gateway published it; kept as JSON if it has to wait.
     pub data: CouponRedemption,
     /// The trace id it arrived with (kept with it if it has to wait for its coupon).
     pub trace_id: String,

@@ -4,106 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use flashgate_events::{PointsRefunded, PointsUsed, earn_txid};
+use flashgate_events::PointsRefunded;
 
-use super::Settle;
-
-/// Why a use is refused.
-const USE_REFUSED: &str = "the balance in the system of record is too low";
-
-/// Why a refund is refused.
-const REFUND_REFUSED: &str = "its use was refused by the system of record";
-
-/// One point change to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PointChange {
-    /// Points a confirmed order earns.
-    Earn {
-        /// The order.
-        order_id: String,
-        /// The buyer.
-        user_id: String,
-        /// Points (at least 1).
-        points: u64,
-    },
-    /// Points spent in Redis.
-    Use(PointsUsed),
-    /// A use given back in Redis.
-    Refund(PointsRefunded),
-}
-
-impl PointChange {
-    /// The ledger's unique id of this change.
-    pub fn txid(&self) -> String {
-        match self {
-            Self::Earn { order_id, .. } => earn_txid(order_id),
-            Self::Use(used) => used.txid.clone(),
-            Self::Refund(refund) => refund.txid.clone(),
-        }
-    }
-
-    pub(super) fn user_id(&self) -> &str {
-        match self {
-            Self::Earn { user_id, .. } => user_id,
-            Self::Use(used) => &used.user_id,
-            Self::Refund(refund) => &refund.user_id,
-        }
-    }
-
-    fn amount(&self) -> u64 {
-        match self {
-            Self::Earn { points, .. } => *points,
-            Self::Use(used) => used.amount,
-            Self::Refund(refund) => refund.amount,
-        }
-    }
-
-    fn refusal(&self) -> &'static str {
-        match self {
-            Self::Refund(_) => REFUND_REFUSED,
-            _ => USE_REFUSED,
-        }
-    }
-
-    /// Made in Redis (pending in the user's cache until settled).
-    fn made_in_redis(&self) -> bool {
-        !matches!(self, Self::Earn { .. })
-    }
-}
-
-/// A change the database refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    /// Its txid.
-    pub txid: String,
-    /// Whose.
-    pub user_id: String,
-    /// Points it asked for.
-    pub amount: u64,
-    /// Why.
-    pub reason: &'static str,
-    /// The trace id it arrived with (a refund that waited for its use is not in the batch).
-    pub trace_id: String,
-    /// Found refused in the ledger (a replay): announced again, not refused again.
-    pub replayed: bool,
-}
-
-/// What writing a list of changes did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PointsOutcome {
-    /// Ledger rows that moved a balance.
-    pub written: u64,
-    /// Changes already in the ledger.
-    pub duplicates: u64,
-    /// Changes refused now (recorded with delta 0) or found refused before (a replay).
-    pub refused: Vec<Refused>,
-    /// Cache work, one per user touched, in commit order.
-    pub settle: Vec<Settle>,
-    /// Refunds parked now to wait for their use.
-    pub parked: u64,
-    /// Parked refunds decided now that their use arrived.
-    pub unparked: u64,
-}
+use super::changes::{PointChange, PointsOutcome, Refused};
 
 /// A user's balance row, as locked, and what this batch does to it.
 pub(super) struct Account {
@@ -274,6 +177,7 @@ pub(super) fn points_delta(points: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
+    use flashgate_events::PointsUsed;
 
     use super::*;
 

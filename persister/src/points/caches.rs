@@ -17,13 +17,13 @@ const USERS_PER_CALL: usize = 200;
 /// The cache work one user needs after the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settle {
-    /// The user.
+    /// Whose cache.
     pub user_id: String,
     /// The balance row's version before the commit.
     pub from: u64,
     /// Its version after (the same when nothing moved the balance).
     pub to: u64,
-    /// The balance after.
+    /// The balance after, which the cache takes if it is still at `from`.
     pub balance: i64,
     /// Redis-made changes settled: written, found written, or refused.
     pub txids: Vec<String>,
@@ -32,8 +32,11 @@ pub struct Settle {
 /// Brings the Redis caches in step with committed changes.
 #[derive(Debug, Clone)]
 pub struct PointCaches {
+    /// The Redis the gateway reads balances from.
     redis: Pool,
+    /// `redis.key_prefix`, so the keys are the gateway's.
     prefix: String,
+    /// `lua/points_settle.lua`, run by its SHA (reloaded after a Redis restart).
     script: Script,
 }
 

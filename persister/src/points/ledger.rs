@@ -16,7 +16,8 @@ use flashgate_events::{POINTS_REFUNDED, PointsRefunded};
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
 use super::Settle;
-use super::books::{Account, Books, Decided, Known, PointChange, PointsOutcome};
+use super::books::{Account, Books, Decided, Known};
+use super::changes::{PointChange, PointsOutcome};
 use crate::parked::{self, Parked};
 
 /// A refund waiting for its use, from this batch or from `parked_events`.
