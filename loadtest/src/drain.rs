@@ -6,9 +6,8 @@ use std::time::Duration;
 use flashgate_events::keys::SaleKeys;
 use tokio::time::Instant;
 
-use crate::evidence::{mysql_coupon_count, mysql_order_count, redis_sale_counters};
+use crate::evidence::{Backends, mysql_coupon_count, mysql_order_count, redis_sale_counters};
 use crate::manager::Manager;
-use crate::run::Backends;
 
 /// How often the drain looks.
 const POLL: Duration = Duration::from_millis(100);

@@ -12,7 +12,6 @@ use tokio::time::Instant;
 
 use crate::client::{Answer, Connection, Target};
 use crate::options::Mode;
-use crate::progress::Counters;
 use crate::scenario::{Call, Kind, Plan};
 use crate::tally::Tally;
 
@@ -35,6 +34,27 @@ pub struct Context {
     pub pollable: Mutex<(usize, Vec<(u32, String)>)>,
     /// Live counts for the progress line.
     pub counters: Counters,
+}
+
+/// Live counts the workers bump and the progress line reads.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests sent.
+    pub sent: AtomicU64,
+    /// Answers received (any status).
+    pub answered: AtomicU64,
+    /// 5xx answers and requests that got none.
+    pub failed: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one answer.
+    pub fn answered(&self, answer: &Answer) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        if answer.is_failure() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How one phase runs.

@@ -3,39 +3,18 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::client::Answer;
-
-/// Live counts the workers bump and the progress line reads.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Requests sent.
-    pub sent: AtomicU64,
-    /// Answers received (any status).
-    pub answered: AtomicU64,
-    /// 5xx answers and requests that got none.
-    pub failed: AtomicU64,
-}
-
-impl Counters {
-    /// Counts one answer.
-    pub fn answered(&self, answer: &Answer) {
-        self.answered.fetch_add(1, Ordering::Relaxed);
-        if answer.is_failure() {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
+use crate::driver::Context;
 
 /// Prints the progress line every second to stderr while it is a terminal (and `enabled`),
 /// until the returned handle is aborted.
 pub fn spawn(
     label: &'static str,
-    counters: Arc<crate::driver::Context>,
+    context: Arc<Context>,
     start: Instant,
     duration: Duration,
     enabled: bool,
@@ -48,7 +27,7 @@ pub fn spawn(
         let mut last = 0;
         loop {
             tick.tick().await;
-            let counters = &counters.counters;
+            let counters = &context.counters;
             let answered = counters.answered.load(Ordering::Relaxed);
             let line = format!(
                 "\r{label}: {:>5.1}s / {:.0}s  sent {}  answered {}  {}/s  failures {}   ",

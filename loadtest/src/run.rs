@@ -12,19 +12,18 @@ use flashgate_gateway::auth::Role;
 use flashgate_gateway::token::Minter;
 use fred::prelude::{KeysInterface, Pool};
 use http::HeaderValue;
-use sqlx::MySqlPool;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use crate::client::Target;
 use crate::driver::{Context, Pace, drive};
-use crate::evidence::{self, Evidence, Told};
+use crate::evidence::{Backends, gather};
 use crate::invariants::{self, Check};
 use crate::manager::Manager;
 use crate::options::{Mode, RunOptions};
 use crate::report::Report;
 use crate::report::{Latency, Machine, commit};
-use crate::scenario::{needs_policy, needs_sale, phases};
+use crate::scenario::{needs_policy, needs_sale, phases, user_id};
 use crate::tally::Tally;
 use crate::{drain, progress};
 
@@ -36,36 +35,6 @@ const SETUP_LIMIT: Duration = Duration::from_secs(600);
 
 /// How often the sampler reads the sale's stock in Redis while traffic runs.
 const STOCK_SAMPLE_EVERY: Duration = Duration::from_millis(20);
-
-/// The user id of shopper `n` of the run tagged `tag`.
-pub fn user_id(tag: &str, n: u32) -> String {
-    format!("{tag}-{n}")
-}
-
-/// The clients a run reads its evidence with.
-pub struct Backends {
-    /// Redis, with a long command timeout (whole-sale reads after the run).
-    pub redis: Pool,
-    /// MySQL.
-    pub db: MySqlPool,
-}
-
-impl Backends {
-    /// Connects to the Redis and MySQL of `settings`.
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        let mut redis = settings.redis.clone();
-        redis.command_timeout_ms = 30_000;
-        redis.pool_size = 2;
-        Ok(Self {
-            redis: redis.connect_pool().await.context("connecting to Redis")?,
-            db: settings
-                .mysql
-                .connect()
-                .await
-                .context("connecting to MySQL")?,
-        })
-    }
-}
 
 /// Runs `options` against the gateway; `Err` only when the run could not be carried out (a
 /// broken invariant is a report that did not pass).
@@ -286,61 +255,6 @@ pub async fn recheck(settings: &Settings, report: &Report) -> anyhow::Result<Vec
     )
     .await?;
     Ok(invariants::check(&evidence))
-}
-
-/// Reads the evidence of a run whose answers are `all`.
-pub async fn gather(
-    backends: &Backends,
-    all: &Tally,
-    tag: &str,
-    sale: Option<(&SaleKeys, u64)>,
-    stock_min_seen: i64,
-    policy: Option<(u64, crate::manager::PolicyCounters)>,
-    per_user_limit: u64,
-) -> anyhow::Result<Evidence> {
-    let named = |granted: &[(u32, String)]| -> Vec<(String, String)> {
-        granted
-            .iter()
-            .map(|(n, id)| (user_id(tag, *n), id.clone()))
-            .collect()
-    };
-    let sale = match sale {
-        Some((keys, sale_id)) => {
-            let granted = named(&all.orders);
-            let told = Told {
-                demand: all.buyers_asked.len() as u64,
-                granted: &granted,
-            };
-            Some(
-                evidence::sale(
-                    &backends.redis,
-                    &backends.db,
-                    keys,
-                    sale_id,
-                    told,
-                    stock_min_seen,
-                )
-                .await?,
-            )
-        }
-        None => None,
-    };
-    let coupons = match policy {
-        Some(policy) => {
-            let granted = named(&all.coupons);
-            let told = Told {
-                demand: all.claimers_asked.len() as u64,
-                granted: &granted,
-            };
-            Some(evidence::coupons(&backends.db, policy, per_user_limit, told).await?)
-        }
-        None => None,
-    };
-    Ok(Evidence {
-        failures: all.failures().into_iter().collect(),
-        sale,
-        coupons,
-    })
 }
 
 /// Reads the stock until told to stop; returns the lowest value seen.

@@ -4,6 +4,11 @@ use serde::Serialize;
 
 use crate::options::{Mix, RunOptions, Scenario};
 
+/// The user id of shopper `n` of the run tagged `tag`.
+pub fn user_id(tag: &str, n: u32) -> String {
+    format!("{tag}-{n}")
+}
+
 /// What a request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
