@@ -51,6 +51,9 @@ struct ReconcileArgs {
     /// Balance rows per range (default: batch.page_size).
     #[arg(long)]
     page_size: Option<usize>,
+    /// A test's fault point: abort the process right after this many repairs.
+    #[arg(long, hide = true)]
+    abort_after_repairs: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ async fn reconcile_points(settings: &Settings, args: ReconcileArgs) -> anyhow::R
         pause: Duration::from_millis(args.pause_ms),
         workers: args.workers.unwrap_or(defaults.workers),
         page_size: args.page_size.unwrap_or(defaults.page_size),
+        abort_after_repairs: args.abort_after_repairs,
     };
     let summary = reconcile::run(settings, &options).await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);

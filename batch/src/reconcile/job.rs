@@ -3,6 +3,7 @@
 //! channels, and the summary at the end.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -32,6 +33,10 @@ pub struct Options {
     pub workers: usize,
     /// Balance rows (and about as many ledger rows) per range.
     pub page_size: usize,
+    /// A test's fault point: the process aborts (as a kill would stop it) right after this
+    /// many repairs, mid-range. `None` in every real run.
+    #[doc(hidden)]
+    pub abort_after_repairs: Option<u64>,
 }
 
 impl Options {
@@ -43,6 +48,7 @@ impl Options {
             pause: Duration::ZERO,
             workers: settings.batch.effective_workers(),
             page_size: settings.batch.page_size,
+            abort_after_repairs: None,
         }
     }
 }
@@ -113,6 +119,9 @@ pub async fn run(settings: &Settings, options: &Options) -> anyhow::Result<Summa
         caches: CacheAuditor::new(redis.clone(), prefix),
         fix: options.fix,
         pause: options.pause,
+        abort_after: options
+            .abort_after_repairs
+            .map(|n| Arc::new(AtomicU64::new(n))),
     };
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::MySqlPool;
@@ -39,6 +40,10 @@ pub struct Worker {
     pub fix: bool,
     /// Pause after each range, to spare a busy database.
     pub pause: Duration,
+    /// A test's fault point (`Options::abort_after_repairs`): repairs left, across the
+    /// workers, before the process aborts.
+    #[doc(hidden)]
+    pub abort_after: Option<Arc<AtomicU64>>,
 }
 
 impl Worker {
@@ -161,6 +166,11 @@ impl Worker {
         }
         for repair in repairs {
             self.repair(repair, &mut stats).await?;
+            if let Some(left) = &self.abort_after
+                && left.fetch_sub(1, Ordering::SeqCst) == 1
+            {
+                std::process::abort();
+            }
         }
         Ok(stats)
     }

@@ -1,7 +1,6 @@
-//! A run killed midway (SIGKILL) and resumed from its checkpoint adds up to exactly what an
-//! uninterrupted run finds, and leaves the same repaired data.
-
-use std::time::{Duration, Instant};
+//! A run killed mid-repair (its fault point aborts the process) and resumed from its checkpoint
+//! adds up to exactly what an uninterrupted run finds, leaves the same repaired data, and removes
+//! the checkpoint when it finishes.
 
 use flashgate_batch::reconcile::checkpoint::CheckpointFile;
 
@@ -37,8 +36,9 @@ async fn a_run_killed_midway_and_resumed_gives_the_same_result_as_an_uninterrupt
     inject_drift(&whole).await;
     inject_drift(&killed).await;
 
-    // Act: one run straight through; the other killed once its checkpoint shows progress
-    // (each worker pauses after each range so the kill lands midway), then resumed.
+    // Act: one run straight through; the other stopped dead (the process aborts, as a kill
+    // would) by its fault point right after its 40th repair, in the middle of a range's
+    // repairs, then resumed.
     let uninterrupted = whole.reconcile(true).await;
 
     let database: String = sqlx::query_scalar("SELECT DATABASE()")
@@ -46,7 +46,7 @@ async fn a_run_killed_midway_and_resumed_gives_the_same_result_as_an_uninterrupt
         .await
         .expect("name");
     let checkpoint = CheckpointFile::new(&killed.settings.batch.checkpoint_dir, &database);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate-batch"))
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate-batch"))
         .args([
             "reconcile-points",
             "--fix",
@@ -55,7 +55,7 @@ async fn a_run_killed_midway_and_resumed_gives_the_same_result_as_an_uninterrupt
             "--page-size",
             "100",
         ])
-        .args(["--pause-ms", "60"])
+        .args(["--abort-after-repairs", "40"])
         .env("FLASHGATE__MYSQL__URL", killed.settings.mysql.url.expose())
         .env(
             "FLASHGATE__REDIS__KEY_PREFIX",
@@ -66,28 +66,21 @@ async fn a_run_killed_midway_and_resumed_gives_the_same_result_as_an_uninterrupt
             &killed.settings.batch.checkpoint_dir,
         )
         .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start flashgate-batch");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let progress = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint progress within 60 s"
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "finished before it was killed"
-        );
-        if let Ok(Some(state)) = checkpoint.load()
-            && state.totals.users_checked > 300
-        {
-            break state;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run flashgate-batch");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(6),
+        "stopped by its fault point (SIGABRT), not finished: {status}"
+    );
+    let progress = checkpoint
+        .load()
+        .expect("checkpoint readable")
+        .expect("the killed run left its checkpoint");
+    let being_repaired = progress.ahead.iter().filter(|e| !e.done).count();
     let resumed = killed.reconcile(true).await;
+    let left = checkpoint.load().expect("checkpoint readable");
     let after = killed.reconcile(false).await;
 
     // Assert
@@ -95,7 +88,12 @@ async fn a_run_killed_midway_and_resumed_gives_the_same_result_as_an_uninterrupt
         progress.totals.users_checked < 1_500,
         "killed midway: {progress:?}"
     );
+    assert!(
+        being_repaired >= 1,
+        "killed while a range's repairs were under way: {progress:?}"
+    );
     assert!(resumed.resumed);
+    assert_eq!(left, None, "the finished run removed its checkpoint");
     assert_eq!(resumed.stats, uninterrupted.stats);
     assert!(
         uninterrupted.stats.mismatches.count() > 100,
