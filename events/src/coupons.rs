@@ -20,9 +20,10 @@ pub const COUPON_REJECTED: &str = "coupon.rejected";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CouponIssued {
-    /// Unique coupon id (`<policy_id>-<uuid>`), made by the gateway.
+    /// Unique coupon id (`<policy_id>-<uuid>`), made by the gateway; the persister's
+    /// idempotency key.
     pub coupon_id: String,
-    /// The policy.
+    /// The policy it counts against (`issued + 1 <= total_quantity` in MySQL).
     pub policy_id: u64,
     /// The holder (JWT `sub`).
     pub user_id: String,
@@ -39,9 +40,9 @@ pub struct CouponIssued {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CouponRedemption {
-    /// The coupon.
+    /// The coupon changed.
     pub coupon_id: String,
-    /// Its policy.
+    /// Its policy, locked while the change waits for a coupon not stored yet.
     pub policy_id: u64,
     /// Its holder.
     pub user_id: String,
@@ -60,9 +61,9 @@ pub struct CouponRedemption {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CouponRejected {
-    /// The coupon.
+    /// The refused coupon (its event id derives from it).
     pub coupon_id: String,
-    /// Its policy.
+    /// The policy, whose coupon a compensation gives back.
     pub policy_id: u64,
     /// Its would-be holder.
     pub user_id: String,

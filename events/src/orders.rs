@@ -15,11 +15,11 @@ pub const ORDER_REJECTED: &str = "order.rejected";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderAdmitted {
-    /// Unique order id, made by the gateway.
+    /// Unique order id, made by the gateway; the persister's idempotency key.
     pub order_id: String,
-    /// The sale.
+    /// The sale whose stock it took (and whose `sold` it counts in MySQL).
     pub sale_id: u64,
-    /// The buyer (JWT `sub`).
+    /// The buyer (JWT `sub`), held to the sale's per-user limit.
     pub user_id: String,
     /// Units bought.
     pub quantity: u32,
@@ -46,13 +46,13 @@ impl OrderAdmitted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRejected {
-    /// The order.
+    /// The refused order (its event id derives from it).
     pub order_id: String,
-    /// The sale.
+    /// The sale, whose units a compensation gives back.
     pub sale_id: u64,
-    /// The buyer.
+    /// The buyer, to be told (and whose per-user count a compensation gives back).
     pub user_id: String,
-    /// Units the order asked for.
+    /// Units the order asked for: what a compensation gives back.
     pub quantity: u32,
     /// Why it was refused.
     pub reason: String,

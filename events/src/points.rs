@@ -19,7 +19,7 @@ pub const POINTS_REJECTED: &str = "points.rejected";
 pub struct PointsUsed {
     /// The use's transaction id, also its ledger `txid`.
     pub txid: String,
-    /// Whose points.
+    /// Whose points: the balance row locked and moved.
     pub user_id: String,
     /// Points spent (at least 1).
     pub amount: u64,
@@ -35,9 +35,9 @@ pub struct PointsUsed {
 pub struct PointsRefunded {
     /// The refund's transaction id.
     pub txid: String,
-    /// The use it gives back.
+    /// The use it gives back; the refund waits in MySQL until that use is stored.
     pub use_txid: String,
-    /// Whose points.
+    /// Whose points: only the use's own user gets them back.
     pub user_id: String,
     /// Points given back (the use's amount).
     pub amount: u64,
@@ -49,9 +49,9 @@ pub struct PointsRefunded {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PointsRejected {
-    /// The refused transaction.
+    /// The refused transaction (the event id derives from it).
     pub txid: String,
-    /// Whose points.
+    /// Whose points: the user to tell (the announcement is keyed by them).
     pub user_id: String,
     /// The points it asked for.
     pub amount: u64,
