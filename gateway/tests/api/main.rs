@@ -16,3 +16,4 @@ mod purchase;
 mod readiness;
 mod relay_watch;
 mod replays;
+mod routes;
