@@ -9,9 +9,8 @@ use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 
 use crate::http::auth::Verifier;
-use crate::http::error::ApiError;
 use crate::http::readiness::Readiness;
-use crate::metrics::{Dependency, Metrics};
+use crate::metrics::Metrics;
 use crate::sales::soldout::SoldOutCache;
 use crate::scripts::Scripts;
 
@@ -67,27 +66,6 @@ impl App {
     /// The Redis key prefix.
     pub fn prefix(&self) -> &str {
         &self.settings.redis.key_prefix
-    }
-
-    /// Counts a failed call to `dependency` and turns it into a generic 500.
-    pub fn failed(&self, dependency: Dependency, err: impl Into<anyhow::Error>) -> ApiError {
-        self.metrics.dependency_error(dependency);
-        ApiError::Internal(err.into())
-    }
-
-    /// Counts a failed Redis call on a shopper's action and answers 503: the action may be
-    /// retried once Redis (or its failover) is back. A call that may have run answers
-    /// `outcome_unknown`, which tells the client to retry with the same Idempotency-Key.
-    pub fn redis_unavailable(&self, action: &'static str, err: &fred::error::Error) -> ApiError {
-        self.metrics.dependency_error(Dependency::Redis);
-        tracing::warn!(action, error = %err, "Redis script failed");
-        if crate::scripts::may_have_run(err) {
-            return ApiError::OutcomeUnknown;
-        }
-        ApiError::Overloaded {
-            retry_after: 1,
-            message: "the service cannot be reached right now; retry shortly".into(),
-        }
     }
 
     /// Marks the process as shutting down: `/readyz` fails from now on.

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod coupons;
+pub mod failure;
 pub mod http;
 pub mod metrics;
 pub mod orders;

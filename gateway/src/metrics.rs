@@ -8,9 +8,6 @@ use std::time::Duration;
 
 use flashgate_events::keys::Outbox;
 
-use crate::coupons::claims::Claim;
-use crate::sales::admission::Admission;
-
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -92,30 +89,13 @@ impl Metrics {
         }
     }
 
-    /// Counts one admission outcome.
-    pub fn observe_admission(&self, admission: &Admission) {
-        let outcome = match admission {
-            Admission::Admitted { .. } => "admitted",
-            Admission::SoldOut { .. } => "sold_out",
-            Admission::LimitExceeded => "limit_exceeded",
-            Admission::NotActive => "sale_not_active",
-            Admission::NotFound => "not_found",
-            Admission::Overloaded => "overloaded",
-            Admission::KeyReused => "idempotency_key_reused",
-        };
+    /// Counts one admission outcome (`Admission::label`).
+    pub fn observe_admission(&self, outcome: &'static str) {
         count(&self.admissions, outcome);
     }
 
-    /// Counts one coupon claim outcome.
-    pub fn observe_claim(&self, claim: &Claim) {
-        let outcome = match claim {
-            Claim::Issued { .. } => "issued",
-            Claim::Exhausted => "exhausted",
-            Claim::AlreadyClaimed => "already_claimed",
-            Claim::NotActive => "policy_not_active",
-            Claim::NotFound => "not_found",
-            Claim::Overloaded => "overloaded",
-        };
+    /// Counts one coupon claim outcome (`Claim::label`).
+    pub fn observe_claim(&self, outcome: &'static str) {
         count(&self.claims, outcome);
     }
 
@@ -268,7 +248,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.observe_request("purchase", 202, Duration::from_micros(800));
         metrics.observe_request("purchase", 409, Duration::from_millis(30));
-        metrics.observe_admission(&Admission::LimitExceeded);
+        metrics.observe_admission("limit_exceeded");
         let text = metrics.render();
         assert!(text.contains(r#"flashgate_http_requests_total{route="purchase",status="202"} 1"#));
         assert!(text.contains(

@@ -2,6 +2,8 @@
 
 use fred::prelude::{Pool, Value};
 
+use crate::app::App;
+use crate::failure::Failure;
 use crate::keys::PolicyKeys;
 use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
 
@@ -27,6 +29,20 @@ pub enum Claim {
     Overloaded,
 }
 
+impl Claim {
+    /// The outcome's label in metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Issued { .. } => "issued",
+            Self::Exhausted => "exhausted",
+            Self::AlreadyClaimed => "already_claimed",
+            Self::NotActive => "policy_not_active",
+            Self::NotFound => "not_found",
+            Self::Overloaded => "overloaded",
+        }
+    }
+}
+
 /// One claim to make.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
@@ -44,6 +60,32 @@ pub struct ClaimRequest<'a> {
     pub outbox_max: u64,
     /// How long an idempotent answer is kept, in seconds.
     pub idempotency_ttl_secs: u64,
+}
+
+/// Claims a coupon of `policy_id` for `user_id` (one `EVALSHA`); the outcome is counted.
+pub async fn claim_coupon(
+    app: &App,
+    policy_id: u64,
+    user_id: &str,
+    idempotency_key: Option<&str>,
+    trace_id: &str,
+) -> Result<Claim, Failure> {
+    let keys = PolicyKeys::new(app.prefix(), policy_id);
+    let coupon_id = format!("{policy_id}-{}", uuid::Uuid::now_v7().simple());
+    let request = ClaimRequest {
+        keys: &keys,
+        user_id,
+        coupon_id: &coupon_id,
+        trace_id,
+        idempotency_key,
+        outbox_max: app.settings.gateway.outbox_max_len,
+        idempotency_ttl_secs: app.settings.gateway.idempotency_ttl_secs,
+    };
+    let outcome = claim(&app.redis, &app.scripts.claim_coupon, &request)
+        .await
+        .map_err(Failure::unreachable("claim"))?;
+    app.metrics.observe_claim(outcome.label());
+    Ok(outcome)
 }
 
 /// Runs the claim script once and reads its reply.

@@ -4,10 +4,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::http::error::ApiError;
+use crate::failure::Invalid;
 
 /// Most coupons one policy may offer.
-pub const MAX_QUANTITY: u32 = 10_000_000;
+pub const MAX_COUPONS: u32 = 10_000_000;
 
 /// Longest `valid_for_seconds`: ten years.
 const MAX_VALID_FOR_SECONDS: u32 = 10 * 366 * 24 * 3600;
@@ -85,64 +85,58 @@ pub struct NewPolicy {
 }
 
 impl NewPolicy {
-    /// 400 naming the first field that is wrong.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    /// The first field that is wrong, if any.
+    pub fn validate(&self) -> Result<(), Invalid> {
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(ApiError::invalid("name: must have 1 to 200 characters"));
+            return Err(Invalid::new("name: must have 1 to 200 characters"));
         }
         match self.discount.kind {
             DiscountKind::Percent if !(1..=100).contains(&self.discount.value) => {
-                return Err(ApiError::invalid(
+                return Err(Invalid::new(
                     "discount.value: a percent must be between 1 and 100",
                 ));
             }
             DiscountKind::Amount if !(1..=i64::MAX as u64).contains(&self.discount.value) => {
-                return Err(ApiError::invalid(
-                    "discount.value: an amount must be at least 1",
-                ));
+                return Err(Invalid::new("discount.value: an amount must be at least 1"));
             }
             _ => {}
         }
-        if !(1..=MAX_QUANTITY).contains(&self.total_quantity) {
-            return Err(ApiError::invalid(format!(
-                "total_quantity: must be between 1 and {MAX_QUANTITY}"
+        if !(1..=MAX_COUPONS).contains(&self.total_quantity) {
+            return Err(Invalid::new(format!(
+                "total_quantity: must be between 1 and {MAX_COUPONS}"
             )));
         }
         if !(1..=self.total_quantity).contains(&self.per_user_limit) {
-            return Err(ApiError::invalid(
+            return Err(Invalid::new(
                 "per_user_limit: must be between 1 and total_quantity",
             ));
         }
         if self.claim_ends_at <= self.claim_starts_at {
-            return Err(ApiError::invalid(
-                "claim_ends_at: must be after claim_starts_at",
-            ));
+            return Err(Invalid::new("claim_ends_at: must be after claim_starts_at"));
         }
         if self.claim_ends_at <= Utc::now() {
-            return Err(ApiError::invalid("claim_ends_at: must be in the future"));
+            return Err(Invalid::new("claim_ends_at: must be in the future"));
         }
         match (self.valid_for_seconds, self.expires_at) {
             (Some(seconds), None) if (1..=MAX_VALID_FOR_SECONDS).contains(&seconds) => {}
             (Some(_), None) => {
-                return Err(ApiError::invalid(format!(
+                return Err(Invalid::new(format!(
                     "valid_for_seconds: must be between 1 and {MAX_VALID_FOR_SECONDS}"
                 )));
             }
             (None, Some(at)) if at >= self.claim_ends_at => {}
             (None, Some(_)) => {
-                return Err(ApiError::invalid(
-                    "expires_at: must not be before claim_ends_at",
-                ));
+                return Err(Invalid::new("expires_at: must not be before claim_ends_at"));
             }
             _ => {
-                return Err(ApiError::invalid(
+                return Err(Invalid::new(
                     "valid_for_seconds, expires_at: give exactly one of the two",
                 ));
             }
         }
         if self.min_order_amount.is_some_and(|m| m > i64::MAX as u64) {
-            return Err(ApiError::invalid("min_order_amount: too large"));
+            return Err(Invalid::new("min_order_amount: too large"));
         }
         Ok(())
     }

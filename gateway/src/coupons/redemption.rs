@@ -1,6 +1,7 @@
 //! Redeeming a coupon on an order and undoing that: one `EVALSHA` each
 //! (`lua/redeem_coupon.lua`, `lua/cancel_redemption.lua`), and their replies as values.
 
+use flashgate_events::ids;
 use fred::prelude::{Pool, Value};
 
 use crate::keys::PolicyKeys;
@@ -8,7 +9,7 @@ use crate::scripts::{Script, int, reply_text, unexpected_reply};
 
 /// What a redeem or cancel script decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub enum Redemption {
     /// Redeemed on the order / redemption undone (for that order).
     Done {
         /// The order concerned.
@@ -29,26 +30,26 @@ pub enum Change {
     Overloaded,
 }
 
-fn parse_change(
+fn parse_redemption(
     script: &str,
     reply: &[Value],
     order_id: &str,
-) -> Result<Change, fred::error::Error> {
+) -> Result<Redemption, fred::error::Error> {
     let code = reply_text(reply, 0);
     Ok(match code.as_str() {
-        "redeemed" => Change::Done {
+        "redeemed" => Redemption::Done {
             order_id: order_id.to_owned(),
         },
-        "cancelled" => Change::Done {
+        "cancelled" => Redemption::Done {
             order_id: reply_text(reply, 1),
         },
-        "not_found" => Change::NotFound,
-        "already_redeemed" => Change::AlreadyRedeemed {
+        "not_found" => Redemption::NotFound,
+        "already_redeemed" => Redemption::AlreadyRedeemed {
             order_id: reply_text(reply, 1),
         },
-        "not_redeemed" => Change::NotRedeemed,
-        "expired" => Change::Expired,
-        "overloaded" => Change::Overloaded,
+        "not_redeemed" => Redemption::NotRedeemed,
+        "expired" => Redemption::Expired,
+        "overloaded" => Redemption::Overloaded,
         other => return Err(unexpected_reply(script, other)),
     })
 }
@@ -56,14 +57,14 @@ fn parse_change(
 /// The policy a coupon id belongs to (`<policy_id>-<uuid>`).
 pub fn policy_of(coupon_id: &str) -> Option<u64> {
     let (policy, rest) = coupon_id.split_once('-')?;
-    (!rest.is_empty() && coupon_id.len() <= 64)
+    (!rest.is_empty() && coupon_id.len() <= ids::COUPON_ID_MAX_LEN)
         .then(|| policy.parse().ok())
         .flatten()
 }
 
 /// One redeem or cancel of one coupon.
 #[derive(Debug, Clone)]
-pub struct CouponChange<'a> {
+pub struct CouponAction<'a> {
     /// The keys of the coupon's policy.
     pub keys: &'a PolicyKeys,
     /// The coupon.
@@ -80,46 +81,46 @@ pub struct CouponChange<'a> {
 pub async fn redeem(
     redis: &Pool,
     script: &Script,
-    change: &CouponChange<'_>,
+    action: &CouponAction<'_>,
     order_id: &str,
     discount: u64,
-) -> Result<Change, fred::error::Error> {
+) -> Result<Redemption, fred::error::Error> {
     let names = vec![
-        change.keys.coupon(change.coupon_id),
-        change.keys.outbox.clone(),
+        action.keys.coupon(action.coupon_id),
+        action.keys.outbox.clone(),
     ];
     let args: Vec<Value> = vec![
-        change.user_id.into(),
+        action.user_id.into(),
         order_id.into(),
         int(discount),
-        change.trace_id.into(),
-        int(change.outbox_max),
+        action.trace_id.into(),
+        int(action.outbox_max),
     ];
     let reply: Vec<Value> = script.run(redis, names, args).await?;
-    parse_change("redeem_coupon", &reply, order_id)
+    parse_redemption("redeem_coupon", &reply, order_id)
 }
 
 /// Undoes the coupon's redemption: it is `issued` again.
 pub async fn cancel_redemption(
     redis: &Pool,
     script: &Script,
-    change: &CouponChange<'_>,
-) -> Result<Change, fred::error::Error> {
+    action: &CouponAction<'_>,
+) -> Result<Redemption, fred::error::Error> {
     let names = vec![
-        change.keys.coupon(change.coupon_id),
-        change.keys.outbox.clone(),
+        action.keys.coupon(action.coupon_id),
+        action.keys.outbox.clone(),
     ];
     // The call's own id: a re-send of this very call (the Redis client's, after a closed
     // connection) is answered as the first run was; another call finds `not_redeemed`.
     let call_id = uuid::Uuid::now_v7().simple().to_string();
     let args: Vec<Value> = vec![
-        change.user_id.into(),
-        change.trace_id.into(),
-        int(change.outbox_max),
+        action.user_id.into(),
+        action.trace_id.into(),
+        int(action.outbox_max),
         call_id.into(),
     ];
     let reply: Vec<Value> = script.run(redis, names, args).await?;
-    parse_change("cancel_redemption", &reply, "")
+    parse_redemption("cancel_redemption", &reply, "")
 }
 
 #[cfg(test)]
@@ -130,20 +131,20 @@ mod tests {
     #[test]
     fn change_replies_name_the_order_concerned() {
         assert_eq!(
-            parse_change("redeem", &reply(&["redeemed", "2", "1"]), "9-o").unwrap(),
-            Change::Done {
+            parse_redemption("redeem", &reply(&["redeemed", "2", "1"]), "9-o").unwrap(),
+            Redemption::Done {
                 order_id: "9-o".into()
             }
         );
         assert_eq!(
-            parse_change("cancel", &reply(&["cancelled", "9-o", "3", "1"]), "").unwrap(),
-            Change::Done {
+            parse_redemption("cancel", &reply(&["cancelled", "9-o", "3", "1"]), "").unwrap(),
+            Redemption::Done {
                 order_id: "9-o".into()
             }
         );
         assert_eq!(
-            parse_change("redeem", &reply(&["already_redeemed", "8-o"]), "9-o").unwrap(),
-            Change::AlreadyRedeemed {
+            parse_redemption("redeem", &reply(&["already_redeemed", "8-o"]), "9-o").unwrap(),
+            Redemption::AlreadyRedeemed {
                 order_id: "8-o".into()
             }
         );

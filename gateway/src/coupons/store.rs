@@ -7,6 +7,8 @@ use fred::prelude::{HashesInterface, Pool, Value};
 use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 
+use crate::app::App;
+use crate::failure::Failure;
 use crate::keys::PolicyKeys;
 use crate::scripts::{Script, int};
 
@@ -100,6 +102,18 @@ pub async fn load_into_redis(
         .await
         .context("loading coupon into Redis")?;
     Ok(loaded == 1)
+}
+
+/// A page of the caller's coupons, newest first, after `cursor` (see [`list_for_user`]).
+pub async fn coupons_of(
+    app: &App,
+    user: &str,
+    cursor: Option<(DateTime<Utc>, String)>,
+    limit: u32,
+) -> Result<Vec<CouponView>, Failure> {
+    list_for_user(&app.db, &app.redis, app.prefix(), user, cursor, limit)
+        .await
+        .map_err(Failure::Mysql)
 }
 
 /// A page of `user`'s persisted coupons, newest first, after `cursor`. Redis holds the latest

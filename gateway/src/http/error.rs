@@ -1,9 +1,13 @@
-//! The one API error type, mapped to the HTTP error contract in one place.
+//! The one API error type, mapped to the HTTP error contract in one place: every domain
+//! failure becomes an answer here, and is counted against its dependency here.
 
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+use crate::failure::{Failure, Invalid};
 use crate::http::response::{Response, json_response};
+use crate::metrics::{Dependency, Metrics};
+use crate::scripts::may_have_run;
 
 /// Everything a request can end with other than success.
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +44,9 @@ pub enum ApiError {
     /// 422: the idempotency key was used before with another request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
-    /// 503: the system sheds load (outbox over its bound, dependency down, draining).
-    #[error("{message}")]
-    Overloaded {
-        /// Seconds the client should wait before retrying.
-        retry_after: u32,
-        /// Why.
-        message: String,
-    },
+    /// 503 `overloaded`: the system sheds load; the client retries after `Retry-After`.
+    #[error("{0}")]
+    Overloaded(Overload),
     /// 503: a call that changes state was sent to Redis and its answer was lost (a timeout, a
     /// closed connection): it may have taken effect or not. The same request with the same
     /// `Idempotency-Key` answers what happened (and does it if it did not happen).
@@ -59,6 +58,39 @@ pub enum ApiError {
     /// 500: the server's own fault. The cause is logged once; the client sees a generic text.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+    /// A domain failure, answered (and counted) when the response is made.
+    #[error(transparent)]
+    Failed(#[from] Failure),
+}
+
+/// Why a request is shed with 503 `overloaded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Overload {
+    /// The request ran past the configured request timeout.
+    #[error("the request took too long; retry shortly")]
+    Timeout,
+    /// Redis did not answer (`subject`: what cannot be reached, "the sale", "the service").
+    #[error("{0} cannot be reached right now; retry shortly")]
+    Unreachable(&'static str),
+    /// An outbox is over its bound (Kafka is behind or down): `{0}` are waiting.
+    #[error("too many {0} waiting to be recorded; retry shortly")]
+    Backlog(&'static str),
+}
+
+impl Overload {
+    /// Seconds the client should wait: a backlog drains slower than a blip passes.
+    fn retry_after(self) -> u32 {
+        match self {
+            Self::Timeout | Self::Unreachable(_) => 1,
+            Self::Backlog(_) => 2,
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        Self::InvalidRequest(invalid.0)
+    }
 }
 
 #[derive(Serialize)]
@@ -86,6 +118,11 @@ impl ApiError {
         }
     }
 
+    /// 503 `overloaded` with its `Retry-After`.
+    pub fn overloaded(why: Overload) -> Self {
+        Self::Overloaded(why)
+    }
+
     /// 409 `discount_exceeds_amount`: the coupons and points applied to one order may not sum
     /// past its `amount`; `applied` of it is taken already.
     pub fn discount_exceeds_amount(amount: u64, applied: u64) -> Self {
@@ -106,7 +143,38 @@ impl ApiError {
         )
     }
 
-    /// The HTTP status of this error.
+    /// A domain failure as the client sees it; a failed dependency is counted here, once.
+    fn answer(failure: Failure, metrics: &Metrics) -> Self {
+        match failure {
+            Failure::Invalid(invalid) => invalid.into(),
+            Failure::Unreachable { action, source } => {
+                metrics.dependency_error(Dependency::Redis);
+                tracing::warn!(action, error = %source, "Redis script failed");
+                if may_have_run(&source) {
+                    // It may have taken effect: a plain "retry" could do it twice without a key.
+                    Self::OutcomeUnknown
+                } else {
+                    let subject = if action == "purchase" {
+                        "the sale"
+                    } else {
+                        "the service"
+                    };
+                    Self::overloaded(Overload::Unreachable(subject))
+                }
+            }
+            Failure::Mysql(err) => {
+                metrics.dependency_error(Dependency::Mysql);
+                Self::Internal(err)
+            }
+            Failure::Redis(err) => {
+                metrics.dependency_error(Dependency::Redis);
+                Self::Internal(err)
+            }
+            Failure::Internal(err) => Self::Internal(err),
+        }
+    }
+
+    /// The HTTP status of this error (a domain failure not yet answered counts as a 500).
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
@@ -118,8 +186,8 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } | Self::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Overloaded(_) | Self::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) | Self::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -135,15 +203,20 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
-            Self::Overloaded { .. } => "overloaded",
+            Self::Overloaded(_) => "overloaded",
             Self::OutcomeUnknown => "outcome_unknown",
-            Self::Internal(_) => "internal",
+            Self::Internal(_) | Self::Failed(_) => "internal",
         }
     }
 
-    /// The JSON response; an internal error is logged here, once, with its cause chain.
-    pub fn into_response(self) -> Response {
-        let message = match &self {
+    /// The JSON response. A domain failure is answered and counted here; an internal error is
+    /// logged here, once, with its cause chain.
+    pub fn into_response(self, metrics: &Metrics) -> Response {
+        let error = match self {
+            Self::Failed(failure) => Self::answer(failure, metrics),
+            other => other,
+        };
+        let message = match &error {
             Self::Internal(err) => {
                 tracing::error!(error = format!("{err:#}"), "request failed");
                 "internal server error".to_owned()
@@ -152,13 +225,13 @@ impl ApiError {
         };
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code(),
+                code: error.code(),
                 message,
             },
         };
-        let mut response = json_response(self.status(), &body);
-        let retry_after = match &self {
-            Self::Overloaded { retry_after, .. } => Some(*retry_after),
+        let mut response = json_response(error.status(), &body);
+        let retry_after = match &error {
+            Self::Overloaded(why) => Some(why.retry_after()),
             // Soon: the answer is known as soon as Redis answers again.
             Self::OutcomeUnknown => Some(1),
             _ => None,
@@ -178,8 +251,8 @@ mod tests {
 
     #[test]
     fn internal_errors_hide_their_cause_from_the_client() {
-        let response =
-            ApiError::Internal(anyhow::anyhow!("password=hunter2 in a stack")).into_response();
+        let response = ApiError::Internal(anyhow::anyhow!("password=hunter2 in a stack"))
+            .into_response(&Metrics::default());
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = crate::http::response::body_text(&response);
         assert!(!body.contains("hunter2"), "{body}");
@@ -188,22 +261,59 @@ mod tests {
 
     #[test]
     fn overloaded_carries_retry_after() {
-        let response = ApiError::Overloaded {
-            retry_after: 2,
-            message: "busy".into(),
-        }
-        .into_response();
+        let response =
+            ApiError::overloaded(Overload::Backlog("orders")).into_response(&Metrics::default());
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
     }
 
     #[test]
     fn an_unknown_outcome_is_503_telling_to_retry_with_the_same_key() {
-        let response = ApiError::OutcomeUnknown.into_response();
+        let response = ApiError::OutcomeUnknown.into_response(&Metrics::default());
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         let body = crate::http::response::body_text(&response);
         assert!(body.contains(r#""code":"outcome_unknown""#), "{body}");
         assert!(body.contains("same Idempotency-Key"), "{body}");
+    }
+
+    fn dependency_errors(metrics: &Metrics) -> String {
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("flashgate_dependency_errors_total{"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn failures_are_answered_and_counted_against_their_dependency_once() {
+        let metrics = Metrics::default();
+        let lost = fred::error::Error::new(fred::error::ErrorKind::Timeout, "timed out");
+        let response = ApiError::from(Failure::unreachable("claim")(lost)).into_response(&metrics);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(crate::http::response::body_text(&response).contains("outcome_unknown"));
+        let refused = fred::error::Error::new(fred::error::ErrorKind::Unknown, "READONLY replica");
+        let response =
+            ApiError::from(Failure::unreachable("claim")(refused)).into_response(&metrics);
+        assert!(crate::http::response::body_text(&response).contains(r#""code":"overloaded""#));
+        let response =
+            ApiError::from(Failure::Mysql(anyhow::anyhow!("gone"))).into_response(&metrics);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let response = ApiError::from(Failure::Internal(anyhow::anyhow!("the cache kept moving")))
+            .into_response(&metrics);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            dependency_errors(&metrics),
+            r#"flashgate_dependency_errors_total{dependency="redis"} 2 flashgate_dependency_errors_total{dependency="kafka"} 0 flashgate_dependency_errors_total{dependency="mysql"} 1"#
+        );
+    }
+
+    #[test]
+    fn an_invalid_input_is_400_naming_the_field() {
+        let response = ApiError::from(Failure::from(Invalid::new("quantity: too many")))
+            .into_response(&Metrics::default());
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(crate::http::response::body_text(&response).contains("quantity: too many"));
     }
 }

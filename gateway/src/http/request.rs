@@ -86,13 +86,15 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// `limit` (1 to `max`, `default` when absent) and the raw `cursor` of a list request.
-pub fn page_query(
-    query: Option<&str>,
-    default: u32,
-    max: u32,
-) -> Result<(u32, Option<&str>), ApiError> {
-    let mut limit = default;
+/// Rows of a list page when the client does not say.
+const DEFAULT_PAGE: u32 = 50;
+
+/// Most rows one list page may have.
+const MAX_PAGE: u32 = 200;
+
+/// `limit` (1 to 200, 50 when absent) and the raw `cursor` of a list request.
+pub fn page_query(query: Option<&str>) -> Result<(u32, Option<&str>), ApiError> {
+    let mut limit = DEFAULT_PAGE;
     let mut cursor = None;
     for pair in query.unwrap_or_default().split('&') {
         match pair.split_once('=') {
@@ -100,9 +102,9 @@ pub fn page_query(
                 limit = v
                     .parse()
                     .ok()
-                    .filter(|n| (1..=max).contains(n))
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
                     .ok_or_else(|| {
-                        ApiError::invalid(format!("limit: must be between 1 and {max}"))
+                        ApiError::invalid(format!("limit: must be between 1 and {MAX_PAGE}"))
                     })?;
             }
             Some(("cursor", v)) => cursor = Some(v),
@@ -110,6 +112,13 @@ pub fn page_query(
         }
     }
     Ok((limit, cursor))
+}
+
+/// An id cursor (the last id of an id-ordered page), or 400.
+pub fn id_cursor(cursor: &str) -> Result<u64, ApiError> {
+    cursor
+        .parse()
+        .map_err(|_| ApiError::invalid("cursor: not a cursor from this API"))
 }
 
 /// Keeps the first `limit` of `page` (fetched with `limit + 1` rows) and returns the cursor of

@@ -9,7 +9,7 @@ use http::{HeaderValue, Method};
 
 use crate::app::App;
 use crate::http::auth::Role;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Overload};
 use crate::http::health;
 use crate::http::request::{Call, Request};
 use crate::http::response::Response;
@@ -108,7 +108,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
         Err(err @ ApiError::MethodNotAllowed) => ("method_not_allowed", Err(err)),
         Err(err) => ("not_found", Err(err)),
     };
-    let mut response = result.unwrap_or_else(ApiError::into_response);
+    let mut response = result.unwrap_or_else(|err| err.into_response(&app.metrics));
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -144,10 +144,7 @@ async fn serve(
     };
     match tokio::time::timeout(app.settings.gateway.request_timeout(), reply).await {
         Ok(result) => result,
-        Err(_) => Err(ApiError::Overloaded {
-            retry_after: 1,
-            message: "the request took too long; retry shortly".into(),
-        }),
+        Err(_) => Err(ApiError::overloaded(Overload::Timeout)),
     }
 }
 

@@ -2,30 +2,52 @@
 //! its status takes the discount.
 
 use crate::app::App;
-use crate::http::error::ApiError;
-use crate::metrics::Dependency;
+use crate::failure::Failure;
 use crate::orders::status::{OrderView, find_for_user};
 
-/// The order `order_id` of `user` for another action (`what`: "a coupon", "points"): 404 when
-/// it is unknown or someone else's, 409 `order_not_eligible` when its status is not in
-/// `allowed`.
-pub async fn eligible_order(
+/// Why an order cannot take a discount (a coupon or points).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderRefusal {
+    /// Unknown, or someone else's.
+    NotFound,
+    /// Its status does not take the discount.
+    NotEligible {
+        /// The order's status.
+        status: String,
+    },
+    /// The order's discounts would sum past its amount.
+    ExceedsAmount {
+        /// The order's amount.
+        amount: u64,
+        /// What coupons and points already take off it.
+        applied: u64,
+    },
+}
+
+/// The order, or why it cannot take the discount.
+#[derive(Debug, Clone)]
+pub enum Eligible {
+    /// The caller's order, in a status that takes the discount.
+    Order(OrderView),
+    /// Not one the discount may go on.
+    Refused(OrderRefusal),
+}
+
+/// The order `order_id` if it is `user`'s and its status is one of `allowed`.
+pub async fn eligible(
     app: &App,
     user: &str,
     order_id: &str,
     allowed: &[&str],
-    what: &str,
-) -> Result<OrderView, ApiError> {
+) -> Result<Eligible, Failure> {
     let order = find_for_user(&app.db, &app.redis, app.prefix(), order_id, user)
         .await
-        .map_err(|e| app.failed(Dependency::Mysql, e))?
-        .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
-    if allowed.contains(&order.status.as_str()) {
-        Ok(order)
-    } else {
-        Err(ApiError::conflict(
-            "order_not_eligible",
-            format!("{what} cannot be applied to a {} order", order.status),
-        ))
-    }
+        .map_err(Failure::Mysql)?;
+    Ok(match order {
+        None => Eligible::Refused(OrderRefusal::NotFound),
+        Some(order) if allowed.contains(&order.status.as_str()) => Eligible::Order(order),
+        Some(order) => Eligible::Refused(OrderRefusal::NotEligible {
+            status: order.status,
+        }),
+    })
 }

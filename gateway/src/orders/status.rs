@@ -3,10 +3,13 @@
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use flashgate_events::ids;
 use fred::prelude::{HashesInterface, Pool};
 use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 
+use crate::app::App;
+use crate::failure::Failure;
 use crate::keys::SaleKeys;
 
 /// One order of one shopper.
@@ -128,6 +131,28 @@ pub async fn list_for_user(
         .map(from_row)
         .collect::<Result<_, _>>()
         .context("decoding orders")
+}
+
+/// The caller's order `order_id`, if it is theirs. An id longer than any order's is no order.
+pub async fn order_of(app: &App, user: &str, order_id: &str) -> Result<Option<OrderView>, Failure> {
+    if !ids::fits(order_id, ids::ORDER_ID_MAX_LEN) {
+        return Ok(None);
+    }
+    find_for_user(&app.db, &app.redis, app.prefix(), order_id, user)
+        .await
+        .map_err(Failure::Mysql)
+}
+
+/// A page of the caller's persisted orders, newest first, after `cursor`.
+pub async fn orders_of(
+    app: &App,
+    user: &str,
+    cursor: Option<(DateTime<Utc>, String)>,
+    limit: u32,
+) -> Result<Vec<OrderView>, Failure> {
+    list_for_user(&app.db, user, cursor, limit)
+        .await
+        .map_err(Failure::Mysql)
 }
 
 /// The sale an order id belongs to: the gateway makes order ids `<sale id>-<uuid>`.

@@ -6,6 +6,8 @@ use anyhow::Context;
 use fred::prelude::{HashesInterface, Pool, Value};
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
+use crate::app::App;
+use crate::failure::Failure;
 use crate::keys::PointsKeys;
 use crate::scripts::{Script, reply_int, reply_text, unexpected_reply};
 
@@ -21,6 +23,22 @@ pub enum PointsError {
     /// MySQL did not answer.
     #[error("MySQL: {0:#}")]
     Mysql(anyhow::Error),
+    /// The persister kept moving the balance under every rebuild: no dependency failed.
+    #[error("{0}")]
+    Race(String),
+}
+
+impl From<PointsError> for Failure {
+    fn from(err: PointsError) -> Self {
+        match err {
+            PointsError::Redis(source) => Failure::Unreachable {
+                action: "points",
+                source,
+            },
+            PointsError::Mysql(err) => Failure::Mysql(err),
+            PointsError::Race(reason) => Failure::Internal(anyhow::anyhow!(reason)),
+        }
+    }
 }
 
 /// One user's point keys.
@@ -44,6 +62,12 @@ impl<'a> UserPoints<'a> {
     fn cache(&self) -> String {
         self.keys.balance(self.user_id)
     }
+}
+
+/// The caller's spendable balance.
+pub async fn balance_of(app: &App, user_id: &str) -> Result<i64, Failure> {
+    let user = UserPoints::new(app.prefix(), user_id);
+    Ok(balance(&app.redis, &app.db, &app.scripts.points_fill, &user).await?)
 }
 
 /// The spendable balance: the cache, or MySQL through a rebuild of the cache.
@@ -92,7 +116,7 @@ pub async fn rebuild(
             other => return Err(unexpected_reply("points_fill", other).into()),
         }
     }
-    Err(PointsError::Mysql(anyhow::anyhow!(
+    Err(PointsError::Race(format!(
         "the balance of {} kept moving during {FILL_ATTEMPTS} rebuilds",
         user.user_id
     )))

@@ -5,6 +5,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 
+use crate::app::App;
+use crate::failure::Failure;
+
 /// A use as the ledger holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredUse {
@@ -67,6 +70,18 @@ pub struct HistoryEntry {
     pub reference: Option<String>,
     /// When it was written.
     pub created_at: DateTime<Utc>,
+}
+
+/// The caller's ledger rows, newest first, before `before` (an `entry_id`) when given.
+pub async fn history_of(
+    app: &App,
+    user_id: &str,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<HistoryEntry>, Failure> {
+    history(&app.db, user_id, before, limit)
+        .await
+        .map_err(Failure::Mysql)
 }
 
 /// `user_id`'s ledger rows, newest first, before `before` (an `entry_id`) when given.

@@ -1,6 +1,9 @@
 //! Loyalty points as shoppers use them: the balance cached in Redis (rebuilt from MySQL on a
-//! miss), spending and giving back through one script and the bucket's outbox, and the ledger.
+//! miss), spending on an order and giving a use back through one script and the bucket's
+//! outbox, and the ledger.
 
 pub mod actions;
 pub mod cache;
 pub mod ledger;
+pub mod refund;
+pub mod spend;

@@ -1,4 +1,5 @@
-//! `GET /v1/orders/{order_id}` and `GET /v1/me/orders` for shoppers.
+//! `GET /v1/orders/{order_id}` and `GET /v1/me/orders` for shoppers, and how a refusal to put
+//! a discount on an order is answered (the coupon and points routes share it).
 
 use http::StatusCode;
 use serde::Serialize;
@@ -7,32 +8,32 @@ use crate::app::App;
 use crate::http::error::ApiError;
 use crate::http::request::{Call, next_page, page_query, time_id_cursor};
 use crate::http::response::{Response, json_response};
-use crate::metrics::Dependency;
-use crate::orders::status::{OrderView, find_for_user, list_for_user};
+use crate::orders::eligible::OrderRefusal;
+use crate::orders::status::{OrderView, order_of, orders_of};
+
+fn no_order() -> ApiError {
+    ApiError::NotFound("no such order".into())
+}
+
+/// The answer to a discount (`what`: "a coupon", "points") the order cannot take.
+pub fn refused(what: &str, refusal: OrderRefusal) -> ApiError {
+    match refusal {
+        OrderRefusal::NotFound => no_order(),
+        OrderRefusal::NotEligible { status } => ApiError::conflict(
+            "order_not_eligible",
+            format!("{what} cannot be applied to a {status} order"),
+        ),
+        OrderRefusal::ExceedsAmount { amount, applied } => {
+            ApiError::discount_exceeds_amount(amount, applied)
+        }
+    }
+}
 
 /// The caller's order; anyone else's, and unknown ids, are 404.
 pub async fn get(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
-    let Call {
-        param: order_id,
-        caller: principal,
-        ..
-    } = call;
-    if order_id.is_empty() || order_id.len() > 40 {
-        return Err(ApiError::NotFound("no such order".into()));
-    }
-    let order = find_for_user(
-        &app.db,
-        &app.redis,
-        app.prefix(),
-        order_id,
-        &principal.user_id,
-    )
-    .await
-    .map_err(|err| {
-        app.metrics.dependency_error(Dependency::Mysql);
-        ApiError::Internal(err)
-    })?
-    .ok_or_else(|| ApiError::NotFound("no such order".into()))?;
+    let order = order_of(app, &call.caller.user_id, call.param)
+        .await?
+        .ok_or_else(no_order)?;
     Ok(json_response(StatusCode::OK, &order))
 }
 
@@ -44,20 +45,10 @@ struct Page {
 
 /// The caller's persisted orders, newest first (`?limit=N&cursor=C`).
 pub async fn list_mine(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
-    let Call {
-        req,
-        caller: principal,
-        ..
-    } = call;
-    let (limit, cursor) = page_query(req.uri().query(), 50, 200)?;
+    let (limit, cursor) = page_query(call.req.uri().query())?;
     let cursor = cursor.map(time_id_cursor).transpose()?;
-    let mut page = list_for_user(&app.db, &principal.user_id, cursor, limit + 1)
-        .await
-        .map_err(|err| {
-            app.metrics.dependency_error(Dependency::Mysql);
-            ApiError::Internal(err)
-        })?;
-    let next_cursor = next_page(&mut page, limit, |o| {
+    let mut orders = orders_of(app, &call.caller.user_id, cursor, limit + 1).await?;
+    let next_cursor = next_page(&mut orders, limit, |o| {
         Some(format!(
             "{}:{}",
             o.admitted_at?.timestamp_millis(),
@@ -67,7 +58,7 @@ pub async fn list_mine(app: &App, call: Call<'_>) -> Result<Response, ApiError> 
     Ok(json_response(
         StatusCode::OK,
         &Page {
-            orders: page,
+            orders,
             next_cursor,
         },
     ))

@@ -37,6 +37,21 @@ pub enum Admission {
     KeyReused,
 }
 
+impl Admission {
+    /// The outcome's label in metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Admitted { .. } => "admitted",
+            Self::SoldOut { .. } => "sold_out",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::NotActive => "sale_not_active",
+            Self::NotFound => "not_found",
+            Self::Overloaded => "overloaded",
+            Self::KeyReused => "idempotency_key_reused",
+        }
+    }
+}
+
 /// One purchase to admit.
 #[derive(Debug, Clone)]
 pub struct PurchaseRequest<'a> {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::http::error::ApiError;
+use crate::failure::Invalid;
 
 /// Largest stock one sale may offer.
 pub const MAX_STOCK: u32 = 10_000_000;
@@ -30,32 +30,32 @@ pub struct NewSale {
 }
 
 impl NewSale {
-    /// 400 naming the first field that is wrong.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    /// The first field that is wrong, if any.
+    pub fn validate(&self) -> Result<(), Invalid> {
         let sku = self.sku.trim();
         if sku.is_empty() || sku.chars().count() > 64 {
-            return Err(ApiError::invalid("sku: must have 1 to 64 characters"));
+            return Err(Invalid::new("sku: must have 1 to 64 characters"));
         }
         let title = self.title.trim();
         if title.is_empty() || title.chars().count() > 200 {
-            return Err(ApiError::invalid("title: must have 1 to 200 characters"));
+            return Err(Invalid::new("title: must have 1 to 200 characters"));
         }
         if self.price > i64::MAX as u64 / u64::from(MAX_STOCK) {
-            return Err(ApiError::invalid("price: too large"));
+            return Err(Invalid::new("price: too large"));
         }
         if !(1..=MAX_STOCK).contains(&self.stock) {
-            return Err(ApiError::invalid(format!(
+            return Err(Invalid::new(format!(
                 "stock: must be between 1 and {MAX_STOCK}"
             )));
         }
         if self.per_user_limit < 1 {
-            return Err(ApiError::invalid("per_user_limit: must be at least 1"));
+            return Err(Invalid::new("per_user_limit: must be at least 1"));
         }
         if self.ends_at <= self.starts_at {
-            return Err(ApiError::invalid("ends_at: must be after starts_at"));
+            return Err(Invalid::new("ends_at: must be after starts_at"));
         }
         if self.ends_at <= Utc::now() {
-            return Err(ApiError::invalid("ends_at: must be in the future"));
+            return Err(Invalid::new("ends_at: must be in the future"));
         }
         Ok(())
     }

@@ -1,0 +1,79 @@
+//! What managers do with sales: create one (MySQL, then Redis), read it with its live
+//! counters, list them, pause or resume one.
+
+use crate::app::App;
+use crate::failure::{Failure, Invalid};
+use crate::sales::sale::{NewSale, Sale, SaleView};
+use crate::sales::{state, store};
+
+/// Stores the sale in MySQL and loads it into Redis; the sale with its counters.
+pub async fn create(app: &App, new: &NewSale) -> Result<SaleView, Failure> {
+    new.validate()?;
+    let sale = store::insert(&app.db, new).await.map_err(Failure::Mysql)?;
+    state::load_into_redis(
+        &app.redis,
+        &app.db,
+        &app.scripts.load_sale,
+        app.prefix(),
+        &sale,
+    )
+    .await
+    .map_err(|err| {
+        Failure::Redis(err.context(
+            "sale stored in MySQL but not loaded into Redis; POST /v1/admin/sales/restore",
+        ))
+    })?;
+    tracing::info!(sale_id = sale.sale_id, stock = sale.stock, "sale created");
+    Ok(SaleView {
+        remaining: Some(i64::from(sale.stock)),
+        admitted: Some(0),
+        persisted: sale.sold,
+        sale,
+    })
+}
+
+/// The sale with its live counters from Redis, if there is such a sale.
+pub async fn view(app: &App, sale_id: u64) -> Result<Option<SaleView>, Failure> {
+    let Some(sale) = store::find(&app.db, sale_id)
+        .await
+        .map_err(Failure::Mysql)?
+    else {
+        return Ok(None);
+    };
+    let (remaining, admitted) = state::live_counters(&app.redis, app.prefix(), sale_id)
+        .await
+        .map_err(Failure::Redis)?;
+    Ok(Some(SaleView {
+        persisted: sale.sold,
+        sale,
+        remaining,
+        admitted,
+    }))
+}
+
+/// Up to `limit` sales with ids below `before`, newest first.
+pub async fn list(app: &App, before: Option<u64>, limit: u32) -> Result<Vec<Sale>, Failure> {
+    store::list(&app.db, before, limit)
+        .await
+        .map_err(Failure::Mysql)
+}
+
+/// Pauses (`paused`) or resumes (`active`) the sale, in MySQL and in Redis; the sale as it is
+/// now, or `None` when there is no such sale.
+pub async fn set_status(
+    app: &App,
+    sale_id: u64,
+    status: &str,
+) -> Result<Option<SaleView>, Failure> {
+    if !matches!(status, "active" | "paused") {
+        return Err(Invalid::new("status: must be \"active\" or \"paused\"").into());
+    }
+    let found = state::set_status(&app.redis, &app.db, app.prefix(), sale_id, status)
+        .await
+        .map_err(Failure::Internal)?;
+    if !found {
+        return Ok(None);
+    }
+    tracing::info!(sale_id, status, "sale status changed");
+    view(app, sale_id).await
+}
