@@ -53,6 +53,44 @@ impl Options {
     }
 }
 
+/// The command line of `reconcile-points`; what it leaves out comes from the settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReconcileArgs {
+    /// Repair what differs (conditionally, under row locks; safe to repeat).
+    #[arg(long)]
+    pub fix: bool,
+    /// Start from the first user even if an interrupted run left a checkpoint.
+    #[arg(long)]
+    pub restart: bool,
+    /// Pause of each worker after each range, in milliseconds (spares a busy database).
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
+    /// Parallel workers (default: batch.workers, 0 = one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Balance rows per range (default: batch.page_size).
+    #[arg(long)]
+    pub page_size: Option<usize>,
+    /// A test's fault point: abort the process right after this many repairs.
+    #[arg(long, hide = true)]
+    pub abort_after_repairs: Option<u64>,
+}
+
+impl ReconcileArgs {
+    /// The options of a run: these flags over what the settings give.
+    pub fn options(&self, settings: &Settings) -> Options {
+        let defaults = Options::from_settings(settings);
+        Options {
+            fix: self.fix,
+            restart: self.restart,
+            pause: Duration::from_millis(self.pause_ms),
+            workers: self.workers.unwrap_or(defaults.workers),
+            page_size: self.page_size.unwrap_or(defaults.page_size),
+            abort_after_repairs: self.abort_after_repairs,
+        }
+    }
+}
+
 /// Runs a reconciliation to its end and returns its summary. On failure the checkpoint stays,
 /// and the next run continues it.
 pub async fn run(settings: &Settings, options: &Options) -> anyhow::Result<Summary> {

@@ -20,4 +20,4 @@ pub mod snapshot;
 pub mod summary;
 pub mod worker;
 
-pub use job::{Options, run};
+pub use job::{Options, ReconcileArgs, run};
