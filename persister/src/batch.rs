@@ -113,7 +113,8 @@ pub struct Written {
     pub points: PointsOutcome,
 }
 
-/// Opens a batch transaction (READ COMMITTED, see [`BEGIN`]).
+/// Opens a batch transaction (READ COMMITTED: each decision sees what the previous holder
+/// of its row lock committed).
 pub async fn begin(db: &MySqlPool) -> Result<Transaction<'static, MySql>, sqlx::Error> {
     db.begin_with(BEGIN).await
 }

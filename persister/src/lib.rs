@@ -1,7 +1,7 @@
 //! The persister: MySQL is the system of record; this crate owns its schema and writes the
 //! admitted orders, coupon events and point events from Kafka into it, idempotently.
 //!
-//! A batch's way: [`consumer`] receives it; [`write`] decodes it ([`decode`], [`batch`]),
+//! A batch's way: [`consumer`] receives it; [`write`](mod@write) decodes it ([`decode`], [`batch`]),
 //! persists it in one transaction ([`orders`], [`coupons`], [`points`], each with its rules),
 //! settles the point caches in Redis ([`points::PointCaches`]) and publishes dead letters and
 //! compensation events ([`publish`]); then [`consumer`] commits its offsets and counts it

@@ -1,7 +1,7 @@
 //! `reconcile-points`: recompute every user's balance from the ledger, compare it with the
 //! balance table and the Redis cache, report (and with `--fix` repair) what differs.
 //!
-//! [`job`] runs it. One producer walks user ids ([`ranges`]) and hands ranges over a bounded
+//! `job.rs` runs it. One producer walks user ids ([`ranges`]) and hands ranges over a bounded
 //! channel to the workers ([`worker`]), which read a range in one snapshot ([`snapshot`],
 //! [`caches`]), judge each user ([`compare`]), repair ([`repair`], [`caches`]) and report
 //! ([`report`]); an aggregator ([`aggregate`]) adds the reports up in key order into the

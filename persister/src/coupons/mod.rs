@@ -1,5 +1,5 @@
-//! Coupon events in MySQL: [`store`] reads and writes coupons in the batch's transaction,
-//! [`rules`] decides (may this coupon be issued? is this change newer than the stored one?).
+//! Coupon events in MySQL: `store.rs` reads and writes coupons in the batch's transaction,
+//! `rules.rs` decides (may this coupon be issued? is this change newer than the stored one?).
 
 mod rules;
 mod store;

@@ -1,5 +1,5 @@
-//! Admitted orders in MySQL: [`store`] reads and writes them in the batch's transaction,
-//! [`rules`] decides each one (is it within stock? within the per-user limit?).
+//! Admitted orders in MySQL: `store.rs` reads and writes them in the batch's transaction,
+//! `rules.rs` decides each one (is it within stock? within the per-user limit?).
 
 mod rules;
 mod store;

@@ -1,6 +1,6 @@
-//! Points: [`changes`] names what is written, [`ledger`] writes the ledger and the balances it
-//! moves in MySQL, [`books`] decides each change (can this use be paid? does this refund give
-//! its use back?), and [`caches`] brings the users' caches in Redis in step after each commit.
+//! Points: `changes.rs` names what is written, `ledger.rs` writes the ledger and the balances it
+//! moves in MySQL, `books.rs` decides each change (can this use be paid? does this refund give
+//! its use back?), and `caches.rs` brings the users' caches in Redis in step after each commit.
 
 mod books;
 mod caches;
