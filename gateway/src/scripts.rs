@@ -1,61 +1,35 @@
-//! The Lua scripts, compiled into the binary, run by `EVALSHA`; after a Redis restart or
-//! failover (`NOSCRIPT`) a script is loaded again and the call retried once.
+//! The Lua scripts, compiled into the binary, run by `EVALSHA` through fred's
+//! `Script::evalsha_with_reload` (as the persister and the batch jobs run theirs): after a Redis
+//! restart or failover (`NOSCRIPT`) a script is loaded again and the call retried once.
 
 use fred::error::{Error, ErrorKind};
-use fred::interfaces::LuaInterface;
 use fred::prelude::{FromValue, Pool, Value};
+use fred::types::scripts::Script as LuaScript;
 use fred::types::{MultipleKeys, MultipleValues};
 
-/// One script: its source and the SHA1 Redis knows it by.
+/// One script, known to Redis by the SHA1 of its source.
 #[derive(Debug, Clone)]
-pub struct Script {
-    name: &'static str,
-    source: &'static str,
-    sha: String,
-}
+pub struct Script(LuaScript);
 
 impl Script {
-    fn new(name: &'static str, source: &'static str) -> Self {
-        Self {
-            name,
-            source,
-            sha: fred::util::sha1_hash(source),
-        }
-    }
-
-    /// The SHA1 of the source.
-    pub fn sha(&self) -> &str {
-        &self.sha
-    }
-
-    /// The source text.
-    pub fn source(&self) -> &'static str {
-        self.source
+    fn new(source: &'static str) -> Self {
+        Self(LuaScript::from_lua(source))
     }
 
     /// `SCRIPT LOAD` on the primary.
     pub async fn load(&self, redis: &Pool) -> Result<(), Error> {
-        let sha: String = redis.next().script_load(self.source).await?;
-        debug_assert_eq!(sha, self.sha, "{} hashes differently in Redis", self.name);
-        Ok(())
+        self.0.load(redis.next()).await
     }
 
     /// `EVALSHA`, reloading the script once if Redis lost it.
     pub async fn run<R, K, V>(&self, redis: &Pool, keys: K, args: V) -> Result<R, Error>
     where
         R: FromValue,
-        K: Into<MultipleKeys> + Clone + Send,
-        V: TryInto<MultipleValues> + Clone + Send,
+        K: Into<MultipleKeys> + Send,
+        V: TryInto<MultipleValues> + Send,
         V::Error: Into<Error> + Send,
     {
-        match redis.evalsha(&self.sha, keys.clone(), args.clone()).await {
-            Err(err) if err.details().starts_with("NOSCRIPT") => {
-                tracing::info!(script = self.name, "script cache empty; loading again");
-                self.load(redis).await?;
-                redis.evalsha(&self.sha, keys, args).await
-            }
-            other => other,
-        }
+        self.0.evalsha_with_reload(redis.next(), keys, args).await
     }
 }
 
@@ -92,7 +66,7 @@ pub struct Scripts {
 
 macro_rules! script {
     ($name:literal) => {
-        Script::new($name, include_str!(concat!("../../lua/", $name, ".lua")))
+        Script::new(include_str!(concat!("../../lua/", $name, ".lua")))
     };
 }
 
