@@ -4,6 +4,8 @@
 //! a bucket of point balances), so the script stays on one Redis Cluster slot; scripts get keys
 //! only through `KEYS`.
 
+use std::collections::BTreeMap;
+
 /// The keys of one sale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaleKeys {
@@ -172,6 +174,21 @@ pub fn points_bucket(user_id: &str) -> u32 {
     (hash % u64::from(POINT_BUCKETS)) as u32
 }
 
+/// `items` grouped by the point bucket of their user (`user_of`), buckets in ascending order,
+/// each group in the items' order: a script gets the keys of one bucket (one hash tag, one
+/// Redis Cluster slot) per call.
+pub fn by_points_bucket<T>(
+    items: impl IntoIterator<Item = T>,
+    user_of: impl Fn(&T) -> &str,
+) -> BTreeMap<u32, Vec<T>> {
+    let mut by_bucket: BTreeMap<u32, Vec<T>> = BTreeMap::new();
+    for item in items {
+        let bucket = points_bucket(user_of(&item));
+        by_bucket.entry(bucket).or_default().push(item);
+    }
+    by_bucket
+}
+
 /// The keys of one bucket of point balances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PointsKeys {
@@ -300,6 +317,21 @@ mod tests {
         // Plain user ids keep the names stored answers had before the escaping.
         assert_eq!(sale.idempotency("alice", "k:1"), "fg:{s:1}:idem:alice:k:1");
         assert_eq!(sale.idempotency("a:b", "c"), "fg:{s:1}:idem:a%3Ab:c");
+    }
+
+    #[test]
+    fn users_grouped_by_bucket_keep_their_order_within_it() {
+        let users: Vec<String> = (0..40).map(|n| format!("user-{n}")).collect();
+        let groups = by_points_bucket(&users, |user| user.as_str());
+        assert_eq!(groups.values().map(Vec::len).sum::<usize>(), users.len());
+        for (bucket, group) in &groups {
+            assert!(group.iter().all(|user| points_bucket(user) == *bucket));
+            let order: Vec<usize> = group
+                .iter()
+                .map(|user| users.iter().position(|u| u == *user).expect("a user"))
+                .collect();
+            assert!(order.is_sorted(), "{order:?}");
+        }
     }
 
     #[test]

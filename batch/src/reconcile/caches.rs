@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use flashgate_events::keys::{PointsKeys, points_bucket};
+use flashgate_events::keys::{PointsKeys, by_points_bucket};
 use fred::prelude::Pool;
 use fred::types::scripts::Script;
 
@@ -51,12 +51,8 @@ impl CacheAuditor {
         &self,
         users: impl IntoIterator<Item = &'a str>,
     ) -> anyhow::Result<HashMap<String, CacheEntry>> {
-        let mut by_bucket: HashMap<u32, Vec<&str>> = HashMap::new();
-        for user in users {
-            by_bucket.entry(points_bucket(user)).or_default().push(user);
-        }
         let mut found = HashMap::new();
-        for (bucket, users) in by_bucket {
+        for (bucket, users) in by_points_bucket(users, |user| *user) {
             let keys = PointsKeys::new(&self.prefix, bucket);
             for chunk in users.chunks(KEYS_PER_CALL) {
                 let names: Vec<String> = chunk.iter().map(|u| keys.balance(u)).collect();

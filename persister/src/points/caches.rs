@@ -1,10 +1,8 @@
 //! The users' point caches in Redis, brought in step by version after a commit
 //! (`lua/points_settle.lua`).
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
-use flashgate_events::keys::PointsKeys;
+use flashgate_events::keys::{PointsKeys, by_points_bucket};
 use fred::prelude::Pool;
 use fred::types::scripts::Script;
 
@@ -53,12 +51,7 @@ impl PointCaches {
     /// Runs the settle script for `work`, one call per bucket and chunk, keeping each user's
     /// entries in order. Safe to repeat: a batch retried after a failure here settles again.
     pub async fn settle(&self, work: &[Settle]) -> anyhow::Result<()> {
-        let mut by_bucket: BTreeMap<u32, Vec<&Settle>> = BTreeMap::new();
-        for settle in work {
-            let bucket = flashgate_events::keys::points_bucket(&settle.user_id);
-            by_bucket.entry(bucket).or_default().push(settle);
-        }
-        for (bucket, work) in by_bucket {
+        for (bucket, work) in by_points_bucket(work, |settle| &settle.user_id) {
             let keys = PointsKeys::new(&self.prefix, bucket);
             for chunk in work.chunks(USERS_PER_CALL) {
                 let names: Vec<String> = chunk.iter().map(|s| keys.balance(&s.user_id)).collect();
