@@ -10,7 +10,7 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use sqlx::{MySql, MySqlPool, Transaction};
 
-use crate::coupons::{self, CouponChange, CouponOutcome};
+use crate::coupons::{self, CouponChange, CouponsOutcome};
 use crate::decode::{Event, event};
 use crate::orders::{self, OrdersOutcome};
 use crate::points::{self, PointChange, PointsOutcome};
@@ -108,7 +108,7 @@ pub struct Written {
     /// What became of the orders: refusals to announce, unknown sales to dead-letter.
     pub orders: OrdersOutcome,
     /// What became of the coupon events, likewise.
-    pub coupons: CouponOutcome,
+    pub coupons: CouponsOutcome,
     /// The orders' earnings and the point events.
     pub points: PointsOutcome,
 }

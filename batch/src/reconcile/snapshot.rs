@@ -12,7 +12,7 @@ use super::ranges::Range;
 
 /// One user as MySQL sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stored {
+pub struct StoredUser {
     /// Their ledger, summed; `None` without ledger rows.
     pub ledger: Option<LedgerSum>,
     /// Their balance row; `None` without one.
@@ -21,7 +21,10 @@ pub struct Stored {
 
 /// Every user of `range` with a balance row or ledger rows, by user id (byte order, so the
 /// order of a range's sample is the same on every run).
-pub async fn read_range(db: &MySqlPool, range: &Range) -> anyhow::Result<BTreeMap<String, Stored>> {
+pub async fn read_range(
+    db: &MySqlPool,
+    range: &Range,
+) -> anyhow::Result<BTreeMap<String, StoredUser>> {
     let mut conn = db.acquire().await.context("acquiring a connection")?;
     // The snapshot holds only under REPEATABLE READ, whatever the server's default is.
     sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -32,7 +35,7 @@ pub async fn read_range(db: &MySqlPool, range: &Range) -> anyhow::Result<BTreeMa
         .begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .context("starting a consistent snapshot")?;
-    let mut users: BTreeMap<String, Stored> = BTreeMap::new();
+    let mut users: BTreeMap<String, StoredUser> = BTreeMap::new();
     let rows = sqlx::query(
         "SELECT user_id, balance, version FROM point_balances \
          WHERE user_id > ? AND user_id <= ? ORDER BY user_id",

@@ -15,7 +15,7 @@ use super::ranges::{Prior, Range};
 use super::repair::{BalanceRepair, repair_balance};
 use super::report::Report;
 use super::retry::retry;
-use super::snapshot::{Stored, current_rows, read_range};
+use super::snapshot::{StoredUser, current_rows, read_range};
 use super::summary::Stats;
 
 /// Waits before re-checking users whose cache was between two versions: bounded, growing.
@@ -180,7 +180,7 @@ impl Worker {
     async fn recheck(
         &self,
         mut users: Vec<String>,
-        stored: &BTreeMap<String, Stored>,
+        stored: &BTreeMap<String, StoredUser>,
         stats: &mut Stats,
         repairs: &mut Vec<Repair>,
     ) -> anyhow::Result<()> {

@@ -4,5 +4,5 @@
 mod rules;
 mod store;
 
-pub use rules::{CouponChange, CouponOutcome, can_issue, is_newer};
+pub use rules::{CouponChange, CouponsOutcome, can_issue, is_newer};
 pub use store::write;

@@ -33,7 +33,7 @@ impl CouponChange {
 
 /// What one batch of coupon events did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CouponOutcome {
+pub struct CouponsOutcome {
     /// Coupons inserted as `issued` (they now count in `coupon_policies.issued`).
     pub issued: Vec<String>,
     /// Coupons already stored (a replay or a re-send): nothing changed for them.
@@ -58,7 +58,7 @@ pub struct CouponOutcome {
 
 /// What is stored of one coupon.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Stored {
+pub(super) struct StoredCoupon {
     pub(super) status: String,
     pub(super) seq: u64,
 }
@@ -105,9 +105,9 @@ pub(super) struct Issue<'c> {
 pub(super) fn decide_issued<'c>(
     issued: &'c [CouponIssued],
     room: &mut HashMap<u64, Room>,
-    stored: &mut HashMap<String, Stored>,
+    stored: &mut HashMap<String, StoredCoupon>,
     taken: &mut HashSet<Claim>,
-    outcome: &mut CouponOutcome,
+    outcome: &mut CouponsOutcome,
 ) -> Issue<'c> {
     let mut decided = Issue::default();
     for coupon in issued {
@@ -135,7 +135,7 @@ pub(super) fn decide_issued<'c>(
         let status = if accepted { "issued" } else { "rejected" };
         stored.insert(
             coupon.coupon_id.clone(),
-            Stored {
+            StoredCoupon {
                 status: status.to_owned(),
                 seq: 1,
             },
@@ -149,9 +149,9 @@ pub(super) fn decide_issued<'c>(
 /// are applied in `seq` order, which leaves the newest one's state; returns that one, and
 /// moves `known.seq` to it. Counts the changes applied and the stale ones in `outcome`.
 pub(super) fn newest<'c>(
-    known: &mut Stored,
+    known: &mut StoredCoupon,
     candidates: &'c mut [Candidate],
-    outcome: &mut CouponOutcome,
+    outcome: &mut CouponsOutcome,
 ) -> Option<&'c Candidate> {
     candidates.sort_by_key(|c| c.data.seq);
     let mut newest = None;
@@ -200,8 +200,8 @@ mod tests {
         }
     }
 
-    fn stored(status: &str, seq: u64) -> Stored {
-        Stored {
+    fn stored(status: &str, seq: u64) -> StoredCoupon {
+        StoredCoupon {
             status: status.to_owned(),
             seq,
         }
@@ -231,7 +231,7 @@ mod tests {
         ];
         let mut room = HashMap::from([(3, (2, 1))]);
         let (mut known, mut taken) = (HashMap::new(), HashSet::new());
-        let mut outcome = CouponOutcome::default();
+        let mut outcome = CouponsOutcome::default();
         let decided = decide_issued(&issued, &mut room, &mut known, &mut taken, &mut outcome);
         assert_eq!(outcome.issued, ["3-a"]);
         assert_eq!(outcome.rejected, [issued[1].clone(), issued[2].clone()]);
@@ -247,7 +247,7 @@ mod tests {
             ("3-a".to_owned(), stored("issued", 1)),
             ("3-r".to_owned(), stored("rejected", 1)),
         ]);
-        let mut outcome = CouponOutcome::default();
+        let mut outcome = CouponsOutcome::default();
         let decided = decide_issued(
             &issued,
             &mut HashMap::from([(3, (10, 0))]),
@@ -264,7 +264,7 @@ mod tests {
     fn changes_in_any_order_leave_the_newest_and_replays_are_stale() {
         let mut known = stored("issued", 2);
         let mut candidates = [change(4, false), change(2, true), change(3, true)];
-        let mut outcome = CouponOutcome::default();
+        let mut outcome = CouponsOutcome::default();
         let newest = newest(&mut known, &mut candidates, &mut outcome);
         assert_eq!(newest.map(|c| (c.data.seq, c.redeemed)), Some((4, false)));
         assert_eq!((outcome.changed, outcome.stale), (2, 1));

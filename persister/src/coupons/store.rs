@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use flashgate_events::{COUPON_REDEEMED, CouponIssued, CouponRedemption};
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
-use super::rules::{self, Candidate, Claim, CouponChange, CouponOutcome, Room, Stored};
+use super::rules::{self, Candidate, Claim, CouponChange, CouponsOutcome, Room, StoredCoupon};
 use crate::parked::{self, Parked};
 
 /// Writes `issued` and then `changes` (each in delivery order) in the caller's transaction.
@@ -21,8 +21,8 @@ pub async fn write(
     tx: &mut MySqlConnection,
     issued: &[CouponIssued],
     changes: &[CouponChange],
-) -> Result<CouponOutcome, sqlx::Error> {
-    let mut outcome = CouponOutcome::default();
+) -> Result<CouponsOutcome, sqlx::Error> {
+    let mut outcome = CouponsOutcome::default();
     if issued.is_empty() && changes.is_empty() {
         return Ok(outcome);
     }
@@ -46,8 +46,8 @@ async fn issue<'c>(
     tx: &mut MySqlConnection,
     issued: &'c [CouponIssued],
     room: &mut HashMap<u64, Room>,
-    stored: &mut HashMap<String, Stored>,
-    outcome: &mut CouponOutcome,
+    stored: &mut HashMap<String, StoredCoupon>,
+    outcome: &mut CouponsOutcome,
 ) -> Result<Vec<&'c str>, sqlx::Error> {
     let mut taken = claims_taken(tx, issued).await?;
     let decided = rules::decide_issued(issued, room, stored, &mut taken, outcome);
@@ -120,9 +120,9 @@ async fn change(
     tx: &mut MySqlConnection,
     changes: &[CouponChange],
     room: &HashMap<u64, Room>,
-    stored: &mut HashMap<String, Stored>,
+    stored: &mut HashMap<String, StoredCoupon>,
     inserted: &[&str],
-    outcome: &mut CouponOutcome,
+    outcome: &mut CouponsOutcome,
 ) -> Result<(), sqlx::Error> {
     // 1. Changes of coupons not stored: look again under their policies' locks (a batch
     //    inserting the coupon holds that lock until it commits), so that none is parked
@@ -273,7 +273,7 @@ async fn lock_policies(
 async fn read_coupons(
     tx: &mut MySqlConnection,
     ids: &HashSet<&str>,
-) -> Result<HashMap<String, Stored>, sqlx::Error> {
+) -> Result<HashMap<String, StoredCoupon>, sqlx::Error> {
     let mut stored = HashMap::new();
     if ids.is_empty() {
         return Ok(stored);
@@ -288,7 +288,7 @@ async fn read_coupons(
     for row in query.build().fetch_all(&mut *tx).await? {
         stored.insert(
             row.try_get("coupon_id")?,
-            Stored {
+            StoredCoupon {
                 status: row.try_get("status")?,
                 seq: row.try_get("seq")?,
             },

@@ -71,7 +71,7 @@ pub(super) struct Sale {
 }
 
 /// An order as stored: its status and, when rejected, why.
-pub(super) type Stored = (String, Option<String>);
+pub(super) type StoredOrder = (String, Option<String>);
 
 /// Whether a buyer who holds `held` units of a sale may add `quantity` more.
 pub fn within_per_user_limit(held: u64, quantity: u64, per_user_limit: u64) -> bool {
@@ -110,7 +110,7 @@ pub(super) struct Decisions<'o> {
 /// `held` per (sale, user); `sales` and `held` are moved along as orders are confirmed.
 pub(super) fn decide<'o>(
     orders: &'o [OrderAdmitted],
-    stored: &HashMap<String, Stored>,
+    stored: &HashMap<String, StoredOrder>,
     sales: &mut HashMap<u64, Sale>,
     held: &mut HashMap<(u64, String), u64>,
     earning: &PointsSettings,

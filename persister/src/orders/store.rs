@@ -7,7 +7,7 @@ use flashgate_config::PointsSettings;
 use flashgate_events::OrderAdmitted;
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
-use super::rules::{self, Decisions, OrdersOutcome, RejectReason, Sale, Stored};
+use super::rules::{self, Decisions, OrdersOutcome, RejectReason, Sale, StoredOrder};
 
 /// Statuses of orders that hold no units: rejected ones never did, cancelled and expired
 /// ones gave theirs back. Every other order counts against its buyer's per-user limit.
@@ -69,7 +69,7 @@ async fn lock_sales(
 async fn stored(
     tx: &mut MySqlConnection,
     orders: &[OrderAdmitted],
-) -> Result<HashMap<String, Stored>, sqlx::Error> {
+) -> Result<HashMap<String, StoredOrder>, sqlx::Error> {
     let mut query =
         QueryBuilder::new("SELECT order_id, status, reject_reason FROM orders WHERE order_id IN (");
     let mut list = query.separated(", ");
@@ -77,7 +77,7 @@ async fn stored(
         list.push_bind(&order.order_id);
     }
     query.push(")");
-    let mut stored: HashMap<String, Stored> = HashMap::new();
+    let mut stored: HashMap<String, StoredOrder> = HashMap::new();
     for row in query.build().fetch_all(&mut *tx).await? {
         stored.insert(
             row.try_get("order_id")?,
