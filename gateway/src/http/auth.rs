@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use flashgate_config::{JwtAlgorithm, JwtSettings};
+use flashgate_events::ids::{self, USER_ID_MAX_LEN};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -76,9 +77,6 @@ struct Claims {
     #[serde(default)]
     roles: Vec<String>,
 }
-
-/// Longest accepted user id (`sub`); it becomes part of Redis keys and MySQL rows.
-pub const MAX_USER_ID_LEN: usize = 64;
 
 /// The `jsonwebtoken` algorithm for a configured one.
 pub fn algorithm(alg: JwtAlgorithm) -> Algorithm {
@@ -166,9 +164,10 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|err| ApiError::Unauthenticated(describe(&err)))?;
         let claims = data.claims;
-        if claims.sub.is_empty() || claims.sub.len() > MAX_USER_ID_LEN {
+        // The user id becomes part of Redis keys and MySQL rows.
+        if !ids::fits(&claims.sub, USER_ID_MAX_LEN) {
             return Err(ApiError::Unauthenticated(format!(
-                "`sub` must have 1 to {MAX_USER_ID_LEN} characters"
+                "`sub` must have 1 to {USER_ID_MAX_LEN} characters"
             )));
         }
         if claims.sub.chars().any(|c| c.is_control() || c == '\n') {

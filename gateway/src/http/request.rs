@@ -161,22 +161,26 @@ pub fn time_id_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError>
         .ok_or_else(|| ApiError::invalid("cursor: not a cursor from this API"))
 }
 
+/// Longest `Idempotency-Key` a client may choose (it becomes part of a Redis key name).
+const IDEMPOTENCY_KEY_MAX_LEN: usize = 128;
+
 /// A client-chosen `Idempotency-Key`: 1 to 128 characters of `[A-Za-z0-9._:-]`.
 pub fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
     let key = value.to_str().unwrap_or_default();
-    let valid = (1..=128).contains(&key.len())
+    let valid = (1..=IDEMPOTENCY_KEY_MAX_LEN).contains(&key.len())
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if valid {
         Ok(Some(key.to_owned()))
     } else {
-        Err(ApiError::invalid(
-            "Idempotency-Key: 1 to 128 characters of letters, digits, '.', '_', ':' or '-'",
-        ))
+        Err(ApiError::invalid(format!(
+            "Idempotency-Key: 1 to {IDEMPOTENCY_KEY_MAX_LEN} characters of letters, digits, \
+             '.', '_', ':' or '-'"
+        )))
     }
 }
 

@@ -15,6 +15,9 @@ use crate::http::request::{Call, Request};
 use crate::http::response::Response;
 use crate::routes::{admin_policies, admin_sales, coupons, orders, points, purchase};
 
+/// Longest `X-Request-Id` taken as the trace id; a longer one is replaced by a fresh id.
+const TRACE_ID_MAX_LEN: usize = 64;
+
 /// A handler's answer, boxed once per request so that every route fits one table.
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + 'a>>;
 
@@ -100,7 +103,9 @@ pub async fn handle(app: &App, req: Request) -> Response {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| {
+            !v.is_empty() && v.len() <= TRACE_ID_MAX_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+        })
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
     let path = req.uri().path().to_owned();
     let (name, result) = match find(req.method(), path.trim_matches('/')) {
