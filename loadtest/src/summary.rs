@@ -19,8 +19,9 @@ pub const P99_TARGET_MS: f64 = 10.0;
 /// How much faster sold-out answers must be than admissions.
 pub const SOLD_OUT_SPEEDUP_TARGET: f64 = 2.0;
 
+/// The run's options, as its report records them.
 #[derive(Debug, Clone, Deserialize)]
-struct Settings {
+struct OptionFacts {
     scenario: String,
     mode: String,
     rate: u32,
@@ -35,7 +36,7 @@ struct Verdict {
 /// The parts of a run report the summary needs.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Facts {
-    settings: Settings,
+    settings: OptionFacts,
     throughput: f64,
     latency_ms: LatencyFacts,
     invariants: Vec<Verdict>,

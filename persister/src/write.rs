@@ -21,14 +21,14 @@ use crate::points::PointCaches;
 use crate::publish::Publisher;
 
 /// Why writing a batch failed.
-enum Failed {
+enum WriteFailure {
     /// The database refuses it, and would on every retry: `"<number>: <message>"`.
     Refused(String),
     /// Anything else (MySQL, Redis or the broker unreachable, a lock timeout, a deadlock).
     Transient(anyhow::Error),
 }
 
-impl Failed {
+impl WriteFailure {
     /// Refused when a retry would meet `err` again (see [`failure`]), else transient.
     fn of_database(err: sqlx::Error) -> Self {
         match failure::deterministic(&err) {
@@ -82,7 +82,7 @@ impl BatchWriter {
                         counts.add(&written);
                         break;
                     }
-                    Err(Failed::Refused(reason)) if part.len() == 1 => {
+                    Err(WriteFailure::Refused(reason)) if part.len() == 1 => {
                         let reason = format!("the database refuses it: {reason}");
                         match self.publisher.dead_letter(&part[0], &reason).await {
                             Ok(()) => {
@@ -93,7 +93,7 @@ impl BatchWriter {
                             Err(err) => err,
                         }
                     }
-                    Err(Failed::Refused(reason)) => {
+                    Err(WriteFailure::Refused(reason)) => {
                         tracing::warn!(
                             messages = part.len(),
                             reason,
@@ -105,7 +105,7 @@ impl BatchWriter {
                         parts.push(first);
                         break;
                     }
-                    Err(Failed::Transient(err)) => err,
+                    Err(WriteFailure::Transient(err)) => err,
                 };
                 Metrics::add(&self.metrics.retries, 1);
                 let wait = backoff(attempt);
@@ -125,21 +125,21 @@ impl BatchWriter {
     }
 
     /// One part of a batch: decode → persist → settle caches → publish.
-    async fn write_part(&self, part: &[OwnedMessage]) -> Result<Counts, Failed> {
+    async fn write_part(&self, part: &[OwnedMessage]) -> Result<Counts, WriteFailure> {
         let started = Instant::now();
         let decoded = Decoded::new(part);
         let written = batch::persist(&self.db, &decoded, &self.earning)
             .await
-            .map_err(Failed::of_database)?;
+            .map_err(WriteFailure::of_database)?;
         self.caches
             .settle(&written.points.settle)
             .await
-            .map_err(Failed::Transient)?;
+            .map_err(WriteFailure::Transient)?;
         let dead_lettered = self
             .publisher
             .publish(&decoded, &written)
             .await
-            .map_err(Failed::Transient)?;
+            .map_err(WriteFailure::Transient)?;
         let mut counts = counts(&written, dead_lettered);
         counts.batch_messages = part.len() as u64;
         counts.batch_micros = started.elapsed().as_micros() as u64;

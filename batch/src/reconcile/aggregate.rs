@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::checkpoint::{Checkpoint, CheckpointFile, Entry};
-use super::report::Report;
+use super::checkpoint::{Checkpoint, CheckpointFile, RangeRecord};
+use super::report::RangeReport;
 use super::summary::Stats;
 use crate::progress::Progress;
 
@@ -22,9 +22,9 @@ pub struct Aggregator {
     /// Sequence number of the first range not yet added to the totals.
     next_seq: u64,
     /// Ranges reported (or re-sent) beyond the watermark, by sequence number.
-    ahead: BTreeMap<u64, Entry>,
+    ahead: BTreeMap<u64, RangeRecord>,
     /// Ranges of an interrupted run not yet re-sent, in key order (all beyond `ahead`).
-    carried: Vec<Entry>,
+    carried: Vec<RangeRecord>,
     last_save: Instant,
     dirty: bool,
     progress: Progress,
@@ -51,15 +51,15 @@ impl Aggregator {
     /// added up, or the first failure.
     pub async fn run(
         mut self,
-        mut reports: mpsc::Receiver<Report>,
+        mut reports: mpsc::Receiver<RangeReport>,
     ) -> anyhow::Result<(Stats, u64)> {
         while let Some(report) = reports.recv().await {
             match report {
-                Report::Resent { seq, entry } => {
+                RangeReport::Resent { seq, entry } => {
                     self.carried.retain(|e| e.lo != entry.lo);
                     self.ahead.insert(seq, entry);
                 }
-                Report::Checked {
+                RangeReport::Checked {
                     seq,
                     range,
                     stats,
@@ -69,14 +69,14 @@ impl Aggregator {
                     self.save()?;
                     let _ = saved.send(());
                 }
-                Report::Done { seq, range, stats } => {
+                RangeReport::Done { seq, range, stats } => {
                     self.record(seq, range, true, stats);
                     self.advance();
                     if self.last_save.elapsed() >= SAVE_EVERY {
                         self.save()?;
                     }
                 }
-                Report::Failed(err) => {
+                RangeReport::Failed(err) => {
                     self.progress.finish();
                     if self.dirty {
                         self.save()?;
@@ -104,7 +104,7 @@ impl Aggregator {
     fn record(&mut self, seq: u64, (lo, hi): (String, String), done: bool, stats: Stats) {
         self.ahead.insert(
             seq,
-            Entry {
+            RangeRecord {
                 lo,
                 hi,
                 done,

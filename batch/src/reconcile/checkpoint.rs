@@ -15,7 +15,7 @@ const FORMAT: u32 = 1;
 
 /// A range beyond the watermark that an interrupted run recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct RangeRecord {
     /// Exclusive lower bound.
     pub lo: String,
     /// Inclusive upper bound.
@@ -40,7 +40,7 @@ pub struct Checkpoint {
     /// What the finished ranges found, in key order.
     pub totals: Stats,
     /// Ranges beyond `done_through` recorded out of order, in key order.
-    pub ahead: Vec<Entry>,
+    pub ahead: Vec<RangeRecord>,
 }
 
 impl Checkpoint {
@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(file.load().expect("load"), None);
         let mut checkpoint = Checkpoint::new(true, "fg");
         checkpoint.done_through = "user-42".to_owned();
-        checkpoint.ahead.push(Entry {
+        checkpoint.ahead.push(RangeRecord {
             lo: "user-50".to_owned(),
             hi: "user-60".to_owned(),
             done: false,

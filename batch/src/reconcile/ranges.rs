@@ -13,8 +13,8 @@ use anyhow::Context;
 use sqlx::MySqlPool;
 use tokio::sync::mpsc;
 
-use super::checkpoint::Entry;
-use super::report::Report;
+use super::checkpoint::RangeRecord;
+use super::report::RangeReport;
 use super::summary::Stats;
 
 /// A range of user ids, `lo < user_id <= hi` (`lo` empty: from the start).
@@ -76,9 +76,9 @@ pub async fn produce(
     db: MySqlPool,
     start: String,
     page: usize,
-    ahead: Vec<Entry>,
+    ahead: Vec<RangeRecord>,
     work: mpsc::Sender<Range>,
-    reports: mpsc::Sender<Report>,
+    reports: mpsc::Sender<RangeReport>,
 ) -> anyhow::Result<u64> {
     let mut ahead = VecDeque::from(ahead);
     let mut cur = start;
@@ -87,7 +87,7 @@ pub async fn produce(
         let range = if ahead.front().is_some_and(|e| e.lo == cur) {
             let entry = ahead.pop_front().expect("front exists");
             // Told before the range goes out, so it arrives before the range's own report.
-            let resent = Report::Resent {
+            let resent = RangeReport::Resent {
                 seq,
                 entry: entry.clone(),
             };

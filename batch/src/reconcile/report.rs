@@ -4,19 +4,19 @@
 
 use tokio::sync::oneshot;
 
-use super::checkpoint::Entry;
+use super::checkpoint::RangeRecord;
 use super::summary::Stats;
 
 /// What the producer or a worker tells the aggregator about a range.
 #[derive(Debug)]
-pub enum Report {
+pub enum RangeReport {
     /// The producer handed out a range an interrupted run had recorded (sent before the range
     /// itself, so it always arrives before the range's `Done`).
     Resent {
         /// Position in this run.
         seq: u64,
         /// The recorded range.
-        entry: Entry,
+        entry: RangeRecord,
     },
     /// A range was checked and is about to be repaired; the worker waits for `saved` so the
     /// findings are in the checkpoint before anything changes.

@@ -13,7 +13,7 @@ use super::caches::{CacheAuditor, CacheRepair};
 use super::compare::{BalanceRow, CacheVerdict, judge_balance, judge_cache};
 use super::ranges::{Prior, Range};
 use super::repair::{BalanceRepair, repair_balance};
-use super::report::Report;
+use super::report::RangeReport;
 use super::retry::retry;
 use super::snapshot::{StoredUser, current_rows, read_range};
 use super::summary::Stats;
@@ -48,20 +48,24 @@ pub struct Worker {
 
 impl Worker {
     /// Works until the producer is done, reporting every range; a failure is reported too.
-    pub async fn run(self, work: Arc<Mutex<mpsc::Receiver<Range>>>, reports: mpsc::Sender<Report>) {
+    pub async fn run(
+        self,
+        work: Arc<Mutex<mpsc::Receiver<Range>>>,
+        reports: mpsc::Sender<RangeReport>,
+    ) {
         loop {
             let Some(range) = work.lock().await.recv().await else {
                 return;
             };
             let report = match self.range(&range, &reports).await {
-                Ok(stats) => Report::Done {
+                Ok(stats) => RangeReport::Done {
                     seq: range.seq,
                     range: (range.lo, range.hi),
                     stats,
                 },
-                Err(err) => Report::Failed(err),
+                Err(err) => RangeReport::Failed(err),
             };
-            let failed = matches!(report, Report::Failed(_));
+            let failed = matches!(report, RangeReport::Failed(_));
             if reports.send(report).await.is_err() || failed {
                 return;
             }
@@ -71,7 +75,11 @@ impl Worker {
         }
     }
 
-    async fn range(&self, range: &Range, reports: &mpsc::Sender<Report>) -> anyhow::Result<Stats> {
+    async fn range(
+        &self,
+        range: &Range,
+        reports: &mpsc::Sender<RangeReport>,
+    ) -> anyhow::Result<Stats> {
         match &range.prior {
             None => self.check(range, Some(reports)).await,
             Some(Prior::Done(stats)) => Ok(stats.clone()),
@@ -93,7 +101,7 @@ impl Worker {
     async fn check(
         &self,
         range: &Range,
-        announce: Option<&mpsc::Sender<Report>>,
+        announce: Option<&mpsc::Sender<RangeReport>>,
     ) -> anyhow::Result<Stats> {
         let started = std::time::Instant::now();
         let users = retry("reading a range", || read_range(&self.db, range)).await?;
@@ -155,7 +163,7 @@ impl Worker {
         }
         if let Some(reports) = announce {
             let (saved, wait) = oneshot::channel();
-            let checked = Report::Checked {
+            let checked = RangeReport::Checked {
                 seq: range.seq,
                 range: (range.lo.clone(), range.hi.clone()),
                 stats: stats.clone(),

@@ -63,7 +63,7 @@ pub struct SeedSummary {
 }
 
 /// Shared by the workers of one run.
-struct Plan {
+struct SeedPlan {
     options: SeedOptions,
     counts: Vec<u32>,
     /// First entry id of each chunk.
@@ -127,7 +127,7 @@ pub async fn run(settings: &Settings, options: &SeedOptions) -> anyhow::Result<S
         chunk_starts.push(next_entry);
         next_entry += chunk.iter().map(|&c| u64::from(c)).sum::<u64>();
     }
-    let plan = Arc::new(Plan {
+    let plan = Arc::new(SeedPlan {
         options: options.clone(),
         counts,
         chunk_starts,
@@ -171,7 +171,11 @@ pub async fn run(settings: &Settings, options: &SeedOptions) -> anyhow::Result<S
 }
 
 /// One worker: takes chunks until none are left.
-async fn write_chunks(plan: Arc<Plan>, db: MySqlPool, redis: Option<Pool>) -> anyhow::Result<()> {
+async fn write_chunks(
+    plan: Arc<SeedPlan>,
+    db: MySqlPool,
+    redis: Option<Pool>,
+) -> anyhow::Result<()> {
     let mut conn = db.acquire().await.context("acquiring a connection")?;
     // Only generated, unique keys are written: skip the uniqueness pre-reads where allowed.
     sqlx::raw_sql("SET SESSION unique_checks = 0")

@@ -58,7 +58,7 @@ pub struct CouponsOutcome {
 
 /// What is stored of one coupon.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct StoredCoupon {
+pub(super) struct CouponRow {
     pub(super) status: String,
     pub(super) seq: u64,
 }
@@ -67,7 +67,7 @@ pub(super) struct StoredCoupon {
 pub(super) type Room = (u64, u64);
 
 /// A user's claim of a policy: (policy, user, claim number).
-pub(super) type Claim = (u64, String, u32);
+pub(super) type ClaimSlot = (u64, String, u32);
 
 /// A change to decide: from this batch, or parked by an earlier one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +105,8 @@ pub(super) struct Issue<'c> {
 pub(super) fn decide_issued<'c>(
     issued: &'c [CouponIssued],
     room: &mut HashMap<u64, Room>,
-    stored: &mut HashMap<String, StoredCoupon>,
-    taken: &mut HashSet<Claim>,
+    stored: &mut HashMap<String, CouponRow>,
+    taken: &mut HashSet<ClaimSlot>,
     outcome: &mut CouponsOutcome,
 ) -> Issue<'c> {
     let mut decided = Issue::default();
@@ -135,7 +135,7 @@ pub(super) fn decide_issued<'c>(
         let status = if accepted { "issued" } else { "rejected" };
         stored.insert(
             coupon.coupon_id.clone(),
-            StoredCoupon {
+            CouponRow {
                 status: status.to_owned(),
                 seq: 1,
             },
@@ -149,7 +149,7 @@ pub(super) fn decide_issued<'c>(
 /// are applied in `seq` order, which leaves the newest one's state; returns that one, and
 /// moves `known.seq` to it. Counts the changes applied and the stale ones in `outcome`.
 pub(super) fn newest<'c>(
-    known: &mut StoredCoupon,
+    known: &mut CouponRow,
     candidates: &'c mut [Candidate],
     outcome: &mut CouponsOutcome,
 ) -> Option<&'c Candidate> {
@@ -200,8 +200,8 @@ mod tests {
         }
     }
 
-    fn stored(status: &str, seq: u64) -> StoredCoupon {
-        StoredCoupon {
+    fn stored(status: &str, seq: u64) -> CouponRow {
+        CouponRow {
             status: status.to_owned(),
             seq,
         }

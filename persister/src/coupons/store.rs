@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use flashgate_events::{COUPON_REDEEMED, CouponIssued, CouponRedemption};
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
-use super::rules::{self, Candidate, Claim, CouponChange, CouponsOutcome, Room, StoredCoupon};
+use super::rules::{self, Candidate, ClaimSlot, CouponChange, CouponRow, CouponsOutcome, Room};
 use crate::parked::{self, Parked};
 
 /// Writes `issued` and then `changes` (each in delivery order) in the caller's transaction.
@@ -46,7 +46,7 @@ async fn issue<'c>(
     tx: &mut MySqlConnection,
     issued: &'c [CouponIssued],
     room: &mut HashMap<u64, Room>,
-    stored: &mut HashMap<String, StoredCoupon>,
+    stored: &mut HashMap<String, CouponRow>,
     outcome: &mut CouponsOutcome,
 ) -> Result<Vec<&'c str>, sqlx::Error> {
     let mut taken = claims_taken(tx, issued).await?;
@@ -86,7 +86,7 @@ async fn issue<'c>(
 async fn claims_taken(
     tx: &mut MySqlConnection,
     issued: &[CouponIssued],
-) -> Result<HashSet<Claim>, sqlx::Error> {
+) -> Result<HashSet<ClaimSlot>, sqlx::Error> {
     let mut taken = HashSet::new();
     if issued.is_empty() {
         return Ok(taken);
@@ -120,7 +120,7 @@ async fn change(
     tx: &mut MySqlConnection,
     changes: &[CouponChange],
     room: &HashMap<u64, Room>,
-    stored: &mut HashMap<String, StoredCoupon>,
+    stored: &mut HashMap<String, CouponRow>,
     inserted: &[&str],
     outcome: &mut CouponsOutcome,
 ) -> Result<(), sqlx::Error> {
@@ -273,7 +273,7 @@ async fn lock_policies(
 async fn read_coupons(
     tx: &mut MySqlConnection,
     ids: &HashSet<&str>,
-) -> Result<HashMap<String, StoredCoupon>, sqlx::Error> {
+) -> Result<HashMap<String, CouponRow>, sqlx::Error> {
     let mut stored = HashMap::new();
     if ids.is_empty() {
         return Ok(stored);
@@ -288,7 +288,7 @@ async fn read_coupons(
     for row in query.build().fetch_all(&mut *tx).await? {
         stored.insert(
             row.try_get("coupon_id")?,
-            StoredCoupon {
+            CouponRow {
                 status: row.try_get("status")?,
                 seq: row.try_get("seq")?,
             },

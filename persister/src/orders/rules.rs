@@ -62,16 +62,16 @@ pub struct OrdersOutcome {
     pub earns: Vec<PointChange>,
 }
 
-/// A sale's counters, as locked.
+/// A sale's row, as locked: its counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Sale {
+pub(super) struct SaleRow {
     pub(super) total: u64,
     pub(super) sold: u64,
     pub(super) per_user_limit: u64,
 }
 
 /// An order as stored: its status and, when rejected, why.
-pub(super) type StoredOrder = (String, Option<String>);
+pub(super) type OrderRow = (String, Option<String>);
 
 /// Whether a buyer who holds `held` units of a sale may add `quantity` more.
 pub fn within_per_user_limit(held: u64, quantity: u64, per_user_limit: u64) -> bool {
@@ -85,7 +85,7 @@ pub fn within_stock(sold: u64, quantity: u64, total: u64) -> bool {
 
 /// Why a new order of `quantity` units from a buyer holding `held` is refused by `sale`, or
 /// `None` when it fits. The per-user limit is looked at first.
-fn refusal(sale: &Sale, held: u64, quantity: u64) -> Option<RejectReason> {
+fn refusal(sale: &SaleRow, held: u64, quantity: u64) -> Option<RejectReason> {
     if !within_per_user_limit(held, quantity, sale.per_user_limit) {
         Some(RejectReason::PerUserLimit)
     } else if !within_stock(sale.sold, quantity, sale.total) {
@@ -110,8 +110,8 @@ pub(super) struct Decisions<'o> {
 /// `held` per (sale, user); `sales` and `held` are moved along as orders are confirmed.
 pub(super) fn decide<'o>(
     orders: &'o [OrderAdmitted],
-    stored: &HashMap<String, StoredOrder>,
-    sales: &mut HashMap<u64, Sale>,
+    stored: &HashMap<String, OrderRow>,
+    sales: &mut HashMap<u64, SaleRow>,
     held: &mut HashMap<(u64, String), u64>,
     earning: &PointsSettings,
 ) -> Decisions<'o> {
@@ -185,8 +185,8 @@ mod tests {
         }
     }
 
-    fn sale(total: u64, sold: u64, per_user_limit: u64) -> HashMap<u64, Sale> {
-        let sale = Sale {
+    fn sale(total: u64, sold: u64, per_user_limit: u64) -> HashMap<u64, SaleRow> {
+        let sale = SaleRow {
             total,
             sold,
             per_user_limit,
@@ -211,14 +211,14 @@ mod tests {
 
     #[test]
     fn an_order_over_both_guards_is_refused_for_the_per_user_limit() {
-        let sale = Sale {
+        let sale = SaleRow {
             total: 1,
             sold: 1,
             per_user_limit: 1,
         };
         assert_eq!(refusal(&sale, 1, 1), Some(RejectReason::PerUserLimit));
         assert_eq!(refusal(&sale, 0, 1), Some(RejectReason::SoldOut));
-        let open = Sale { sold: 0, ..sale };
+        let open = SaleRow { sold: 0, ..sale };
         assert_eq!(refusal(&open, 0, 1), None);
     }
 

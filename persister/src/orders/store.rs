@@ -7,7 +7,7 @@ use flashgate_config::PointsSettings;
 use flashgate_events::OrderAdmitted;
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
-use super::rules::{self, Decisions, OrdersOutcome, RejectReason, Sale, StoredOrder};
+use super::rules::{self, Decisions, OrderRow, OrdersOutcome, RejectReason, SaleRow};
 
 /// Statuses of orders that hold no units: rejected ones never did, cancelled and expired
 /// ones gave theirs back. Every other order counts against its buyer's per-user limit.
@@ -38,7 +38,7 @@ pub async fn write(
 async fn lock_sales(
     tx: &mut MySqlConnection,
     orders: &[OrderAdmitted],
-) -> Result<HashMap<u64, Sale>, sqlx::Error> {
+) -> Result<HashMap<u64, SaleRow>, sqlx::Error> {
     let sale_ids: HashSet<u64> = orders.iter().map(|o| o.sale_id).collect();
     let mut query = QueryBuilder::new(
         "SELECT sale_id, total, sold, per_user_limit FROM sales WHERE sale_id IN (",
@@ -48,14 +48,14 @@ async fn lock_sales(
         list.push_bind(*id);
     }
     query.push(") FOR UPDATE");
-    let mut sales: HashMap<u64, Sale> = HashMap::new();
+    let mut sales: HashMap<u64, SaleRow> = HashMap::new();
     for row in query.build().fetch_all(&mut *tx).await? {
         let total: u32 = row.try_get("total")?;
         let sold: u32 = row.try_get("sold")?;
         let limit: u32 = row.try_get("per_user_limit")?;
         sales.insert(
             row.try_get("sale_id")?,
-            Sale {
+            SaleRow {
                 total: u64::from(total),
                 sold: u64::from(sold),
                 per_user_limit: u64::from(limit),
@@ -69,7 +69,7 @@ async fn lock_sales(
 async fn stored(
     tx: &mut MySqlConnection,
     orders: &[OrderAdmitted],
-) -> Result<HashMap<String, StoredOrder>, sqlx::Error> {
+) -> Result<HashMap<String, OrderRow>, sqlx::Error> {
     let mut query =
         QueryBuilder::new("SELECT order_id, status, reject_reason FROM orders WHERE order_id IN (");
     let mut list = query.separated(", ");
@@ -77,7 +77,7 @@ async fn stored(
         list.push_bind(&order.order_id);
     }
     query.push(")");
-    let mut stored: HashMap<String, StoredOrder> = HashMap::new();
+    let mut stored: HashMap<String, OrderRow> = HashMap::new();
     for row in query.build().fetch_all(&mut *tx).await? {
         stored.insert(
             row.try_get("order_id")?,
@@ -95,7 +95,7 @@ async fn stored(
 async fn units_held(
     tx: &mut MySqlConnection,
     orders: &[OrderAdmitted],
-    sales: &HashMap<u64, Sale>,
+    sales: &HashMap<u64, SaleRow>,
 ) -> Result<HashMap<(u64, String), u64>, sqlx::Error> {
     let mut held: HashMap<(u64, String), u64> = HashMap::new();
     if sales.is_empty() {
