@@ -16,24 +16,27 @@ use crate::scripts::Scripts;
 
 /// Shared state of one gateway process.
 pub struct App {
-    /// The effective settings.
+    /// The settings the process started with (limits, timeouts, topics, key prefix).
     pub settings: Settings,
-    /// Redis (through Sentinel).
+    /// Redis through Sentinel, where admissions, claims and uses are decided (one script
+    /// each) and their events wait in the outboxes.
     pub redis: Pool,
-    /// MySQL, the system of record for sales.
+    /// MySQL, the system of record: managers' sales and policies are written here first, and
+    /// reads fall back to it for what Redis no longer holds.
     pub db: MySqlPool,
     /// Idempotent Kafka producer (used by the relay and by readiness checks).
     pub producer: FutureProducer,
-    /// The Lua scripts.
+    /// The Lua scripts, run by their SHA so that each action is one round trip.
     pub scripts: Scripts,
-    /// JWT verification.
+    /// Checks the bearer token of every route the table gives a role.
     pub verifier: Verifier,
-    /// Metrics.
+    /// What `/metrics` exposes; shared with the relay task, hence the `Arc`.
     pub metrics: Arc<Metrics>,
-    /// Sales answered `sold_out` from memory.
+    /// Sales seen sold out, answered from memory without a Redis trip.
     pub sold_out: SoldOutCache,
     /// `/readyz`'s dependency checks, cached so a flood of probes costs one check a second.
     pub readiness: Readiness,
+    // Set once shutdown begins: `/readyz` fails from then on, so load balancers stop sending.
     draining: AtomicBool,
 }
 
@@ -63,7 +66,7 @@ impl App {
         }
     }
 
-    /// The Redis key prefix.
+    /// The prefix of every Redis key, so that deployments sharing a Redis never meet.
     pub fn prefix(&self) -> &str {
         &self.settings.redis.key_prefix
     }

@@ -62,14 +62,14 @@ fn count(outcomes: &Mutex<BTreeMap<&'static str, u64>>, outcome: &'static str) {
         .or_default() += 1;
 }
 
-/// Which dependency failed.
+/// Which dependency failed: each is counted apart, so an alert can tell which one is down.
 #[derive(Debug, Clone, Copy)]
 pub enum Dependency {
-    /// Redis.
+    /// A script, a read, or the relay's stream commands.
     Redis,
-    /// Kafka.
+    /// The relay's producer (a full queue, a failed delivery).
     Kafka,
-    /// MySQL.
+    /// A read or write of the system of record.
     Mysql,
 }
 

@@ -56,7 +56,8 @@ pub struct ClaimRequest<'a> {
     pub trace_id: &'a str,
     /// The client's idempotency key, if any.
     pub idempotency_key: Option<&'a str>,
-    /// Refuse when the outbox holds this many entries.
+    /// Refuse (`overloaded`) when the outbox holds this many entries: Kafka is behind, and the
+    /// backlog must not grow without bound.
     pub outbox_max: u64,
     /// How long an idempotent answer is kept, in seconds.
     pub idempotency_ttl_secs: u64,

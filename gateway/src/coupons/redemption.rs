@@ -73,7 +73,8 @@ pub struct CouponAction<'a> {
     pub user_id: &'a str,
     /// Trace id of the request.
     pub trace_id: &'a str,
-    /// Refuse when the outbox holds this many entries.
+    /// Refuse (`overloaded`) when the outbox holds this many entries: Kafka is behind, and the
+    /// backlog must not grow without bound.
     pub outbox_max: u64,
 }
 

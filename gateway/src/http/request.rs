@@ -27,6 +27,14 @@ pub struct Call<'a> {
     pub trace_id: &'a str,
 }
 
+/// The body of a status change (`PATCH` of a sale or a coupon policy).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBody {
+    /// The status asked for.
+    pub status: String,
+}
+
 /// Reads the body (at most `limit` bytes) and decodes it as `T`. A body too large is a 413;
 /// a wrong content type a 415; bad JSON, an unknown field or a wrong type a 400 naming the field.
 pub async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, ApiError> {
@@ -119,21 +127,6 @@ pub fn id_cursor(cursor: &str) -> Result<u64, ApiError> {
     cursor
         .parse()
         .map_err(|_| ApiError::invalid("cursor: not a cursor from this API"))
-}
-
-/// Keeps the first `limit` of `page` (fetched with `limit + 1` rows) and returns the cursor of
-/// the next page when there is one.
-pub fn next_page<T>(
-    page: &mut Vec<T>,
-    limit: u32,
-    cursor_of: impl Fn(&T) -> Option<String>,
-) -> Option<String> {
-    if page.len() > limit as usize {
-        page.truncate(limit as usize);
-        page.last().and_then(cursor_of)
-    } else {
-        None
-    }
 }
 
 /// Latest time a cursor may carry: 9999-12-31T23:59:59.999Z, the end of MySQL's `DATETIME`

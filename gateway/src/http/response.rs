@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::Full;
 use serde::Serialize;
+use serde::ser::SerializeMap;
 
 /// Every response body is one buffer.
 pub type Response = http::Response<Full<Bytes>>;
@@ -33,6 +34,46 @@ pub fn text_response(status: StatusCode, body: String, content_type: &'static st
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// One page of a list: its rows under the list's name, and the cursor of the next page.
+struct Page<T> {
+    name: &'static str,
+    rows: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T: Serialize> Serialize for Page<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.name, &self.rows)?;
+        map.serialize_entry("next_cursor", &self.next_cursor)?;
+        map.end()
+    }
+}
+
+/// 200 with a page of a list fetched with `limit + 1` rows: the first `limit` under `name`,
+/// and `next_cursor`, the cursor of the last of them when more rows follow.
+pub fn list_page<T: Serialize>(
+    name: &'static str,
+    mut rows: Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> Option<String>,
+) -> Response {
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().and_then(cursor_of)
+    } else {
+        None
+    };
+    json_response(
+        StatusCode::OK,
+        &Page {
+            name,
+            rows,
+            next_cursor,
+        },
+    )
 }
 
 /// The body of a response as text, for unit tests.

@@ -55,21 +55,23 @@ impl RelayTopics {
 
 /// What the relay needs.
 pub struct Relay {
-    /// Redis pool.
+    /// Redis: the outbox streams, their registry, and the ack and retire scripts.
     pub redis: Pool,
-    /// Kafka producer (idempotent, acks=all).
+    /// The idempotent producer (acks=all): a delivery report means the broker has the event,
+    /// and only then is its entry deleted.
     pub producer: FutureProducer,
-    /// `lua/outbox_ack.lua`.
+    /// `lua/outbox_ack.lua`: acknowledges and deletes delivered entries in one step.
     pub ack_script: Script,
     /// `lua/outbox_retire.lua`: the atomic "empty and over" decision.
     pub retire_script: Script,
-    /// Metrics.
+    /// Relayed entries, dependency failures, outbox gauges; shared with the handlers.
     pub metrics: Arc<Metrics>,
-    /// Redis key prefix.
+    /// The prefix of every Redis key (see `App::prefix`).
     pub prefix: String,
-    /// Destination topics.
+    /// Where each outbox's events go.
     pub topics: RelayTopics,
-    /// Entries per read.
+    /// Most entries read from one outbox in one pass, and so in flight to Kafka at once: it
+    /// bounds the relay's memory and the producer's queue.
     pub batch_size: u64,
     /// Idle time after which another relay's pending entries are claimed.
     pub claim_idle: Duration,

@@ -44,7 +44,8 @@ pub struct UseRequest<'a> {
     pub trace_id: &'a str,
     /// The client's idempotency key.
     pub idempotency_key: Option<&'a str>,
-    /// Outbox bound.
+    /// Refuse (`overloaded`) when the bucket's outbox holds this many entries: Kafka is
+    /// behind, and the backlog must not grow without bound.
     pub outbox_max: u64,
     /// TTL of stored answers, seconds.
     pub idempotency_ttl_secs: u64,
@@ -130,7 +131,8 @@ pub struct CancelRequest<'a> {
     pub refund_txid: &'a str,
     /// Trace id.
     pub trace_id: &'a str,
-    /// Outbox bound.
+    /// Refuse (`overloaded`) when the bucket's outbox holds this many entries: Kafka is
+    /// behind, and the backlog must not grow without bound.
     pub outbox_max: u64,
     /// TTL of the use record, seconds.
     pub record_ttl_secs: u64,

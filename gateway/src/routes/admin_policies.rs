@@ -1,14 +1,13 @@
 //! The manager API for coupon policies: create, read with live counters, list, pause/resume/close.
 
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::coupons::admin::{self, StatusOutcome};
-use crate::coupons::policy::{NewPolicy, Policy};
+use crate::coupons::policy::NewPolicy;
 use crate::http::error::ApiError;
-use crate::http::request::{Call, id_cursor, next_page, page_query, read_json};
-use crate::http::response::{Response, json_response};
+use crate::http::request::{Call, StatusBody, id_cursor, page_query, read_json};
+use crate::http::response::{Response, json_response, list_page};
 
 fn no_policy() -> ApiError {
     ApiError::NotFound("no such coupon policy".into())
@@ -28,32 +27,14 @@ pub async fn get(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &view))
 }
 
-#[derive(Serialize)]
-struct Page {
-    policies: Vec<Policy>,
-    next_cursor: Option<String>,
-}
-
 /// `GET /v1/admin/coupon-policies?limit=N&cursor=C` → newest first, keyset pagination.
 pub async fn list(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let (limit, cursor) = page_query(call.req.uri().query())?;
     let before = cursor.map(id_cursor).transpose()?;
-    let mut policies = admin::list(app, before, limit + 1).await?;
-    let next_cursor = next_page(&mut policies, limit, |p| Some(p.policy_id.to_string()));
-    Ok(json_response(
-        StatusCode::OK,
-        &Page {
-            policies,
-            next_cursor,
-        },
-    ))
-}
-
-/// The body of a status change.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusBody {
-    status: String,
+    let policies = admin::list(app, before, limit + 1).await?;
+    Ok(list_page("policies", policies, limit, |p| {
+        Some(p.policy_id.to_string())
+    }))
 }
 
 /// `PATCH /v1/admin/coupon-policies/{policy_id}` `{"status": "paused" | "active" | "closed"}`.

@@ -2,15 +2,14 @@
 //! restore into Redis.
 
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::App;
 use crate::http::error::ApiError;
-use crate::http::request::{Call, id_cursor, next_page, page_query, read_json};
-use crate::http::response::{Response, json_response};
+use crate::http::request::{Call, StatusBody, id_cursor, page_query, read_json};
+use crate::http::response::{Response, json_response, list_page};
 use crate::sales::admin;
-use crate::sales::sale::{NewSale, Sale, SaleView};
+use crate::sales::sale::{NewSale, SaleView};
 
 fn no_sale() -> ApiError {
     ApiError::NotFound("no such sale".into())
@@ -30,26 +29,14 @@ pub async fn get(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &view))
 }
 
-#[derive(Serialize)]
-struct Page {
-    sales: Vec<Sale>,
-    next_cursor: Option<String>,
-}
-
 /// `GET /v1/admin/sales?limit=N&cursor=C` → newest first, keyset pagination.
 pub async fn list(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let (limit, cursor) = page_query(call.req.uri().query())?;
     let before = cursor.map(id_cursor).transpose()?;
-    let mut sales = admin::list(app, before, limit + 1).await?;
-    let next_cursor = next_page(&mut sales, limit, |s| Some(s.sale_id.to_string()));
-    Ok(json_response(StatusCode::OK, &Page { sales, next_cursor }))
-}
-
-/// The body of a status change.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusBody {
-    status: String,
+    let sales = admin::list(app, before, limit + 1).await?;
+    Ok(list_page("sales", sales, limit, |s| {
+        Some(s.sale_id.to_string())
+    }))
 }
 
 /// `PATCH /v1/admin/sales/{sale_id}` `{"status": "paused" | "active"}` → the sale.

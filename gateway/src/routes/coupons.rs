@@ -10,12 +10,10 @@ use crate::app::App;
 use crate::coupons::claims::{Claim, claim_coupon};
 use crate::coupons::redeem::{self, Redeem};
 use crate::coupons::redemption::{CouponAction, Redemption, policy_of};
-use crate::coupons::store::{CouponView, coupons_of};
+use crate::coupons::store::coupons_of;
 use crate::http::error::{ApiError, Overload};
-use crate::http::request::{
-    Call, idempotency_key, next_page, page_query, read_json, time_id_cursor,
-};
-use crate::http::response::{Response, json_response};
+use crate::http::request::{Call, idempotency_key, page_query, read_json, time_id_cursor};
+use crate::http::response::{Response, json_response, list_page};
 use crate::keys::PolicyKeys;
 use crate::routes::orders::refused;
 
@@ -82,31 +80,18 @@ pub async fn claim(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     }
 }
 
-#[derive(Serialize)]
-struct Page {
-    coupons: Vec<CouponView>,
-    next_cursor: Option<String>,
-}
-
 /// `GET /v1/me/coupons` → the caller's coupons, newest first (`?limit=N&cursor=C`).
 pub async fn list_mine(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let (limit, cursor) = page_query(call.req.uri().query())?;
     let cursor = cursor.map(time_id_cursor).transpose()?;
-    let mut coupons = coupons_of(app, &call.caller.user_id, cursor, limit + 1).await?;
-    let next_cursor = next_page(&mut coupons, limit, |c| {
+    let coupons = coupons_of(app, &call.caller.user_id, cursor, limit + 1).await?;
+    Ok(list_page("coupons", coupons, limit, |c| {
         Some(format!(
             "{}:{}",
             c.issued_at.timestamp_millis(),
             c.coupon_id
         ))
-    });
-    Ok(json_response(
-        StatusCode::OK,
-        &Page {
-            coupons,
-            next_cursor,
-        },
-    ))
+    }))
 }
 
 #[derive(Deserialize)]

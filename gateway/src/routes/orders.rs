@@ -2,14 +2,13 @@
 //! a discount on an order is answered (the coupon and points routes share it).
 
 use http::StatusCode;
-use serde::Serialize;
 
 use crate::app::App;
 use crate::http::error::ApiError;
-use crate::http::request::{Call, next_page, page_query, time_id_cursor};
-use crate::http::response::{Response, json_response};
+use crate::http::request::{Call, page_query, time_id_cursor};
+use crate::http::response::{Response, json_response, list_page};
 use crate::orders::eligible::OrderRefusal;
-use crate::orders::status::{OrderView, order_of, orders_of};
+use crate::orders::status::{order_of, orders_of};
 
 fn no_order() -> ApiError {
     ApiError::NotFound("no such order".into())
@@ -37,29 +36,16 @@ pub async fn get(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &order))
 }
 
-#[derive(Serialize)]
-struct Page {
-    orders: Vec<OrderView>,
-    next_cursor: Option<String>,
-}
-
 /// The caller's persisted orders, newest first (`?limit=N&cursor=C`).
 pub async fn list_mine(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let (limit, cursor) = page_query(call.req.uri().query())?;
     let cursor = cursor.map(time_id_cursor).transpose()?;
-    let mut orders = orders_of(app, &call.caller.user_id, cursor, limit + 1).await?;
-    let next_cursor = next_page(&mut orders, limit, |o| {
+    let orders = orders_of(app, &call.caller.user_id, cursor, limit + 1).await?;
+    Ok(list_page("orders", orders, limit, |o| {
         Some(format!(
             "{}:{}",
             o.admitted_at?.timestamp_millis(),
             o.order_id
         ))
-    });
-    Ok(json_response(
-        StatusCode::OK,
-        &Page {
-            orders,
-            next_cursor,
-        },
-    ))
+    }))
 }

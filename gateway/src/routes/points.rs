@@ -2,15 +2,15 @@
 //! left of its amount; one EVALSHA and the bucket's outbox), and giving a use back.
 
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::App;
 use crate::http::error::{ApiError, Overload};
-use crate::http::request::{Call, id_cursor, idempotency_key, next_page, page_query, read_json};
-use crate::http::response::{Response, json_response};
+use crate::http::request::{Call, id_cursor, idempotency_key, page_query, read_json};
+use crate::http::response::{Response, json_response, list_page};
 use crate::points::cache::balance_of;
-use crate::points::ledger::{HistoryEntry, history_of};
+use crate::points::ledger::history_of;
 use crate::points::refund::{Refund, cancel_use as give_back};
 use crate::points::spend::{PointsUse, Spend, spend};
 use crate::routes::orders::refused;
@@ -29,26 +29,15 @@ pub async fn balance(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     ))
 }
 
-#[derive(Serialize)]
-struct History {
-    entries: Vec<HistoryEntry>,
-    next_cursor: Option<String>,
-}
-
 /// `GET /v1/me/points/history` → the caller's ledger rows, newest first
 /// (`?limit=N&cursor=C`).
 pub async fn history(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let (limit, cursor) = page_query(call.req.uri().query())?;
     let before = cursor.map(id_cursor).transpose()?;
-    let mut entries = history_of(app, &call.caller.user_id, before, limit + 1).await?;
-    let next_cursor = next_page(&mut entries, limit, |e| Some(e.entry_id.to_string()));
-    Ok(json_response(
-        StatusCode::OK,
-        &History {
-            entries,
-            next_cursor,
-        },
-    ))
+    let entries = history_of(app, &call.caller.user_id, before, limit + 1).await?;
+    Ok(list_page("entries", entries, limit, |e| {
+        Some(e.entry_id.to_string())
+    }))
 }
 
 #[derive(Deserialize)]

@@ -67,7 +67,8 @@ pub struct PurchaseRequest<'a> {
     pub trace_id: &'a str,
     /// `(user, key)` idempotency key, when the client sent one.
     pub idempotency_key: Option<&'a str>,
-    /// Refuse when the outbox holds this many entries.
+    /// Refuse (`overloaded`) when the outbox holds this many entries: Kafka is behind, and the
+    /// backlog must not grow without bound.
     pub outbox_max: u64,
     /// How long an idempotent answer is kept, in seconds.
     pub idempotency_ttl_secs: u64,
