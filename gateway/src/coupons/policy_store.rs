@@ -2,7 +2,7 @@
 //! read, list, load and restore, live counters, status.
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use fred::prelude::{HashesInterface, KeysInterface, Pool, Value};
 use sqlx::{MySqlPool, Row};
 
@@ -14,10 +14,6 @@ use crate::scripts::Script;
 const COLUMNS: &str = "policy_id, name, discount_kind, discount_value, min_order_amount, \
      total_quantity, issued, per_user_limit, claim_starts_at, claim_ends_at, \
      valid_for_seconds, expires_at, status, created_at";
-
-fn utc(naive: NaiveDateTime) -> DateTime<Utc> {
-    naive.and_utc()
-}
 
 fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<Policy, sqlx::Error> {
     let kind: String = row.try_get("discount_kind")?;
@@ -34,15 +30,17 @@ fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<Policy, sqlx::Error> {
         },
         total_quantity: row.try_get("total_quantity")?,
         per_user_limit: row.try_get("per_user_limit")?,
-        claim_starts_at: utc(row.try_get("claim_starts_at")?),
-        claim_ends_at: utc(row.try_get("claim_ends_at")?),
+        claim_starts_at: row
+            .try_get::<NaiveDateTime, _>("claim_starts_at")?
+            .and_utc(),
+        claim_ends_at: row.try_get::<NaiveDateTime, _>("claim_ends_at")?.and_utc(),
         valid_for_seconds: row.try_get("valid_for_seconds")?,
         expires_at: row
             .try_get::<Option<NaiveDateTime>, _>("expires_at")?
-            .map(utc),
+            .map(|at| at.and_utc()),
         min_order_amount: row.try_get("min_order_amount")?,
         status: row.try_get("status")?,
-        created_at: utc(row.try_get("created_at")?),
+        created_at: row.try_get::<NaiveDateTime, _>("created_at")?.and_utc(),
         persisted: row.try_get("issued")?,
     })
 }

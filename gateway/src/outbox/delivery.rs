@@ -8,8 +8,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use crate::metrics::Dependency;
-use crate::outbox::entry::{Entry, encode};
+use crate::outbox::entry::encode;
 use crate::outbox::relay::{GROUP, Relay};
+use crate::outbox::stream::Entry;
 
 impl Relay {
     /// Sends the entries, waits for every delivery report, and acknowledges the delivered.

@@ -5,4 +5,5 @@ pub mod delivery;
 pub mod entry;
 pub mod registry;
 pub mod relay;
+pub mod stream;
 pub mod watch;

@@ -23,8 +23,9 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::watch;
 
 use crate::metrics::{Dependency, Metrics};
-use crate::outbox::entry::{Entry, Topic, parse_claimed, parse_read};
+use crate::outbox::entry::Topic;
 use crate::outbox::registry;
+use crate::outbox::stream::{Entry, parse_claimed, parse_read};
 use crate::scripts::Script;
 
 /// Consumer group of the relays on every outbox stream.

@@ -1,17 +1,13 @@
 //! Sales in MySQL, the system of record: insert, read, list, and the buyers a restore needs.
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use sqlx::{MySqlPool, Row};
 
 use crate::sales::sale::{NewSale, Sale};
 
 const SALE_COLUMNS: &str = "sale_id, sku, title, price, total, sold, per_user_limit, \
      starts_at, ends_at, status, created_at";
-
-fn utc(naive: NaiveDateTime) -> DateTime<Utc> {
-    naive.and_utc()
-}
 
 fn sale_from_row(row: &sqlx::mysql::MySqlRow) -> Result<Sale, sqlx::Error> {
     Ok(Sale {
@@ -22,10 +18,10 @@ fn sale_from_row(row: &sqlx::mysql::MySqlRow) -> Result<Sale, sqlx::Error> {
         stock: row.try_get("total")?,
         sold: row.try_get("sold")?,
         per_user_limit: row.try_get("per_user_limit")?,
-        starts_at: utc(row.try_get("starts_at")?),
-        ends_at: utc(row.try_get("ends_at")?),
+        starts_at: row.try_get::<NaiveDateTime, _>("starts_at")?.and_utc(),
+        ends_at: row.try_get::<NaiveDateTime, _>("ends_at")?.and_utc(),
         status: row.try_get("status")?,
-        created_at: utc(row.try_get("created_at")?),
+        created_at: row.try_get::<NaiveDateTime, _>("created_at")?.and_utc(),
     })
 }
 
