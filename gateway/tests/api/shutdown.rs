@@ -1,0 +1,208 @@
+//! Graceful shutdown: readiness fails while the gateway drains, a request in flight still gets
+//! its answer within the grace, and what was admitted just before the stop reaches the topic
+//! (the relay's last pass and the producer's flush).
+//!
+//! Each test runs a gateway stopped by a channel the test holds; requests to it go over plain
+//! connections, each its own, so none is idle when the drain starts.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use flashgate_gateway::auth::Role;
+use flashgate_gateway::keys::SaleKeys;
+use flashgate_gateway::startup::Application;
+use flashgate_gateway::token::Minter;
+use fred::prelude::StreamsInterface;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use crate::helpers::{consume_all, fresh_database, fresh_topic, spawn_app_with, unique};
+use crate::private_redis::PrivateRedis;
+
+/// A gateway on `settings` and the sender that stops it gracefully.
+async fn own_gateway(
+    settings: flashgate_config::Settings,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let application = Application::build(settings).await.expect("gateway builds");
+    let addr = application.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until(async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, server)
+}
+
+/// One request on a connection of its own (`Connection: close`); the status and JSON body, or
+/// `None` when the connection ended without an answer.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Option<(u16, Value)> {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        head.push_str(&format!("authorization: Bearer {token}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str("content-type: application/json\r\n");
+    }
+    head.push_str("\r\n");
+    head.push_str(&body);
+    conn.write_all(head.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null);
+    Some((status, json))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_draining_and_a_request_in_flight_is_answered_within_the_grace() {
+    let redis = PrivateRedis::start().await;
+    let app = spawn_app_with(|settings| {
+        settings.redis.sentinels.clear();
+        settings.redis.url = Some(format!("redis://127.0.0.1:{}", redis.port));
+        settings.redis.command_timeout_ms = 10_000;
+        settings.gateway.request_timeout_ms = 10_000;
+        settings.gateway.shutdown_grace_ms = 5_000;
+    })
+    .await;
+    let sale_id = app.sale(json!({"stock": 10})).await;
+    let token = app.token("dora", Role::Shopper);
+    let (addr, stop, server) = own_gateway(app.settings.clone()).await;
+
+    // Redis sleeps (less than readiness's one-second check): both requests wait on it.
+    let asleep = Instant::now();
+    let awake = redis.hang(0.8).await;
+    let purchase = tokio::spawn(async move {
+        let path = format!("/v1/sales/{sale_id}/purchases");
+        let body = json!({"quantity": 1});
+        send(addr, "POST", &path, Some(&token), Some(body)).await
+    });
+    let readiness = tokio::spawn(send(addr, "GET", "/readyz", None, None));
+    // Nothing can be asked while Redis sleeps: give the server a moment to take both
+    // connections before the stop (if it had not, they would get no answer and fail the test).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    let _ = stop.send(());
+
+    let purchase = purchase.await.expect("task");
+    let readiness = readiness.await.expect("task");
+    server.await.expect("server task").expect("clean shutdown");
+    let stopped_in = stopping.elapsed();
+    // (The connections are tasks of this test's runtime: they finish even if the gateway
+    // stopped waiting for them, so the stop is only shown to end after the answer.)
+    let drained_after = asleep.elapsed();
+    awake.await.expect("the server woke up");
+
+    let (status, body) = purchase.expect("the request in flight got its answer");
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = readiness.expect("readiness answered");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["draining"], true, "{body}");
+    assert_eq!(
+        body["redis"], true,
+        "only the drain makes it not ready: {body}"
+    );
+    assert!(
+        drained_after >= Duration::from_millis(750),
+        "the stop waited for the request Redis held up: {drained_after:?}"
+    );
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "within the grace: {stopped_in:?}"
+    );
+    assert!(
+        send(addr, "GET", "/healthz", None, None).await.is_none(),
+        "a stopped gateway accepts nothing"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_admitted_just_before_the_stop_reach_the_topic() {
+    // No other gateway: another relay of the group could take the entries.
+    let mut settings = crate::helpers::stack_settings();
+    settings.redis.key_prefix = unique("fgt");
+    let db = fresh_database(&mut settings).await;
+    settings.kafka.orders_topic = fresh_topic(&settings, 1).await;
+    let minter = Minter::from_settings(&settings.gateway.jwt).expect("minter");
+    let hour = Duration::from_secs(3600);
+    let token = minter.mint("ivo", &[Role::Shopper], hour).expect("token");
+    let manager = minter
+        .mint("manager-1", &[Role::Manager], hour)
+        .expect("token");
+    let (addr, stop, server) = own_gateway(settings.clone()).await;
+
+    // A sale made after the relay listed the outboxes, ten orders, and the stop at once: only
+    // the last pass (which lists the outboxes again) can send them before the process ends.
+    let now = chrono::Utc::now();
+    let (status, sale) = send(
+        addr,
+        "POST",
+        "/v1/admin/sales",
+        Some(&manager),
+        Some(json!({
+            "sku": "SKU-STOP", "title": "Stop", "price": 100, "stock": 100, "per_user_limit": 10,
+            "starts_at": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+            "ends_at": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        })),
+    )
+    .await
+    .expect("sale made");
+    assert_eq!(status, 201, "{sale}");
+    let sale_id = sale["sale_id"].as_u64().expect("sale_id");
+    let mut admitted = Vec::new();
+    for _ in 0..10 {
+        let (status, order) = send(
+            addr,
+            "POST",
+            &format!("/v1/sales/{sale_id}/purchases"),
+            Some(&token),
+            Some(json!({"quantity": 1})),
+        )
+        .await
+        .expect("answer");
+        assert_eq!(status, 202, "{order}");
+        admitted.push(order["order_id"].as_str().expect("order").to_owned());
+    }
+    let _ = stop.send(());
+    server.await.expect("server task").expect("clean shutdown");
+
+    // When the gateway is done, nothing is left to send (entries leave the outbox once the
+    // broker confirmed them; a relay still running would send them later, in this process).
+    let redis = settings.redis.connect_pool().await.expect("Redis");
+    let outbox = SaleKeys::new(&settings.redis.key_prefix, sale_id).outbox;
+    let left: u64 = redis.xlen(&outbox).await.expect("XLEN");
+    assert_eq!(
+        left, 0,
+        "the last pass sent and the broker confirmed every order"
+    );
+    let topic = settings.kafka.orders_topic.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        consume_all(&settings, &topic, 10, Duration::from_secs(20))
+    })
+    .await
+    .expect("reader");
+    let mut keys: Vec<String> = sent.into_iter().map(|(key, _, _)| key).collect();
+    keys.sort();
+    admitted.sort();
+    assert_eq!(keys, admitted, "every admitted order, once");
+    flashgate_testkit::drop_database(db).await;
+}
