@@ -1,0 +1,72 @@
+//! The keys of a sale (hash tag `{s:<sale>}`), and the channel that says it has stock again.
+
+use super::idempotency::idempotency_key;
+
+/// The keys of one sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleKeys {
+    /// Hash: status, window, price, per-user limit, admitted/orders counters.
+    pub sale: String,
+    /// String: units left.
+    pub stock: String,
+    /// Hash: user id → units admitted.
+    pub buyers: String,
+    /// Stream: admitted orders waiting for the relay.
+    pub outbox: String,
+    /// Hash: order id → `user\nquantity` of every admitted order.
+    pub orders: String,
+    /// Hash: the coupon and point discounts reserved on the sale's orders, capped at each
+    /// order's amount (`lua/order_discount.lua`); kept and removed like `orders`.
+    pub discounts: String,
+    prefix: String,
+}
+
+impl SaleKeys {
+    /// Keys of `sale_id` under `prefix` (`fg` by default).
+    pub fn new(prefix: &str, sale_id: u64) -> Self {
+        let base = format!("{prefix}:{{s:{sale_id}}}");
+        Self {
+            sale: format!("{base}:sale"),
+            stock: format!("{base}:stock"),
+            buyers: format!("{base}:buyers"),
+            outbox: format!("{base}:outbox"),
+            orders: format!("{base}:orders"),
+            discounts: format!("{base}:discounts"),
+            prefix: base,
+        }
+    }
+
+    /// The stored answer for `user`'s idempotency key on this sale.
+    pub fn idempotency(&self, user: &str, key: &str) -> String {
+        idempotency_key(&self.prefix, user, key)
+    }
+}
+
+/// Pub/sub channel announcing that a sale has stock again (clears sold-out caches).
+pub fn restock_channel(prefix: &str) -> String {
+    format!("{prefix}:restock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Outbox;
+
+    #[test]
+    fn all_keys_of_a_sale_share_one_hash_tag() {
+        let keys = SaleKeys::new("fg", 42);
+        for key in [
+            &keys.sale,
+            &keys.stock,
+            &keys.buyers,
+            &keys.outbox,
+            &keys.orders,
+            &keys.discounts,
+            &keys.idempotency("u1", "k1"),
+        ] {
+            assert!(key.starts_with("fg:{s:42}:"), "{key}");
+        }
+        assert_eq!(Outbox::of_key(&keys.outbox), Some(Outbox::Sale(42)));
+        assert_eq!(Outbox::of_key("fg:outboxes:active"), None);
+    }
+}
