@@ -64,33 +64,16 @@ pub async fn list(app: &App, before: Option<u64>, limit: u32) -> Result<Vec<Poli
         .map_err(Failure::Mysql)
 }
 
-/// What setting a policy's status came to.
-#[derive(Debug)]
-pub enum StatusOutcome {
-    /// Set (or it was so already): the policy as it is now.
-    Changed(PolicyView),
-    /// No such policy.
-    NotFound,
-    /// The policy is closed; closing is final.
-    Closed,
-}
-
 /// Sets the policy's status (`active`, `paused` or `closed`), in MySQL and in Redis.
-pub async fn set_status(app: &App, policy_id: u64, status: &str) -> Result<StatusOutcome, Failure> {
+pub async fn set_status(app: &App, policy_id: u64, status: &str) -> Result<StatusChange, Failure> {
     if !matches!(status, "active" | "paused" | "closed") {
         return Err(Invalid::new("status: must be \"active\", \"paused\" or \"closed\"").into());
     }
     let change = policy_store::set_status(&app.redis, &app.db, app.prefix(), policy_id, status)
         .await
         .map_err(Failure::Internal)?;
-    match change {
-        StatusChange::NotFound => Ok(StatusOutcome::NotFound),
-        StatusChange::Closed => Ok(StatusOutcome::Closed),
-        StatusChange::Changed => {
-            tracing::info!(policy_id, status, "coupon policy status changed");
-            Ok(view(app, policy_id)
-                .await?
-                .map_or(StatusOutcome::NotFound, StatusOutcome::Changed))
-        }
+    if change == StatusChange::Changed {
+        tracing::info!(policy_id, status, "coupon policy status changed");
     }
+    Ok(change)
 }

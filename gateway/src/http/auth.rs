@@ -71,6 +71,7 @@ impl Principal {
     }
 }
 
+/// The claims of a token as the verifier reads them.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,

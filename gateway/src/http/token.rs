@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::http::auth::{Role, algorithm, read_key_file};
 
 #[derive(Serialize)]
-struct Claims<'a> {
+struct MintedClaims<'a> {
     sub: &'a str,
     roles: Vec<&'static str>,
     iat: u64,
@@ -64,7 +64,7 @@ impl Minter {
     /// A token for `user` with `roles`, valid for `ttl` from now.
     pub fn mint(&self, user: &str, roles: &[Role], ttl: Duration) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-        let claims = Claims {
+        let claims = MintedClaims {
             sub: user,
             roles: roles.iter().map(|r| r.as_str()).collect(),
             iat: now,

@@ -3,8 +3,9 @@
 use http::StatusCode;
 
 use crate::app::App;
-use crate::coupons::admin::{self, StatusOutcome};
+use crate::coupons::admin;
 use crate::coupons::policy::NewPolicy;
+use crate::coupons::policy_store::StatusChange;
 use crate::http::error::ApiError;
 use crate::http::request::{Call, StatusBody, id_cursor, page_query, read_json};
 use crate::http::response::{Response, json_response, list_page};
@@ -43,9 +44,12 @@ pub async fn patch(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let policy_id: u64 = call.param.parse().map_err(|_| no_policy())?;
     let body: StatusBody = read_json(call.req, app.settings.gateway.body_limit_bytes).await?;
     match admin::set_status(app, policy_id, &body.status).await? {
-        StatusOutcome::Changed(view) => Ok(json_response(StatusCode::OK, &view)),
-        StatusOutcome::NotFound => Err(no_policy()),
-        StatusOutcome::Closed => Err(ApiError::conflict(
+        StatusChange::Changed => {
+            let view = admin::view(app, policy_id).await?.ok_or_else(no_policy)?;
+            Ok(json_response(StatusCode::OK, &view))
+        }
+        StatusChange::NotFound => Err(no_policy()),
+        StatusChange::Closed => Err(ApiError::conflict(
             "policy_closed",
             "the policy is closed; closing is final",
         )),
