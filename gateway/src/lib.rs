@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod orders;
 pub mod outbox;
+pub mod owned_state;
 pub mod points;
 pub mod restore;
 pub mod routes;

@@ -3,12 +3,12 @@
 
 use anyhow::Context;
 use chrono::NaiveDateTime;
-use fred::prelude::{HashesInterface, KeysInterface, Pool, Value};
+use fred::prelude::{Pool, Value};
 use sqlx::{MySqlPool, Row};
 
 use crate::coupons::policy::{Discount, DiscountKind, NewPolicy, Policy};
 use crate::keys::PolicyKeys;
-use crate::sales::state::set_status_in_redis;
+use crate::owned_state::{self, set_status_in_redis};
 use crate::scripts::Script;
 
 const COLUMNS: &str = "policy_id, name, discount_kind, discount_value, min_order_amount, \
@@ -171,7 +171,7 @@ pub async fn load_into_redis(
         args.push(held.into());
     }
     let state = vec![keys.policy, keys.remaining, keys.holders];
-    crate::sales::state::load_and_register(redis, script, state, args, prefix, &keys.outbox).await
+    owned_state::load_and_register(redis, script, state, args, prefix, &keys.outbox).await
 }
 
 /// Restores every live policy that Redis lost. Returns how many were loaded.
@@ -201,15 +201,7 @@ pub async fn live_counters(
     policy_id: u64,
 ) -> anyhow::Result<(Option<i64>, Option<i64>)> {
     let keys = PolicyKeys::new(prefix, policy_id);
-    let remaining: Option<i64> = redis
-        .get(&keys.remaining)
-        .await
-        .context("reading remaining coupons")?;
-    let issued: Option<i64> = redis
-        .hget(&keys.policy, "issued")
-        .await
-        .context("reading issued coupons")?;
-    Ok((remaining, issued))
+    owned_state::counters(redis, &keys.remaining, &keys.policy, "issued").await
 }
 
 /// What a status change did.

@@ -2,11 +2,11 @@
 //! restoring what Redis lost, its live counters, and its status.
 
 use anyhow::Context;
-use fred::prelude::{HashesInterface, KeysInterface, Pool, PubsubInterface, Value};
+use fred::prelude::{Pool, PubsubInterface, Value};
 use sqlx::MySqlPool;
 
 use crate::keys::{self, SaleKeys};
-use crate::outbox::registry;
+use crate::owned_state::{self, load_and_register, set_status_in_redis};
 use crate::sales::sale::Sale;
 use crate::sales::store::{find, open_sales, persisted_buyers};
 use crate::scripts::Script;
@@ -53,26 +53,6 @@ pub async fn load_into_redis(
     Ok(loaded)
 }
 
-/// Runs a load script (which never overwrites what Redis holds) on `state`, and registers
-/// `outbox` with the relay. Returns whether the script loaded anything.
-pub async fn load_and_register(
-    redis: &Pool,
-    script: &Script,
-    state: Vec<String>,
-    args: Vec<Value>,
-    prefix: &str,
-    outbox: &str,
-) -> anyhow::Result<bool> {
-    let loaded: i64 = script
-        .run(redis, state, args)
-        .await
-        .context("loading state into Redis")?;
-    registry::register(redis, prefix, outbox)
-        .await
-        .context("registering the outbox with the relay")?;
-    Ok(loaded == 1)
-}
-
 /// Restores every open sale that Redis lost (after a restart without data, or a failover
 /// that lost writes). Returns how many were loaded.
 pub async fn restore(
@@ -101,12 +81,7 @@ pub async fn live_counters(
     sale_id: u64,
 ) -> anyhow::Result<(Option<i64>, Option<i64>)> {
     let keys = SaleKeys::new(prefix, sale_id);
-    let remaining: Option<i64> = redis.get(&keys.stock).await.context("reading stock")?;
-    let admitted: Option<i64> = redis
-        .hget(&keys.sale, "admitted")
-        .await
-        .context("reading admitted")?;
-    Ok((remaining, admitted))
+    owned_state::counters(redis, &keys.stock, &keys.sale, "admitted").await
 }
 
 /// Sets a sale's status (`active` or `paused`) in MySQL and in Redis. Returns false when
@@ -129,17 +104,4 @@ pub async fn set_status(
     }
     set_status_in_redis(redis, &SaleKeys::new(prefix, sale_id).sale, status).await?;
     Ok(true)
-}
-
-/// Sets `status` in the state hash of a sale or policy, only when Redis holds it: a missing
-/// one is restored from MySQL with the new status.
-pub async fn set_status_in_redis(redis: &Pool, hash: &str, status: &str) -> anyhow::Result<()> {
-    let present: bool = redis.exists(hash).await.context("checking Redis state")?;
-    if present {
-        let _: i64 = redis
-            .hset(hash, ("status", status))
-            .await
-            .context("updating status in Redis")?;
-    }
-    Ok(())
 }
