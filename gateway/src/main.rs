@@ -4,10 +4,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use flashgate_config::cli::ConfigArgs;
+use flashgate_config::cli::{ConfigArgs, Program, Runtime};
 use flashgate_gateway::auth::Role;
 use flashgate_gateway::startup::Application;
 use flashgate_gateway::token::{Minter, parse_ttl};
+
+const PROGRAM: Program = Program {
+    name: "flashgate-gateway",
+};
 
 /// The HTTP front door of flash sales: admits purchases atomically in Redis and relays them to Kafka.
 #[derive(Debug, Parser)]
@@ -45,35 +49,33 @@ fn parse_role(text: &str) -> Result<Role, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = cli.config.load_or_exit("flashgate-gateway");
+    let settings = PROGRAM.settings(&cli.config);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Config => println!("{settings:#?}"),
+        Command::Config => PROGRAM.print_config(&settings),
         Command::Token { sub, roles, ttl } => {
             match Minter::from_settings(&settings.gateway.jwt)
                 .and_then(|m| m.mint(&sub, &roles, ttl))
             {
-                Ok(token) => println!("{token}"),
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
                 Err(err) => {
                     eprintln!("flashgate-gateway: {err:#}");
-                    return ExitCode::FAILURE;
+                    ExitCode::FAILURE
                 }
             }
         }
         Command::Serve => {
-            flashgate_config::telemetry::init(&settings.log);
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            let outcome = runtime.block_on(async {
+            let outcome = PROGRAM.run(settings, Runtime::PerCore, async |settings| {
                 let application = Application::build(settings).await?;
                 application
                     .run_until(flashgate_config::shutdown_signal())
-                    .await
+                    .await?;
+                tracing::info!("gateway stopped cleanly");
+                anyhow::Ok(ExitCode::SUCCESS)
             });
-            if let Err(err) = outcome {
-                tracing::error!(error = format!("{err:#}"), "gateway stopped with an error");
-                return ExitCode::FAILURE;
-            }
-            tracing::info!("gateway stopped cleanly");
+            PROGRAM.report(outcome, "gateway stopped with an error")
         }
     }
-    ExitCode::SUCCESS
 }
