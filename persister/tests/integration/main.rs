@@ -7,6 +7,7 @@ mod helpers;
 mod identity;
 mod limits;
 mod migrations;
+mod operations;
 mod ordering;
 mod persisting;
 mod points;
