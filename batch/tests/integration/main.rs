@@ -1,5 +1,6 @@
 //! Integration tests of the batch jobs against the local stack's real MariaDB and Redis.
 
+mod cli;
 mod drift;
 mod helpers;
 mod resume;
