@@ -2,6 +2,7 @@
 
 mod coupons;
 mod crash;
+mod dead_letters;
 mod disruptive;
 mod helpers;
 mod identity;
@@ -11,3 +12,5 @@ mod operations;
 mod ordering;
 mod persisting;
 mod points;
+mod rejections;
+mod settling;
