@@ -100,6 +100,69 @@ async fn an_outbox_is_watched_until_its_sale_is_over_by_redis_clock_plus_the_gra
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_outbox_is_watched_until_its_coupons_can_no_longer_change_plus_the_grace() {
+    let grace_ms = 2_000;
+    let app = spawn_app_with(|s| s.gateway.relay_retire_grace_ms = grace_ms).await;
+    let now = chrono::Utc::now();
+    let policy_id = app
+        .policy(json!({
+            "claim_ends_at": (now + chrono::Duration::milliseconds(1_500)).to_rfc3339(),
+            "valid_for_seconds": 1,
+        }))
+        .await;
+    let claimed = app.claim(policy_id, "late-claimer", &[]).await;
+    assert_eq!(claimed.status, StatusCode::CREATED, "{}", claimed.json);
+    let keys = flashgate_gateway::keys::PolicyKeys::new(&app.settings.redis.key_prefix, policy_id);
+    let until_ms: i64 = app
+        .redis
+        .hget(&keys.policy, "redeem_until_ms")
+        .await
+        .expect("redeem_until_ms");
+    let watched: bool = app
+        .redis
+        .sismember(active_set(&app), &keys.outbox)
+        .await
+        .expect("SISMEMBER");
+    assert!(
+        watched,
+        "the claim put the policy's outbox in the watch list"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let retired_at = loop {
+        let watched: bool = app
+            .redis
+            .sismember(active_set(&app), &keys.outbox)
+            .await
+            .expect("SISMEMBER");
+        if !watched {
+            break redis_now_ms(&app).await;
+        }
+        assert!(Instant::now() < deadline, "the outbox was never retired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    assert!(
+        retired_at >= until_ms + grace_ms as i64,
+        "retired at {retired_at}, before its coupons' last change {until_ms} + grace {grace_ms}"
+    );
+    let settings = app.settings.clone();
+    let topic = settings.kafka.coupons_topic.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        consume_all(&settings, &topic, 1, Duration::from_secs(30))
+    })
+    .await
+    .expect("reader");
+    assert_eq!(
+        sent.len(),
+        1,
+        "the claim was relayed before the outbox was retired"
+    );
+    assert!(relay_events(&app, "retired").await >= 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_empty_outbox_outside_the_watch_list_is_found_and_relayed() {
     let app = spawn_app_with(|s| s.gateway.relay_sweep_interval_ms = 300).await;
     let sale_id = app.sale(json!({"stock": 5})).await;
