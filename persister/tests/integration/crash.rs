@@ -8,7 +8,7 @@ use flashgate_config::Settings;
 use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 
-use crate::helpers::{insert_sale, isolated, produce_orders};
+use crate::helpers::{insert_sale, isolated, left_for_the_group, produce_orders};
 
 /// Starts the real binary, configured through its environment.
 fn spawn_persister(settings: &Settings, port: u16) -> Child {
@@ -90,7 +90,20 @@ async fn a_persister_killed_mid_stream_and_restarted_persists_each_order_once() 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Until everything read is committed: the second persister has nothing more to write.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (settings, group) = (settings.clone(), settings.kafka.consumer_group.clone());
+        let left: i64 =
+            tokio::task::spawn_blocking(move || left_for_the_group(&settings, &group).iter().sum())
+                .await
+                .expect("reader");
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} messages never committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = second.kill();
     let _ = second.wait();
 

@@ -1,6 +1,7 @@
 //! Shared test set-up: a fresh database per test, on the local stack's MariaDB.
 
 use flashgate_testkit::{fresh_database, stack_settings};
+use rdkafka::consumer::Consumer;
 use sqlx::MySqlPool;
 
 /// A fresh, empty database of this test alone, with its name.
@@ -80,4 +81,37 @@ pub async fn isolated() -> (flashgate_config::Settings, MySqlPool) {
     settings.redis.key_prefix = flashgate_testkit::unique("fgp");
     settings.kafka.consumer_group = flashgate_testkit::unique("flashgate-test-persister-");
     (settings, db)
+}
+
+/// What a new consumer of `group` would still get from the orders topic: per partition, the
+/// end of the topic (of two partitions) minus the group's committed offset. Blocking.
+pub fn left_for_the_group(settings: &flashgate_config::Settings, group: &str) -> Vec<i64> {
+    let consumer: rdkafka::consumer::BaseConsumer = settings
+        .kafka
+        .consumer_config(group)
+        .create()
+        .expect("consumer");
+    let topic = &settings.kafka.orders_topic;
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for partition in 0..2 {
+        partitions.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(partitions, std::time::Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..2)
+        .map(|partition| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, std::time::Duration::from_secs(10))
+                .expect("watermarks");
+            let done = match committed
+                .find_partition(topic, partition)
+                .map(|p| p.offset())
+            {
+                Some(rdkafka::Offset::Offset(offset)) => offset,
+                _ => 0,
+            };
+            high - done
+        })
+        .collect()
 }

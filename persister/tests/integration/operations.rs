@@ -7,13 +7,11 @@ use std::time::{Duration, Instant};
 use flashgate_config::Settings;
 use flashgate_persister::consumer::Persister;
 use flashgate_persister::metrics::Metrics;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use sqlx::MySqlPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
-use crate::helpers::{insert_sale, isolated, produce_orders};
+use crate::helpers::{insert_sale, isolated, left_for_the_group, produce_orders};
 
 /// `GET path` on the persister's listener: status and body, or `None` when nothing answers.
 async fn get(settings: &Settings, path: &str) -> Option<(u16, String)> {
@@ -76,39 +74,6 @@ async fn wait_for_lock_wait(db: &MySqlPool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// What a new consumer of `group` would still get from the orders topic: per partition, the
-/// end of the topic minus the group's committed offset.
-fn left_for_the_group(settings: &Settings, group: &str) -> Vec<i64> {
-    let consumer: BaseConsumer = settings
-        .kafka
-        .consumer_config(group)
-        .create()
-        .expect("consumer");
-    let topic = &settings.kafka.orders_topic;
-    let mut partitions = TopicPartitionList::new();
-    for partition in 0..2 {
-        partitions.add_partition(topic, partition);
-    }
-    let committed = consumer
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..2)
-        .map(|partition| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .expect("watermarks");
-            let done = match committed
-                .find_partition(topic, partition)
-                .map(|p| p.offset())
-            {
-                Some(Offset::Offset(offset)) => offset,
-                _ => 0,
-            };
-            high - done
-        })
-        .collect()
 }
 
 async fn orders(db: &MySqlPool) -> i64 {
