@@ -212,6 +212,7 @@ async fn tokens_not_yet_valid_or_from_another_issuer_get_401_and_change_nothing(
             claims(json!({"iss": "flashgate-test-issuer", "nbf": now() + 600})),
         ),
         ("another issuer", claims(json!({"iss": "someone-else"}))),
+        ("no issuer at all", claims(json!({}))),
     ];
     for (case, token) in cases {
         let reply = purchase_with_token(&app, sale_id, &token).await;
