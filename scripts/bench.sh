@@ -12,7 +12,8 @@
 # of the Redis ceiling, 0.5), FLASHGATE_BENCH_ADDR (127.0.0.1:8098),
 # FLASHGATE_BENCH_PERSISTER_ADDR (127.0.0.1:8099), FLASHGATE_BENCH_BIN (a folder of prebuilt
 # flashgate-gateway, -persister and -loadtest binaries to measure instead of building this
-# tree, e.g. an older commit's for a before/after comparison; FLASHGATE_COMMIT names them).
+# tree, e.g. an older commit's for a before/after comparison; FLASHGATE_COMMIT names them),
+# FLASHGATE_BENCH_MYSQL_URL (another database for them, when their schema is older).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,10 @@ mkdir -p "$out"
 step "local stack"
 scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
+# Another database of the same server, e.g. for older binaries whose migrations are behind.
+if [ -n "${FLASHGATE_BENCH_MYSQL_URL:-}" ]; then
+  export FLASHGATE__MYSQL__URL=$FLASHGATE_BENCH_MYSQL_URL
+fi
 read -r redis_host redis_port < <(redis-cli -p "${FLASHGATE__REDIS__SENTINELS##*:}" \
   SENTINEL get-master-addr-by-name "${FLASHGATE__REDIS__MASTER_NAME:-flashgate}" | paste -sd' ')
 
@@ -143,9 +148,9 @@ run() { # name, then flashgate-loadtest run options
     printf '| %s | %s |' "$name" "$requests"
     for i in "${!cpu_names[@]}"; do
       awk -v a="${after_ticks[$i]}" -v b="${before_ticks[$i]}" -v hz="$ticks_per_second" -v n="$requests" \
-        'BEGIN { printf " %.1f |", n > 0 ? (a - b) / hz * 1e6 / n : 0 }'
+        'BEGIN { printf " %.1f |", (n > 0 ? (a - b) / hz * 1e6 / n : 0) }'
     done
-    awk -v g="$generator" -v n="$requests" 'BEGIN { printf " %.1f |\n", n > 0 ? g * 1e6 / n : 0 }'
+    awk -v g="$generator" -v n="$requests" 'BEGIN { printf " %.1f |\n", (n > 0 ? g * 1e6 / n : 0) }'
   } >>"$out/cpu.md"
 }
 reports=()
