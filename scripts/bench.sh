@@ -13,7 +13,8 @@
 # FLASHGATE_BENCH_PERSISTER_ADDR (127.0.0.1:8099), FLASHGATE_BENCH_BIN (a folder of prebuilt
 # flashgate-gateway, -persister and -loadtest binaries to measure instead of building this
 # tree, e.g. an older commit's for a before/after comparison; FLASHGATE_COMMIT names them),
-# FLASHGATE_BENCH_MYSQL_URL (another database for them, when their schema is older).
+# FLASHGATE_BENCH_MYSQL_URL (another database for them, when their schema is older; their Redis
+# keys then get a prefix of their own, FLASHGATE_BENCH_KEY_PREFIX or a fresh one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,8 @@ eval "$(scripts/stack.sh env)"
 # Another database of the same server, e.g. for older binaries whose migrations are behind.
 if [ -n "${FLASHGATE_BENCH_MYSQL_URL:-}" ]; then
   export FLASHGATE__MYSQL__URL=$FLASHGATE_BENCH_MYSQL_URL
+  # Its sale ids start again at 1: their Redis keys need a prefix of their own.
+  export FLASHGATE__REDIS__KEY_PREFIX=${FLASHGATE_BENCH_KEY_PREFIX:-fgb$(date +%s)}
 fi
 read -r redis_host redis_port < <(redis-cli -p "${FLASHGATE__REDIS__SENTINELS##*:}" \
   SENTINEL get-master-addr-by-name "${FLASHGATE__REDIS__MASTER_NAME:-flashgate}" | paste -sd' ')
