@@ -20,21 +20,7 @@ const PRICE: u64 = 1_000;
 /// `user` gets `points` in MySQL (as an operator's adjustment would) and an order of one unit
 /// at [`PRICE`]; returns the order id.
 async fn shopper_with_points_and_order(app: &TestApp, user: &str, points: i64) -> String {
-    sqlx::query(
-        "INSERT INTO point_ledger (txid, user_id, delta, reason) VALUES (?, ?, ?, 'adjust')",
-    )
-    .bind(format!("adjust-{user}"))
-    .bind(user)
-    .bind(points)
-    .execute(&app.db)
-    .await
-    .expect("ledger row");
-    sqlx::query("INSERT INTO point_balances (user_id, balance, version) VALUES (?, ?, 1)")
-        .bind(user)
-        .bind(points)
-        .execute(&app.db)
-        .await
-        .expect("balance row");
+    app.grant_points(user, points).await;
     order(app, user).await
 }
 

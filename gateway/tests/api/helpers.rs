@@ -367,6 +367,26 @@ impl TestApp {
         }
     }
 
+    /// Gives `user` `points` in MySQL, as an operator's adjustment would (a ledger row and the
+    /// balance row at version 1).
+    pub async fn grant_points(&self, user: &str, points: i64) {
+        sqlx::query(
+            "INSERT INTO point_ledger (txid, user_id, delta, reason) VALUES (?, ?, ?, 'adjust')",
+        )
+        .bind(format!("adjust-{user}"))
+        .bind(user)
+        .bind(points)
+        .execute(&self.db)
+        .await
+        .expect("ledger row");
+        sqlx::query("INSERT INTO point_balances (user_id, balance, version) VALUES (?, ?, 1)")
+            .bind(user)
+            .bind(points)
+            .execute(&self.db)
+            .await
+            .expect("balance row");
+    }
+
     /// Stops the gateway gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {

@@ -74,21 +74,7 @@ async fn points_balance(app: &TestApp, user: &str) -> i64 {
 
 /// Gives `user` `points` in MySQL (an operator's adjustment) and an order of 1,000,000.
 async fn user_with_points_and_order(app: &TestApp, user: &str, points: i64) -> String {
-    sqlx::query(
-        "INSERT INTO point_ledger (txid, user_id, delta, reason) VALUES (?, ?, ?, 'adjust')",
-    )
-    .bind(format!("adjust-{user}"))
-    .bind(user)
-    .bind(points)
-    .execute(&app.db)
-    .await
-    .expect("ledger row");
-    sqlx::query("INSERT INTO point_balances (user_id, balance, version) VALUES (?, ?, 1)")
-        .bind(user)
-        .bind(points)
-        .execute(&app.db)
-        .await
-        .expect("balance row");
+    app.grant_points(user, points).await;
     let sale = app
         .sale(json!({"price": 1_000_000, "stock": 100, "per_user_limit": 5}))
         .await;

@@ -109,21 +109,7 @@ async fn spawn_app_without_earning() -> TestApp {
 
 /// Gives `user` `points` in MySQL as an operator's adjustment would, and a reserved order.
 async fn user_with_points_and_order(app: &TestApp, user: &str, points: i64) -> String {
-    sqlx::query(
-        "INSERT INTO point_ledger (txid, user_id, delta, reason) VALUES (?, ?, ?, 'adjust')",
-    )
-    .bind(format!("adjust-{user}"))
-    .bind(user)
-    .bind(points)
-    .execute(&app.db)
-    .await
-    .expect("ledger row");
-    sqlx::query("INSERT INTO point_balances (user_id, balance, version) VALUES (?, ?, 1)")
-        .bind(user)
-        .bind(points)
-        .execute(&app.db)
-        .await
-        .expect("balance row");
+    app.grant_points(user, points).await;
     // An order of 1,000,000: its discounts may sum to that much (uses are capped at the
     // order's amount), and the apps of these tests earn nothing, so the arithmetic below stays
     // about the uses.
