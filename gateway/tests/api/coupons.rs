@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flashgate_gateway::auth::Role;
-use fred::prelude::{ClientLike, HashesInterface, KeysInterface};
+use fred::prelude::{ClientLike, HashesInterface, KeysInterface, StreamsInterface};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Reply, RunningPersister, TestApp, spawn_app, spawn_app_with};
 
 /// Fires `claims` concurrently (user of each given by `user_of`) and counts the answers by
 /// status and error code; returns the coupon ids issued too.
@@ -58,7 +58,12 @@ async fn redis_remaining(app: &TestApp, policy_id: u64) -> i64 {
 
 /// Waits until MySQL holds `expected` issued coupons of the policy, and checks the policy's
 /// own counter agrees.
-async fn assert_persisted(app: &TestApp, policy_id: u64, expected: i64) {
+async fn assert_persisted(
+    app: &TestApp,
+    persister: &RunningPersister,
+    policy_id: u64,
+    expected: i64,
+) {
     let persisted = app
         .wait_for_count(
             &format!(
@@ -68,8 +73,19 @@ async fn assert_persisted(app: &TestApp, policy_id: u64, expected: i64) {
         )
         .await;
     assert_eq!(persisted, expected, "issued coupons in MySQL");
-    // A moment more: a duplicate or an extra coupon would show up now.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every policy event relayed, and every message on the topics consumed: a duplicate or an
+    // extra coupon would be in MySQL now.
+    let outbox =
+        flashgate_gateway::keys::PolicyKeys::new(&app.settings.redis.key_prefix, policy_id).outbox;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while app.redis.xlen::<u64, _>(&outbox).await.expect("XLEN") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy's outbox never emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.wait_until_consumed_all(persister).await;
     let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM coupons WHERE policy_id = ?")
         .bind(policy_id)
         .fetch_one(&app.db)
@@ -113,7 +129,7 @@ async fn five_thousand_concurrent_claimers_of_five_hundred_coupons_get_exactly_f
     );
 
     let persister = app.start_persister().await;
-    assert_persisted(&app, policy_id, 500).await;
+    assert_persisted(&app, &persister, policy_id, 500).await;
     let holders: i64 =
         sqlx::query_scalar("SELECT COUNT(DISTINCT user_id) FROM coupons WHERE policy_id = ?")
             .bind(policy_id)
@@ -135,7 +151,7 @@ async fn one_shopper_firing_fifty_parallel_claims_gets_exactly_one_coupon() {
     assert_eq!(outcomes, counts(&[("issued", 1), ("already_claimed", 49)]));
     assert_eq!(redis_remaining(&app, policy_id).await, 99);
     let persister = app.start_persister().await;
-    assert_persisted(&app, policy_id, 1).await;
+    assert_persisted(&app, &persister, policy_id, 1).await;
     persister.stop().await;
     Arc::into_inner(app).expect("sole owner").stop().await;
 }
@@ -150,7 +166,7 @@ async fn a_single_coupon_with_sixty_four_claimers_goes_to_exactly_one_in_redis_a
     assert_eq!(outcomes, counts(&[("issued", 1), ("exhausted", 63)]));
     assert_eq!(redis_remaining(&app, policy_id).await, 0);
     let persister = app.start_persister().await;
-    assert_persisted(&app, policy_id, 1).await;
+    assert_persisted(&app, &persister, policy_id, 1).await;
     persister.stop().await;
     Arc::into_inner(app).expect("sole owner").stop().await;
 }
@@ -176,7 +192,7 @@ async fn a_per_user_limit_of_two_lets_a_shopper_claim_twice_and_no_more() {
     );
     assert_eq!(redis_remaining(&app, policy_id).await, 8);
     let persister = app.start_persister().await;
-    assert_persisted(&app, policy_id, 2).await;
+    assert_persisted(&app, &persister, policy_id, 2).await;
     persister.stop().await;
     app.stop().await;
 }
@@ -638,7 +654,7 @@ async fn a_policy_and_coupon_lost_by_redis_are_restored_from_mysql_without_doubl
         .and_then(|p| p.parse().ok())
         .expect("id");
     let persister = app.start_persister().await;
-    assert_persisted(&app, policy_id, 1).await;
+    assert_persisted(&app, &persister, policy_id, 1).await;
 
     // Redis loses everything of the policy.
     let prefix = &app.settings.redis.key_prefix;

@@ -337,17 +337,62 @@ impl TestApp {
     pub async fn start_persister(&self) -> RunningPersister {
         let mut settings = self.settings.clone();
         settings.kafka.consumer_group = unique("flashgate-test-persister-");
-        let persister = Persister::new(
-            settings,
-            self.db.clone(),
-            Arc::new(PersisterMetrics::default()),
-        )
-        .await
-        .expect("persister");
+        let metrics = Arc::new(PersisterMetrics::default());
+        let persister = Persister::new(settings, self.db.clone(), metrics.clone())
+            .await
+            .expect("persister");
         let (stop, stopped) = watch::channel(false);
         RunningPersister {
+            metrics,
             stop,
             task: tokio::spawn(persister.run(stopped)),
+        }
+    }
+
+    /// Waits until `persister` has consumed every message now on this gateway's orders, coupons
+    /// and points topics (a minute at most): after it, nothing on its way can still change
+    /// MySQL.
+    pub async fn wait_until_consumed_all(&self, persister: &RunningPersister) {
+        let settings = self.settings.clone();
+        let produced = tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer as _;
+            let consumer: rdkafka::consumer::BaseConsumer = settings
+                .kafka
+                .consumer_config("flashgate-test-watermarks")
+                .create()
+                .expect("consumer");
+            let mut total = 0i64;
+            for topic in [
+                &settings.kafka.orders_topic,
+                &settings.kafka.coupons_topic,
+                &settings.kafka.points_topic,
+            ] {
+                let metadata = consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(10))
+                    .expect("metadata");
+                for partition in metadata.topics()[0].partitions() {
+                    let (low, high) = consumer
+                        .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+                        .expect("watermarks");
+                    total += high - low;
+                }
+            }
+            u64::try_from(total).unwrap_or_default()
+        })
+        .await
+        .expect("watermarks task");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while persister
+            .metrics
+            .consumed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < produced
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the persister never consumed all {produced} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -408,6 +453,8 @@ impl Drop for TestApp {
 
 /// A persister running in this process for one test.
 pub struct RunningPersister {
+    /// Its counters (what its `/metrics` would show).
+    pub metrics: Arc<PersisterMetrics>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
