@@ -37,15 +37,15 @@ pub struct Mismatch {
 
 /// Count and summed absolute drift of one kind of mismatch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tally {
+pub struct DriftTally {
     /// Users with this mismatch.
     pub count: u64,
     /// Sum of their absolute drift, in points.
     pub drift: u64,
 }
 
-impl Tally {
-    fn add(&mut self, other: Tally) {
+impl DriftTally {
+    fn add(&mut self, other: DriftTally) {
         self.count += other.count;
         self.drift += other.drift;
     }
@@ -55,11 +55,11 @@ impl Tally {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mismatches {
     /// Balance rows that differ from the ledger.
-    pub balance: Tally,
+    pub balance: DriftTally,
     /// Users with ledger rows and no balance row.
-    pub missing_balance: Tally,
+    pub missing_balance: DriftTally,
     /// Cache entries that differ from their balance row.
-    pub cache: Tally,
+    pub cache: DriftTally,
 }
 
 impl Mismatches {
@@ -73,7 +73,7 @@ impl Mismatches {
         self.balance.drift + self.missing_balance.drift + self.cache.drift
     }
 
-    fn tally_mut(&mut self, kind: MismatchKind) -> &mut Tally {
+    fn tally_mut(&mut self, kind: MismatchKind) -> &mut DriftTally {
         match kind {
             MismatchKind::Balance => &mut self.balance,
             MismatchKind::MissingBalance => &mut self.missing_balance,
@@ -109,7 +109,7 @@ pub struct Stats {
 impl Stats {
     /// Counts `mismatch` and keeps it in the sample while there is room.
     pub fn record(&mut self, mismatch: Mismatch) {
-        self.mismatches.tally_mut(mismatch.kind).add(Tally {
+        self.mismatches.tally_mut(mismatch.kind).add(DriftTally {
             count: 1,
             drift: mismatch.drift,
         });
@@ -227,7 +227,7 @@ mod tests {
         first.merge(&second);
         assert_eq!(
             first.mismatches.balance,
-            Tally {
+            DriftTally {
                 count: 30,
                 drift: 45
             }

@@ -1,6 +1,6 @@
 //! Drift injected into balance rows and Redis caches is reported exactly and repaired once.
 
-use flashgate_batch::reconcile::summary::{EXIT_CLEAN, EXIT_DRIFT, MismatchKind, Tally};
+use flashgate_batch::reconcile::summary::{DriftTally, EXIT_CLEAN, EXIT_DRIFT, MismatchKind};
 
 use crate::helpers::Stores;
 
@@ -56,7 +56,7 @@ async fn drift_in_balances_and_caches_is_reported_exactly_and_fixed_and_a_second
     let found = first.stats.mismatches;
     assert_eq!(
         found.balance,
-        Tally {
+        DriftTally {
             count: 2,
             drift: 10
         },
@@ -64,12 +64,12 @@ async fn drift_in_balances_and_caches_is_reported_exactly_and_fixed_and_a_second
     );
     assert_eq!(
         found.missing_balance,
-        Tally {
+        DriftTally {
             count: 1,
             drift: *missing_sum as u64
         }
     );
-    assert_eq!(found.cache, Tally { count: 2, drift: 9 });
+    assert_eq!(found.cache, DriftTally { count: 2, drift: 9 });
     assert_eq!(first.total_drift, 19 + *missing_sum as u64);
     assert_eq!(first.stats.users_checked, 300);
     assert_eq!(first.stats.ledger_rows, 1_800);
