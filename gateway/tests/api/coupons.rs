@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flashgate_gateway::auth::Role;
-use fred::prelude::{ClientLike, HashesInterface, KeysInterface, StreamsInterface};
+use fred::prelude::{HashesInterface, KeysInterface, StreamsInterface};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, RunningPersister, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Reply, RunningPersister, TestApp, redis_now_ms, spawn_app, spawn_app_with};
 
 /// Fires `claims` concurrently (user of each given by `user_of`) and counts the answers by
 /// status and error code; returns the coupon ids issued too.
@@ -251,17 +251,6 @@ async fn assert_refused(app: &TestApp, policy_id: u64, user: &str) {
 async fn taken(app: &TestApp, policy_id: u64) -> (Option<i64>, Option<i64>) {
     let view = app.get_policy(policy_id).await.json;
     (view["issued"].as_i64(), view["remaining"].as_i64())
-}
-
-/// Redis's clock (what the claim script compares the window with), in ms.
-async fn redis_now_ms(app: &TestApp) -> i64 {
-    let (secs, micros): (i64, i64) = app
-        .redis
-        .next()
-        .custom(fred::cmd!("TIME"), Vec::<String>::new())
-        .await
-        .expect("TIME");
-    secs * 1000 + micros / 1000
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use fred::prelude::HashesInterface;
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Reply, TestApp, spawn_app};
+use crate::helpers::{Reply, TestApp, cancel_use, points_balance, spawn_app};
 
 /// Unit price of the test sales: one unit makes an order of 1,000.
 const PRICE: u64 = 1_000;
@@ -75,27 +75,6 @@ async fn use_points_with(
         Some(json!({ "amount": amount, "order_id": order_id })),
     )
     .await
-}
-
-async fn cancel_use(app: &TestApp, user: &str, txid: &str) -> Reply {
-    let token = app.token(user, Role::Shopper);
-    app.request(
-        Method::POST,
-        &format!("/v1/me/points/use/{txid}/cancel"),
-        Some(&token),
-        &[],
-        None,
-    )
-    .await
-}
-
-async fn points_balance(app: &TestApp, user: &str) -> i64 {
-    let token = app.token(user, Role::Shopper);
-    let reply = app
-        .request(Method::GET, "/v1/me/points", Some(&token), &[], None)
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
-    reply.json["balance"].as_i64().expect("balance")
 }
 
 fn assert_exceeds(reply: &Reply) {

@@ -14,7 +14,7 @@ use flashgate_gateway::token::Minter;
 use flashgate_persister::consumer::Persister;
 use flashgate_persister::metrics::Metrics as PersisterMetrics;
 pub use flashgate_testkit::unique;
-use fred::prelude::Pool;
+use fred::prelude::{ClientLike, Pool};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -485,4 +485,54 @@ pub fn consume_all(
             (m.key, payload, m.headers)
         })
         .collect()
+}
+
+/// Redis's clock, in milliseconds (windows are judged by it, not by this machine's clock).
+pub async fn redis_now_ms(app: &TestApp) -> i64 {
+    let (secs, micros): (i64, i64) = app
+        .redis
+        .next()
+        .custom(fred::cmd!("TIME"), Vec::<String>::new())
+        .await
+        .expect("TIME");
+    secs * 1000 + micros / 1000
+}
+
+/// `GET /v1/me/points` as `user`: the balance the shopper sees.
+pub async fn points_balance(app: &TestApp, user: &str) -> i64 {
+    let token = app.token(user, Role::Shopper);
+    let reply = app
+        .request(Method::GET, "/v1/me/points", Some(&token), &[], None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+    reply.json["balance"].as_i64().expect("balance")
+}
+
+/// `POST /v1/me/points/use/{txid}/cancel` as `user`.
+pub async fn cancel_use(app: &TestApp, user: &str, txid: &str) -> Reply {
+    let token = app.token(user, Role::Shopper);
+    app.request(
+        Method::POST,
+        &format!("/v1/me/points/use/{txid}/cancel"),
+        Some(&token),
+        &[],
+        None,
+    )
+    .await
+}
+
+/// Polls until `check` holds or 30 s passed; returns whether it held.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }

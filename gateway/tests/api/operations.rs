@@ -6,12 +6,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flashgate_events::keys::{PointsKeys, PolicyKeys};
 use flashgate_gateway::auth::Role;
-use fred::prelude::{ClientLike, HashesInterface, KeysInterface};
+use fred::prelude::{HashesInterface, KeysInterface};
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TEST_SECRET, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Reply, TEST_SECRET, TestApp, eventually, points_balance, redis_now_ms, spawn_app,
+    spawn_app_with,
+};
 use crate::private_redis::PrivateRedis;
 
 fn now() -> u64 {
@@ -63,15 +66,6 @@ async fn use_points(app: &TestApp, user: &str, amount: i64, order_id: &str) -> R
     .await
 }
 
-async fn points_balance(app: &TestApp, user: &str) -> i64 {
-    let token = app.token(user, Role::Shopper);
-    let reply = app
-        .request(Method::GET, "/v1/me/points", Some(&token), &[], None)
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
-    reply.json["balance"].as_i64().expect("balance")
-}
-
 /// Gives `user` `points` in MySQL (an operator's adjustment) and an order of 1,000,000.
 async fn user_with_points_and_order(app: &TestApp, user: &str, points: i64) -> String {
     app.grant_points(user, points).await;
@@ -81,33 +75,6 @@ async fn user_with_points_and_order(app: &TestApp, user: &str, points: i64) -> S
     let reply = app.purchase(sale, user, 1).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.json);
     reply.json["order_id"].as_str().expect("order").to_owned()
-}
-
-/// Redis's clock, in milliseconds.
-async fn redis_now_ms(app: &TestApp) -> i64 {
-    let (secs, micros): (i64, i64) = app
-        .redis
-        .next()
-        .custom(fred::cmd!("TIME"), Vec::<String>::new())
-        .await
-        .expect("TIME");
-    secs * 1000 + micros / 1000
-}
-
-/// Polls until `check` holds or 30 s passed; returns whether it held.
-async fn eventually<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test]

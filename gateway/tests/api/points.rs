@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flashgate_events::keys::PointsKeys;
 use flashgate_gateway::auth::Role;
@@ -11,7 +11,7 @@ use fred::prelude::{HashesInterface, KeysInterface};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Reply, TestApp, cancel_use as cancel, eventually, spawn_app, spawn_app_with};
 
 async fn get_points(app: &TestApp, user: &str) -> Reply {
     let token = app.token(user, Role::Shopper);
@@ -37,18 +37,6 @@ async fn use_points(app: &TestApp, user: &str, body: Value, headers: &[(&str, &s
     .await
 }
 
-async fn cancel(app: &TestApp, user: &str, txid: &str) -> Reply {
-    let token = app.token(user, Role::Shopper);
-    app.request(
-        Method::POST,
-        &format!("/v1/me/points/use/{txid}/cancel"),
-        Some(&token),
-        &[],
-        None,
-    )
-    .await
-}
-
 async fn history(app: &TestApp, user: &str, query: &str) -> Reply {
     let token = app.token(user, Role::Shopper);
     app.request(
@@ -59,22 +47,6 @@ async fn history(app: &TestApp, user: &str, query: &str) -> Reply {
         None,
     )
     .await
-}
-
-/// Polls until `check` holds or 30 s passed; returns whether it held.
-async fn eventually<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// `(balance, version)` of the user's row in MySQL, and the sum of its ledger.

@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use fred::prelude::{ClientLike, HashesInterface, KeysInterface, SetsInterface};
+use fred::prelude::{HashesInterface, KeysInterface, SetsInterface};
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, consume_all, spawn_app_with};
+use crate::helpers::{TestApp, consume_all, redis_now_ms, spawn_app_with};
 
 fn active_set(app: &TestApp) -> String {
     flashgate_gateway::keys::active_outboxes(&app.settings.redis.key_prefix)
@@ -17,17 +17,6 @@ fn active_set(app: &TestApp) -> String {
 
 fn outbox_of(app: &TestApp, sale_id: u64) -> String {
     flashgate_gateway::keys::SaleKeys::new(&app.settings.redis.key_prefix, sale_id).outbox
-}
-
-/// Redis's clock, in ms.
-async fn redis_now_ms(app: &TestApp) -> i64 {
-    let (secs, micros): (i64, i64) = app
-        .redis
-        .next()
-        .custom(fred::cmd!("TIME"), Vec::<String>::new())
-        .await
-        .expect("TIME");
-    secs * 1000 + micros / 1000
 }
 
 /// `flashgate_relay_outbox_events_total{event=...}` from `/metrics`.
