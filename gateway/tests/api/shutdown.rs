@@ -90,6 +90,23 @@ async fn readiness_fails_while_draining_and_a_request_in_flight_is_answered_with
     // Redis sleeps (less than readiness's one-second check): both requests wait on it.
     let asleep = Instant::now();
     let awake = redis.hang(0.8).await;
+    // Only once Redis really sleeps (a PING of our own goes unanswered) may the requests go:
+    // else readiness could be answered before the stop.
+    let mut probe = tokio::net::TcpStream::connect(("127.0.0.1", redis.port))
+        .await
+        .expect("probe connection");
+    let mut pong = [0u8; 7];
+    let mut sleeping = false;
+    for _ in 0..20 {
+        probe.write_all(b"PING\r\n").await.expect("PING");
+        let answer =
+            tokio::time::timeout(Duration::from_millis(50), probe.read_exact(&mut pong)).await;
+        if answer.is_err() {
+            sleeping = true;
+            break;
+        }
+    }
+    assert!(sleeping, "Redis never went to sleep");
     let purchase = tokio::spawn(async move {
         let path = format!("/v1/sales/{sale_id}/purchases");
         let body = json!({"quantity": 1});
