@@ -47,6 +47,13 @@ pub struct GatewaySettings {
     /// How often the relay scans Redis for non-empty outboxes missing from its active set
     /// (and puts them back), in milliseconds. Default 30000.
     pub relay_sweep_interval_ms: u64,
+    /// How often the lifecycle sweeper looks for orders past their `pay_by`, compensations
+    /// to finish and sales to clean up, in milliseconds. Default 1000 (an order expires within
+    /// about this much after its `pay_by`).
+    pub lifecycle_sweep_interval_ms: u64,
+    /// How long after a sale's end, once all its orders are final and persisted, its keys stay
+    /// in Redis before the sweeper removes them, in milliseconds. Default 3600000 (1 h).
+    pub sale_cleanup_grace_ms: u64,
     /// How shoppers' and managers' tokens are verified.
     pub jwt: JwtSettings,
 }
@@ -67,6 +74,8 @@ impl Default for GatewaySettings {
             relay_claim_idle_ms: 15_000,
             relay_retire_grace_ms: 60_000,
             relay_sweep_interval_ms: 30_000,
+            lifecycle_sweep_interval_ms: 1_000,
+            sale_cleanup_grace_ms: 3_600_000,
             jwt: JwtSettings::default(),
         }
     }
@@ -131,6 +140,11 @@ impl GatewaySettings {
             problems,
             "gateway.relay_sweep_interval_ms",
             self.relay_sweep_interval_ms,
+        );
+        Invalid::check_positive(
+            problems,
+            "gateway.lifecycle_sweep_interval_ms",
+            self.lifecycle_sweep_interval_ms,
         );
         self.jwt.validate(problems);
     }

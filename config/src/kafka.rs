@@ -29,6 +29,11 @@ pub struct KafkaSettings {
     /// `flashgate.compensations`.
     #[serde(deserialize_with = "de::string")]
     pub compensations_topic: String,
+    /// Topic of order lifecycle events (`order.cancelled`, `order.expired`, `order.paid`),
+    /// published by the persister once MySQL holds them, keyed by order id, for downstream
+    /// consumers. Default `flashgate.order-events`.
+    #[serde(deserialize_with = "de::string")]
+    pub order_events_topic: String,
     /// Where messages that can never succeed go, with the reason. Default `flashgate.dead-letter`.
     #[serde(deserialize_with = "de::string")]
     pub dead_letter_topic: String,
@@ -67,6 +72,7 @@ impl Default for KafkaSettings {
             coupons_topic: "flashgate.coupons".to_owned(),
             points_topic: "flashgate.points".to_owned(),
             compensations_topic: "flashgate.compensations".to_owned(),
+            order_events_topic: "flashgate.order-events".to_owned(),
             dead_letter_topic: "flashgate.dead-letter".to_owned(),
             consumer_group: "flashgate-persister".to_owned(),
             message_timeout_ms: 0,
@@ -136,6 +142,7 @@ impl KafkaSettings {
             ("kafka.coupons_topic", &self.coupons_topic),
             ("kafka.points_topic", &self.points_topic),
             ("kafka.compensations_topic", &self.compensations_topic),
+            ("kafka.order_events_topic", &self.order_events_topic),
             ("kafka.dead_letter_topic", &self.dead_letter_topic),
         ] {
             if let Err(message) = check_topic_name(topic) {

@@ -17,7 +17,10 @@ pub use coupons::{
     CouponRedemption, CouponRejected,
 };
 pub use envelope::{Envelope, TRACE_HEADER};
-pub use orders::{ORDER_ADMITTED, ORDER_REJECTED, OrderAdmitted, OrderRejected};
+pub use orders::{
+    ORDER_ADMITTED, ORDER_CANCELLED, ORDER_EXPIRED, ORDER_PAID, ORDER_REJECTED, OrderAdmitted,
+    OrderEnd, OrderEnded, OrderRejected,
+};
 pub use points::{
     POINTS_REFUNDED, POINTS_REJECTED, POINTS_USED, PointsRefunded, PointsRejected, PointsUsed,
     earn_txid, refund_txid,

@@ -196,6 +196,7 @@ mod tests {
             unit_price: 1,
             amount: 1,
             admitted_at: Utc::now(),
+            pay_by: None,
         }
     }
 

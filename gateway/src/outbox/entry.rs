@@ -198,6 +198,11 @@ fn decode(sale_id: u64, fields: &HashMap<String, String>) -> Result<OrderAdmitte
             .checked_mul(u64::from(quantity))
             .ok_or_else(|| "amount overflows".to_owned())?,
         admitted_at: f.time("admitted_ms")?,
+        // Entries written before orders had a payment window have no `pay_by_ms`.
+        pay_by: match fields.contains_key("pay_by_ms") {
+            true => Some(f.time("pay_by_ms")?),
+            false => None,
+        },
     })
 }
 

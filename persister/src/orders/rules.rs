@@ -182,6 +182,7 @@ mod tests {
             unit_price: 100,
             amount: 100 * u64::from(quantity),
             admitted_at: Utc::now(),
+            pay_by: None,
         }
     }
 

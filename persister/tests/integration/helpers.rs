@@ -46,6 +46,7 @@ pub async fn produce_orders(
             unit_price: 100,
             amount: 100,
             admitted_at: chrono::Utc::now(),
+            pay_by: None,
         };
         let payload = serde_json::to_vec(&order.clone().into_envelope("t".into())).expect("json");
         let record = rdkafka::producer::FutureRecord::to(topic)

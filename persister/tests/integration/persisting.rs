@@ -148,6 +148,7 @@ pub fn order(sale_id: u64, n: u32, quantity: u32) -> OrderAdmitted {
         unit_price: 500,
         amount: 500 * u64::from(quantity),
         admitted_at: Utc::now(),
+        pay_by: None,
     }
 }
 
