@@ -102,6 +102,11 @@ pub struct PointsSettings {
     /// How long the gateway keeps a use in Redis for `.../cancel`, in seconds; older uses are
     /// looked up in MySQL. Default 2592000 (30 days).
     pub use_record_ttl_secs: u64,
+    /// How long a user's point cache in Redis outlives its last write once nothing of it is
+    /// pending, in seconds; an expired cache is rebuilt from MySQL on the next read. A cache
+    /// holding changes not yet persisted never expires (see `lua/points_use.lua`).
+    /// Default 86400 (24 h).
+    pub cache_ttl_secs: u64,
 }
 
 impl Default for PointsSettings {
@@ -109,6 +114,7 @@ impl Default for PointsSettings {
         Self {
             earn_basis_points: 100,
             use_record_ttl_secs: 30 * 86_400,
+            cache_ttl_secs: 86_400,
         }
     }
 }
@@ -132,6 +138,7 @@ impl PointsSettings {
             "points.use_record_ttl_secs",
             self.use_record_ttl_secs,
         );
+        Invalid::check_positive(problems, "points.cache_ttl_secs", self.cache_ttl_secs);
     }
 }
 

@@ -261,3 +261,13 @@ fn an_earn_rate_over_one_hundred_percent_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_point_cache_that_would_never_be_kept_is_refused_by_name() {
+    let message = load_err(&Sources {
+        file: None,
+        env: env(&[("FLASHGATE__POINTS__CACHE_TTL_SECS", "0")]),
+    });
+    assert!(message.contains("`points.cache_ttl_secs`"), "{message}");
+    assert_eq!(crate::PointsSettings::default().cache_ttl_secs, 86_400);
+}
