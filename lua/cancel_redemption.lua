@@ -18,7 +18,10 @@
 --   1  user id (must hold the coupon)
 --   2  trace id
 --   3  outbox bound
---   4  call id (unique per call, made by the gateway)
+--   4  call id (unique per call, made by the gateway; the give-back of an ended order uses
+--      one id per order, so every attempt of it is the same call)
+--   5  (optional) the order the redemption must be on, '' for any: the give-back of an ended
+--      order must not undo a redemption the coupon has since made on another order
 -- Replies
 --   {'cancelled', order_id, seq, at_ms}
 --   {'not_found'} | {'not_redeemed'} | {'expired'} | {'overloaded'}
@@ -35,7 +38,7 @@ end
 if call_id and call_id ~= '' and coupon[5] == call_id then
   return {'cancelled', coupon[6], tonumber(coupon[7]), tonumber(coupon[8])}
 end
-if coupon[2] ~= 'redeemed' then
+if coupon[2] ~= 'redeemed' or (ARGV[5] and ARGV[5] ~= '' and coupon[4] ~= ARGV[5]) then
   return {'not_redeemed'}
 end
 

@@ -20,12 +20,23 @@
 -- frees only its own reservation, so a refused request cannot free the room of a concurrent
 -- one that succeeded with the same reference.
 --
+-- An order that has ended with its units given back (cancelled, expired: its record in
+-- `orders` says so) takes no new reservation: `order_close.lua` copies the order's references
+-- when it ends it, and the gateway gives back what they name; a reservation made after that
+-- copy would never be given back, so it is refused (`closed`). A reservation made before it
+-- is in the copy, even if its redeem or use lands later: the sweeper's pass over the
+-- give-backs comes after any request in flight has finished.
+--
 -- KEYS (share the sale's hash tag)
 --   1  discounts  hash (fg:{s:42}:discounts):
 --                   <order id>              total reserved on the order, integer minor units
 --                   <order id>\n<reference> '<amount>\n<holder>' of one reservation
---                 A release deletes its field, and the order's total with its last unit. The
---                 hash lives as long as the sale's other keys (the same rule as :orders).
+--                   <order id>\nrefs        the order's references, joined by '\n'
+--                 A release deletes its field and its reference, and the order's total with
+--                 its last unit. The fields of an ended order go when MySQL holds the end
+--                 (order_forget.lua), or with the sale's other keys.
+--   2  orders     hash: order id -> the order's record (purchase.lua); its 5th line is the
+--                 state (absent in records from before the lifecycle: held)
 -- ARGV
 --   1  'reserve' or 'release'
 --   2  order id
@@ -42,12 +53,34 @@
 -- Replies
 --   {'reserved', granted, total, holder}  held (now or before); holder: whose it is
 --   {'exceeds', total, left}              refused: the order has `left` of its amount free
+--   {'closed', state}                     refused: the order was cancelled or has expired
 --   {'released', amount, total}
 --   {'not_held', total}                   nothing released: none, or another holder's
 
-local key = KEYS[1]
+local key, orders_key = KEYS[1], KEYS[2]
 local op, order_id, reference, holder = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local field = order_id .. '\n' .. reference
+local refs_field = order_id .. '\nrefs'
+
+-- The order's references without `reference` (nil when it is not listed).
+local function refs_without()
+  local refs = redis.call('HGET', key, refs_field)
+  if not refs then
+    return nil
+  end
+  local kept, found = {}, false
+  for ref in string.gmatch(refs, '[^\n]+') do
+    if ref == reference then
+      found = true
+    else
+      kept[#kept + 1] = ref
+    end
+  end
+  if not found then
+    return nil
+  end
+  return kept
+end
 
 local total = tonumber(redis.call('HGET', key, order_id) or '0')
 local held = redis.call('HGET', key, field)
@@ -61,6 +94,14 @@ if op == 'release' then
     return {'not_held', total}
   end
   redis.call('HDEL', key, field)
+  local kept = refs_without()
+  if kept then
+    if #kept == 0 then
+      redis.call('HDEL', key, refs_field)
+    else
+      redis.call('HSET', key, refs_field, table.concat(kept, '\n'))
+    end
+  end
   if held_amount ~= '0' then
     total = redis.call('HINCRBY', key, order_id, '-' .. held_amount)
     if total <= 0 then
@@ -84,6 +125,14 @@ if held then
   return {'reserved', tonumber(held_amount), total, held_by}
 end
 
+local record = redis.call('HGET', orders_key, order_id)
+if record then
+  local state = string.match(record, '^[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*\n([^\n]*)')
+  if state == 'cancelled' or state == 'expired' then
+    return {'closed', state}
+  end
+end
+
 local left = order_amount - total
 if left < 0 then
   left = 0
@@ -98,6 +147,8 @@ end
 
 local granted_text = string.format('%d', granted)
 redis.call('HSET', key, field, granted_text .. '\n' .. holder)
+local refs = redis.call('HGET', key, refs_field)
+redis.call('HSET', key, refs_field, refs and (refs .. '\n' .. reference) or reference)
 if granted > 0 then
   total = redis.call('HINCRBY', key, order_id, granted_text)
 end

@@ -3,8 +3,9 @@
 -- Checks, in order: whether this very call ran before (the order id is in `orders`), the
 -- idempotency key (when given), that the sale exists, its status and window (judged by
 -- Redis's own clock), the buyer's per-user limit, the stock, the outbox bound. On success:
--- decrements the stock, records the buyer, appends the admitted order to the sale's outbox
--- stream, counts it, and stores the answer under the idempotency key.
+-- decrements the stock, records the buyer, holds the order until its `pay_by` (admission +
+-- the sale's payment window, by Redis's clock), appends the admitted order to the sale's
+-- outbox stream, counts it, and stores the answer under the idempotency key.
 --
 -- Safe to run twice: the Redis client re-sends a call whose connection closed before the
 -- reply came, and the gateway makes a fresh order id for every call, so an order id already
@@ -12,13 +13,16 @@
 -- order and takes nothing.
 --
 -- KEYS (all share the sale's hash tag, e.g. fg:{s:42}:...)
---   1  sale     hash: status, starts_ms, ends_ms, price, per_user_limit, total, admitted
---   2  stock    string: units left
+--   1  sale     hash: status, starts_ms, ends_ms, price, per_user_limit, total, window_ms
+--               (payment window; absent: 600000), and the counters admitted, held, paid
+--   2  stock    string: units left (stock + held + paid = total at every moment)
 --   3  buyers   hash: user id -> units admitted
 --   4  outbox   stream of admitted orders, read by the relay
---   5  orders   hash: order id -> "user\nquantity" of every admitted order (status lookups
---               before the order reaches MySQL)
---   6  idem     (optional) string: the stored answer for this user's Idempotency-Key
+--   5  orders   hash: order id -> "user\nquantity\nadmitted_ms\npay_by_ms\nheld\n\n" of every
+--               open order (status lookups before the order reaches MySQL; order_close.lua
+--               ends it)
+--   6  holds    sorted set: order id -> pay_by_ms of every open order (the expiry sweeper's)
+--   7  idem     (optional) string: the stored answer for this user's Idempotency-Key
 -- ARGV
 --   1  user id
 --   2  quantity (integer >= 1)
@@ -36,12 +40,14 @@
 --   {'not_found'} | {'sale_not_active'} | {'limit_exceeded'} | {'overloaded'}
 --   {'sold_out', remaining}
 
-local sale_key, stock_key, buyers_key, outbox_key, orders_key, idem_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local sale_key, stock_key, buyers_key, outbox_key, orders_key, holds_key, idem_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local user, qty, order_id, trace_id = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local outbox_max, idem_ttl, fingerprint = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 
--- This call ran before (a re-send): the same answer, nothing taken again.
+-- This call ran before (a re-send): the same answer, nothing taken again. (The record stays
+-- until the order has ended and MySQL holds the end, seconds at least; a re-send comes within
+-- the client's command timeout.)
 if redis.call('HEXISTS', orders_key, order_id) == 1 then
   return {'admitted', order_id, tonumber(redis.call('GET', stock_key) or '0')}
 end
@@ -68,7 +74,8 @@ local function remember(code, oid, at, left)
   end
 end
 
-local sale = redis.call('HMGET', sale_key, 'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'price')
+local sale = redis.call('HMGET', sale_key, 'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'price',
+  'window_ms')
 if not sale[1] then
   return {'not_found'}
 end
@@ -99,10 +106,14 @@ end
 local remaining = redis.call('DECRBY', stock_key, qty)
 redis.call('HINCRBY', buyers_key, user, qty)
 redis.call('HINCRBY', sale_key, 'admitted', qty)
-redis.call('HSET', orders_key, order_id, user .. '\n' .. qty)
+redis.call('HINCRBY', sale_key, 'held', qty)
+local pay_by = now_ms + tonumber(sale[6] or '600000')
+redis.call('HSET', orders_key, order_id,
+  user .. '\n' .. qty .. '\n' .. now_ms .. '\n' .. pay_by .. '\nheld\n\n')
+redis.call('ZADD', holds_key, pay_by, order_id)
 local price = sale[5]
 redis.call('XADD', outbox_key, '*',
   'order_id', order_id, 'user_id', user, 'quantity', qty, 'unit_price', price,
-  'admitted_ms', now_ms, 'trace_id', trace_id)
+  'admitted_ms', now_ms, 'pay_by_ms', pay_by, 'trace_id', trace_id)
 remember('admitted', order_id, now_ms, '')
 return {'admitted', order_id, remaining}

@@ -10,6 +10,7 @@ pub mod app;
 pub mod coupons;
 pub mod failure;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod orders;
 pub mod outbox;

@@ -52,6 +52,8 @@ pub struct Metrics {
     readiness_checks: AtomicU64,
     // Outbox bookkeeping of the relay, one counter per event.
     relay_events: Mutex<BTreeMap<&'static str, u64>>,
+    // Order ends and the lifecycle sweeper's work, one counter per event.
+    lifecycle_events: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn count(outcomes: &Mutex<BTreeMap<&'static str, u64>>, outcome: &'static str) {
@@ -129,6 +131,12 @@ impl Metrics {
     /// `group_recreated` (its consumer group was lost and made again).
     pub fn observe_relay_event(&self, event: &'static str) {
         count(&self.relay_events, event);
+    }
+
+    /// Counts one lifecycle event: an order ended (`cancelled`, `expired`, `paid`), a give-back
+    /// done or to retry, a sale cleaned up, a sweep that failed.
+    pub fn observe_lifecycle(&self, event: &'static str) {
+        count(&self.lifecycle_events, event);
     }
 
     /// Records an outbox's length and lag.
@@ -214,6 +222,13 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "flashgate_relay_outbox_events_total{{event=\"{event}\"}} {count}"
+            );
+        }
+        out.push_str("# TYPE flashgate_lifecycle_events_total counter\n");
+        for (event, count) in self.lifecycle_events.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "flashgate_lifecycle_events_total{{event=\"{event}\"}} {count}"
             );
         }
         out.push_str("# TYPE flashgate_outbox_length gauge\n");

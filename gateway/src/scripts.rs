@@ -54,6 +54,8 @@ pub struct Scripts {
     pub load_policy: Script,
     /// `lua/load_coupon.lua`: put a persisted coupon back into Redis unless it is there.
     pub load_coupon: Script,
+    /// `lua/policy_cleanup.lua`: remove the keys of a coupon policy whose life is over.
+    pub policy_cleanup: Script,
     /// `lua/points_use.lua`: spend points.
     pub points_use: Script,
     /// `lua/points_cancel.lua`: give a use back.
@@ -62,6 +64,10 @@ pub struct Scripts {
     pub points_fill: Script,
     /// `lua/order_discount.lua`: reserve or release a discount on an order, capped at its amount.
     pub order_discount: Script,
+    /// `lua/order_close.lua`: end an open order (cancelled, expired, paid), once.
+    pub order_close: Script,
+    /// `lua/sale_cleanup.lua`: remove the keys of a sale whose life is over.
+    pub sale_cleanup: Script,
 }
 
 macro_rules! script {
@@ -83,10 +89,13 @@ impl Scripts {
             cancel_redemption: script!("cancel_redemption"),
             load_policy: script!("load_policy"),
             load_coupon: script!("load_coupon"),
+            policy_cleanup: script!("policy_cleanup"),
             points_use: script!("points_use"),
             points_cancel: script!("points_cancel"),
             points_fill: script!("points_fill"),
             order_discount: script!("order_discount"),
+            order_close: script!("order_close"),
+            sale_cleanup: script!("sale_cleanup"),
         }
     }
 
@@ -102,10 +111,13 @@ impl Scripts {
             &self.cancel_redemption,
             &self.load_policy,
             &self.load_coupon,
+            &self.policy_cleanup,
             &self.points_use,
             &self.points_cancel,
             &self.points_fill,
             &self.order_discount,
+            &self.order_close,
+            &self.sale_cleanup,
         ] {
             script.load(redis).await?;
         }

@@ -100,11 +100,19 @@ impl Application {
         };
         let relay = tokio::spawn(relay.run(relay_stopped));
         let restock = tokio::spawn(restock::listen(settings.redis.clone(), app.clone()));
+        let (stop_sweeper, sweeper_stopped) = watch::channel(false);
+        let sweeper = tokio::spawn(crate::lifecycle::sweeper::run(app.clone(), sweeper_stopped));
 
         let served = server::serve(self.listener, app.clone(), shutdown).await;
 
-        let _ = stop_relay.send(true);
+        // The sweeper stops first: its last ends go out with the relay's last pass. A pass
+        // cut short loses nothing (every step is listed in Redis until done).
+        let _ = stop_sweeper.send(true);
         let grace = app.settings.gateway.shutdown_grace();
+        if tokio::time::timeout(grace, sweeper).await.is_err() {
+            tracing::warn!("lifecycle sweeper did not stop within the grace period");
+        }
+        let _ = stop_relay.send(true);
         if tokio::time::timeout(grace, relay).await.is_err() {
             tracing::warn!("outbox relay did not stop within the grace period");
         }

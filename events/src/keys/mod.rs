@@ -12,5 +12,5 @@ mod sale;
 
 pub use outbox::{Outbox, active_outboxes};
 pub use points::{POINT_BUCKETS, PointsKeys, by_points_bucket, points_bucket};
-pub use policy::PolicyKeys;
-pub use sale::{SaleKeys, restock_channel};
+pub use policy::{PolicyKeys, live_policies};
+pub use sale::{SaleKeys, live_sales, restock_channel};

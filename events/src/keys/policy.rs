@@ -29,7 +29,8 @@ impl PolicyKeys {
         }
     }
 
-    /// Hash of one coupon of this policy: user, status, expiry, state sequence, order.
+    /// Hash of one coupon of this policy: user, status, expiry, state sequence, order. It
+    /// expires by itself some time after the coupon does (`lua/claim_coupon.lua`).
     pub fn coupon(&self, coupon_id: &str) -> String {
         format!("{}:cpn:{coupon_id}", self.base)
     }
@@ -38,4 +39,10 @@ impl PolicyKeys {
     pub fn idempotency(&self, user: &str, key: &str) -> String {
         idempotency_key(&self.base, user, key)
     }
+}
+
+/// Set of the ids of the coupon policies whose keys are in Redis: the cleanup's list
+/// (`lua/policy_cleanup.lua`). A policy joins it when loaded and leaves it when cleaned up.
+pub fn live_policies(prefix: &str) -> String {
+    format!("{prefix}:policies:live")
 }

@@ -5,7 +5,8 @@ use super::idempotency::idempotency_key;
 /// The keys of one sale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaleKeys {
-    /// Hash: status, window, price, per-user limit, admitted/orders counters.
+    /// Hash: status, window, payment window (`window_ms`), price, per-user limit, total, and
+    /// the counters `admitted`, `held` (units in open orders), `paid` (units in paid orders).
     pub sale: String,
     /// String: units left.
     pub stock: String,
@@ -13,8 +14,14 @@ pub struct SaleKeys {
     pub buyers: String,
     /// Stream: admitted orders waiting for the relay.
     pub outbox: String,
-    /// Hash: order id → `user\nquantity` of every admitted order.
+    /// Hash: order id → `user\nquantity\nadmitted_ms\npay_by_ms\nstate\nat_ms\nreason` of
+    /// every open order, and of an ended one until MySQL holds its end (`lua/order_forget.lua`).
     pub orders: String,
+    /// Sorted set: order id → `pay_by` in ms, exactly the open orders (they hold units).
+    pub holds: String,
+    /// Hash: order id → `due_ms\nuser\nref...` of an ended order whose coupon or points are
+    /// still to be given back; removed once they are.
+    pub compensate: String,
     /// Hash: the coupon and point discounts reserved on the sale's orders, capped at each
     /// order's amount (`lua/order_discount.lua`); kept and removed like `orders`.
     pub discounts: String,
@@ -31,6 +38,8 @@ impl SaleKeys {
             buyers: format!("{base}:buyers"),
             outbox: format!("{base}:outbox"),
             orders: format!("{base}:orders"),
+            holds: format!("{base}:holds"),
+            compensate: format!("{base}:compensate"),
             discounts: format!("{base}:discounts"),
             prefix: base,
         }
@@ -40,6 +49,12 @@ impl SaleKeys {
     pub fn idempotency(&self, user: &str, key: &str) -> String {
         idempotency_key(&self.prefix, user, key)
     }
+}
+
+/// Set of the ids of the sales whose keys are in Redis: the lifecycle sweeper's list (expiry,
+/// compensations, cleanup). A sale joins it when loaded and leaves it when cleaned up.
+pub fn live_sales(prefix: &str) -> String {
+    format!("{prefix}:sales:live")
 }
 
 /// Pub/sub channel announcing that a sale has stock again (clears sold-out caches).
@@ -62,6 +77,8 @@ mod tests {
             &keys.outbox,
             &keys.orders,
             &keys.discounts,
+            &keys.holds,
+            &keys.compensate,
             &keys.idempotency("u1", "k1"),
         ] {
             assert!(key.starts_with("fg:{s:42}:"), "{key}");

@@ -101,6 +101,9 @@ pub async fn redeem(
                 applied: total,
             }));
         }
+        Reservation::Closed { status } => {
+            return Ok(Redeem::Order(OrderRefusal::NotEligible { status }));
+        }
     };
     let outcome = run(app, action, || {
         redemption::redeem(
@@ -177,9 +180,13 @@ async fn adopt(
             DiscountMode::Adopt,
         )
         .await;
-    let total = match reservation {
+    let refusal = match reservation {
         Ok(Reservation::Reserved { .. }) => return Ok(None),
-        Ok(Reservation::Exceeds { total, .. }) => total,
+        Ok(Reservation::Exceeds { total, .. }) => OrderRefusal::ExceedsAmount {
+            amount,
+            applied: total,
+        },
+        Ok(Reservation::Closed { status }) => OrderRefusal::NotEligible { status },
         Err(err) => {
             // The reservation most likely stands (held by the request that made it); the
             // redemption is the shopper's either way.
@@ -190,13 +197,10 @@ async fn adopt(
     };
     tracing::warn!(
         coupon_id = action.coupon_id,
-        "redemption lost its reservation to another discount; undoing it"
+        "redemption lost its reservation (to another discount, or its order ended); undoing it"
     );
     match redemption::cancel_redemption(&app.redis, &app.scripts.cancel_redemption, action).await {
-        Ok(Redemption::Done { .. }) => Ok(Some(OrderRefusal::ExceedsAmount {
-            amount,
-            applied: total,
-        })),
+        Ok(Redemption::Done { .. }) => Ok(Some(refusal)),
         Ok(other) => Err(Failure::Internal(anyhow::anyhow!(
             "undoing redemption of {} past its order's amount: {other:?}",
             action.coupon_id

@@ -107,18 +107,42 @@ pub async fn cancel_redemption(
     script: &Script,
     action: &CouponAction<'_>,
 ) -> Result<Redemption, fred::error::Error> {
+    // The call's own id: a re-send of this very call (the Redis client's, after a closed
+    // connection) is answered as the first run was; another call finds `not_redeemed`.
+    let call_id = uuid::Uuid::now_v7().simple().to_string();
+    run_cancel(redis, script, action, &call_id, "").await
+}
+
+/// Gives back the coupon redeemed on the ended order `order_id`: undoes its redemption only
+/// if it is on that order. Every attempt for one order is one call (its id derives from the
+/// order), so a retry after a lost answer is answered as the first attempt was.
+pub async fn give_back(
+    redis: &Pool,
+    script: &Script,
+    action: &CouponAction<'_>,
+    order_id: &str,
+) -> Result<Redemption, fred::error::Error> {
+    let call_id = format!("order-end:{order_id}");
+    run_cancel(redis, script, action, &call_id, order_id).await
+}
+
+async fn run_cancel(
+    redis: &Pool,
+    script: &Script,
+    action: &CouponAction<'_>,
+    call_id: &str,
+    only_on_order: &str,
+) -> Result<Redemption, fred::error::Error> {
     let names = vec![
         action.keys.coupon(action.coupon_id),
         action.keys.outbox.clone(),
     ];
-    // The call's own id: a re-send of this very call (the Redis client's, after a closed
-    // connection) is answered as the first run was; another call finds `not_redeemed`.
-    let call_id = uuid::Uuid::now_v7().simple().to_string();
     let args: Vec<Value> = vec![
         action.user_id.into(),
         action.trace_id.into(),
         int(action.outbox_max),
         call_id.into(),
+        only_on_order.into(),
     ];
     let reply: Vec<Value> = script.run(redis, names, args).await?;
     parse_redemption("cancel_redemption", &reply, "")

@@ -55,6 +55,11 @@ pub enum Reservation {
         /// What is left of the order's amount.
         left: u64,
     },
+    /// Refused: the order has ended and given its discounts back (`cancelled`, `expired`).
+    Closed {
+        /// How it ended.
+        status: String,
+    },
 }
 
 /// One discount on one order (a coupon or a use of points), counted under the hash tag of
@@ -62,6 +67,7 @@ pub enum Reservation {
 #[derive(Debug, Clone)]
 pub struct OrderDiscount {
     key: String,
+    orders: String,
     order_id: String,
     reference: String,
 }
@@ -78,9 +84,10 @@ impl OrderDiscount {
     }
 
     fn new(prefix: &str, order_id: &str, reference: String) -> Option<Self> {
-        let sale_id = sale_of(order_id)?;
+        let keys = SaleKeys::new(prefix, sale_of(order_id)?);
         Some(Self {
-            key: SaleKeys::new(prefix, sale_id).discounts,
+            key: keys.discounts,
+            orders: keys.orders,
             order_id: order_id.to_owned(),
             reference,
         })
@@ -106,8 +113,12 @@ impl OrderDiscount {
             exact(order_amount),
             mode.as_str().into(),
         ];
-        let reply: Vec<Value> = script.run(redis, vec![self.key.clone()], args).await?;
+        let reply: Vec<Value> = script.run(redis, self.keys(), args).await?;
         parse_reservation(&reply)
+    }
+
+    fn keys(&self) -> Vec<String> {
+        vec![self.key.clone(), self.orders.clone()]
     }
 
     /// Gives the reservation back if `holder` holds it (`None`: whoever holds it, for a
@@ -125,7 +136,7 @@ impl OrderDiscount {
             self.reference.as_str().into(),
             holder.unwrap_or_default().into(),
         ];
-        let reply: Vec<Value> = script.run(redis, vec![self.key.clone()], args).await?;
+        let reply: Vec<Value> = script.run(redis, self.keys(), args).await?;
         match reply_text(&reply, 0).as_str() {
             "released" => Ok(true),
             "not_held" => Ok(false),
@@ -165,6 +176,9 @@ fn parse_reservation(reply: &[Value]) -> Result<Reservation, Error> {
         "exceeds" => Ok(Reservation::Exceeds {
             total: amount_at(reply, 1),
             left: amount_at(reply, 2),
+        }),
+        "closed" => Ok(Reservation::Closed {
+            status: reply_text(reply, 1),
         }),
         other => Err(unexpected_reply("order_discount", other)),
     }

@@ -1,5 +1,5 @@
-//! Orders as shoppers see them: `confirmed`/`rejected`/... from MySQL once persisted, and
-//! `reserved` from Redis while the order is admitted but not yet persisted.
+//! Orders as shoppers see them: from MySQL once persisted, with an end Redis decided that MySQL
+//! does not hold yet; from Redis (`reserved`, or already ended) before it reaches MySQL.
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -21,7 +21,7 @@ pub struct OrderView {
     pub sale_id: u64,
     /// Units.
     pub quantity: u32,
-    /// `reserved`, `confirmed`, `rejected`, `paid`, `cancelled` or `expired`.
+    /// `reserved`, `confirmed`, `paid`, `cancelled`, `expired` or `rejected`.
     pub status: String,
     /// Unit price in minor units.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -29,34 +29,149 @@ pub struct OrderView {
     /// Amount in minor units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<u64>,
-    /// When Redis admitted it (known once persisted).
+    /// When Redis admitted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admitted_at: Option<DateTime<Utc>>,
+    /// Until when it may be paid; past it, an unpaid order expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pay_by: Option<DateTime<Utc>>,
+    /// When it was paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid_at: Option<DateTime<Utc>>,
+    /// When it was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// When it expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<DateTime<Utc>>,
+    /// Why it ended (or was rejected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl OrderView {
+    /// Whether its status is final (nothing will change it any more).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "paid" | "cancelled" | "expired" | "rejected"
+        )
+    }
+
+    /// Shows the end `state` at `at` with `reason` (a Redis record ahead of MySQL).
+    fn ended(&mut self, state: &str, at: Option<DateTime<Utc>>, reason: &str) {
+        self.status = state.to_owned();
+        match state {
+            "paid" => self.paid_at = at,
+            "cancelled" => self.cancelled_at = at,
+            "expired" => self.expired_at = at,
+            _ => {}
+        }
+        self.reason = (!reason.is_empty()).then(|| reason.to_owned());
+    }
+}
+
+fn time(row: &sqlx::mysql::MySqlRow, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    Ok(row
+        .try_get::<Option<NaiveDateTime>, _>(column)?
+        .map(|t| t.and_utc()))
 }
 
 fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<OrderView, sqlx::Error> {
-    let admitted: NaiveDateTime = row.try_get("admitted_at")?;
+    let status: String = row.try_get("status")?;
+    let reason: Option<String> = if status == "rejected" {
+        row.try_get("reject_reason")?
+    } else {
+        row.try_get("close_reason")?
+    };
     Ok(OrderView {
         order_id: row.try_get("order_id")?,
         sale_id: row.try_get("sale_id")?,
         quantity: row.try_get("quantity")?,
-        status: row.try_get("status")?,
+        status,
         unit_price: Some(row.try_get("unit_price")?),
         amount: Some(row.try_get("amount")?),
-        admitted_at: Some(admitted.and_utc()),
+        admitted_at: time(row, "admitted_at")?,
+        pay_by: time(row, "pay_by")?,
+        paid_at: time(row, "paid_at")?,
+        cancelled_at: time(row, "cancelled_at")?,
+        expired_at: time(row, "expired_at")?,
+        reason,
     })
 }
 
-const COLUMNS: &str = "order_id, sale_id, quantity, status, unit_price, amount, admitted_at";
+const COLUMNS: &str = "order_id, sale_id, quantity, status, unit_price, amount, admitted_at, \
+     pay_by, paid_at, cancelled_at, expired_at, close_reason, reject_reason";
 
-/// The order if it belongs to `user`: MySQL first, then the reservation in Redis.
-pub async fn find_for_user(
+/// An order's record in Redis (`lua/purchase.lua`, `lua/order_close.lua`):
+/// `user\nquantity\nadmitted_ms\npay_by_ms\nstate\nat_ms\nreason`; records from before
+/// payment windows are `user\nquantity` (held).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOrder {
+    /// The buyer.
+    pub user_id: String,
+    /// Units.
+    pub quantity: u32,
+    /// When Redis admitted it.
+    pub admitted_at: Option<DateTime<Utc>>,
+    /// Until when it may be paid.
+    pub pay_by: Option<DateTime<Utc>>,
+    /// `held`, `cancelled`, `expired` or `paid`.
+    pub state: String,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended.
+    pub reason: String,
+}
+
+fn millis(text: &str) -> Option<DateTime<Utc>> {
+    text.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+}
+
+impl RedisOrder {
+    /// Reads a record; `None` when it is not one.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.splitn(7, '\n');
+        let user_id = parts.next()?.to_owned();
+        let quantity = parts.next()?.parse().ok()?;
+        let admitted_at = parts.next().and_then(millis);
+        let pay_by = parts.next().and_then(millis);
+        let state = parts.next().unwrap_or("held").to_owned();
+        let ended_at = parts.next().and_then(millis);
+        let reason = parts.next().unwrap_or_default().to_owned();
+        Some(Self {
+            user_id,
+            quantity,
+            admitted_at,
+            pay_by,
+            state,
+            ended_at,
+            reason,
+        })
+    }
+}
+
+/// The order and its owner: MySQL's row, with what Redis knows ahead of it (an end not
+/// persisted yet); or, before the order reaches MySQL, Redis's record (`reserved` while held).
+pub async fn find(
     db: &MySqlPool,
     redis: &Pool,
     prefix: &str,
     order_id: &str,
-    user: &str,
-) -> anyhow::Result<Option<OrderView>> {
+) -> anyhow::Result<Option<(String, OrderView)>> {
+    let Some(sale_id) = sale_of(order_id) else {
+        return Ok(None);
+    };
+    let keys = SaleKeys::new(prefix, sale_id);
+    // Redis first: its record leaves only after MySQL holds the order's end, so reading MySQL
+    // second never misses an order that moved between the two reads.
+    let record: Option<String> = redis
+        .hget(&keys.orders, order_id)
+        .await
+        .context("reading the order's record")?;
+    let record = record.as_deref().and_then(RedisOrder::parse);
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS}, user_id FROM orders WHERE order_id = ?"
     )))
@@ -66,37 +181,53 @@ pub async fn find_for_user(
     .context("reading order")?;
     if let Some(row) = row {
         let owner: String = row.try_get("user_id")?;
-        return Ok((owner == user).then(|| from_row(&row)).transpose()?);
+        let mut view = from_row(&row)?;
+        if let Some(record) = record
+            && view.status == "confirmed"
+            && record.state != "held"
+        {
+            view.ended(&record.state, record.ended_at, &record.reason);
+        }
+        return Ok(Some((owner, view)));
     }
-    // Not persisted yet: the order id starts with its sale id.
-    let Some(sale_id) = sale_of(order_id) else {
+    let Some(record) = record else {
         return Ok(None);
     };
-    let keys = SaleKeys::new(prefix, sale_id);
-    let reserved: Option<String> = redis
-        .hget(&keys.orders, order_id)
-        .await
-        .context("reading reservation")?;
-    let Some((owner, quantity)) = reserved.as_deref().and_then(|v| v.split_once('\n')) else {
-        return Ok(None);
-    };
-    if owner != user {
-        return Ok(None);
-    }
-    let quantity: u32 = quantity.parse().unwrap_or(0);
     let unit_price: Option<u64> = redis
         .hget(&keys.sale, "price")
         .await
         .context("reading sale price")?;
-    Ok(Some(OrderView {
+    let mut view = OrderView {
         order_id: order_id.to_owned(),
         sale_id,
-        quantity,
+        quantity: record.quantity,
         status: "reserved".to_owned(),
         unit_price,
-        amount: unit_price.and_then(|price| price.checked_mul(u64::from(quantity))),
-        admitted_at: None,
-    }))
+        amount: unit_price.and_then(|price| price.checked_mul(u64::from(record.quantity))),
+        admitted_at: record.admitted_at,
+        pay_by: record.pay_by,
+        paid_at: None,
+        cancelled_at: None,
+        expired_at: None,
+        reason: None,
+    };
+    if record.state != "held" {
+        view.ended(&record.state, record.ended_at, &record.reason);
+    }
+    Ok(Some((record.user_id, view)))
+}
+
+/// The order if it belongs to `user`.
+pub async fn find_for_user(
+    db: &MySqlPool,
+    redis: &Pool,
+    prefix: &str,
+    order_id: &str,
+    user: &str,
+) -> anyhow::Result<Option<OrderView>> {
+    Ok(find(db, redis, prefix, order_id)
+        .await?
+        .and_then(|(owner, view)| (owner == user).then_some(view)))
 }
 
 /// A page of `user`'s persisted orders, newest first, after `cursor` (`<millis>:<order_id>`).
@@ -160,4 +291,27 @@ pub fn sale_of(order_id: &str) -> Option<u64> {
     order_id
         .split_once('-')
         .and_then(|(sale, _)| sale.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_in_both_its_forms() {
+        let held = RedisOrder::parse("ann\n2\n1700000000000\n1700000600000\nheld\n\n").unwrap();
+        assert_eq!((held.user_id.as_str(), held.quantity), ("ann", 2));
+        assert_eq!(held.state, "held");
+        assert_eq!(
+            held.pay_by.map(|t| t.timestamp_millis()),
+            Some(1_700_000_600_000)
+        );
+        assert_eq!(held.ended_at, None);
+        let ended = RedisOrder::parse("ann\n2\n1\n2\ncancelled\n3\nthe manager's\nreason").unwrap();
+        assert_eq!(ended.state, "cancelled");
+        assert_eq!(ended.reason, "the manager's\nreason");
+        let old = RedisOrder::parse("bob\n1").unwrap();
+        assert_eq!((old.state.as_str(), old.pay_by), ("held", None));
+        assert_eq!(RedisOrder::parse("bob"), None);
+    }
 }

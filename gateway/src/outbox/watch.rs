@@ -43,9 +43,15 @@ impl Relay {
                 lag_seconds,
             },
         );
-        let (state, field) = match outbox {
-            Outbox::Sale(id) => (SaleKeys::new(&self.prefix, id).sale, "ends_ms"),
-            Outbox::Policy(id) => (PolicyKeys::new(&self.prefix, id).policy, "redeem_until_ms"),
+        // A sale's open orders may still end (cancelled, expired, paid) after the sale is
+        // over, each appending to its outbox: its `held` units keep it watched.
+        let (state, field, open) = match outbox {
+            Outbox::Sale(id) => (SaleKeys::new(&self.prefix, id).sale, "ends_ms", "held"),
+            Outbox::Policy(id) => (
+                PolicyKeys::new(&self.prefix, id).policy,
+                "redeem_until_ms",
+                "",
+            ),
             Outbox::Points(_) => return,
         };
         if length > 0 {
@@ -57,7 +63,7 @@ impl Relay {
             .run(
                 &self.redis,
                 vec![state, key.clone()],
-                vec![Value::from(field), Value::from(grace_ms)],
+                vec![Value::from(field), Value::from(grace_ms), Value::from(open)],
             )
             .await;
         match decision.as_deref() {

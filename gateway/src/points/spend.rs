@@ -120,6 +120,12 @@ pub async fn spend(app: &App, asked: &PointsUse<'_>) -> Result<Spend, Failure> {
             }
             false
         }
+        Reservation::Closed { status } => {
+            if !has_stored_answer(app, &user, asked.idempotency_key).await? {
+                return Ok(Spend::Order(OrderRefusal::NotEligible { status }));
+            }
+            false
+        }
     };
     let outcome = match run(app, &request).await {
         Ok(outcome) => outcome,
@@ -186,7 +192,7 @@ async fn run(app: &App, request: &UseRequest<'_>) -> Result<Use, SpendFailed> {
         if outcome != Use::Miss {
             break;
         }
-        cache::rebuild(&app.redis, &app.db, &app.scripts.points_fill, request.user)
+        cache::rebuild(app, request.user)
             .await
             .map_err(|err| SpendFailed {
                 // The use script answered `miss` and did not run again.

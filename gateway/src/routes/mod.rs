@@ -2,6 +2,7 @@
 //! domain and answers the outcome. Who may call which is in the route table
 //! (`http/router.rs`); failures are answered by `http/error.rs`.
 
+pub mod admin_orders;
 pub mod admin_policies;
 pub mod admin_sales;
 pub mod coupons;

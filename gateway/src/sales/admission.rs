@@ -86,6 +86,7 @@ pub async fn admit(
         request.keys.buyers.clone(),
         request.keys.outbox.clone(),
         request.keys.orders.clone(),
+        request.keys.holds.clone(),
     ];
     if let Some(key) = request.idempotency_key {
         keys.push(request.keys.idempotency(request.user_id, key));

@@ -9,6 +9,16 @@ use crate::failure::Invalid;
 /// Largest stock one sale may offer.
 pub const MAX_STOCK: u32 = 10_000_000;
 
+/// The payment windows a sale may give its orders, in seconds, and the default.
+pub const PAYMENT_WINDOW_SECONDS: std::ops::RangeInclusive<u32> = 30..=86_400;
+
+/// The payment window of a sale that names none: 10 minutes.
+pub const DEFAULT_PAYMENT_WINDOW_SECONDS: u32 = 600;
+
+fn default_payment_window() -> u32 {
+    DEFAULT_PAYMENT_WINDOW_SECONDS
+}
+
 /// `POST /v1/admin/sales` body.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +37,10 @@ pub struct NewSale {
     pub starts_at: DateTime<Utc>,
     /// Closing time (RFC 3339), after `starts_at`.
     pub ends_at: DateTime<Utc>,
+    /// How long an admitted order may wait to be paid before it expires and gives its units
+    /// back, 30 to 86,400 seconds; default 600.
+    #[serde(default = "default_payment_window")]
+    pub payment_window_seconds: u32,
 }
 
 impl NewSale {
@@ -57,6 +71,13 @@ impl NewSale {
         if self.ends_at <= Utc::now() {
             return Err(Invalid::new("ends_at: must be in the future"));
         }
+        if !PAYMENT_WINDOW_SECONDS.contains(&self.payment_window_seconds) {
+            return Err(Invalid::new(format!(
+                "payment_window_seconds: must be between {} and {}",
+                PAYMENT_WINDOW_SECONDS.start(),
+                PAYMENT_WINDOW_SECONDS.end()
+            )));
+        }
         Ok(())
     }
 }
@@ -83,6 +104,8 @@ pub struct Sale {
     pub starts_at: DateTime<Utc>,
     /// Closing time.
     pub ends_at: DateTime<Utc>,
+    /// How long an order may wait to be paid, in seconds.
+    pub payment_window_seconds: u32,
     /// `active` or `paused`.
     pub status: String,
     /// When it was created.

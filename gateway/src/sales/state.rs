@@ -2,13 +2,13 @@
 //! restoring what Redis lost, its live counters, and its status.
 
 use anyhow::Context;
-use fred::prelude::{Pool, PubsubInterface, Value};
+use fred::prelude::{Pool, PubsubInterface, SetsInterface, Value};
 use sqlx::MySqlPool;
 
 use crate::keys::{self, SaleKeys};
 use crate::owned_state::{self, load_and_register, set_status_in_redis};
 use crate::sales::sale::Sale;
-use crate::sales::store::{find, open_sales, persisted_buyers};
+use crate::sales::store::{find, held_and_paid, open_sales, persisted_buyers};
 use crate::scripts::Script;
 
 /// Loads a sale into Redis unless Redis already holds it (then its live counters win), and
@@ -21,11 +21,15 @@ pub async fn load_into_redis(
     sale: &Sale,
 ) -> anyhow::Result<bool> {
     let keys = SaleKeys::new(prefix, sale.sale_id);
-    let buyers = if sale.sold > 0 {
-        persisted_buyers(db, sale.sale_id).await?
+    let (buyers, (open, paid)) = if sale.sold > 0 {
+        (
+            persisted_buyers(db, sale.sale_id).await?,
+            held_and_paid(db, sale).await?,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), (Vec::new(), 0))
     };
+    let held: i64 = open.iter().map(|o| i64::from(o.quantity)).sum();
     let mut args: Vec<Value> = vec![
         sale.status.as_str().into(),
         sale.starts_at.timestamp_millis().into(),
@@ -35,13 +39,28 @@ pub async fn load_into_redis(
         i64::from(sale.stock).into(),
         (i64::from(sale.stock) - i64::from(sale.sold)).into(),
         i64::from(sale.sold).into(),
+        (i64::from(sale.payment_window_seconds) * 1000).into(),
+        held.into(),
+        paid.into(),
+        i64::try_from(buyers.len()).unwrap_or(i64::MAX).into(),
     ];
     for (user, units) in buyers {
         args.push(user.into());
         args.push(units.into());
     }
-    let state = vec![keys.sale, keys.stock, keys.buyers];
+    for order in open {
+        args.push(order.order_id.into());
+        args.push(order.user_id.into());
+        args.push(i64::from(order.quantity).into());
+        args.push(order.admitted_ms.into());
+        args.push(order.pay_by_ms.into());
+    }
+    let state = vec![keys.sale, keys.stock, keys.buyers, keys.orders, keys.holds];
     let loaded = load_and_register(redis, script, state, args, prefix, &keys.outbox).await?;
+    let _: i64 = redis
+        .sadd(keys::live_sales(prefix), sale.sale_id)
+        .await
+        .context("listing the sale for the lifecycle sweeper")?;
     if loaded {
         // A restored sale may have stock again: gateways drop their sold-out marks.
         let _: i64 = redis

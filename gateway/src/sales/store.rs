@@ -7,7 +7,7 @@ use sqlx::{MySqlPool, Row};
 use crate::sales::sale::{NewSale, Sale};
 
 const SALE_COLUMNS: &str = "sale_id, sku, title, price, total, sold, per_user_limit, \
-     starts_at, ends_at, status, created_at";
+     starts_at, ends_at, payment_window_seconds, status, created_at";
 
 fn sale_from_row(row: &sqlx::mysql::MySqlRow) -> Result<Sale, sqlx::Error> {
     Ok(Sale {
@@ -20,6 +20,7 @@ fn sale_from_row(row: &sqlx::mysql::MySqlRow) -> Result<Sale, sqlx::Error> {
         per_user_limit: row.try_get("per_user_limit")?,
         starts_at: row.try_get::<NaiveDateTime, _>("starts_at")?.and_utc(),
         ends_at: row.try_get::<NaiveDateTime, _>("ends_at")?.and_utc(),
+        payment_window_seconds: row.try_get("payment_window_seconds")?,
         status: row.try_get("status")?,
         created_at: row.try_get::<NaiveDateTime, _>("created_at")?.and_utc(),
     })
@@ -28,8 +29,8 @@ fn sale_from_row(row: &sqlx::mysql::MySqlRow) -> Result<Sale, sqlx::Error> {
 /// Inserts the sale into MySQL and returns it with its id.
 pub async fn insert(db: &MySqlPool, new: &NewSale) -> anyhow::Result<Sale> {
     let result = sqlx::query(
-        "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at, \
+         payment_window_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(new.sku.trim())
     .bind(new.title.trim())
@@ -38,6 +39,7 @@ pub async fn insert(db: &MySqlPool, new: &NewSale) -> anyhow::Result<Sale> {
     .bind(new.per_user_limit)
     .bind(new.starts_at.naive_utc())
     .bind(new.ends_at.naive_utc())
+    .bind(new.payment_window_seconds)
     .execute(db)
     .await
     .context("inserting sale")?;
@@ -77,10 +79,15 @@ pub async fn list(db: &MySqlPool, before: Option<u64>, limit: u32) -> anyhow::Re
         .context("decoding sales")
 }
 
-/// Sales that are not over yet: the ones Redis must hold.
+/// Sales Redis must hold: the ones not over yet, and the ended ones with open orders (they
+/// still hold units until paid, cancelled or expired). A sale that ended with every order
+/// final has nothing to bring back: the sweeper removes such a sale from Redis, and restore
+/// never brings it back.
 pub async fn open_sales(db: &MySqlPool) -> anyhow::Result<Vec<Sale>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SALE_COLUMNS} FROM sales WHERE ends_at > UTC_TIMESTAMP(3) ORDER BY sale_id"
+        "SELECT {SALE_COLUMNS} FROM sales s WHERE ends_at > UTC_TIMESTAMP(3) \
+         OR EXISTS (SELECT 1 FROM orders o WHERE o.sale_id = s.sale_id \
+         AND o.status = 'confirmed') ORDER BY sale_id"
     )))
     .fetch_all(db)
     .await
@@ -105,4 +112,60 @@ pub async fn persisted_buyers(db: &MySqlPool, sale_id: u64) -> anyhow::Result<Ve
         .map(|row| Ok((row.try_get("user_id")?, row.try_get("units")?)))
         .collect::<Result<_, sqlx::Error>>()
         .context("decoding buyers")
+}
+
+/// An open order as MySQL holds it, to be held again in Redis.
+#[derive(Debug, Clone)]
+pub struct OpenOrder {
+    /// The order.
+    pub order_id: String,
+    /// Its buyer.
+    pub user_id: String,
+    /// Its units.
+    pub quantity: u32,
+    /// When Redis admitted it, ms.
+    pub admitted_ms: i64,
+    /// Until when it may be paid, ms (orders from before payment windows: admission + the
+    /// sale's window).
+    pub pay_by_ms: i64,
+}
+
+/// What MySQL says is held and paid in a sale: its open (`confirmed`) orders and the units
+/// of its paid ones.
+pub async fn held_and_paid(db: &MySqlPool, sale: &Sale) -> anyhow::Result<(Vec<OpenOrder>, i64)> {
+    let window_ms = i64::from(sale.payment_window_seconds) * 1000;
+    let rows = sqlx::query(
+        "SELECT order_id, user_id, quantity, admitted_at, pay_by FROM orders \
+         WHERE sale_id = ? AND status = 'confirmed'",
+    )
+    .bind(sale.sale_id)
+    .fetch_all(db)
+    .await
+    .context("reading open orders of sale")?;
+    let open = rows
+        .iter()
+        .map(|row| {
+            let admitted = row.try_get::<NaiveDateTime, _>("admitted_at")?.and_utc();
+            let pay_by = row.try_get::<Option<NaiveDateTime>, _>("pay_by")?;
+            let admitted_ms = admitted.timestamp_millis();
+            Ok(OpenOrder {
+                order_id: row.try_get("order_id")?,
+                user_id: row.try_get("user_id")?,
+                quantity: row.try_get("quantity")?,
+                admitted_ms,
+                pay_by_ms: pay_by
+                    .map_or(admitted_ms + window_ms, |p| p.and_utc().timestamp_millis()),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .context("decoding open orders")?;
+    let paid: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(quantity), 0) AS SIGNED) FROM orders \
+         WHERE sale_id = ? AND status = 'paid'",
+    )
+    .bind(sale.sale_id)
+    .fetch_one(db)
+    .await
+    .context("reading paid units of sale")?;
+    Ok((open, paid))
 }

@@ -3,12 +3,14 @@
 
 mod admin;
 mod auth;
+mod cleanup;
 mod coupons;
 mod cursors;
 mod discounts;
 mod disruptive;
 mod helpers;
 mod identity;
+mod lifecycle;
 mod operations;
 mod orders;
 mod outbox;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use flashgate_gateway::auth::Role;
 use flashgate_gateway::keys::{PointsKeys, PolicyKeys, SaleKeys};
 use flashgate_gateway::scripts::{Script, Scripts};
-use fred::prelude::{HashesInterface, KeysInterface, Pool, Value};
+use fred::prelude::{HashesInterface, KeysInterface, Pool, SortedSetsInterface, Value};
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -73,6 +73,7 @@ async fn a_purchase_run_twice_takes_stock_once_and_answers_the_same_order() {
         keys.buyers.clone(),
         keys.outbox.clone(),
         keys.orders.clone(),
+        keys.holds.clone(),
     ];
 
     // Without an idempotency key (nothing stored to replay) and with one.
@@ -99,6 +100,9 @@ async fn a_purchase_run_twice_takes_stock_once_and_answers_the_same_order() {
     assert_eq!(buyers["ann"], "4");
     assert_eq!(hash(&app.redis, &keys.sale).await["admitted"], "4");
     assert_eq!(hash(&app.redis, &keys.orders).await.len(), 2);
+    let held: i64 = app.redis.zcard(&keys.holds).await.expect("holds");
+    assert_eq!(held, 2, "each order held once");
+    assert_eq!(hash(&app.redis, &keys.sale).await["held"], "4");
     app.stop().await;
 }
 

@@ -1,0 +1,199 @@
+//! Ending an open order — cancelled, expired or paid — with one `EVALSHA` of
+//! `lua/order_close.lua`, and what the script answered, as a value.
+
+use chrono::{DateTime, Utc};
+use flashgate_events::OrderEnd;
+use fred::prelude::{Pool, Value};
+
+use crate::keys::{self, SaleKeys};
+use crate::orders::status::sale_of;
+use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
+
+/// An order's record in Redis, as the script read or left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `held` (open), `cancelled`, `expired` or `paid`.
+    pub state: String,
+    /// When it ended (`None` while open).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended ("" while open).
+    pub reason: String,
+    /// The buyer.
+    pub user_id: String,
+    /// Its units.
+    pub quantity: u32,
+    /// Until when it may be paid (`None` for orders from before payment windows).
+    pub pay_by: Option<DateTime<Utc>>,
+}
+
+/// What `lua/order_close.lua` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closing {
+    /// Ended now, as asked.
+    Closed(Record),
+    /// It had ended that way before: the same answer again.
+    Already(Record),
+    /// It had ended another way.
+    Final(Record),
+    /// Expiry asked before its `pay_by`.
+    NotDue(Record),
+    /// Payment asked at or after its `pay_by`.
+    WindowClosed(Record),
+    /// No such open (or recently ended) order, or not the caller's.
+    NotFound,
+    /// The Idempotency-Key names another request.
+    KeyReused,
+}
+
+/// One end asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseRequest<'a> {
+    /// The order.
+    pub order_id: &'a str,
+    /// How it is to end.
+    pub end: OrderEnd,
+    /// The shopper asking (only their own order), or `None` (a manager, the sweeper, the
+    /// back office).
+    pub caller: Option<&'a str>,
+    /// Why, one line.
+    pub reason: &'a str,
+    /// Trace id carried into the event.
+    pub trace_id: &'a str,
+    /// The caller's `Idempotency-Key` and how long it names this request, in seconds.
+    pub idempotency: Option<(&'a str, u64)>,
+    /// How long after the end the sweeper's own pass over the order's give-backs is due:
+    /// longer than any request still in flight may take to land its redeem or use.
+    pub settle_ms: u64,
+}
+
+fn operation(end: OrderEnd) -> &'static str {
+    match end {
+        OrderEnd::Cancelled => "cancel",
+        OrderEnd::Expired => "expire",
+        OrderEnd::Paid => "pay",
+    }
+}
+
+fn millis(text: &str) -> Option<DateTime<Utc>> {
+    text.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+}
+
+fn record(reply: &[Value]) -> Record {
+    let number = |index| {
+        reply
+            .get(index)
+            .and_then(Value::as_string)
+            .unwrap_or_default()
+    };
+    Record {
+        state: reply_text(reply, 1),
+        ended_at: millis(&number(2)),
+        reason: reply_text(reply, 3),
+        user_id: reply_text(reply, 4),
+        quantity: u32::try_from(reply_int(reply, 5)).unwrap_or(0),
+        pay_by: millis(&number(7)),
+    }
+}
+
+/// Parses the script's reply.
+fn parse(reply: &[Value]) -> Result<Closing, fred::error::Error> {
+    Ok(match reply_text(reply, 0).as_str() {
+        "closed" => Closing::Closed(record(reply)),
+        "already" => Closing::Already(record(reply)),
+        "final" => Closing::Final(record(reply)),
+        "not_due" => Closing::NotDue(record(reply)),
+        "window_closed" => Closing::WindowClosed(record(reply)),
+        "not_found" => Closing::NotFound,
+        "idempotency_key_reused" => Closing::KeyReused,
+        other => return Err(unexpected_reply("order_close", other)),
+    })
+}
+
+/// Runs `lua/order_close.lua` once for `request`. Safe to run again: a second run finds the
+/// order ended and answers `Already`.
+pub async fn close(
+    redis: &Pool,
+    script: &Script,
+    prefix: &str,
+    request: &CloseRequest<'_>,
+) -> Result<Closing, fred::error::Error> {
+    let Some(sale_id) = sale_of(request.order_id) else {
+        return Ok(Closing::NotFound);
+    };
+    let keys = SaleKeys::new(prefix, sale_id);
+    let mut names = vec![
+        keys.sale.clone(),
+        keys.stock.clone(),
+        keys.buyers.clone(),
+        keys.outbox.clone(),
+        keys.orders.clone(),
+        keys.holds.clone(),
+        keys.discounts.clone(),
+        keys.compensate.clone(),
+    ];
+    let mut args: Vec<Value> = vec![
+        operation(request.end).into(),
+        request.order_id.into(),
+        request.caller.unwrap_or_default().into(),
+        one_line(request.reason).into(),
+        request.trace_id.into(),
+        keys::restock_channel(prefix).into(),
+        int(sale_id),
+        int(request.settle_ms),
+    ];
+    if let Some((key, ttl_secs)) = request.idempotency {
+        names.push(keys.idempotency(request.caller.unwrap_or_default(), key));
+        args.push(int(ttl_secs));
+    }
+    let reply: Vec<Value> = script.run(redis, names, args).await?;
+    parse(&reply)
+}
+
+/// The reason as one line: the record keeps it as its last line.
+fn one_line(reason: &str) -> String {
+    reason.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripts::tests::reply;
+
+    #[test]
+    fn a_reply_names_the_record_as_the_script_left_it() {
+        let closed = parse(&reply(&[
+            "closed",
+            "cancelled",
+            "1700000000123",
+            "cancelled_by_shopper",
+            "ann",
+            "2",
+            "1699999999000",
+            "1700000599000",
+        ]))
+        .unwrap();
+        let Closing::Closed(record) = closed else {
+            panic!("{closed:?}")
+        };
+        assert_eq!(record.state, "cancelled");
+        assert_eq!(record.quantity, 2);
+        assert_eq!(record.user_id, "ann");
+        assert_eq!(
+            record.ended_at.map(|t| t.timestamp_millis()),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            record.pay_by.map(|t| t.timestamp_millis()),
+            Some(1_700_000_599_000)
+        );
+        assert_eq!(parse(&reply(&["not_found"])).unwrap(), Closing::NotFound);
+        assert!(parse(&reply(&["what"])).is_err());
+    }
+
+    #[test]
+    fn a_reason_stays_on_one_line() {
+        assert_eq!(one_line("a\nb\r\nc"), "a b  c");
+    }
+}

@@ -1,0 +1,194 @@
+//! The lifecycle sweeper, in every gateway: each pass, for every sale Redis holds, it expires
+//! the open orders past their `pay_by`, finishes the give-backs that are due, and removes the
+//! keys of a sale whose life is over.
+//!
+//! It keeps no state of its own: what to do is in Redis (`holds`, `compensate`, the sale's
+//! end), and each step is a script that does its work once whoever runs it. So a sweeper that
+//! dies mid-pass loses nothing (the next pass, here or in another gateway, finds the same work
+//! still listed), several gateways sweep at once without doing anything twice, and an order
+//! whose `pay_by` passed while no gateway ran expires on the first pass after one starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flashgate_events::OrderEnd;
+use fred::prelude::{ClientLike, HashesInterface, Pool, SetsInterface, SortedSetsInterface};
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::keys::{self, SaleKeys};
+use crate::lifecycle::close::{CloseRequest, Closing, close};
+use crate::lifecycle::give_back::{Owed, give_back, give_back_now};
+
+/// Orders expired per sale in one pass at most; the rest wait for the next pass (a second).
+const EXPIRE_BATCH: i64 = 500;
+
+/// Reason recorded on an expired order.
+pub const NOT_PAID_IN_TIME: &str = "not_paid_in_time";
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Orders expired now.
+    pub expired: u64,
+    /// Orders whose give-backs were finished (entries removed).
+    pub given_back: u64,
+    /// Sales whose keys were removed.
+    pub cleaned: u64,
+}
+
+/// Sweeps every `interval` until `stop` changes.
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(app.settings.gateway.lifecycle_sweep_interval_ms);
+    loop {
+        if let Err(err) = sweep(&app).await {
+            app.metrics.observe_lifecycle("sweep_failed");
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "lifecycle sweep failed; trying again"
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Redis's clock, in ms: the scripts judge by it, so the sweeper looks by it too.
+async fn redis_now(redis: &Pool) -> anyhow::Result<DateTime<Utc>> {
+    let (secs, micros): (i64, i64) = redis
+        .next()
+        .custom(fred::cmd!("TIME"), Vec::<String>::new())
+        .await?;
+    DateTime::from_timestamp_micros(secs * 1_000_000 + micros)
+        .ok_or_else(|| anyhow::anyhow!("Redis TIME out of range"))
+}
+
+/// One pass over every sale Redis holds.
+pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
+    let sales: Vec<u64> = app.redis.smembers(keys::live_sales(app.prefix())).await?;
+    let mut swept = Swept::default();
+    for sale_id in sales {
+        let now = redis_now(&app.redis).await?;
+        let keys = SaleKeys::new(app.prefix(), sale_id);
+        swept.expired += expire_due(app, sale_id, &keys, now).await?;
+        swept.given_back += finish_give_backs(app, &keys, now).await?;
+        if clean_up(app, sale_id, &keys).await? {
+            swept.cleaned += 1;
+        }
+    }
+    Ok(swept)
+}
+
+/// Expires the sale's orders whose `pay_by` has passed by Redis's clock.
+async fn expire_due(
+    app: &App,
+    sale_id: u64,
+    keys: &SaleKeys,
+    now: DateTime<Utc>,
+) -> anyhow::Result<u64> {
+    let due: Vec<String> = app
+        .redis
+        .zrangebyscore(
+            &keys.holds,
+            "-inf",
+            now.timestamp_millis() as f64,
+            false,
+            Some((0, EXPIRE_BATCH)),
+        )
+        .await?;
+    let mut expired = 0;
+    for order_id in due {
+        let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        let request = CloseRequest {
+            order_id: &order_id,
+            end: OrderEnd::Expired,
+            caller: None,
+            reason: NOT_PAID_IN_TIME,
+            trace_id: &trace_id,
+            idempotency: None,
+            settle_ms: settle_ms(app),
+        };
+        // Anything but `Closed`: ended meanwhile (paid, cancelled, expired by another
+        // gateway), or Redis's clock had not reached its pay_by after all. Nothing to do now.
+        if let Closing::Closed(_) =
+            close(&app.redis, &app.scripts.order_close, app.prefix(), &request).await?
+        {
+            expired += 1;
+            app.metrics.observe_lifecycle("expired");
+            tracing::info!(order_id, "order expired: not paid in time");
+            give_back_now(app, sale_id, &order_id, &trace_id).await;
+        }
+    }
+    Ok(expired)
+}
+
+/// Finishes the give-backs of the sale that are due and removes each entry once done.
+async fn finish_give_backs(app: &App, keys: &SaleKeys, now: DateTime<Utc>) -> anyhow::Result<u64> {
+    let entries: std::collections::HashMap<String, String> =
+        app.redis.hgetall(&keys.compensate).await?;
+    let mut finished = 0;
+    for (order_id, value) in entries {
+        let Some(owed) = Owed::parse(&order_id, &value) else {
+            tracing::warn!(order_id, value, "unreadable give-back entry dropped");
+            let _: i64 = app.redis.hdel(&keys.compensate, &order_id).await?;
+            continue;
+        };
+        if owed.due.is_some_and(|due| due > now) {
+            continue;
+        }
+        let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        if give_back(app, &owed, &trace_id).await {
+            let _: i64 = app.redis.hdel(&keys.compensate, &order_id).await?;
+            finished += 1;
+        }
+    }
+    Ok(finished)
+}
+
+/// Removes the sale's keys when its life is over; true when removed now.
+async fn clean_up(app: &App, sale_id: u64, keys: &SaleKeys) -> anyhow::Result<bool> {
+    let names = vec![
+        keys.sale.clone(),
+        keys.stock.clone(),
+        keys.buyers.clone(),
+        keys.outbox.clone(),
+        keys.orders.clone(),
+        keys.holds.clone(),
+        keys.discounts.clone(),
+        keys.compensate.clone(),
+    ];
+    let grace = crate::scripts::int(app.settings.gateway.sale_cleanup_grace_ms);
+    let outcome: String = app
+        .scripts
+        .sale_cleanup
+        .run(&app.redis, names, vec![grace])
+        .await?;
+    match outcome.as_str() {
+        "cleaned" | "gone" => {
+            // Both on other slots, both harmless to repeat.
+            let _: i64 = app
+                .redis
+                .srem(keys::live_sales(app.prefix()), sale_id)
+                .await?;
+            let _: i64 = app
+                .redis
+                .srem(keys::active_outboxes(app.prefix()), &keys.outbox)
+                .await?;
+            if outcome == "cleaned" {
+                app.metrics.observe_lifecycle("sale_cleaned");
+                tracing::info!(sale_id, "sale over: its keys left Redis");
+            }
+            Ok(outcome == "cleaned")
+        }
+        _ => Ok(false),
+    }
+}
+
+/// How long after an end the sweeper's own pass over its give-backs is due: twice the
+/// request timeout, so a redeem or a use reserved before the end has landed by then.
+pub fn settle_ms(app: &App) -> u64 {
+    app.settings.gateway.request_timeout_ms.saturating_mul(2)
+}
