@@ -1,5 +1,6 @@
-//! Outbox entries as Kafka records: each becomes the record its outbox calls for (orders from
-//! a sale's outbox, coupon events from a policy's, point events from a point bucket's).
+//! Outbox entries as Kafka records: each becomes the record its outbox calls for (admitted
+//! orders and order ends from a sale's outbox, coupon events from a policy's, point events
+//! from a point bucket's).
 
 use std::collections::HashMap;
 
@@ -7,13 +8,14 @@ use chrono::{DateTime, Utc};
 use flashgate_events::keys::Outbox;
 use flashgate_events::{
     COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, CouponIssued, CouponRedemption,
-    Envelope, OrderAdmitted, POINTS_REFUNDED, POINTS_USED, PointsRefunded, PointsUsed,
+    Envelope, OrderAdmitted, OrderEnd, OrderEnded, POINTS_REFUNDED, POINTS_USED, PointsRefunded,
+    PointsUsed,
 };
 
 /// Which topic a record goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
-    /// Admitted orders.
+    /// Admitted orders and order ends.
     Orders,
     /// Coupon events.
     Coupons,
@@ -38,6 +40,16 @@ pub struct Record {
 pub fn encode(outbox: Outbox, fields: &HashMap<String, String>) -> Result<Record, String> {
     let trace_id = fields.get("trace_id").cloned().unwrap_or_default();
     let (topic, key, payload) = match outbox {
+        // An end carries its `type` (`order.cancelled`, ...); an admission has none.
+        Outbox::Sale(sale_id) if fields.contains_key("type") => {
+            let ended = decode_end(sale_id, fields)?;
+            let key = ended.order_id.clone();
+            (
+                Topic::Orders,
+                key,
+                json(&ended.into_envelope(trace_id.clone()))?,
+            )
+        }
         Outbox::Sale(sale_id) => {
             let order = decode(sale_id, fields)?;
             let key = order.order_id.clone();
@@ -206,6 +218,27 @@ fn decode(sale_id: u64, fields: &HashMap<String, String>) -> Result<OrderAdmitte
     })
 }
 
+/// A sale's outbox entry as an order's end (`lua/order_close.lua`).
+fn decode_end(sale_id: u64, fields: &HashMap<String, String>) -> Result<OrderEnded, String> {
+    let f = Fields(fields);
+    let kind = f.text("type")?;
+    let end = kind
+        .strip_prefix("order.")
+        .and_then(OrderEnd::from_status)
+        .ok_or_else(|| format!("unknown order event type `{kind}`"))?;
+    let reason = f.text("reason")?;
+    Ok(OrderEnded {
+        order_id: f.text("order_id")?,
+        sale_id,
+        user_id: f.text("user_id")?,
+        quantity: u32::try_from(f.number("quantity")?)
+            .map_err(|_| "quantity too large".to_owned())?,
+        end,
+        reason: (!reason.is_empty()).then_some(reason),
+        at: f.time("at_ms")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +248,32 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn an_end_entry_becomes_an_order_event_keyed_by_its_order() {
+        let entry = fields(&[
+            ("type", "order.expired"),
+            ("order_id", "7-abc"),
+            ("user_id", "u1"),
+            ("quantity", "2"),
+            ("reason", "not_paid_in_time"),
+            ("at_ms", "1700000000000"),
+            ("trace_id", "t1"),
+        ]);
+        let record = encode(Outbox::Sale(7), &entry).unwrap();
+        assert_eq!(
+            (record.topic, record.key.as_str()),
+            (Topic::Orders, "7-abc")
+        );
+        let envelope: Envelope<OrderEnded> = serde_json::from_slice(&record.payload).unwrap();
+        assert_eq!(envelope.kind, "order.expired");
+        assert_eq!(envelope.event_id, "order.expired:7-abc");
+        assert_eq!(envelope.data.end, OrderEnd::Expired);
+        assert_eq!(envelope.data.reason.as_deref(), Some("not_paid_in_time"));
+        assert_eq!(envelope.data.sale_id, 7);
+        let unknown = fields(&[("type", "order.lost"), ("order_id", "7-a")]);
+        assert!(encode(Outbox::Sale(7), &unknown).is_err());
     }
 
     #[test]
