@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use flashgate_batch::reconcile::{self, ReconcileArgs};
 use flashgate_batch::seed::{self, SeedOptions};
+use flashgate_batch::stock::{self, StockArgs};
 use flashgate_config::cli::{ConfigArgs, Program, Runtime};
 
 const PROGRAM: Program = Program {
@@ -28,6 +29,11 @@ enum Command {
     /// Recompute every balance from the points ledger; compare with the balance table and the
     /// Redis cache. Prints a JSON summary. Exit 0: clean; 2: drift found (even if fixed); 1: failed.
     ReconcilePoints(ReconcileArgs),
+    /// Compare every sale's Redis counters (stock, held, paid, total) with MySQL after the
+    /// drain; with --fix set them from MySQL where they have not moved since the check. Prints
+    /// a line per sale that is not clean, then totals (--json: a JSON summary). Exit 0: clean;
+    /// 2: drift found (even if fixed) or a sale not drained; 1: failed.
+    ReconcileStock(StockArgs),
     /// Fill empty points tables with realistic data, fast (bulk multi-row inserts in parallel).
     SeedPoints(SeedOptions),
 }
@@ -41,6 +47,15 @@ fn main() -> ExitCode {
             let summary = reconcile::run(&s, &args.options(&s)).await?;
             print_json(&summary)?;
             Ok(summary.exit_code)
+        }),
+        Command::ReconcileStock(args) => PROGRAM.run(settings, Runtime::Threads(1), async |s| {
+            let report = stock::run(&s, &args.options()).await?;
+            if args.json {
+                print_json(&report)?;
+            } else {
+                println!("{report}");
+            }
+            Ok(report.exit_code)
         }),
         Command::SeedPoints(options) => PROGRAM.run(settings, Runtime::PerCore, async |s| {
             print_json(&seed::run(&s, &options).await?)?;

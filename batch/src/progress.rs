@@ -11,6 +11,8 @@ const REDRAW_EVERY: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub struct Progress {
     label: &'static str,
+    /// What is counted (`rows`, `sales`).
+    unit: &'static str,
     /// Estimated total (from table statistics), for the percentage; 0 when unknown.
     total: u64,
     started: Instant,
@@ -19,10 +21,11 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A progress line for `label`, shown only when stderr is a terminal.
+    /// A progress line for `label` counting rows, shown only when stderr is a terminal.
     pub fn new(label: &'static str, total: u64) -> Self {
         Self {
             label,
+            unit: "rows",
             total,
             started: Instant::now(),
             last_drawn: None,
@@ -30,7 +33,12 @@ impl Progress {
         }
     }
 
-    /// Redraws the line (at most every 200 ms): `done` of `total` rows, and `detail`.
+    /// The same line counting `unit` instead of rows.
+    pub fn counting(self, unit: &'static str) -> Self {
+        Self { unit, ..self }
+    }
+
+    /// Redraws the line (at most every 200 ms): `done` of `total` units, and `detail`.
     pub fn update(&mut self, done: u64, detail: &str) {
         if !self.enabled || self.last_drawn.is_some_and(|t| t.elapsed() < REDRAW_EVERY) {
             return;
@@ -49,8 +57,10 @@ impl Progress {
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r\x1b[2K{}: {done} / ~{} rows{percent}, {rate} rows/s, {detail}",
-            self.label, self.total
+            "\r\x1b[2K{}: {done} / ~{} {unit}{percent}, {rate} {unit}/s, {detail}",
+            self.label,
+            self.total,
+            unit = self.unit
         );
         let _ = err.flush();
     }

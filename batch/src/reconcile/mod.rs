@@ -15,7 +15,6 @@ mod job;
 pub mod ranges;
 pub mod repair;
 pub mod report;
-pub mod retry;
 pub mod snapshot;
 pub mod summary;
 pub mod worker;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::exit::{EXIT_CLEAN, EXIT_DRIFT};
+
 /// Most mismatches (and unsettled users) a summary lists by name.
 pub const SAMPLE_SIZE: usize = 20;
 
@@ -169,11 +171,6 @@ pub struct Summary {
     /// The exit code: 0 clean, 2 drift found (fixed or not).
     pub exit_code: u8,
 }
-
-/// Exit code of a run that found no drift.
-pub const EXIT_CLEAN: u8 = 0;
-/// Exit code of a run that found drift, whether or not `--fix` repaired it.
-pub const EXIT_DRIFT: u8 = 2;
 
 impl Summary {
     /// The summary of a finished run.

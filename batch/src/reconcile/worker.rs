@@ -14,9 +14,9 @@ use super::compare::{BalanceRow, CacheVerdict, judge_balance, judge_cache};
 use super::ranges::{Prior, Range};
 use super::repair::{BalanceRepair, repair_balance};
 use super::report::RangeReport;
-use super::retry::retry;
 use super::snapshot::{StoredUser, current_rows, read_range};
 use super::summary::Stats;
+use crate::retry::retry;
 
 /// Waits before re-checking users whose cache was between two versions: bounded, growing.
 const RECHECK_DELAYS_MS: [u64; 5] = [50, 100, 200, 400, 800];

@@ -4,3 +4,4 @@ mod cli;
 mod drift;
 mod helpers;
 mod resume;
+mod stock;
