@@ -22,3 +22,4 @@ mod relay_watch;
 mod replays;
 mod routes;
 mod shutdown;
+mod sweeper_crash;

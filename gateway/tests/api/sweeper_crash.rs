@@ -1,0 +1,156 @@
+//! The process running the lifecycle sweeper killed with SIGKILL in the middle of a pass, and
+//! another started: every unit comes back exactly once, and nothing stays held past its
+//! `pay_by` + 5 s after the restart.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flashgate_config::Settings;
+use flashgate_gateway::keys::SaleKeys;
+use fred::prelude::{HashesInterface, KeysInterface, SortedSetsInterface};
+use serde_json::json;
+
+use crate::helpers::{TEST_SECRET, redis_now_ms, spawn_app_with};
+
+/// Starts the real gateway binary on a free port, configured through its environment like
+/// `settings` (this test's key prefix, database and topics).
+fn spawn_gateway(settings: &Settings) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flashgate-gateway"))
+        .env("FLASHGATE__GATEWAY__LISTEN", "127.0.0.1:0")
+        .env("FLASHGATE__GATEWAY__JWT__SECRET", TEST_SECRET)
+        .env("FLASHGATE__GATEWAY__LIFECYCLE_SWEEP_INTERVAL_MS", "200")
+        .env("FLASHGATE__REDIS__KEY_PREFIX", &settings.redis.key_prefix)
+        .env("FLASHGATE__MYSQL__URL", settings.mysql.url.expose())
+        .env("FLASHGATE__KAFKA__BROKERS", &settings.kafka.brokers)
+        .env(
+            "FLASHGATE__KAFKA__ORDERS_TOPIC",
+            &settings.kafka.orders_topic,
+        )
+        .env(
+            "FLASHGATE__KAFKA__COUPONS_TOPIC",
+            &settings.kafka.coupons_topic,
+        )
+        .env(
+            "FLASHGATE__KAFKA__POINTS_TOPIC",
+            &settings.kafka.points_topic,
+        )
+        .env("FLASHGATE__LOG__FILTER", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flashgate-gateway")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweeper_killed_mid_pass_gives_each_unit_back_once_after_a_restart() {
+    // This gateway takes the orders; its own sweeper never comes round.
+    let app = spawn_app_with(|s| s.gateway.lifecycle_sweep_interval_ms = 3_600_000).await;
+    let orders = 600u32;
+    let sale_id = app
+        .sale(json!({"stock": orders, "per_user_limit": 1}))
+        .await;
+    let keys = SaleKeys::new(&app.settings.redis.key_prefix, sale_id);
+    let mut tasks = tokio::task::JoinSet::new();
+    let app = std::sync::Arc::new(app);
+    for i in 0..orders {
+        let app = app.clone();
+        tasks.spawn(async move { app.purchase(sale_id, &format!("s-{i}"), 1).await.status });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.expect("task"), http::StatusCode::ACCEPTED);
+    }
+    // Every order's window runs out now.
+    let now = redis_now_ms(&app).await - 1;
+    let held: Vec<String> = app
+        .redis
+        .zrange(&keys.holds, 0, -1, None, false, None, false)
+        .await
+        .expect("holds");
+    assert_eq!(held.len(), orders as usize);
+    for order_id in &held {
+        let record: String = app
+            .redis
+            .hget(&keys.orders, order_id)
+            .await
+            .expect("record");
+        let mut lines: Vec<&str> = record.split('\n').collect();
+        let pay_by = now.to_string();
+        lines[3] = &pay_by;
+        let _: () = app
+            .redis
+            .hset(&keys.orders, (order_id.as_str(), lines.join("\n")))
+            .await
+            .expect("record");
+        let _: () = app
+            .redis
+            .zadd(
+                &keys.holds,
+                None,
+                None,
+                false,
+                false,
+                (now as f64, order_id.as_str()),
+            )
+            .await
+            .expect("hold");
+    }
+
+    // A gateway whose sweeper expires them, killed once it has done some but not all.
+    let mut first = spawn_gateway(&app.settings);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let left_at_kill = loop {
+        let left: u64 = app.redis.zcard(&keys.holds).await.expect("holds");
+        if left < u64::from(orders) {
+            first.kill().expect("SIGKILL");
+            let _ = first.wait();
+            break app.redis.zcard::<u64, _>(&keys.holds).await.expect("holds");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper never expired anything"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    assert!(
+        left_at_kill > 0,
+        "killed mid-pass ({left_at_kill} left of {orders})"
+    );
+
+    // Another starts: within 5 s everything left is expired, each unit back once.
+    let restarted = Instant::now();
+    let mut second = spawn_gateway(&app.settings);
+    loop {
+        let left: u64 = app.redis.zcard(&keys.holds).await.expect("holds");
+        if left == 0 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "{left} orders still held 5 s after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+    let stock: i64 = app.redis.get(&keys.stock).await.expect("stock");
+    let (held, paid): (i64, Option<i64>) = app
+        .redis
+        .hmget(&keys.sale, vec!["held", "paid"])
+        .await
+        .expect("sale");
+    assert_eq!(stock, i64::from(orders), "each unit back exactly once");
+    assert_eq!((held, paid.unwrap_or(0)), (0, 0));
+    let buyers: u64 = app.redis.hlen(&keys.buyers).await.expect("buyers");
+    assert_eq!(buyers, 0, "every buyer's count back to nothing");
+    let records: std::collections::HashMap<String, String> =
+        app.redis.hgetall(&keys.orders).await.expect("records");
+    let expired = records
+        .values()
+        .filter(|r| r.contains("\nexpired\n"))
+        .count();
+    assert_eq!(expired, orders as usize, "each order expired once");
+    std::sync::Arc::into_inner(app)
+        .expect("tasks done")
+        .stop()
+        .await;
+}
