@@ -12,33 +12,46 @@ use serde_json::json;
 
 use crate::helpers::{TEST_SECRET, redis_now_ms, spawn_app_with};
 
+/// A gateway process, killed (SIGKILL) and reaped when dropped, so a failed assertion never
+/// leaves it running.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the real gateway binary on a free port, configured through its environment like
 /// `settings` (this test's key prefix, database and topics).
-fn spawn_gateway(settings: &Settings) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flashgate-gateway"))
-        .env("FLASHGATE__GATEWAY__LISTEN", "127.0.0.1:0")
-        .env("FLASHGATE__GATEWAY__JWT__SECRET", TEST_SECRET)
-        .env("FLASHGATE__GATEWAY__LIFECYCLE_SWEEP_INTERVAL_MS", "200")
-        .env("FLASHGATE__REDIS__KEY_PREFIX", &settings.redis.key_prefix)
-        .env("FLASHGATE__MYSQL__URL", settings.mysql.url.expose())
-        .env("FLASHGATE__KAFKA__BROKERS", &settings.kafka.brokers)
-        .env(
-            "FLASHGATE__KAFKA__ORDERS_TOPIC",
-            &settings.kafka.orders_topic,
-        )
-        .env(
-            "FLASHGATE__KAFKA__COUPONS_TOPIC",
-            &settings.kafka.coupons_topic,
-        )
-        .env(
-            "FLASHGATE__KAFKA__POINTS_TOPIC",
-            &settings.kafka.points_topic,
-        )
-        .env("FLASHGATE__LOG__FILTER", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start flashgate-gateway")
+fn spawn_gateway(settings: &Settings) -> Gateway {
+    Gateway(
+        Command::new(env!("CARGO_BIN_EXE_flashgate-gateway"))
+            .env("FLASHGATE__GATEWAY__LISTEN", "127.0.0.1:0")
+            .env("FLASHGATE__GATEWAY__JWT__SECRET", TEST_SECRET)
+            .env("FLASHGATE__GATEWAY__LIFECYCLE_SWEEP_INTERVAL_MS", "200")
+            .env("FLASHGATE__REDIS__KEY_PREFIX", &settings.redis.key_prefix)
+            .env("FLASHGATE__MYSQL__URL", settings.mysql.url.expose())
+            .env("FLASHGATE__KAFKA__BROKERS", &settings.kafka.brokers)
+            .env(
+                "FLASHGATE__KAFKA__ORDERS_TOPIC",
+                &settings.kafka.orders_topic,
+            )
+            .env(
+                "FLASHGATE__KAFKA__COUPONS_TOPIC",
+                &settings.kafka.coupons_topic,
+            )
+            .env(
+                "FLASHGATE__KAFKA__POINTS_TOPIC",
+                &settings.kafka.points_topic,
+            )
+            .env("FLASHGATE__LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start flashgate-gateway"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,13 +109,12 @@ async fn a_sweeper_killed_mid_pass_gives_each_unit_back_once_after_a_restart() {
     }
 
     // A gateway whose sweeper expires them, killed once it has done some but not all.
-    let mut first = spawn_gateway(&app.settings);
+    let first = spawn_gateway(&app.settings);
     let deadline = Instant::now() + Duration::from_secs(60);
     let left_at_kill = loop {
         let left: u64 = app.redis.zcard(&keys.holds).await.expect("holds");
         if left < u64::from(orders) {
-            first.kill().expect("SIGKILL");
-            let _ = first.wait();
+            drop(first);
             break app.redis.zcard::<u64, _>(&keys.holds).await.expect("holds");
         }
         assert!(
@@ -118,7 +130,7 @@ async fn a_sweeper_killed_mid_pass_gives_each_unit_back_once_after_a_restart() {
 
     // Another starts: within 5 s everything left is expired, each unit back once.
     let restarted = Instant::now();
-    let mut second = spawn_gateway(&app.settings);
+    let second = spawn_gateway(&app.settings);
     loop {
         let left: u64 = app.redis.zcard(&keys.holds).await.expect("holds");
         if left == 0 {
@@ -130,8 +142,7 @@ async fn a_sweeper_killed_mid_pass_gives_each_unit_back_once_after_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = second.kill();
-    let _ = second.wait();
+    drop(second);
     let stock: i64 = app.redis.get(&keys.stock).await.expect("stock");
     let (held, paid): (i64, Option<i64>) = app
         .redis
