@@ -124,6 +124,16 @@ pub enum Unfixable {
         /// `sales.total`.
         mysql: i64,
     },
+    /// The open orders Redis holds (`holds`) hold other units than MySQL's confirmed orders:
+    /// each will end through Redis and give back or move its own units, so a `held` set from
+    /// MySQL would go wrong as they end. An order MySQL rejected that Redis holds until its
+    /// pay_by (it then expires and agrees again), or an order Redis lost.
+    OpenOrders {
+        /// Units of Redis's open orders (-1: one has no record).
+        redis: i64,
+        /// Units of MySQL's confirmed orders.
+        mysql: i64,
+    },
 }
 
 /// What differs in a drifting sale, and what a repair would set.

@@ -24,6 +24,9 @@ pub enum StockRepair {
     /// The script refused values that do not add up to Redis's total (it moved since the
     /// read): nothing was written.
     Unbalanced,
+    /// The open orders Redis holds hold this many units, not the `held` to set (-1: one has
+    /// no record): nothing was written.
+    OpenOrders(i64),
 }
 
 /// The stock counters of the sales under one key prefix.
@@ -49,7 +52,7 @@ impl StockCounters {
 
     fn keys(&self, sale_id: u64) -> Vec<String> {
         let keys = SaleKeys::new(&self.prefix, sale_id);
-        vec![keys.sale, keys.stock, keys.outbox]
+        vec![keys.sale, keys.stock, keys.outbox, keys.holds, keys.orders]
     }
 
     /// `sale_id`'s counters and outbox length, as of one instant.
@@ -102,6 +105,7 @@ impl StockCounters {
             ("already", _) => StockRepair::Already,
             ("gone", _) => StockRepair::Gone,
             ("unbalanced", _) => StockRepair::Unbalanced,
+            ("records", [_, units]) => StockRepair::OpenOrders(integer(units)),
             ("moved", [_, stock, held, paid, outbox]) => StockRepair::Moved(RedisSale {
                 loaded: true,
                 total: read.total.clone(),

@@ -9,7 +9,7 @@ use anyhow::Context;
 use sqlx::MySqlPool;
 
 use super::job::Look;
-use super::judge::Counters;
+use super::judge::{Counters, Unfixable};
 use super::mysql;
 use super::redis::{StockCounters, StockRepair};
 use super::report::{Outcome, RedisCounters};
@@ -60,6 +60,19 @@ pub async fn repair(
                 before,
                 after: target,
             })
+        }
+        StockRepair::OpenOrders(units) => {
+            tracing::warn!(
+                sale_id,
+                ?before,
+                open_order_units = units,
+                confirmed_units = look.mysql.confirmed,
+                "Redis's open orders disagree with MySQL's confirmed orders; sale left alone"
+            );
+            Ok(Outcome::Unfixable(Unfixable::OpenOrders {
+                redis: units,
+                mysql: look.mysql.confirmed,
+            }))
         }
         moved => {
             tracing::warn!(sale_id, ?before, now = ?moved, "Redis changed since the check; sale left alone");

@@ -256,6 +256,17 @@ impl fmt::Display for Finding {
                          {mysql}; a person must look",
                         number(*redis)
                     ),
+                    Outcome::Unfixable(Unfixable::OpenOrders { redis, mysql }) => write!(
+                        f,
+                        " -> NOT REPAIRABLE: Redis's open orders hold {} unit(s), MySQL's \
+                         confirmed orders {mysql}; an order MySQL rejected is held until its \
+                         pay_by, or Redis lost one: a person must look if it lasts",
+                        if *redis < 0 {
+                            "unreadable".to_owned()
+                        } else {
+                            redis.to_string()
+                        }
+                    ),
                 }
             }
         }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use flashgate_events::keys::SaleKeys;
 use flashgate_testkit::{fresh_database, stack_settings, unique};
-use fred::prelude::{HashesInterface, KeysInterface, StreamsInterface};
+use fred::prelude::{HashesInterface, KeysInterface, SortedSetsInterface, StreamsInterface};
+use fred::types::scripts::Script;
 use serde_json::Value;
 
 use crate::helpers::Stores;
@@ -68,14 +69,12 @@ async fn sale(stores: &Stores, total: u32, orders: &[(&str, u32)]) -> u64 {
     sale_id
 }
 
-/// Puts the sale into Redis as loading it from MySQL does (`lua/load_sale.lua`): the sale hash
-/// with its total, `held` = units of confirmed orders, `paid` = units of paid orders, and the
-/// stock string = total - sold.
+/// Puts the sale into Redis the way the gateway loads (and restores) a sale from MySQL: the
+/// gateway's own `lua/load_sale.lua`, given the sale row, `held` and `paid` from its orders,
+/// and its confirmed orders as open orders (records and holds).
 async fn load(stores: &Stores, sale_id: u64) {
-    let (total, sold, held, paid): (i64, i64, i64, i64) = sqlx::query_as(
+    let (total, sold, paid): (i64, i64, i64) = sqlx::query_as(
         "SELECT CAST(total AS SIGNED), CAST(sold AS SIGNED), \
-         CAST((SELECT COALESCE(SUM(quantity), 0) FROM orders o \
-               WHERE o.sale_id = s.sale_id AND status = 'confirmed') AS SIGNED), \
          CAST((SELECT COALESCE(SUM(quantity), 0) FROM orders o \
                WHERE o.sale_id = s.sale_id AND status = 'paid') AS SIGNED) \
          FROM sales s WHERE sale_id = ?",
@@ -84,28 +83,50 @@ async fn load(stores: &Stores, sale_id: u64) {
     .fetch_one(&stores.db)
     .await
     .expect("sale row");
+    let open: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT order_id, user_id, CAST(quantity AS SIGNED) FROM orders \
+         WHERE sale_id = ? AND status = 'confirmed' ORDER BY order_id",
+    )
+    .bind(sale_id)
+    .fetch_all(&stores.db)
+    .await
+    .expect("open orders");
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let held: i64 = open.iter().map(|(_, _, units)| units).sum();
+    let mut args: Vec<String> = [
+        "active".to_owned(),
+        (now_ms - 3_600_000).to_string(),
+        (now_ms + 3_600_000).to_string(),
+        "500".to_owned(),
+        "10".to_owned(),
+        total.to_string(),
+        (total - sold).to_string(),
+        sold.to_string(),
+        "600000".to_owned(),
+        held.to_string(),
+        paid.to_string(),
+        "0".to_owned(),
+    ]
+    .into();
+    for (order_id, user_id, units) in open {
+        args.extend([
+            order_id,
+            user_id,
+            units.to_string(),
+            now_ms.to_string(),
+            (now_ms + 600_000).to_string(),
+        ]);
+    }
     let keys = keys(stores, sale_id);
-    let _: i64 = stores
-        .redis
-        .hset(
-            &keys.sale,
-            vec![
-                ("status", "active".to_owned()),
-                ("price", "500".to_owned()),
-                ("per_user_limit", "10".to_owned()),
-                ("total", total.to_string()),
-                ("admitted", sold.to_string()),
-                ("held", held.to_string()),
-                ("paid", paid.to_string()),
-            ],
+    let loaded: i64 = Script::from_lua(include_str!("../../../lua/load_sale.lua"))
+        .evalsha_with_reload(
+            stores.redis.next(),
+            vec![keys.sale, keys.stock, keys.buyers, keys.orders, keys.holds],
+            args,
         )
         .await
-        .expect("hset sale");
-    let _: () = stores
-        .redis
-        .set(&keys.stock, total - sold, None, None, false)
-        .await
-        .expect("set stock");
+        .expect("load_sale.lua");
+    assert_eq!(loaded, 1, "sale {sale_id} loaded");
 }
 
 fn keys(stores: &Stores, sale_id: u64) -> SaleKeys {
@@ -392,6 +413,55 @@ async fn an_order_the_persister_stores_between_the_check_and_the_repair_leaves_r
     assert!(line.contains("CHANGED WHILE READING"), "{line}");
     assert_eq!(counters(&stores, sale_id).await, (9, 1, 0));
     assert_eq!(next.code, 0, "{next}");
+    stores.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_mysql_rejected_that_redis_still_holds_is_not_repaired_by_setting_counters() {
+    // Arrange: Redis admitted an order (after a failover lost writes) that MySQL's guard
+    // rejected; Redis holds it, with its record, until its pay_by, then gives its unit back.
+    let stores = stores().await;
+    let sale_id = sale(&stores, 10, &[("confirmed", 2), ("rejected", 1)]).await;
+    load(&stores, sale_id).await;
+    let keys = keys(&stores, sale_id);
+    let pay_by = chrono::Utc::now().timestamp_millis() + 600_000;
+    let _: i64 = stores
+        .redis
+        .hset(
+            &keys.orders,
+            ("o-rejected", format!("u9\n1\n0\n{pay_by}\nheld\n\n")),
+        )
+        .await
+        .expect("record");
+    let _: i64 = stores
+        .redis
+        .zadd(
+            &keys.holds,
+            None,
+            None,
+            false,
+            false,
+            (pay_by as f64, "o-rejected"),
+        )
+        .await
+        .expect("zadd");
+    bump_stock(&stores, sale_id, -1).await;
+    bump_field(&stores, sale_id, "held", 1).await;
+
+    // Act
+    let run = reconcile_stock(&stores, &["--fix"]);
+
+    // Assert: a held of 2 would go to -1 when the order expires and gives its unit back.
+    assert_eq!(run.code, 2, "{run}");
+    let line = run.line_of(sale_id).expect("a line for the sale");
+    assert!(
+        line.contains("held 3 (MySQL says 2)")
+            && line.contains(
+                "NOT REPAIRABLE: Redis's open orders hold 3 unit(s), MySQL's confirmed orders 2"
+            ),
+        "{line}"
+    );
+    assert_eq!(counters(&stores, sale_id).await, (7, 3, 0), "left alone");
     stores.clean_up().await;
 }
 
