@@ -23,12 +23,12 @@ impl Drop for Gateway {
     }
 }
 
-/// Starts the real gateway binary on a free port, configured through its environment like
+/// Starts the real gateway binary on `port`, configured through its environment like
 /// `settings` (this test's key prefix, database and topics).
-fn spawn_gateway(settings: &Settings) -> Gateway {
+fn spawn_gateway(settings: &Settings, port: u16) -> Gateway {
     Gateway(
         Command::new(env!("CARGO_BIN_EXE_flashgate-gateway"))
-            .env("FLASHGATE__GATEWAY__LISTEN", "127.0.0.1:0")
+            .env("FLASHGATE__GATEWAY__LISTEN", format!("127.0.0.1:{port}"))
             .env("FLASHGATE__GATEWAY__JWT__SECRET", TEST_SECRET)
             .env("FLASHGATE__GATEWAY__LIFECYCLE_SWEEP_INTERVAL_MS", "200")
             .env("FLASHGATE__REDIS__KEY_PREFIX", &settings.redis.key_prefix)
@@ -52,6 +52,34 @@ fn spawn_gateway(settings: &Settings) -> Gateway {
             .spawn()
             .expect("start flashgate-gateway"),
     )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// Waits until the gateway on `port` answers `/readyz` with 200 (a minute at most): from then
+/// on it is recovered, and its sweeper runs.
+async fn wait_ready(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let _ = stream
+                .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await;
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            if answer.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the gateway never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +137,7 @@ async fn a_sweeper_killed_mid_pass_gives_each_unit_back_once_after_a_restart() {
     }
 
     // A gateway whose sweeper expires them, killed once it has done some but not all.
-    let first = spawn_gateway(&app.settings);
+    let first = spawn_gateway(&app.settings, free_port());
     let deadline = Instant::now() + Duration::from_secs(60);
     let left_at_kill = loop {
         let left: u64 = app.redis.zcard(&keys.holds).await.expect("holds");
@@ -128,9 +156,12 @@ async fn a_sweeper_killed_mid_pass_gives_each_unit_back_once_after_a_restart() {
         "killed mid-pass ({left_at_kill} left of {orders})"
     );
 
-    // Another starts: within 5 s everything left is expired, each unit back once.
+    // Another starts: within 5 s of being up, everything left is expired, each unit back
+    // once.
+    let port = free_port();
+    let second = spawn_gateway(&app.settings, port);
+    wait_ready(port).await;
     let restarted = Instant::now();
-    let second = spawn_gateway(&app.settings);
     loop {
         let left: u64 = app.redis.zcard(&keys.holds).await.expect("holds");
         if left == 0 {
