@@ -1,6 +1,7 @@
-//! One batch of messages in MySQL: decoded into events, then every order, coupon and point
-//! event written in ONE transaction; what it decided is handed back, to settle the point
-//! caches and publish once the transaction has committed (see [`crate::write`]).
+//! One batch of messages in MySQL: decoded into events, then every order, order end, coupon and
+//! point event written in ONE transaction; what it decided is handed back, to settle the point
+//! caches, publish and forget ended orders in Redis once the transaction has committed (see
+//! [`crate::write`]).
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use sqlx::{MySql, MySqlPool, Transaction};
 
 use crate::coupons::{self, CouponChange, CouponsOutcome};
 use crate::decode::{Event, event};
-use crate::orders::{self, OrdersOutcome};
+use crate::orders::{self, End, OrdersOutcome};
 use crate::points::{self, PointChange, PointsOutcome};
 
 /// The batch transaction reads what other transactions committed up to each statement (READ
@@ -28,6 +29,10 @@ pub struct Decoded<'m> {
     pub messages: &'m [OwnedMessage],
     /// Admitted orders, in delivery order.
     pub orders: Vec<OrderAdmitted>,
+    /// Orders' ends (cancelled, expired, paid), in delivery order.
+    pub ends: Vec<End>,
+    /// The message of each end (same index): an order's admission shares its key.
+    pub end_messages: Vec<&'m OwnedMessage>,
     /// Claimed coupons.
     pub issued: Vec<CouponIssued>,
     /// Redemption changes.
@@ -48,6 +53,8 @@ impl<'m> Decoded<'m> {
         let mut decoded = Self {
             messages: batch,
             orders: Vec::new(),
+            ends: Vec::new(),
+            end_messages: Vec::new(),
             issued: Vec::new(),
             changes: Vec::new(),
             change_messages: Vec::new(),
@@ -60,6 +67,10 @@ impl<'m> Decoded<'m> {
                 Ok((Event::Order(order), trace)) => {
                     decoded.traces.insert(order.order_id.clone(), trace);
                     decoded.orders.push(order);
+                }
+                Ok((Event::OrderEnded(event), trace_id)) => {
+                    decoded.ends.push(End { event, trace_id });
+                    decoded.end_messages.push(message);
                 }
                 Ok((Event::CouponIssued(coupon), trace)) => {
                     decoded.traces.insert(coupon.coupon_id.clone(), trace);
@@ -96,6 +107,7 @@ impl<'m> Decoded<'m> {
 
     fn is_empty(&self) -> bool {
         self.orders.is_empty()
+            && self.ends.is_empty()
             && self.issued.is_empty()
             && self.changes.is_empty()
             && self.points.is_empty()
@@ -105,7 +117,8 @@ impl<'m> Decoded<'m> {
 /// What the batch's transaction did.
 #[derive(Debug, Default)]
 pub struct Written {
-    /// What became of the orders: refusals to announce, unknown sales to dead-letter.
+    /// What became of the orders and their ends: refusals and ends to announce, unknown sales
+    /// to dead-letter, ended orders to forget in Redis.
     pub orders: OrdersOutcome,
     /// What became of the coupon events, likewise.
     pub coupons: CouponsOutcome,
@@ -119,9 +132,9 @@ pub async fn begin(db: &MySqlPool) -> Result<Transaction<'static, MySql>, sqlx::
     db.begin_with(BEGIN).await
 }
 
-/// Writes the batch's events in one transaction: orders (locking their sales), then coupon
-/// events (locking policies), then points (locking balances) — the same lock order in every
-/// batch.
+/// Writes the batch's events in one transaction: orders and their ends (locking their sales,
+/// then the orders ended), then coupon events (locking policies), then points (locking
+/// balances) — the same lock order in every batch.
 pub async fn persist(
     db: &MySqlPool,
     decoded: &Decoded<'_>,
@@ -131,9 +144,9 @@ pub async fn persist(
         return Ok(Written::default());
     }
     let mut tx = begin(db).await?;
-    let mut orders = orders::write(&mut tx, &decoded.orders, earning).await?;
+    let mut orders = orders::write(&mut tx, &decoded.orders, &decoded.ends, earning).await?;
     let coupons = coupons::write(&mut tx, &decoded.issued, &decoded.changes).await?;
-    // The orders' earnings first, then the point events, as they were admitted.
+    // The paid orders' earnings first, then the point events, as they were admitted.
     let mut changes = std::mem::take(&mut orders.earns);
     changes.extend(decoded.points.iter().cloned());
     let points = points::write(&mut tx, &changes, &decoded.traces).await?;

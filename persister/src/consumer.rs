@@ -1,7 +1,8 @@
 //! The consume loop: a batch from the orders, coupons and points topics is written
 //! ([`crate::write`]: decode → persist → settle caches → publish), then its offsets are
 //! committed, then it is counted. Offsets are committed only after the transaction, the point
-//! caches and every dead-letter or compensation message are safely written.
+//! caches, every dead-letter, compensation and lifecycle message, and the forgetting of ended
+//! orders in Redis are safely done.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use sqlx::MySqlPool;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+use crate::orders::OrderRecords;
 use crate::parked;
 use crate::points::PointCaches;
 use crate::publish::Publisher;
@@ -41,8 +43,9 @@ pub struct Persister {
 }
 
 impl Persister {
-    /// Connects to Redis (the point caches), creates the consumer (subscribed to the orders,
-    /// coupons and points topics) and the producer for dead letters and compensation events.
+    /// Connects to Redis (the point caches, the sales' order records), creates the consumer
+    /// (subscribed to the orders, coupons and points topics) and the producer for dead
+    /// letters, compensation and lifecycle events.
     pub async fn new(
         settings: Settings,
         db: MySqlPool,
@@ -53,7 +56,9 @@ impl Persister {
             .connect_pool()
             .await
             .context("connecting to Redis")?;
-        let caches = PointCaches::new(redis, &settings.redis.key_prefix);
+        let caches = PointCaches::new(redis.clone(), &settings.redis.key_prefix)
+            .with_cache_ttl(settings.points.cache_ttl_secs);
+        let records = OrderRecords::new(redis, &settings.redis.key_prefix);
         let consumer: StreamConsumer = settings
             .kafka
             .consumer_config(&settings.kafka.consumer_group)
@@ -80,6 +85,7 @@ impl Persister {
                 earning: settings.points.clone(),
                 caches,
                 publisher: Publisher::new(producer, &settings.kafka),
+                records,
                 metrics: metrics.clone(),
             },
             metrics,

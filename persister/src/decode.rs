@@ -5,8 +5,8 @@ use flashgate_events::ids::{
 };
 use flashgate_events::{
     COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, CouponIssued, CouponRedemption,
-    Envelope, ORDER_ADMITTED, OrderAdmitted, POINTS_REFUNDED, POINTS_USED, PointsRefunded,
-    PointsUsed, refund_txid,
+    Envelope, ORDER_ADMITTED, ORDER_CANCELLED, ORDER_EXPIRED, ORDER_PAID, OrderAdmitted,
+    OrderEnded, POINTS_REFUNDED, POINTS_USED, PointsRefunded, PointsUsed, refund_txid,
 };
 use serde::de::DeserializeOwned;
 
@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 pub enum Event {
     /// An order admitted by Redis.
     Order(OrderAdmitted),
+    /// An open order ended in Redis: cancelled, expired or paid.
+    OrderEnded(OrderEnded),
     /// A coupon claimed in Redis.
     CouponIssued(CouponIssued),
     /// A coupon redeemed (`redeemed` true) or its redemption undone.
@@ -43,6 +45,9 @@ pub fn event(payload: Option<&[u8]>) -> Result<(Event, String), String> {
     }
     let event = match envelope.kind.as_str() {
         ORDER_ADMITTED => Event::Order(checked_order(data(envelope.data)?)?),
+        kind @ (ORDER_CANCELLED | ORDER_EXPIRED | ORDER_PAID) => {
+            Event::OrderEnded(checked_end(kind, data(envelope.data)?)?)
+        }
         COUPON_ISSUED => Event::CouponIssued(checked_coupon(data(envelope.data)?)?),
         kind @ (COUPON_REDEEMED | COUPON_REDEMPTION_CANCELLED) => {
             let change: CouponRedemption = data(envelope.data)?;
@@ -110,6 +115,23 @@ fn checked_order(order: OrderAdmitted) -> Result<OrderAdmitted, String> {
     Ok(order)
 }
 
+/// An end is stored under its order and announced under its type: the two must agree with
+/// the data, or the lifecycle topic would carry an event its own type contradicts.
+fn checked_end(kind: &str, ended: OrderEnded) -> Result<OrderEnded, String> {
+    check_id("order_id", &ended.order_id, ORDER_ID_MAX_LEN)?;
+    check_id("user_id", &ended.user_id, USER_ID_MAX_LEN)?;
+    if ended.quantity == 0 {
+        return Err("quantity must be at least 1".into());
+    }
+    if ended.end.event_type() != kind {
+        return Err(format!(
+            "an event of type `{kind}` says the order ended `{}`",
+            ended.end.status()
+        ));
+    }
+    Ok(ended)
+}
+
 fn checked_coupon(coupon: CouponIssued) -> Result<CouponIssued, String> {
     check_id("coupon_id", &coupon.coupon_id, COUPON_ID_MAX_LEN)?;
     check_id("user_id", &coupon.user_id, USER_ID_MAX_LEN)?;
@@ -141,12 +163,42 @@ mod tests {
         ));
         let wrong_amount = decode(&order_json(11, "order.admitted", 1));
         assert!(wrong_amount.unwrap_err().contains("amount"));
-        let wrong_type = decode(&order_json(10, "order.paid", 1));
+        let wrong_type = decode(&order_json(10, "order.shipped", 1));
         assert!(wrong_type.unwrap_err().contains("unknown event type"));
         let wrong_version = decode(&order_json(10, "order.admitted", 9));
         assert!(wrong_version.unwrap_err().contains("version"));
         assert!(decode("{nope").unwrap_err().starts_with("undecodable"));
         assert!(event(None).is_err());
+    }
+
+    fn end_json(kind: &str, end: &str, quantity: u32) -> String {
+        format!(
+            r#"{{"type":"{kind}","version":1,"event_id":"e","occurred_at":"2026-01-01T00:00:00Z","trace_id":"t","data":{{"order_id":"1-a","sale_id":1,"user_id":"u","quantity":{quantity},"end":"{end}","reason":"not_paid_in_time","at":"2026-01-01T00:10:00Z"}}}}"#
+        )
+    }
+
+    #[test]
+    fn ends_share_the_orders_topic_and_are_told_from_admissions_by_type() {
+        for (kind, end) in [
+            ("order.cancelled", "cancelled"),
+            ("order.expired", "expired"),
+            ("order.paid", "paid"),
+        ] {
+            let decoded = decode(&end_json(kind, end, 1));
+            assert!(
+                matches!(&decoded, Ok(Event::OrderEnded(e)) if e.end.status() == end),
+                "{kind}: {decoded:?}"
+            );
+        }
+        let contradicted = decode(&end_json("order.paid", "cancelled", 1));
+        assert!(contradicted.unwrap_err().contains("says the order ended"));
+        assert!(
+            decode(&end_json("order.expired", "expired", 0))
+                .unwrap_err()
+                .contains("quantity")
+        );
+        let admitted_as_end = decode(&order_json(10, "order.cancelled", 1));
+        assert!(admitted_as_end.unwrap_err().starts_with("undecodable data"));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The persister: MySQL is the system of record; this crate owns its schema and writes the
-//! admitted orders, coupon events and point events from Kafka into it, idempotently.
+//! admitted orders and their ends, coupon events and point events from Kafka into it,
+//! idempotently.
 //!
 //! A batch's way: [`consumer`] receives it; [`write`](mod@write) decodes it ([`decode`], [`batch`]),
 //! persists it in one transaction ([`orders`], [`coupons`], [`points`], each with its rules),
-//! settles the point caches in Redis ([`points::PointCaches`]) and publishes dead letters and
-//! compensation events ([`publish`]); then [`consumer`] commits its offsets and counts it
+//! settles the point caches in Redis ([`points::PointCaches`]), publishes dead letters,
+//! compensation and lifecycle events ([`publish`]) and forgets the ended orders' records in
+//! Redis ([`orders::OrderRecords`]); then [`consumer`] commits its offsets and counts it
 //! ([`metrics`]).
 
 pub mod batch;

@@ -47,6 +47,18 @@ pub struct Metrics {
     /// Messages the database refuses for good (a constraint, a value that does not fit),
     /// dead-lettered.
     pub refused_by_database: AtomicU64,
+    /// Orders' ends stored: cancelled.
+    pub orders_cancelled: AtomicU64,
+    /// Orders' ends stored: expired.
+    pub orders_expired: AtomicU64,
+    /// Orders' ends stored: paid.
+    pub orders_paid: AtomicU64,
+    /// Orders' ends parked to wait for their admission (also in `parked_total`).
+    pub order_ends_parked: AtomicU64,
+    /// Parked orders' ends applied once their admission was stored (also in `unparked_total`).
+    pub order_ends_unparked: AtomicU64,
+    /// Ended orders' records removed from Redis.
+    pub orders_forgotten: AtomicU64,
 }
 
 /// What one batch adds to the counters: gathered while its parts are written, added once its
@@ -77,6 +89,18 @@ pub struct Counts {
     pub isolated: u64,
     /// Messages the database refuses for good.
     pub refused_by_database: u64,
+    /// Orders cancelled now.
+    pub orders_cancelled: u64,
+    /// Orders expired now.
+    pub orders_expired: u64,
+    /// Orders paid now.
+    pub orders_paid: u64,
+    /// Orders' ends parked now (counted in `parked` too).
+    pub order_ends_parked: u64,
+    /// Parked orders' ends applied now (counted in `unparked` too).
+    pub order_ends_unparked: u64,
+    /// Ended orders' records removed from Redis.
+    pub orders_forgotten: u64,
     /// Parts of the batch written (the whole batch, unless it was split).
     pub batches: u64,
     /// Messages in them.
@@ -100,6 +124,12 @@ impl Counts {
         self.unparked += other.unparked;
         self.isolated += other.isolated;
         self.refused_by_database += other.refused_by_database;
+        self.orders_cancelled += other.orders_cancelled;
+        self.orders_expired += other.orders_expired;
+        self.orders_paid += other.orders_paid;
+        self.order_ends_parked += other.order_ends_parked;
+        self.order_ends_unparked += other.order_ends_unparked;
+        self.orders_forgotten += other.orders_forgotten;
         self.batches += other.batches;
         self.batch_messages += other.batch_messages;
         self.batch_micros += other.batch_micros;
@@ -132,6 +162,12 @@ impl Metrics {
             (&self.unparked_total, counts.unparked),
             (&self.isolated, counts.isolated),
             (&self.refused_by_database, counts.refused_by_database),
+            (&self.orders_cancelled, counts.orders_cancelled),
+            (&self.orders_expired, counts.orders_expired),
+            (&self.orders_paid, counts.orders_paid),
+            (&self.order_ends_parked, counts.order_ends_parked),
+            (&self.order_ends_unparked, counts.order_ends_unparked),
+            (&self.orders_forgotten, counts.orders_forgotten),
             (&self.batches, counts.batches),
             (&self.batch_messages, counts.batch_messages),
             (&self.batch_micros, counts.batch_micros),
@@ -231,7 +267,7 @@ impl Metrics {
             (
                 "flashgate_persister_parked_events",
                 "gauge",
-                "events waiting for the record they change (a coupon, a use of points)",
+                "events waiting for the record they change (a coupon, a use of points, an order)",
                 &self.parked,
             ),
             (
@@ -264,6 +300,24 @@ impl Metrics {
                 "messages the database refuses for good, dead-lettered",
                 &self.refused_by_database,
             ),
+            (
+                "flashgate_persister_order_ends_parked_total",
+                "counter",
+                "orders' ends parked to wait for their admission",
+                &self.order_ends_parked,
+            ),
+            (
+                "flashgate_persister_order_ends_unparked_total",
+                "counter",
+                "parked orders' ends applied once their admission was stored",
+                &self.order_ends_unparked,
+            ),
+            (
+                "flashgate_persister_orders_forgotten_total",
+                "counter",
+                "ended orders' records removed from Redis once MySQL held their end",
+                &self.orders_forgotten,
+            ),
         ] {
             let mut value = counter.load(Ordering::Relaxed) as f64;
             if name.ends_with("_seconds_total") {
@@ -274,6 +328,45 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        let name = "flashgate_persister_order_ends_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} orders' ends stored, by end\n# TYPE {name} counter"
+        );
+        for (end, counter) in [
+            ("cancelled", &self.orders_cancelled),
+            ("expired", &self.orders_expired),
+            ("paid", &self.orders_paid),
+        ] {
+            let value = counter.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{end=\"{end}\"}} {value}");
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_are_rendered_as_one_counter_labelled_by_end() {
+        let metrics = Metrics::default();
+        metrics.count(&Counts {
+            orders_paid: 2,
+            orders_cancelled: 1,
+            order_ends_parked: 1,
+            ..Counts::default()
+        });
+        let text = metrics.render();
+        assert!(text.contains("flashgate_persister_order_ends_total{end=\"paid\"} 2\n"));
+        assert!(text.contains("flashgate_persister_order_ends_total{end=\"cancelled\"} 1\n"));
+        assert!(text.contains("flashgate_persister_order_ends_total{end=\"expired\"} 0\n"));
+        assert!(text.contains("flashgate_persister_order_ends_parked_total 1\n"));
+        assert_eq!(
+            text.matches("# TYPE flashgate_persister_order_ends_total counter")
+                .count(),
+            1
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The `parked_events` table: an event that reached the persister before the record it changes
-//! (a coupon's redemption before the coupon, a refund before its use) waits here, written in
+//! (a coupon's redemption before the coupon, a refund before its use, an order's end before its
+//! admission) waits here, written in
 //! its batch's transaction, and is taken back, decided and deleted by the transaction that
 //! stores that record. Every statement runs in the caller's transaction.
 
@@ -11,15 +12,19 @@ pub const COUPON: &str = "coupon";
 /// `waits_kind` of a refund waiting for its use (`waits_for` = the use's txid).
 pub const USE: &str = "use";
 
+/// `waits_kind` of an order's end waiting for its admission (`waits_for` = the order id,
+/// `event_key` = the end's event type).
+pub const ORDER: &str = "order";
+
 /// The longest trace id kept with a parked event (the column's width).
 const TRACE_CHARS: usize = 255;
 
 /// One parked event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parked {
-    /// The record it waits for: a coupon id or a use's txid.
+    /// The record it waits for: a coupon id, a use's txid or an order id.
     pub waits_for: String,
-    /// Unique per event of that record: the change's seq, or the refund's txid.
+    /// Unique per event of that record: the change's seq, the refund's txid, the end's type.
     pub event_key: String,
     /// The envelope type (`coupon.redeemed`, `points.refunded`, ...).
     pub event_type: String,

@@ -1,7 +1,8 @@
 //! What the persister sends to Kafka once a batch's transaction has committed: the messages
-//! that can never be stored go to the dead-letter topic, and what the database refused is
-//! announced on the compensations topic (again on every replay: a refusal found stored is
-//! announced as when it was decided, under the same event id, so downstream dedupes).
+//! that can never be stored go to the dead-letter topic, what the database refused is
+//! announced on the compensations topic, and the orders' ends MySQL now holds on the lifecycle
+//! topic. Again on every replay: a refusal or an end found stored is announced as when it was
+//! decided, under the same event id, so downstream dedupes.
 
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ pub struct Publisher {
     dead_letter_topic: String,
     /// Where refusals are announced, for the compensations downstream.
     compensations_topic: String,
+    /// Where the orders' ends are announced once stored (`order.cancelled`, ...), keyed by
+    /// order id.
+    order_events_topic: String,
 }
 
 impl Publisher {
@@ -38,18 +42,51 @@ impl Publisher {
             producer,
             dead_letter_topic: kafka.dead_letter_topic.clone(),
             compensations_topic: kafka.compensations_topic.clone(),
+            order_events_topic: kafka.order_events_topic.clone(),
         }
     }
 
-    /// Dead-letters what the batch can never store and announces what the database refused;
-    /// returns how many messages were dead-lettered.
+    /// Dead-letters what the batch can never store, announces what the database refused and
+    /// the orders' ends it holds; returns how many messages were dead-lettered.
     pub async fn publish(&self, decoded: &Decoded<'_>, written: &Written) -> anyhow::Result<u64> {
         let poison = never_storable(decoded, written);
         for (message, reason) in &poison {
             self.dead_letter(message, reason).await?;
         }
         self.announce_refusals(decoded, written).await?;
+        self.announce_ends(written).await?;
         Ok(poison.len() as u64)
+    }
+
+    /// Announces every end stored now or found stored (a replay: the same event again, under
+    /// its event id), all sent before any is waited for; in the order they were stored, and
+    /// keyed by order id, so one order's events keep their order on one partition.
+    async fn announce_ends(&self, written: &Written) -> anyhow::Result<()> {
+        let orders = &written.orders;
+        let mut deliveries = Vec::new();
+        for end in orders.ended.iter().chain(&orders.ends_found) {
+            let trace_id = end.trace_id.clone();
+            let payload = serde_json::to_vec(&end.event.clone().into_envelope(trace_id))?;
+            let record = FutureRecord::to(&self.order_events_topic)
+                .key(&end.event.order_id)
+                .payload(&payload)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: TRACE_HEADER,
+                    value: Some(end.trace_id.as_str()),
+                }));
+            deliveries.push(
+                self.producer
+                    .send_result(record)
+                    .map_err(|(err, _)| anyhow::anyhow!("lifecycle event not queued: {err}"))?,
+            );
+        }
+        for delivery in deliveries {
+            delivery
+                .await
+                .map_err(|_| anyhow::anyhow!("lifecycle event delivery cancelled"))?
+                .map_err(|(err, _)| anyhow::anyhow!("lifecycle event delivery failed: {err}"))?;
+        }
+        Ok(())
     }
 
     /// Sends `message` as it is to the dead-letter topic, with why and where it came from.
@@ -167,7 +204,8 @@ impl Publisher {
 }
 
 /// The messages of the batch that can never be stored, and why: undecodable or invalid ones,
-/// and those whose sale, coupon policy or coupon does not exist.
+/// and those whose sale, coupon policy or coupon does not exist, and ends of orders that do
+/// not exist in sales that do not either.
 fn never_storable<'m>(decoded: &Decoded<'m>, written: &Written) -> Vec<(&'m OwnedMessage, String)> {
     let mut poison: Vec<(&OwnedMessage, String)> = decoded.poison.clone();
     for order in &written.orders.unknown_sale {
@@ -179,6 +217,11 @@ fn never_storable<'m>(decoded: &Decoded<'m>, written: &Written) -> Vec<(&'m Owne
         if let Some(message) = decoded.by_key(coupon_id) {
             poison.push((message, "its coupon policy does not exist".to_owned()));
         }
+    }
+    for &index in &written.orders.hopeless_ends {
+        let message = decoded.end_messages[index];
+        let reason = "neither its order nor the order's sale exists".to_owned();
+        poison.push((message, reason));
     }
     for &index in &written.coupons.hopeless_changes {
         let message = decoded.change_messages[index];

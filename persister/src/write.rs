@@ -1,6 +1,8 @@
 //! Writing one batch, in its steps: decode → persist (one MySQL transaction) → settle the
-//! point caches in Redis → publish (dead letters, compensation events). The consumer then
-//! commits the offsets and counts ([`crate::consumer`]).
+//! point caches in Redis → publish (dead letters, compensation events, orders' ends) → forget
+//! the ended orders' records in Redis. The consumer then commits the offsets and counts
+//! ([`crate::consumer`]). Every step after the commit is safe to repeat: a failure in one
+//! retries the batch, whose transaction then finds everything stored and changes nothing.
 //!
 //! Transient failures are retried with capped backoff; nothing is skipped. A batch the
 //! database refuses for good is split until the message it refuses is alone, and that one
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flashgate_config::PointsSettings;
+use flashgate_events::OrderEnd;
 use rdkafka::message::OwnedMessage;
 use sqlx::MySqlPool;
 use tokio::sync::watch;
@@ -17,6 +20,7 @@ use tokio::sync::watch;
 use crate::batch::{self, Decoded, Written};
 use crate::failure;
 use crate::metrics::{Counts, Metrics};
+use crate::orders::OrderRecords;
 use crate::points::PointCaches;
 use crate::publish::Publisher;
 
@@ -47,12 +51,14 @@ fn backoff(attempt: u32) -> Duration {
 pub struct BatchWriter {
     /// Where each part's one transaction runs.
     pub db: MySqlPool,
-    /// What a confirmed order earns, written with it.
+    /// What a paid order earns, written with its end.
     pub earning: PointsSettings,
     /// The users' point caches, settled after each commit.
     pub caches: PointCaches,
-    /// Dead letters and compensation events.
+    /// Dead letters, compensation events and orders' ends.
     pub publisher: Publisher,
+    /// The sales' order records in Redis, forgotten once MySQL holds their end.
+    pub records: OrderRecords,
     /// Retries are counted as they happen (the rest once the batch is committed).
     pub metrics: Arc<Metrics>,
 }
@@ -124,7 +130,7 @@ impl BatchWriter {
         Some(counts)
     }
 
-    /// One part of a batch: decode → persist → settle caches → publish.
+    /// One part of a batch: decode → persist → settle caches → publish → forget ended orders.
     async fn write_part(&self, part: &[OwnedMessage]) -> Result<Counts, WriteFailure> {
         let started = Instant::now();
         let decoded = Decoded::new(part);
@@ -140,7 +146,15 @@ impl BatchWriter {
             .publish(&decoded, &written)
             .await
             .map_err(WriteFailure::Transient)?;
+        // After the announcement: a record forgotten is never needed again to answer for an
+        // order whose end downstream has not heard of.
+        let forgotten = self
+            .records
+            .forget(written.orders.settled_ends())
+            .await
+            .map_err(WriteFailure::Transient)?;
         let mut counts = counts(&written, dead_lettered);
+        counts.orders_forgotten = forgotten;
         counts.batch_messages = part.len() as u64;
         counts.batch_micros = started.elapsed().as_micros() as u64;
         Ok(counts)
@@ -161,7 +175,11 @@ fn counts(written: &Written, dead_lettered: u64) -> Counts {
             .iter()
             .filter(|c| !coupons.duplicates.contains(&c.coupon_id))
             .count();
-    let duplicates = orders.duplicates.len() + coupons.duplicates.len();
+    let duplicates = orders.duplicates.len()
+        + orders.ends_found.len()
+        + orders.ends_stale.len()
+        + coupons.duplicates.len();
+    let ended = |end: OrderEnd| orders.ended.iter().filter(|e| e.event.end == end).count() as u64;
     Counts {
         persisted: orders.confirmed.len() as u64,
         coupons_issued: coupons.issued.len() as u64,
@@ -171,8 +189,13 @@ fn counts(written: &Written, dead_lettered: u64) -> Counts {
         duplicates: duplicates as u64 + coupons.stale + points.duplicates,
         rejected: newly_rejected as u64,
         dead_lettered,
-        parked: coupons.parked + points.parked,
-        unparked: coupons.unparked + points.unparked,
+        parked: coupons.parked + points.parked + orders.ends_parked,
+        unparked: coupons.unparked + points.unparked + orders.ends_unparked,
+        orders_cancelled: ended(OrderEnd::Cancelled),
+        orders_expired: ended(OrderEnd::Expired),
+        orders_paid: ended(OrderEnd::Paid),
+        order_ends_parked: orders.ends_parked,
+        order_ends_unparked: orders.ends_unparked,
         batches: 1,
         ..Counts::default()
     }

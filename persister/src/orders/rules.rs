@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use flashgate_config::PointsSettings;
 use flashgate_events::OrderAdmitted;
 
+use super::ends::End;
 use crate::points::PointChange;
 
 /// Why the database refused an order.
@@ -57,12 +57,40 @@ pub struct OrdersOutcome {
     pub rejected: Vec<(OrderAdmitted, RejectReason)>,
     /// Orders whose sale does not exist in MySQL: never insertable, dead-lettered.
     pub unknown_sale: Vec<OrderAdmitted>,
-    /// The points the orders confirmed now or before earn (`earn-<order>`, written once
-    /// whatever the replays, so a batch retried after its commit still settles the caches).
+    /// The points the orders paid now or before earn (`earn-<order>`, written once whatever
+    /// the replays, so a batch retried after its commit still settles the caches).
     pub earns: Vec<PointChange>,
+    /// Ends stored now, in the order they were applied: announced, their Redis records
+    /// forgotten, counted by end.
+    pub ended: Vec<End>,
+    /// Ends found stored already (a replay): announced again under the same event id, their
+    /// Redis records forgotten again.
+    pub ends_found: Vec<End>,
+    /// Ends of orders final another way (rejected, or ended otherwise): nothing changed. Their
+    /// Redis records are final too, and MySQL will never take them: forgotten all the same.
+    pub ends_stale: Vec<End>,
+    /// Ends parked now to wait for their order's admission.
+    pub ends_parked: u64,
+    /// Parked ends decided now that their order is stored.
+    pub ends_unparked: u64,
+    /// Positions, among the batch's ends, of those that can never be stored (neither their
+    /// order nor its sale exists): dead-lettered.
+    pub hopeless_ends: Vec<usize>,
 }
 
-/// A sale's row, as locked: its counters.
+impl OrdersOutcome {
+    /// The orders whose Redis records may go, as (sale, order): MySQL holds a final state of
+    /// each.
+    pub fn settled_ends(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.ended
+            .iter()
+            .chain(&self.ends_found)
+            .chain(&self.ends_stale)
+            .map(|end| (end.event.sale_id, end.event.order_id.as_str()))
+    }
+}
+
+/// A sale's row, as locked: its counters (`sold` moved along as the batch decides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct SaleRow {
     pub(super) total: u64,
@@ -107,27 +135,17 @@ pub(super) struct Decisions<'o> {
 }
 
 /// Decides `orders` against what is `stored`, the locked `sales` and the units each buyer
-/// `held` per (sale, user); `sales` and `held` are moved along as orders are confirmed.
+/// `held` per (sale, user); `sales` and `held` are moved along as orders are confirmed. An
+/// order earns nothing here: it earns when it is paid ([`super::ends`]).
 pub(super) fn decide<'o>(
     orders: &'o [OrderAdmitted],
     stored: &HashMap<String, OrderRow>,
     sales: &mut HashMap<u64, SaleRow>,
     held: &mut HashMap<(u64, String), u64>,
-    earning: &PointsSettings,
 ) -> Decisions<'o> {
     let mut decisions = Decisions::default();
     let outcome = &mut decisions.outcome;
     let mut seen: HashSet<&str> = HashSet::new();
-    let earn = |order: &OrderAdmitted, earns: &mut Vec<PointChange>| {
-        let points = earning.earned(order.amount);
-        if points > 0 {
-            earns.push(PointChange::Earn {
-                order_id: order.order_id.clone(),
-                user_id: order.user_id.clone(),
-                points,
-            });
-        }
-    };
     for order in orders {
         if !seen.insert(order.order_id.as_str()) {
             outcome.duplicates.push(order.order_id.clone());
@@ -138,8 +156,6 @@ pub(super) fn decide<'o>(
             if status == "rejected" {
                 let reason = RejectReason::from_code(reason.as_deref());
                 outcome.rejected.push((order.clone(), reason));
-            } else {
-                earn(order, &mut outcome.earns);
             }
             continue;
         }
@@ -158,7 +174,6 @@ pub(super) fn decide<'o>(
                 *units += quantity;
                 *decisions.sold_delta.entry(order.sale_id).or_default() += quantity;
                 outcome.confirmed.push(order.order_id.clone());
-                earn(order, &mut outcome.earns);
             }
             Some(reason) => outcome.rejected.push((order.clone(), reason)),
         }
@@ -195,13 +210,6 @@ mod tests {
         HashMap::from([(1, sale)])
     }
 
-    fn earning(earn_basis_points: u32) -> PointsSettings {
-        PointsSettings {
-            earn_basis_points,
-            ..PointsSettings::default()
-        }
-    }
-
     #[test]
     fn an_order_fits_up_to_the_last_unit_and_the_limit_exactly() {
         assert!(within_stock(9, 1, 10));
@@ -227,7 +235,7 @@ mod tests {
     fn orders_take_the_last_units_in_delivery_order_and_the_rest_are_rejected() {
         let orders = [order("1-a", 1, "ana", 1), order("1-b", 1, "ben", 1)];
         let (mut sales, mut held) = (sale(10, 9, 5), HashMap::new());
-        let decided = decide(&orders, &HashMap::new(), &mut sales, &mut held, &earning(0));
+        let decided = decide(&orders, &HashMap::new(), &mut sales, &mut held);
         assert_eq!(decided.outcome.confirmed, ["1-a"]);
         assert_eq!(
             decided.outcome.rejected,
@@ -242,19 +250,13 @@ mod tests {
     fn a_buyers_orders_in_one_batch_add_up_against_the_limit() {
         let orders = [order("1-a", 1, "ana", 1), order("1-b", 1, "ana", 1)];
         let mut held = HashMap::from([((1, "ana".to_owned()), 1)]);
-        let decided = decide(
-            &orders,
-            &HashMap::new(),
-            &mut sale(10, 0, 2),
-            &mut held,
-            &earning(0),
-        );
+        let decided = decide(&orders, &HashMap::new(), &mut sale(10, 0, 2), &mut held);
         assert_eq!(decided.outcome.confirmed, ["1-a"]);
         assert_eq!(decided.outcome.rejected[0].1, RejectReason::PerUserLimit);
     }
 
     #[test]
-    fn replays_change_nothing_but_announce_refusals_and_earnings_again() {
+    fn replays_change_nothing_but_announce_refusals_again_and_earn_nothing() {
         let orders = [
             order("1-a", 1, "ana", 1),
             order("1-r", 1, "rob", 1),
@@ -267,28 +269,16 @@ mod tests {
                 ("rejected".to_owned(), Some("per_user_limit".to_owned())),
             ),
         ]);
-        let decided = decide(
-            &orders,
-            &stored,
-            &mut sale(10, 0, 1),
-            &mut HashMap::new(),
-            &earning(100),
-        );
+        let decided = decide(&orders, &stored, &mut sale(10, 0, 1), &mut HashMap::new());
         assert!(decided.rows.is_empty(), "nothing inserted again");
         assert_eq!(decided.outcome.duplicates, ["1-a", "1-r", "1-a"]);
         assert_eq!(
             decided.outcome.rejected,
             [(orders[1].clone(), RejectReason::PerUserLimit)]
         );
-        let earned = PointChange::Earn {
-            order_id: "1-a".to_owned(),
-            user_id: "ana".to_owned(),
-            points: 1,
-        };
-        assert_eq!(
-            decided.outcome.earns,
-            [earned],
-            "earned once, as when confirmed"
+        assert!(
+            decided.outcome.earns.is_empty(),
+            "earned when paid, not here"
         );
     }
 
@@ -300,7 +290,6 @@ mod tests {
             &HashMap::new(),
             &mut sale(10, 0, 1),
             &mut HashMap::new(),
-            &earning(0),
         );
         assert_eq!(decided.outcome.unknown_sale, orders);
         assert!(decided.rows.is_empty());

@@ -6,6 +6,7 @@ mod dead_letters;
 mod disruptive;
 mod helpers;
 mod identity;
+mod lifecycle;
 mod limits;
 mod migrations;
 mod operations;

@@ -42,6 +42,8 @@ pub async fn prepare() -> Running {
     let (mut settings, db) = crate::helpers::isolated().await;
     settings.kafka.dead_letter_topic = fresh_topic(&settings, "flashgate.test-dlq-", 1).await;
     settings.kafka.compensations_topic = fresh_topic(&settings, "flashgate.test-comp-", 1).await;
+    settings.kafka.order_events_topic =
+        fresh_topic(&settings, "flashgate.test-order-events-", 1).await;
     settings.persister.max_wait_ms = 20;
     let producer = settings.kafka.producer_config().create().expect("producer");
     Running {
