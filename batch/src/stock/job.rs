@@ -44,7 +44,7 @@ pub struct Options {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StockArgs {
     /// Repair drift: set Redis stock, held and paid to the MySQL values, only where they still
-    /// are what the check read (each repair is logged).
+    /// are what the check read and held equals Redis's own open orders (each repair is logged).
     #[arg(long)]
     pub fix: bool,
     /// Check only this sale (repeat for several).
