@@ -1,17 +1,21 @@
-//! A Redis primary dies: Sentinel promotes the replica and the gateway follows by itself.
+//! A Redis primary dies: Sentinel promotes the replica and the gateway follows by itself, and
+//! cancellations in flight give nothing back twice.
 //!
 //! This test stops the shared stack's primary, so `scripts/test.sh` runs it alone, after
 //! every other test (it lives in a module named `disruptive`).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fred::prelude::{ClientLike, Pool};
-use http::StatusCode;
+use flashgate_gateway::auth::Role;
+use flashgate_gateway::keys::SaleKeys;
+use fred::prelude::{ClientLike, HashesInterface, KeysInterface, Pool, SortedSetsInterface};
+use http::{Method, StatusCode};
 use serde_json::json;
 
 use flashgate_testkit::stack;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 
 async fn primary_port(redis: &Pool) -> u16 {
     let info: String = redis
@@ -106,5 +110,115 @@ async fn sentinel_failover_keeps_purchases_going_without_losing_acknowledged_sto
     let view = app.get_sale(sale_id).await;
     assert_eq!(view.json["remaining"], 200 - admitted, "{}", view.json);
     assert_eq!(view.json["admitted"], admitted);
+    app.stop().await;
+}
+
+/// `POST /v1/orders/{id}/cancel` as `user` until it is answered for good (200, or 409 when the
+/// order had ended otherwise); 503s during the failover are retried.
+async fn cancel_until_answered(app: &TestApp, order_id: &str, user: &str) -> StatusCode {
+    let token = app.token(user, Role::Shopper);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = app
+            .request(
+                Method::POST,
+                &format!("/v1/orders/{order_id}/cancel"),
+                Some(&token),
+                &[],
+                None,
+            )
+            .await;
+        match reply.status {
+            StatusCode::OK | StatusCode::CONFLICT => return reply.status,
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("a cancel during a failover got {other}: {}", reply.json),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancel of {order_id} never got through"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_during_cancellations_gives_nothing_back_twice_and_holds_nothing_past_pay_by() {
+    let app = spawn_app().await;
+    let total = 40;
+    let sale_id = app
+        .sale(json!({"stock": total, "per_user_limit": 1, "payment_window_seconds": 30}))
+        .await;
+    let mut orders = Vec::new();
+    for i in 0..total {
+        let user = format!("c-{i}");
+        let reply = app.purchase(sale_id, &user, 1).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.json);
+        orders.push((
+            reply.json["order_id"].as_str().expect("id").to_owned(),
+            user,
+        ));
+    }
+    let acknowledged: i64 = app
+        .redis
+        .custom(fred::cmd!("WAIT"), vec![1, 2000])
+        .await
+        .expect("WAIT");
+    assert!(acknowledged >= 1, "no replica acknowledged the orders");
+    let old_primary = primary_port(&app.redis).await;
+
+    // Cancel them one after another; the primary dies after the first ten.
+    let server = format!("redis-{old_primary}");
+    let mut restart = None;
+    for (i, (order_id, user)) in orders.iter().enumerate() {
+        if i == 10 {
+            stack(&["stop", &server]);
+            restart = Some(Restart(server.clone()));
+        }
+        let answer = cancel_until_answered(&app, order_id, user).await;
+        assert_eq!(answer, StatusCode::OK, "{order_id}");
+    }
+    let new_primary = primary_port(&app.redis).await;
+    assert_ne!(new_primary, old_primary, "Sentinel promoted the replica");
+    drop(restart);
+
+    // A cancel the old primary acknowledged but did not pass on is lost with it: that order is
+    // held again, and expires at its pay_by. Within pay_by + 5 s nothing is held, and every
+    // unit came back exactly once.
+    let keys = SaleKeys::new(&app.settings.redis.key_prefix, sale_id);
+    let deadline = Instant::now() + Duration::from_secs(30 + 5 + 5);
+    loop {
+        let held: u64 = app.redis.zcard(&keys.holds).await.expect("holds");
+        if held == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{held} orders still held past pay_by + 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stock: i64 = app.redis.get(&keys.stock).await.expect("stock");
+    let (held, paid): (i64, Option<i64>) = app
+        .redis
+        .hmget(&keys.sale, vec!["held", "paid"])
+        .await
+        .expect("sale");
+    assert_eq!(
+        (stock, held, paid.unwrap_or(0)),
+        (i64::from(total), 0, 0),
+        "every unit back once"
+    );
+    let records: HashMap<String, String> = app.redis.hgetall(&keys.orders).await.expect("records");
+    for (order_id, _) in &orders {
+        let state = records[order_id]
+            .split('\n')
+            .nth(4)
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            state == "cancelled" || state == "expired",
+            "{order_id} ended {state}"
+        );
+    }
     app.stop().await;
 }
