@@ -10,6 +10,12 @@
 -- reply came, and the gateway makes a fresh coupon id for every call, so a coupon that exists
 -- already was issued by this call: it answers `issued` again and takes nothing.
 --
+-- The coupon hash expires by itself (PEXPIREAT, Redis's clock) `keep_ms` after the coupon
+-- does: from its expiry on no script changes it (redeem and cancel refuse), the relay never
+-- reads it, and a list shows MySQL's record instead. So its owner is its TTL, and a policy
+-- handing out coupons for months keeps only the unexpired ones (`lua/policy_cleanup.lua`
+-- removes the policy's other keys once it is over).
+--
 -- KEYS (all share the policy's hash tag, e.g. fg:{c:7}:...)
 --   1  policy     hash: status, starts_ms, ends_ms, per_user_limit, valid_for_ms, expires_ms,
 --                 issued
@@ -17,7 +23,8 @@
 --   3  holders    hash: user id -> coupons claimed
 --   4  outbox     stream of coupon events, read by the relay
 --   5  coupon     hash of the coupon to issue (fg:{c:7}:cpn:<coupon id>); its `claim_no`
---                 is kept for the answer to a re-sent call
+--                 is kept for the answer to a re-sent call; it expires `keep_ms` after the
+--                 coupon
 --   6  idem       (optional) string: the stored answer for this user's Idempotency-Key
 -- ARGV
 --   1  user id
@@ -25,6 +32,7 @@
 --   3  trace id
 --   4  outbox bound: refuse with `overloaded` when the outbox holds this many entries
 --   5  idempotency TTL in seconds
+--   6  keep_ms: how long the coupon hash outlives the coupon's expiry, ms (absent: 0)
 -- Replies (array, first element is the code)
 --   {'issued', coupon_id, expires_ms, claim_no, remaining}   remaining: coupons left now
 --   {'replay', code, coupon_id, expires_ms}    the stored answer for this key
@@ -34,6 +42,7 @@ local policy_key, remaining_key, holders_key, outbox_key, coupon_key, idem_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local user, coupon_id, trace_id = ARGV[1], ARGV[2], ARGV[3]
 local outbox_max, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local keep_ms = tonumber(ARGV[6] or '0') or 0
 
 -- This call ran before (a re-send): the same answer, nothing taken again.
 local issued = redis.call('HMGET', coupon_key, 'user', 'expires_ms', 'claim_no')
@@ -96,6 +105,7 @@ local claim_no = redis.call('HINCRBY', holders_key, user, 1)
 redis.call('HINCRBY', policy_key, 'issued', 1)
 redis.call('HSET', coupon_key, 'user', user, 'status', 'issued', 'expires_ms', expires_ms,
   'seq', 1, 'order_id', '', 'discount', 0, 'issued_ms', now_ms, 'claim_no', claim_no)
+redis.call('PEXPIREAT', coupon_key, expires_ms + keep_ms)
 redis.call('XADD', outbox_key, '*',
   'type', 'coupon.issued', 'coupon_id', coupon_id, 'user_id', user, 'claim_no', claim_no,
   'at_ms', now_ms, 'expires_ms', expires_ms, 'trace_id', trace_id)

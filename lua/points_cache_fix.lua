@@ -1,6 +1,8 @@
 -- points_cache_fix.lua: repair one user's point cache after the reconciliation found it wrong
 -- (or repaired the balance row under it), only if nothing moved since the check. An absolute,
 -- conditional set: running it twice, or after the gateway updated the entry, changes nothing.
+-- The entry's TTL is left as it is: the set changes none of its pending changes, so whether it
+-- may expire (only with none pending, see points_use.lua) is unchanged.
 --
 -- KEYS
 --   1  the user's point cache hash (fg:{p:7}:pts:<user>)

@@ -1,7 +1,8 @@
 -- points_cancel.lua: give back one use of points, at most once.
 --
 -- The cache layout is described in points_use.lua. The refund is pending like a use, with the
--- opposite sign, until the persister has written it.
+-- opposite sign, until the persister has written it; like a use, it takes the cache's TTL
+-- away until then (PERSIST; why in points_use.lua).
 --
 -- Safe to run twice: the Redis client re-sends a call whose connection closed before the
 -- reply came. Every call carries an id of its own (ARGV 9), kept on the use record with the
@@ -71,6 +72,7 @@ redis.call('HSET', record_key, 'status', 'cancelled', 'cancelled_ms', now_ms,
   'cancel_call', call_id or '', 'cancel_balance', balance)
 redis.call('HINCRBY', cache_key, 'pending', -amount)
 redis.call('HSET', cache_key, 'tx:' .. refund_txid, -amount)
+redis.call('PERSIST', cache_key)
 redis.call('XADD', outbox_key, '*',
   'type', 'points.refunded', 'txid', refund_txid, 'use_txid', use_txid, 'user_id', user,
   'amount', amount, 'at_ms', now_ms, 'trace_id', trace_id)

@@ -12,17 +12,41 @@
 --     rebuilds it from MySQL on the next read.
 -- Every branch is safe to run twice and in any order with other commits' calls.
 --
+-- Expiry: an entry kept (`current`, `applied`) with no pending change left expires `cache_ttl`
+-- from now (the user's next read after that rebuilds it from MySQL); one with pending changes
+-- left does not expire until they are settled too. A cache never expires under a pending
+-- change (why in points_use.lua), and this is the write that lets it go once nothing is.
+--
 -- KEYS
 --   1..n  point caches of ONE bucket (one Redis Cluster slot)
 -- ARGV
 --   1     how long a left-over `floor` is kept, in milliseconds
+--   2     cache_ttl: how long a cache with nothing pending is kept, in milliseconds
 --   then for each key, in KEYS order: from, to, balance, count, count txids
 -- Reply
 --   one code per key: 'current' | 'applied' | 'dropped' | 'absent'
 
-local floor_ttl = tonumber(ARGV[1])
-local pos = 2
+local floor_ttl, cache_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local pos = 3
 local out = {}
+
+-- Fields of `key` that are pending changes (`tx:<txid>`): all but the four named ones.
+local function pending_changes(key)
+  local named = 0
+  for _, field in ipairs({'balance', 'version', 'pending', 'floor'}) do
+    named = named + redis.call('HEXISTS', key, field)
+  end
+  return redis.call('HLEN', key) - named
+end
+
+-- A kept entry: it may expire once nothing of it is pending, and not before.
+local function keep(key)
+  if pending_changes(key) > 0 then
+    redis.call('PERSIST', key)
+  else
+    redis.call('PEXPIRE', key, cache_ttl)
+  end
+end
 for i = 1, #KEYS do
   local key = KEYS[i]
   local from, to, db = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
@@ -46,10 +70,12 @@ for i = 1, #KEYS do
     if released ~= 0 then
       redis.call('HINCRBY', key, 'balance', released)
     end
+    keep(key)
     out[i] = 'current'
   elseif version and tonumber(version) == from then
     local pending = tonumber(redis.call('HGET', key, 'pending') or '0')
     redis.call('HSET', key, 'balance', db - pending, 'version', to)
+    keep(key)
     out[i] = 'applied'
   else
     if version then

@@ -9,6 +9,16 @@
 -- `balance` never goes below zero here, whatever the concurrency: this script is the only
 -- writer that takes points, and Redis runs it alone.
 --
+-- Expiry (`points.cache_ttl_secs`): a cache is only a copy of MySQL while nothing of it is
+-- pending, and then it may go: the next read rebuilds it from MySQL (`lua/points_fill.lua`).
+-- A `tx:<txid>` field, though, is a change MySQL does not hold yet; a rebuild without it would
+-- give the points back to spend again. So a cache with any `tx:` field never expires: this
+-- script and `lua/points_cancel.lua`, which add one, PERSIST the key; the writes that may
+-- leave none (`lua/points_settle.lua` when the persister has written the last one,
+-- `lua/points_fill.lua`) set the TTL again, counted from that write, whenever none is left.
+-- No TTL can therefore run out under a pending change, however long Kafka or the persister
+-- is away. (A `floor` left alone keeps its own short TTL, see points_settle.lua.)
+--
 -- Safe to run twice: the Redis client re-sends a call whose connection closed before the
 -- reply came, and the gateway makes a fresh txid for every call, so a use record that exists
 -- already was written by this call: it answers `used` again with the balance the first run
@@ -80,6 +90,8 @@ local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 balance = redis.call('HINCRBY', cache_key, 'balance', -amount)
 redis.call('HINCRBY', cache_key, 'pending', amount)
 redis.call('HSET', cache_key, 'tx:' .. txid, amount)
+-- A pending change: the cache must not expire until it is settled (see the header).
+redis.call('PERSIST', cache_key)
 redis.call('HSET', record_key, 'user', user, 'amount', amount, 'order_id', order_id,
   'status', 'used', 'at_ms', now_ms, 'balance', balance)
 redis.call('EXPIRE', record_key, record_ttl)

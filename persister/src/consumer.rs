@@ -56,7 +56,8 @@ impl Persister {
             .connect_pool()
             .await
             .context("connecting to Redis")?;
-        let caches = PointCaches::new(redis.clone(), &settings.redis.key_prefix);
+        let caches = PointCaches::new(redis.clone(), &settings.redis.key_prefix)
+            .with_cache_ttl(settings.points.cache_ttl_secs);
         let records = OrderRecords::new(redis, &settings.redis.key_prefix);
         let consumer: StreamConsumer = settings
             .kafka

@@ -3,6 +3,7 @@
 use fred::prelude::{Pool, Value};
 
 use crate::app::App;
+use crate::coupons::policy_store;
 use crate::failure::Failure;
 use crate::keys::PolicyKeys;
 use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
@@ -61,6 +62,9 @@ pub struct ClaimRequest<'a> {
     pub outbox_max: u64,
     /// How long an idempotent answer is kept, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// How long the coupon's hash outlives the coupon, in milliseconds: its TTL is its owner
+    /// (`gateway.sale_cleanup_grace_ms`, the grace its policy's keys get too).
+    pub coupon_keep_ms: u64,
 }
 
 /// Claims a coupon of `policy_id` for `user_id` (one `EVALSHA`); the outcome is counted.
@@ -81,10 +85,16 @@ pub async fn claim_coupon(
         idempotency_key,
         outbox_max: app.settings.gateway.outbox_max_len,
         idempotency_ttl_secs: app.settings.gateway.idempotency_ttl_secs,
+        coupon_keep_ms: app.settings.gateway.sale_cleanup_grace_ms,
     };
-    let outcome = claim(&app.redis, &app.scripts.claim_coupon, &request)
+    let mut outcome = claim(&app.redis, &app.scripts.claim_coupon, &request)
         .await
         .map_err(Failure::unreachable("claim"))?;
+    if outcome == Claim::NotFound && known_to_mysql(app, policy_id).await? {
+        // Redis no longer holds a policy that is over (cleaned up, `coupons/cleanup.rs`), or
+        // not yet again (restore pending): it exists, it is just not open for claims.
+        outcome = Claim::NotActive;
+    }
     app.metrics.observe_claim(outcome.label());
     Ok(outcome)
 }
@@ -112,9 +122,18 @@ pub async fn claim(
         request.trace_id.into(),
         int(request.outbox_max),
         int(request.idempotency_ttl_secs),
+        int(request.coupon_keep_ms),
     ];
     let reply: Vec<Value> = script.run(redis, names, args).await?;
     parse_claim(&reply)
+}
+
+/// Whether MySQL holds the policy `policy_id`.
+async fn known_to_mysql(app: &App, policy_id: u64) -> Result<bool, Failure> {
+    let found = policy_store::find(&app.db, policy_id)
+        .await
+        .map_err(Failure::Mysql)?;
+    Ok(found.is_some())
 }
 
 fn parse_claim(reply: &[Value]) -> Result<Claim, fred::error::Error> {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod claims;
+pub mod cleanup;
 pub mod policy;
 pub mod policy_store;
 pub mod redeem;

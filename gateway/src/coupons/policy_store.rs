@@ -3,11 +3,11 @@
 
 use anyhow::Context;
 use chrono::NaiveDateTime;
-use fred::prelude::{Pool, Value};
+use fred::prelude::{Pool, SetsInterface, Value};
 use sqlx::{MySqlPool, Row};
 
 use crate::coupons::policy::{Discount, DiscountKind, NewPolicy, Policy};
-use crate::keys::PolicyKeys;
+use crate::keys::{self, PolicyKeys};
 use crate::owned_state::{self, set_status_in_redis};
 use crate::scripts::Script;
 
@@ -135,8 +135,10 @@ async fn persisted_holders(db: &MySqlPool, policy_id: u64) -> anyhow::Result<Vec
         .context("decoding coupon holders")
 }
 
-/// Loads a policy into Redis unless Redis already holds it (then its live counters win), and
-/// registers its outbox with the relay. Returns whether it was loaded.
+/// Loads a policy into Redis unless Redis already holds it (then its live counters win),
+/// registers its outbox with the relay, and lists it among the live policies (after the load:
+/// the cleanup must never find it listed before its keys exist, and a restore lists again a
+/// policy whose listing failed). Returns whether it was loaded.
 pub async fn load_into_redis(
     redis: &Pool,
     db: &MySqlPool,
@@ -144,7 +146,7 @@ pub async fn load_into_redis(
     prefix: &str,
     policy: &Policy,
 ) -> anyhow::Result<bool> {
-    let keys = PolicyKeys::new(prefix, policy.policy_id);
+    let policy_keys = PolicyKeys::new(prefix, policy.policy_id);
     let holders = if policy.persisted > 0 {
         persisted_holders(db, policy.policy_id).await?
     } else {
@@ -170,8 +172,19 @@ pub async fn load_into_redis(
         args.push(user.into());
         args.push(held.into());
     }
-    let state = vec![keys.policy, keys.remaining, keys.holders];
-    owned_state::load_and_register(redis, script, state, args, prefix, &keys.outbox).await
+    let state = vec![
+        policy_keys.policy,
+        policy_keys.remaining,
+        policy_keys.holders,
+    ];
+    let outbox = &policy_keys.outbox;
+    let loaded =
+        owned_state::load_and_register(redis, script, state, args, prefix, outbox).await?;
+    let _: i64 = redis
+        .sadd(keys::live_policies(prefix), policy.policy_id)
+        .await
+        .context("listing the policy as live")?;
+    Ok(loaded)
 }
 
 /// Restores every live policy that Redis lost. Returns how many were loaded.

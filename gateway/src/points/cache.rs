@@ -1,15 +1,19 @@
 //! A shopper's point balance as Redis caches it, rebuilt from one MySQL snapshot on a miss.
+//!
+//! The cache expires `points.cache_ttl_secs` after its last write once nothing of it is
+//! pending (never while a change MySQL does not hold yet is in it: see `lua/points_use.lua`),
+//! so a user who went away leaves nothing behind; the next read finds no entry and rebuilds it.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use fred::prelude::{HashesInterface, Pool, Value};
+use fred::prelude::{HashesInterface, Value};
 use sqlx::{MySqlPool, QueryBuilder, Row};
 
 use crate::app::App;
 use crate::failure::Failure;
 use crate::keys::PointsKeys;
-use crate::scripts::{Script, reply_int, reply_text, unexpected_reply};
+use crate::scripts::{int, reply_int, reply_text, unexpected_reply};
 
 /// How often a rebuild is tried when the persister keeps moving the balance under it.
 const FILL_ATTEMPTS: u32 = 5;
@@ -67,34 +71,29 @@ impl<'a> UserPoints<'a> {
 /// The caller's spendable balance.
 pub async fn balance_of(app: &App, user_id: &str) -> Result<i64, Failure> {
     let user = UserPoints::new(app.prefix(), user_id);
-    Ok(balance(&app.redis, &app.db, &app.scripts.points_fill, &user).await?)
+    Ok(balance(app, &user).await?)
 }
 
-/// The spendable balance: the cache, or MySQL through a rebuild of the cache.
-pub async fn balance(
-    redis: &Pool,
-    db: &MySqlPool,
-    fill: &Script,
-    user: &UserPoints<'_>,
-) -> Result<i64, PointsError> {
-    let (balance, version): (Option<i64>, Option<u64>) = redis
+/// The spendable balance: the cache, or MySQL through a rebuild of the cache (none there, or
+/// expired).
+pub async fn balance(app: &App, user: &UserPoints<'_>) -> Result<i64, PointsError> {
+    let (balance, version): (Option<i64>, Option<u64>) = app
+        .redis
         .next()
         .hmget(user.cache(), vec!["balance", "version"])
         .await?;
     match (balance, version) {
         (Some(balance), Some(_)) => Ok(balance),
-        _ => rebuild(redis, db, fill, user).await,
+        _ => rebuild(app, user).await,
     }
 }
 
-/// Rebuilds the cache from one MySQL snapshot (`lua/points_fill.lua`) and returns the balance.
-/// A change the persister announced after the snapshot makes it read MySQL again.
-pub async fn rebuild(
-    redis: &Pool,
-    db: &MySqlPool,
-    fill: &Script,
-    user: &UserPoints<'_>,
-) -> Result<i64, PointsError> {
+/// Rebuilds the cache from one MySQL snapshot (`lua/points_fill.lua`) and returns the balance;
+/// the rebuilt cache expires `points.cache_ttl_secs` from now unless changes of it are still
+/// pending. A change the persister announced after the snapshot makes it read MySQL again.
+pub async fn rebuild(app: &App, user: &UserPoints<'_>) -> Result<i64, PointsError> {
+    let (redis, fill) = (&app.redis, &app.scripts.points_fill);
+    let ttl_secs = app.settings.points.cache_ttl_secs;
     let key = user.cache();
     for attempt in 0..FILL_ATTEMPTS {
         let fields: Vec<String> = redis.next().hkeys(&key).await?;
@@ -102,10 +101,14 @@ pub async fn rebuild(
             .iter()
             .filter_map(|f| f.strip_prefix("tx:"))
             .collect();
-        let snapshot = snapshot(db, user.user_id, &pending)
+        let snapshot = snapshot(&app.db, user.user_id, &pending)
             .await
             .map_err(PointsError::Mysql)?;
-        let mut args: Vec<Value> = vec![snapshot.balance.into(), snapshot.version.into()];
+        let mut args: Vec<Value> = vec![
+            snapshot.balance.into(),
+            snapshot.version.into(),
+            int(ttl_secs),
+        ];
         args.extend(snapshot.settled.into_iter().map(Value::from));
         let reply: Vec<Value> = fill.run(redis, vec![key.clone()], args).await?;
         match reply_text(&reply, 0).as_str() {

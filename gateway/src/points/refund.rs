@@ -63,7 +63,7 @@ pub async fn cancel_use(
             .map_err(Failure::unreachable("points cancel"))?;
         match outcome {
             Cancel::Miss => {
-                cache::rebuild(&app.redis, &app.db, &app.scripts.points_fill, &user).await?;
+                cache::rebuild(app, &user).await?;
             }
             // Redis no longer has the use (expired record, lost data): MySQL may.
             Cancel::NotFound if request.from_mysql.is_none() => {
@@ -112,7 +112,7 @@ pub async fn cancel_use(
     }
     let balance = match outcome {
         Cancel::Cancelled { balance, .. } => balance,
-        _ => cache::balance(&app.redis, &app.db, &app.scripts.points_fill, &user).await?,
+        _ => cache::balance(app, &user).await?,
     };
     Ok(Refund::Cancelled {
         refund_txid,

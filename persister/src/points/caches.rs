@@ -1,5 +1,6 @@
 //! The users' point caches in Redis, brought in step by version after a commit
-//! (`lua/points_settle.lua`).
+//! (`lua/points_settle.lua`). A cache left with nothing pending gets its TTL from this write
+//! (`points.cache_ttl_secs`): the gateway rebuilds an expired one from MySQL on the next read.
 
 use anyhow::Context;
 use flashgate_events::keys::{PointsKeys, by_points_bucket};
@@ -8,6 +9,10 @@ use fred::types::scripts::Script;
 
 /// How long a `floor` left on a dropped cache is kept (a rebuild in flight takes far less).
 const FLOOR_TTL_MS: u64 = 30_000;
+
+/// How long a cache with nothing pending is kept when the settings do not say
+/// (`points.cache_ttl_secs`'s default).
+const DEFAULT_CACHE_TTL_MS: u64 = 86_400_000;
 
 /// Most users settled by one script call.
 const USERS_PER_CALL: usize = 200;
@@ -36,6 +41,8 @@ pub struct PointCaches {
     prefix: String,
     /// `lua/points_settle.lua`, run by its SHA (reloaded after a Redis restart).
     script: Script,
+    /// How long a cache with nothing pending is kept after a settle, in milliseconds.
+    cache_ttl_ms: u64,
 }
 
 impl PointCaches {
@@ -45,6 +52,17 @@ impl PointCaches {
             redis,
             prefix: prefix.to_owned(),
             script: Script::from_lua(include_str!("../../../lua/points_settle.lua")),
+            cache_ttl_ms: DEFAULT_CACHE_TTL_MS,
+        }
+    }
+
+    /// The same, keeping a settled cache with nothing pending `secs` seconds
+    /// (`points.cache_ttl_secs`).
+    #[must_use]
+    pub fn with_cache_ttl(self, secs: u64) -> Self {
+        Self {
+            cache_ttl_ms: secs.saturating_mul(1000),
+            ..self
         }
     }
 
@@ -55,7 +73,8 @@ impl PointCaches {
             let keys = PointsKeys::new(&self.prefix, bucket);
             for chunk in work.chunks(USERS_PER_CALL) {
                 let names: Vec<String> = chunk.iter().map(|s| keys.balance(&s.user_id)).collect();
-                let mut args: Vec<String> = vec![FLOOR_TTL_MS.to_string()];
+                let mut args: Vec<String> =
+                    vec![FLOOR_TTL_MS.to_string(), self.cache_ttl_ms.to_string()];
                 for settle in chunk {
                     args.push(settle.from.to_string());
                     args.push(settle.to.to_string());
