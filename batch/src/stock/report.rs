@@ -1,5 +1,5 @@
 //! What a stock reconciliation found and did: one finding per sale that is not clean, the
-//! totals, the exit code; printed as JSON, or as text ([`super::text`]).
+//! totals, the exit code; printed as JSON, or as text (`text.rs`).
 
 use serde::Serialize;
 
