@@ -104,7 +104,12 @@ fn parse_cleanup(reply: &str) -> Result<Cleanup, fred::error::Error> {
 /// Drops the policy from the live list. A restore may load it again at this very moment
 /// (Redis had lost it): if its hash is back once the id is dropped, the id goes back too, so a
 /// policy in Redis is never left off the list.
-async fn forget(redis: &Pool, prefix: &str, policy_id: u64, keys: &PolicyKeys) -> anyhow::Result<()> {
+async fn forget(
+    redis: &Pool,
+    prefix: &str,
+    policy_id: u64,
+    keys: &PolicyKeys,
+) -> anyhow::Result<()> {
     let list = live_policies(prefix);
     let _: i64 = redis
         .srem(&list, policy_id)

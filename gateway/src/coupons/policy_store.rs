@@ -178,8 +178,7 @@ pub async fn load_into_redis(
         policy_keys.holders,
     ];
     let outbox = &policy_keys.outbox;
-    let loaded =
-        owned_state::load_and_register(redis, script, state, args, prefix, outbox).await?;
+    let loaded = owned_state::load_and_register(redis, script, state, args, prefix, outbox).await?;
     let _: i64 = redis
         .sadd(keys::live_policies(prefix), policy.policy_id)
         .await
