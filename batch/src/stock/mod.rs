@@ -3,8 +3,9 @@
 //!
 //! `job.rs` runs it: MySQL is read a page of sales at a time ([`mysql`]), Redis one sale at a
 //! time in one script call ([`redis`]); each sale is judged ([`judge`]); sales in flight or
-//! drifting are looked at again until they settle; confirmed drift is repaired (`repair.rs`) by
-//! a compare-and-set and everything lands in the [`report`], printed as JSON or as text (`text.rs`).
+//! drifting are looked at again until they settle; confirmed drift is repaired (`repair.rs`)
+//! by a compare-and-set; everything lands in the [`report`], printed as JSON or as text
+//! (`text.rs`).
 //!
 //! No checkpoint, unlike `reconcile-points`: a run reads a few rows per sale (seconds for
 //! thousands of sales), and every repair is an absolute, conditional set, so a killed run is
