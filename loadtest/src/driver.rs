@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::client::{Answer, Connection, Target};
 use crate::options::Mode;
-use crate::scenario::{Call, Kind, Plan};
+use crate::scenario::{Call, Fate, Kind, Plan};
 use crate::tally::Tally;
 
 /// Orders kept for status polls; older ones are overwritten.
@@ -32,8 +32,26 @@ pub struct Context {
     pub claim_path: Option<String>,
     /// Recently admitted orders `(shopper, status path)` for status polls; a bounded ring.
     pub pollable: Mutex<(usize, Vec<(u32, String)>)>,
+    /// How admitted orders end, in the lifecycle scenario.
+    pub lifecycle: Option<Lifecycle>,
     /// Live counts for the progress line.
     pub counters: Counters,
+}
+
+/// What the lifecycle scenario needs to end the orders it admits.
+pub struct Lifecycle {
+    /// The fates of the admitted orders in turn ([`crate::scenario::fates`]).
+    pub fates: Vec<Fate>,
+    /// Orders admitted so far: the next one gets `fates[admitted % fates.len()]`.
+    pub admitted: AtomicU64,
+    /// `Bearer <token>` of the run's manager, who marks orders paid.
+    pub manager: HeaderValue,
+}
+
+/// An order to end right after its admission: the request and its path.
+struct Ending {
+    call: Call,
+    path: String,
 }
 
 /// Live counts the workers bump and the progress line reads.
@@ -114,6 +132,8 @@ impl Context {
                 };
                 (call, answer)
             }
+            // Ends follow their admission (`Context::ending`); never planned on their own.
+            Kind::Pay | Kind::Cancel => (call, Answer::Failed("not planned")),
             Kind::Status => {
                 let picked = {
                     let ring = self.pollable.lock().await;
@@ -146,6 +166,47 @@ impl Context {
                 }
             }
         }
+    }
+
+    /// The request that ends the order `answer` admitted, when the run ends its orders and
+    /// this one's fate is not to be abandoned.
+    fn ending(&self, call: Call, answer: &Answer) -> Option<Ending> {
+        let lifecycle = self.lifecycle.as_ref()?;
+        let Answer::Http {
+            status: http::StatusCode::ACCEPTED,
+            id: Some(order_id),
+            ..
+        } = answer
+        else {
+            return None;
+        };
+        if call.kind != Kind::Purchase || lifecycle.fates.is_empty() {
+            return None;
+        }
+        let n = lifecycle.admitted.fetch_add(1, Ordering::Relaxed);
+        let kind = lifecycle.fates[(n % lifecycle.fates.len() as u64) as usize].request()?;
+        let path = match kind {
+            Kind::Pay => format!("/v1/admin/orders/{order_id}/mark-paid"),
+            _ => format!("/v1/orders/{order_id}/cancel"),
+        };
+        Some(Ending {
+            call: Call {
+                kind,
+                shopper: call.shopper,
+            },
+            path,
+        })
+    }
+
+    /// Sends an ending: a mark-paid by the manager, a cancel by the order's owner.
+    async fn end(&self, connection: &mut Connection, ending: &Ending) -> Answer {
+        let authorization = match (ending.call.kind, &self.lifecycle) {
+            (Kind::Pay, Some(lifecycle)) => &lifecycle.manager,
+            _ => &self.authorizations[ending.call.shopper as usize],
+        };
+        connection
+            .send(Method::POST, &ending.path, authorization, None)
+            .await
     }
 
     async fn remember(&self, shopper: u32, order_id: &str) {
@@ -223,13 +284,19 @@ async fn worker(
         } else {
             sent
         };
-        tally.record(
-            call,
-            &answer,
-            done - from,
-            intended >= measured_from,
-            done.into_std(),
-        );
+        let measured = intended >= measured_from;
+        tally.record(call, &answer, done - from, measured, done.into_std());
+        // The shopper (or the back office) ends the order at once, on the same connection,
+        // even past the end of the traffic: an order the plan meant to end must not be left
+        // to expire instead. Its latency is measured from its own send.
+        if let Some(ending) = context.ending(call, &answer) {
+            let sent = Instant::now();
+            context.counters.sent.fetch_add(1, Ordering::Relaxed);
+            let answer = context.end(&mut connection, &ending).await;
+            let done = Instant::now();
+            context.counters.answered(&answer);
+            tally.record(ending.call, &answer, done - sent, measured, done.into_std());
+        }
     }
     tally
 }

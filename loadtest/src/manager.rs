@@ -80,22 +80,34 @@ impl Manager {
         serde_json::from_slice(&bytes).with_context(|| format!("decoding the answer of {path}"))
     }
 
-    /// Creates a sale of `stock` units, `per_user_limit` each, open from `opens_at` for an hour.
+    /// The manager's `Authorization` value (`Bearer …`), for requests sent elsewhere.
+    pub fn authorization(&self) -> &HeaderValue {
+        &self.authorization
+    }
+
+    /// Creates a sale of `stock` units, `per_user_limit` each, open from `opens_at` until
+    /// `ends_at`, whose orders must be paid within `payment_window` (whole seconds; `None`:
+    /// the gateway's default).
     pub async fn create_sale(
         &mut self,
         stock: u32,
         per_user_limit: u32,
         opens_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        payment_window: Option<Duration>,
     ) -> anyhow::Result<CreatedSale> {
-        let body = json!({
+        let mut body = json!({
             "sku": "LOADTEST",
             "title": "flashgate-loadtest sale",
             "price": 1000,
             "stock": stock,
             "per_user_limit": per_user_limit,
             "starts_at": opens_at.to_rfc3339(),
-            "ends_at": (opens_at + chrono::Duration::hours(1)).to_rfc3339(),
+            "ends_at": ends_at.to_rfc3339(),
         });
+        if let Some(window) = payment_window {
+            body["payment_window_seconds"] = json!(window.as_secs());
+        }
         self.call(
             Method::POST,
             "/v1/admin/sales",

@@ -20,6 +20,11 @@ pub enum Scenario {
     CouponRush,
     /// Purchases, coupon claims and status polls of admitted orders, in the `mix` proportion.
     Mixed,
+    /// `shoppers` distinct shoppers each want one unit; each admitted order is then paid (a
+    /// manager's mark-paid), cancelled by its owner or abandoned, in the `lifecycle_shares`
+    /// proportion. Cancelled units go back on sale to the shoppers still coming; the drain
+    /// waits until every abandoned order has expired (its `pay_by` + 5 s).
+    Lifecycle,
 }
 
 impl Scenario {
@@ -30,6 +35,7 @@ impl Scenario {
             Scenario::SoldOut => "sold-out",
             Scenario::CouponRush => "coupon-rush",
             Scenario::Mixed => "mixed",
+            Scenario::Lifecycle => "lifecycle",
         }
     }
 }
@@ -60,25 +66,63 @@ pub struct Mix {
 impl Mix {
     /// Parses `6:2:2`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let parts: Vec<u32> = text
-            .split(':')
-            .map(|p| p.trim().parse::<u32>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| format!("`{text}` is not purchase:claim:status, such as 6:2:2"))?;
-        match parts[..] {
-            [purchase, claim, status] if purchase + claim + status > 0 && purchase > 0 => {
-                Ok(Self {
-                    purchase,
-                    claim,
-                    status,
-                })
-            }
-            _ => Err(format!(
-                "`{text}`: three weights purchase:claim:status, purchases at least 1"
-            )),
+        let [purchase, claim, status] = three_weights(text, "purchase:claim:status", "6:2:2")?;
+        if purchase == 0 {
+            return Err(format!("`{text}`: purchases must weigh at least 1"));
         }
+        Ok(Self {
+            purchase,
+            claim,
+            status,
+        })
     }
 }
+
+/// How the lifecycle scenario ends its admitted orders, as weights `pay:cancel:abandon`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shares {
+    /// Weight of orders a manager marks paid.
+    pub pay: u32,
+    /// Weight of orders their owner cancels.
+    pub cancel: u32,
+    /// Weight of orders left to expire.
+    pub abandon: u32,
+}
+
+impl Shares {
+    /// Parses `40:30:30`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let [pay, cancel, abandon] = three_weights(text, "pay:cancel:abandon", "40:30:30")?;
+        Ok(Self {
+            pay,
+            cancel,
+            abandon,
+        })
+    }
+}
+
+/// Parses three weights `a:b:c` (named by `shape`, such as `example`), not all zero.
+fn three_weights(text: &str, shape: &str, example: &str) -> Result<[u32; 3], String> {
+    let not_weights = || format!("`{text}` is not {shape}, such as {example}");
+    let parts: Vec<u32> = text
+        .split(':')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| not_weights())?;
+    match parts[..] {
+        [a, b, c] if u64::from(a) + u64::from(b) + u64::from(c) > 0 => Ok([a, b, c]),
+        [_, _, _] => Err(format!("`{text}`: at least one weight must be above 0")),
+        _ => Err(not_weights()),
+    }
+}
+
+/// The payment window of the lifecycle scenario's sale when none is given: the shortest a
+/// sale may have, so abandoned orders expire soon after the traffic.
+pub const LIFECYCLE_PAYMENT_WINDOW: Duration = Duration::from_secs(30);
+
+/// The payment windows a sale may have (the gateway's rule).
+pub const PAYMENT_WINDOWS: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(30)..=Duration::from_secs(86_400);
 
 /// Everything a run can be told, with the command line's defaults.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -127,6 +171,20 @@ pub struct RunOptions {
     /// Weights `purchase:claim:status` of the mixed scenario.
     #[arg(long, default_value = "6:2:2", value_parser = Mix::parse)]
     pub mix: Mix,
+    /// Weights `pay:cancel:abandon` of the lifecycle scenario: how its admitted orders end.
+    #[arg(long, default_value = "40:30:30", value_parser = Shares::parse)]
+    pub lifecycle_shares: Shares,
+    /// The sale's payment window (30s to 1d): an order not paid in it expires. Default: 30s
+    /// in the lifecycle scenario, the gateway's default (10 minutes) in the others.
+    #[arg(long, value_parser = parse_ttl)]
+    #[serde(serialize_with = "optional_seconds")]
+    pub payment_window: Option<Duration>,
+    /// How long the sale stays open once it opened (its `ends_at`); a sale that ended is
+    /// removed from Redis once its orders are all final and stored, after the gateway's
+    /// `sale_cleanup_grace_ms`.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    #[serde(serialize_with = "seconds")]
+    pub sale_length: Duration,
     /// Threads of the load generator; 1 (the default) leaves the other cores to the gateway
     /// and the servers it shares the machine with.
     #[arg(long, default_value_t = 1)]
@@ -150,6 +208,16 @@ fn seconds<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::O
     serializer.serialize_f64(value.as_secs_f64())
 }
 
+fn optional_seconds<S: serde::Serializer>(
+    value: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => seconds(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 impl RunOptions {
     /// Defaults of the command line, for tools and tests that build options in code.
     pub fn new(scenario: Scenario) -> Self {
@@ -167,6 +235,14 @@ impl RunOptions {
     /// Coupons of the policy.
     pub fn coupons(&self) -> u32 {
         self.coupons.unwrap_or(self.stock)
+    }
+
+    /// The payment window to give the sale, `None` for the gateway's default.
+    pub fn payment_window(&self) -> Option<Duration> {
+        match self.scenario {
+            Scenario::Lifecycle => Some(self.payment_window.unwrap_or(LIFECYCLE_PAYMENT_WINDOW)),
+            _ => self.payment_window,
+        }
     }
 
     /// Problems with the combination of values, one message each.
@@ -191,6 +267,22 @@ impl RunOptions {
         if self.warmup >= self.duration {
             return Err("--warmup must be shorter than --duration".into());
         }
+        if let Some(window) = self.payment_window
+            && !PAYMENT_WINDOWS.contains(&window)
+        {
+            return Err(format!(
+                "--payment-window must be between {}s and {}s",
+                PAYMENT_WINDOWS.start().as_secs(),
+                PAYMENT_WINDOWS.end().as_secs()
+            ));
+        }
+        if self.sale_length.is_zero() {
+            return Err("--sale-length must be at least 1s".into());
+        }
+        if self.scenario == Scenario::Lifecycle && self.per_user_limit != 1 {
+            // Each shopper buys once; a cancel lets them buy again, which this plan never does.
+            return Err("lifecycle: each shopper buys one unit; --per-user-limit must be 1".into());
+        }
         Ok(())
     }
 }
@@ -212,6 +304,57 @@ mod tests {
         assert!(Mix::parse("0:1:1").is_err());
         assert!(Mix::parse("1:2").is_err());
         assert!(Mix::parse("a:b:c").is_err());
+    }
+
+    #[test]
+    fn lifecycle_shares_parse_three_weights_any_of_them_zero_but_not_all() {
+        assert_eq!(
+            Shares::parse("40:30:30"),
+            Ok(Shares {
+                pay: 40,
+                cancel: 30,
+                abandon: 30
+            })
+        );
+        assert_eq!(
+            Shares::parse(" 0 : 1 : 0 "),
+            Ok(Shares {
+                pay: 0,
+                cancel: 1,
+                abandon: 0
+            })
+        );
+        assert!(Shares::parse("0:0:0").unwrap_err().contains("above 0"));
+        assert!(
+            Shares::parse("1:1")
+                .unwrap_err()
+                .contains("pay:cancel:abandon")
+        );
+        assert!(Shares::parse("1:1:1:1").is_err());
+        assert!(Shares::parse("1:-1:1").is_err());
+        assert!(Shares::parse("4294967295:4294967295:4294967295").is_ok());
+    }
+
+    #[test]
+    fn the_lifecycle_scenario_defaults_to_a_30_second_window_and_others_to_the_gateways() {
+        let lifecycle = RunOptions::new(Scenario::Lifecycle);
+        assert_eq!(lifecycle.validate(), Ok(()));
+        assert_eq!(lifecycle.payment_window(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            lifecycle.lifecycle_shares,
+            Shares::parse("40:30:30").unwrap()
+        );
+        assert_eq!(
+            RunOptions::new(Scenario::PurchaseRush).payment_window(),
+            None
+        );
+
+        let mut short = RunOptions::new(Scenario::Lifecycle);
+        short.payment_window = Some(Duration::from_secs(29));
+        assert!(short.validate().unwrap_err().contains("--payment-window"));
+        let mut two = RunOptions::new(Scenario::Lifecycle);
+        two.per_user_limit = 2;
+        assert!(two.validate().unwrap_err().contains("--per-user-limit"));
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl Report {
         let _ = writeln!(
             out,
             "- settings: {rate}{} connections, duration {}s, warm-up {}s, {} shoppers, stock {}, \
-             per-user limit {}{}; target {}; sale {}, coupon policy {}",
+             per-user limit {}{}{}{}; target {}; sale {}, coupon policy {}",
             s.connections,
             s.duration.as_secs_f64(),
             s.warmup.as_secs_f64(),
@@ -180,6 +180,19 @@ impl Report {
             s.per_user_limit,
             if crate::scenario::needs_policy(s) {
                 format!(", coupons {}", s.coupons())
+            } else {
+                String::new()
+            },
+            s.payment_window().map_or(String::new(), |w| format!(
+                ", payment window {}s",
+                w.as_secs()
+            )),
+            if s.scenario == crate::options::Scenario::Lifecycle {
+                let shares = s.lifecycle_shares;
+                format!(
+                    ", orders paid:cancelled:abandoned {}:{}:{}",
+                    shares.pay, shares.cancel, shares.abandon
+                )
             } else {
                 String::new()
             },

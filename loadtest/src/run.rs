@@ -10,20 +10,20 @@ use flashgate_config::Settings;
 use flashgate_events::keys::SaleKeys;
 use flashgate_gateway::auth::Role;
 use flashgate_gateway::token::Minter;
-use fred::prelude::{KeysInterface, Pool};
+use fred::prelude::Pool;
 use http::HeaderValue;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use crate::client::Target;
-use crate::driver::{Context, Pace, drive};
-use crate::evidence::{Backends, gather};
+use crate::driver::{Context, Lifecycle, Pace, drive};
+use crate::evidence::{Backends, SaleRun, Sampled, gather, redis_sale_counters};
 use crate::invariants::{self, Check};
 use crate::manager::Manager;
-use crate::options::{Mode, RunOptions};
+use crate::options::{Mode, RunOptions, Scenario};
 use crate::report::Report;
 use crate::report::{Latency, Machine, commit};
-use crate::scenario::{needs_policy, needs_sale, phases, user_id};
+use crate::scenario::{fates, needs_policy, needs_sale, phases, user_id};
 use crate::tally::Tally;
 use crate::{drain, progress};
 
@@ -33,8 +33,8 @@ const OPENING_MARGIN: Duration = Duration::from_millis(20);
 /// Longest time the unmeasured set-up phase (sold-out's sell-out) may take.
 const SETUP_LIMIT: Duration = Duration::from_secs(600);
 
-/// How often the sampler reads the sale's stock in Redis while traffic runs.
-const STOCK_SAMPLE_EVERY: Duration = Duration::from_millis(20);
+/// How often the sampler reads the sale's counters in Redis while traffic runs.
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
 /// Runs `options` against the gateway; `Err` only when the run could not be carried out (a
 /// broken invariant is a report that did not pass).
@@ -50,8 +50,11 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
     let backends = Backends::connect(settings).await?;
     let minter = Minter::from_settings(&settings.gateway.jwt).context("minting tokens")?;
     let tag = format!("lt{}", started_at.timestamp_millis());
-    let ttl =
-        options.duration + options.drain_timeout + options.open_in + Duration::from_secs(3600);
+    let ttl = options.duration
+        + options.drain_timeout
+        + options.open_in
+        + options.payment_window().unwrap_or_default()
+        + Duration::from_secs(3600);
 
     // Tokens are minted before the sale opens: signing is not part of what is measured.
     let authorizations = (0..options.shoppers)
@@ -65,7 +68,13 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
     let sale_id = if needs_sale(&options) {
         Some(
             manager
-                .create_sale(options.stock, options.per_user_limit, opens_at)
+                .create_sale(
+                    options.stock,
+                    options.per_user_limit,
+                    opens_at,
+                    opens_at + options.sale_length,
+                    options.payment_window(),
+                )
                 .await?
                 .sale_id,
         )
@@ -95,6 +104,11 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         purchase_path: sale_id.map(|id| format!("/v1/sales/{id}/purchases")),
         claim_path: policy_id.map(|id| format!("/v1/coupon-policies/{id}/claims")),
         pollable: Mutex::new((0, Vec::new())),
+        lifecycle: (options.scenario == Scenario::Lifecycle).then(|| Lifecycle {
+            fates: fates(options.lifecycle_shares),
+            admitted: Default::default(),
+            manager: manager.authorization().clone(),
+        }),
         counters: Default::default(),
     });
     let until_open = (opens_at - Utc::now()).to_std().unwrap_or_default();
@@ -104,9 +118,9 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
     let (stop_sampler, sampler) = match &keys {
         Some(keys) => {
             let (stop, stopped) = watch::channel(false);
-            let task = tokio::spawn(sample_stock(
+            let task = tokio::spawn(sample_counters(
                 backends.redis.clone(),
-                keys.stock.clone(),
+                keys.clone(),
                 stopped,
             ));
             (Some(stop), Some(task))
@@ -151,6 +165,14 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
             .as_secs_f64()
     });
 
+    // Abandoned orders expire by their pay_by (+ 5 s): the lifecycle waits for it before it
+    // waits for MySQL to hold every end. The sampler keeps watching meanwhile.
+    let expiry = match (&keys, options.scenario) {
+        (Some(keys), Scenario::Lifecycle) => {
+            Some(drain::wait_for_expiry(&backends, keys, drain::EXPIRY_ALLOWANCE).await?)
+        }
+        _ => None,
+    };
     let drained = drain::wait(
         &backends,
         keys.as_ref().zip(sale_id),
@@ -162,19 +184,24 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
     if let Some(stop) = stop_sampler {
         let _ = stop.send(true);
     }
-    let stock_min_seen = match sampler {
-        Some(task) => task.await.context("stock sampler")?,
-        None => 0,
+    let sampled = match sampler {
+        Some(task) => task.await.context("counter sampler")?,
+        None => Sampled::new(),
     };
 
     let mut all = setup.clone();
     all.merge(measured.clone());
+    let sale = keys.as_ref().zip(sale_id).map(|(keys, sale_id)| SaleRun {
+        keys,
+        sale_id,
+        sampled,
+        expiry,
+    });
     let evidence = gather(
         &backends,
         &all,
         &tag,
-        keys.as_ref().zip(sale_id),
-        stock_min_seen,
+        sale,
         match policy_id {
             Some(id) => Some((id, manager.policy(id).await?)),
             None => None,
@@ -239,17 +266,26 @@ pub async fn recheck(settings: &Settings, report: &Report) -> anyhow::Result<Vec
         }
         None => None,
     };
-    let stock_min_seen = report
-        .evidence
-        .sale
+    // What only the run could see (the sampler, the wait for expiry) is taken from its report.
+    let seen = report.evidence.sale.as_ref();
+    let sale = keys
         .as_ref()
-        .map_or(0, |s| s.redis_stock_min_seen);
+        .zip(report.sale_id)
+        .map(|(keys, sale_id)| SaleRun {
+            keys,
+            sale_id,
+            sampled: seen.map_or_else(Sampled::new, |s| Sampled {
+                samples: s.redis_samples,
+                stock_min: s.redis_stock_min_seen,
+                unbalanced: s.redis_unbalanced_seen.clone(),
+            }),
+            expiry: seen.and_then(|s| s.expiry.clone()),
+        });
     let evidence = gather(
         &backends,
         &report.observed,
         &report.tag,
-        keys.as_ref().zip(report.sale_id),
-        stock_min_seen,
+        sale,
         policy,
         u64::from(report.settings.per_user_limit),
     )
@@ -257,19 +293,27 @@ pub async fn recheck(settings: &Settings, report: &Report) -> anyhow::Result<Vec
     Ok(invariants::check(&evidence))
 }
 
-/// Reads the stock until told to stop; returns the lowest value seen.
-async fn sample_stock(redis: Pool, stock_key: String, mut stop: watch::Receiver<bool>) -> i64 {
-    let mut lowest = i64::MAX;
+/// Reads the sale's counters (at one instant each time) until told to stop; returns what it
+/// saw.
+async fn sample_counters(redis: Pool, keys: SaleKeys, mut stop: watch::Receiver<bool>) -> Sampled {
+    let mut sampled = Sampled::new();
+    let mut warned = false;
     loop {
-        match redis.get::<Option<i64>, _>(&stock_key).await {
-            Ok(Some(stock)) => lowest = lowest.min(stock),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "sampling the stock"),
+        match redis_sale_counters(&redis, &keys).await {
+            // Not in Redis (yet, or any more once cleaned up): nothing to judge.
+            Ok(counters) if counters.total == 0 => {}
+            Ok(counters) => sampled.add(&counters),
+            // Logged once: a Redis outage would otherwise log 50 lines a second.
+            Err(err) if !warned => {
+                warned = true;
+                tracing::warn!(error = format!("{err:#}"), "sampling the sale's counters");
+            }
+            Err(_) => {}
         }
         tokio::select! {
-            _ = tokio::time::sleep(STOCK_SAMPLE_EVERY) => {}
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
             _ = stop.changed() => break,
         }
     }
-    lowest
+    sampled
 }

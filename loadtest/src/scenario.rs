@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::options::{Mix, RunOptions, Scenario};
+use crate::options::{Mix, RunOptions, Scenario, Shares};
 
 /// The user id of shopper `n` of the run tagged `tag`.
 pub fn user_id(tag: &str, n: u32) -> String {
@@ -19,6 +19,12 @@ pub enum Kind {
     Claim,
     /// `GET /v1/orders/{order_id}` of an order admitted earlier in the run, by its owner.
     Status,
+    /// `POST /v1/admin/orders/{order_id}/mark-paid` by the run's manager, right after the
+    /// order's admission (lifecycle).
+    Pay,
+    /// `POST /v1/orders/{order_id}/cancel` by the order's owner, right after its admission
+    /// (lifecycle).
+    Cancel,
 }
 
 impl Kind {
@@ -28,8 +34,64 @@ impl Kind {
             Kind::Purchase => "purchase",
             Kind::Claim => "claim",
             Kind::Status => "status",
+            Kind::Pay => "pay",
+            Kind::Cancel => "cancel",
         }
     }
+}
+
+/// How the lifecycle scenario ends an admitted order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fate {
+    /// A manager marks it paid at once: its unit stays sold.
+    Pay,
+    /// Its owner cancels it at once: its unit goes back on sale.
+    Cancel,
+    /// Nobody touches it: it expires at its `pay_by` and its unit goes back.
+    Abandon,
+}
+
+impl Fate {
+    /// The request that gives an order this fate, if any.
+    pub fn request(self) -> Option<Kind> {
+        match self {
+            Fate::Pay => Some(Kind::Pay),
+            Fate::Cancel => Some(Kind::Cancel),
+            Fate::Abandon => None,
+        }
+    }
+}
+
+/// The fates of the admitted orders in turn: the `n`-th admission of a run gets
+/// `fates[n % fates.len()]`, so every share shows up early and a run of any size keeps the
+/// proportion to within one cycle.
+pub fn fates(shares: Shares) -> Vec<Fate> {
+    interleave(&[
+        (Fate::Pay, shares.pay),
+        (Fate::Cancel, shares.cancel),
+        (Fate::Abandon, shares.abandon),
+    ])
+}
+
+/// One cycle of `weighted` items in proportion, interleaved round-robin (so a short run still
+/// sees every item), after dividing the weights by their greatest common divisor (40:30:30 is
+/// a cycle of 10, not of 100).
+pub fn interleave<T: Copy>(weighted: &[(T, u32)]) -> Vec<T> {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let divisor = weighted.iter().fold(0, |d, (_, w)| gcd(d, *w)).max(1);
+    let most = weighted.iter().map(|(_, w)| w / divisor).max().unwrap_or(0);
+    let mut cycle = Vec::new();
+    for round in 0..most {
+        for (item, weight) in weighted {
+            if round < weight / divisor {
+                cycle.push(*item);
+            }
+        }
+    }
+    cycle
 }
 
 /// One request of a phase.
@@ -65,20 +127,11 @@ impl Plan {
     /// Requests in the proportion of `mix` (interleaved), by shoppers `first..first + count`
     /// in turn, until the duration is over.
     pub fn cycle(mix: Mix, first: u32, count: u32) -> Self {
-        let mut pattern = Vec::new();
-        let most = mix.purchase.max(mix.claim).max(mix.status);
-        // Round-robin over the weights, so a short run still sees every kind.
-        for round in 0..most {
-            for (kind, weight) in [
-                (Kind::Purchase, mix.purchase),
-                (Kind::Claim, mix.claim),
-                (Kind::Status, mix.status),
-            ] {
-                if round < weight {
-                    pattern.push(kind);
-                }
-            }
-        }
+        let pattern = interleave(&[
+            (Kind::Purchase, mix.purchase),
+            (Kind::Claim, mix.claim),
+            (Kind::Status, mix.status),
+        ]);
         Self {
             total: None,
             first_shopper: first,
@@ -103,7 +156,9 @@ impl Plan {
 pub fn phases(options: &RunOptions) -> (Option<Plan>, Plan) {
     let shoppers = options.shoppers;
     match options.scenario {
-        Scenario::PurchaseRush => (None, Plan::each_once(Kind::Purchase, 0, shoppers)),
+        Scenario::PurchaseRush | Scenario::Lifecycle => {
+            (None, Plan::each_once(Kind::Purchase, 0, shoppers))
+        }
         Scenario::CouponRush => (None, Plan::each_once(Kind::Claim, 0, shoppers)),
         Scenario::SoldOut => {
             let stock = options.stock;
@@ -129,7 +184,7 @@ pub fn needs_policy(options: &RunOptions) -> bool {
     match options.scenario {
         Scenario::CouponRush => true,
         Scenario::Mixed => options.mix.claim > 0,
-        Scenario::PurchaseRush | Scenario::SoldOut => false,
+        Scenario::PurchaseRush | Scenario::SoldOut | Scenario::Lifecycle => false,
     }
 }
 
@@ -178,5 +233,31 @@ mod tests {
             kinds,
             [Kind::Purchase, Kind::Claim, Kind::Status, Kind::Purchase]
         );
+    }
+
+    #[test]
+    fn fates_keep_the_shares_in_a_cycle_reduced_by_their_common_divisor() {
+        use Fate::{Abandon, Cancel, Pay};
+        let cycle = fates(Shares::parse("40:30:30").unwrap());
+        assert_eq!(
+            cycle,
+            [
+                Pay, Cancel, Abandon, Pay, Cancel, Abandon, Pay, Cancel, Abandon, Pay
+            ]
+        );
+        assert_eq!(fates(Shares::parse("0:5:0").unwrap()), [Cancel]);
+        assert_eq!(fates(Shares::parse("2:0:1").unwrap()), [Pay, Abandon, Pay]);
+        assert_eq!(Pay.request(), Some(Kind::Pay));
+        assert_eq!(Abandon.request(), None);
+    }
+
+    #[test]
+    fn a_lifecycle_run_asks_each_shopper_to_buy_once() {
+        let mut options = RunOptions::new(Scenario::Lifecycle);
+        options.shoppers = 3;
+        let (setup, plan) = phases(&options);
+        assert!(setup.is_none());
+        assert_eq!(plan, Plan::each_once(Kind::Purchase, 0, 3));
+        assert!(needs_sale(&options) && !needs_policy(&options));
     }
 }

@@ -29,6 +29,10 @@ pub struct Tally {
     pub orders: Vec<(u32, String)>,
     /// `(shopper, coupon id)` of every 201 claim.
     pub coupons: Vec<(u32, String)>,
+    /// `(shopper, order id)` of every order a mark-paid answered 200 for.
+    pub paid: Vec<(u32, String)>,
+    /// `(shopper, order id)` of every order a cancel answered 200 for.
+    pub cancelled: Vec<(u32, String)>,
     /// Answers in the measured window.
     pub measured: u64,
     /// When the last measured answer arrived.
@@ -45,6 +49,8 @@ impl Default for Tally {
             claimers_asked: HashSet::new(),
             orders: Vec::new(),
             coupons: Vec::new(),
+            paid: Vec::new(),
+            cancelled: Vec::new(),
             measured: 0,
             last_answer: None,
         }
@@ -72,7 +78,7 @@ impl Tally {
             Kind::Claim => {
                 self.claimers_asked.insert(call.shopper);
             }
-            Kind::Status => {}
+            Kind::Status | Kind::Pay | Kind::Cancel => {}
         }
         if let Answer::Http {
             status,
@@ -85,6 +91,8 @@ impl Tally {
                     self.orders.push((call.shopper, id.clone()))
                 }
                 (Kind::Claim, StatusCode::CREATED) => self.coupons.push((call.shopper, id.clone())),
+                (Kind::Pay, StatusCode::OK) => self.paid.push((call.shopper, id.clone())),
+                (Kind::Cancel, StatusCode::OK) => self.cancelled.push((call.shopper, id.clone())),
                 _ => {}
             }
         }
@@ -109,6 +117,8 @@ impl Tally {
         self.claimers_asked.extend(other.claimers_asked);
         self.orders.extend(other.orders);
         self.coupons.extend(other.coupons);
+        self.paid.extend(other.paid);
+        self.cancelled.extend(other.cancelled);
         self.measured += other.measured;
         self.last_answer = self.last_answer.max(other.last_answer);
     }
@@ -192,5 +202,45 @@ mod tests {
         assert_eq!(a.latency.len(), 2);
         assert_eq!(a.buyers_asked.len(), 2);
         assert_eq!(a.orders, [(1, "9-a".to_owned())]);
+    }
+
+    #[test]
+    fn orders_paid_and_cancelled_are_kept_only_when_the_answer_was_200() {
+        let now = Instant::now();
+        let call = |kind| Call { kind, shopper: 4 };
+        let mut tally = Tally::default();
+        let ms = Duration::from_millis(1);
+        tally.record(
+            call(Kind::Pay),
+            &answer(200, None, Some("9-p")),
+            ms,
+            true,
+            now,
+        );
+        tally.record(
+            call(Kind::Cancel),
+            &answer(200, None, Some("9-c")),
+            ms,
+            true,
+            now,
+        );
+        let refused = answer(409, Some("payment_window_closed"), None);
+        tally.record(call(Kind::Pay), &refused, ms, true, now);
+        let mut other = Tally::default();
+        other.record(
+            call(Kind::Cancel),
+            &answer(200, None, Some("9-d")),
+            ms,
+            true,
+            now,
+        );
+        tally.merge(other);
+        assert_eq!(tally.paid, [(4, "9-p".to_owned())]);
+        assert_eq!(
+            tally.cancelled,
+            [(4, "9-c".to_owned()), (4, "9-d".to_owned())]
+        );
+        assert_eq!(tally.count(Kind::Pay, "409 payment_window_closed"), 1);
+        assert!(tally.buyers_asked.is_empty(), "paying is not asking to buy");
     }
 }

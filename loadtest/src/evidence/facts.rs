@@ -5,6 +5,8 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use super::units::{Expiry, Units};
+
 /// How many ids a list of evidence shows (the count is always complete).
 pub const SHOWN: usize = 10;
 
@@ -22,12 +24,17 @@ impl Sample {
     pub fn of<I: IntoIterator<Item = String>>(items: I) -> Self {
         let mut sample = Self::default();
         for item in items {
-            if sample.first.len() < SHOWN {
-                sample.first.push(item);
-            }
-            sample.count += 1;
+            sample.push(item);
         }
         sample
+    }
+
+    /// Counts `item`, keeping it when fewer than [`SHOWN`] are kept.
+    pub fn push(&mut self, item: String) {
+        if self.first.len() < SHOWN {
+            self.first.push(item);
+        }
+        self.count += 1;
     }
 }
 
@@ -61,12 +68,30 @@ pub struct SaleEvidence {
     pub answered_admitted: u64,
     /// Shoppers who got more 202s than the limit allows.
     pub answered_over_limit: Sample,
-    /// Units admitted, by the sale's counter in Redis.
+    /// Of the 202s, orders a manager's mark-paid answered 200 for (lifecycle).
+    pub answered_paid: u64,
+    /// Of the 202s, orders their owner's cancel answered 200 for (lifecycle).
+    pub answered_cancelled: u64,
+    /// Units admitted, by the sale's counter in Redis (every admission, re-sold units too).
     pub redis_admitted: u64,
     /// Units left in Redis after the run.
     pub redis_stock: i64,
+    /// The sale's `total` in Redis.
+    pub redis_total: i64,
+    /// Units held by open orders in Redis after the run.
+    pub redis_held: i64,
+    /// Units in paid orders in Redis after the run.
+    pub redis_paid: i64,
+    /// Open orders in Redis after the run (the `holds` set).
+    pub redis_open_orders: u64,
+    /// Units the sale's buyers hold in Redis (the per-user counts), summed.
+    pub redis_buyer_units: i64,
     /// The lowest stock seen in Redis while the run went on (sampled).
     pub redis_stock_min_seen: i64,
+    /// Samples of the counters taken while the run went on.
+    pub redis_samples: u64,
+    /// Samples where stock + held + paid was not the total, or a counter was below zero.
+    pub redis_unbalanced_seen: Sample,
     /// Buyers whose units in Redis pass the limit.
     pub redis_over_limit: Sample,
     /// Entries still in the sale's outbox (not yet in Kafka).
@@ -77,6 +102,15 @@ pub struct SaleEvidence {
     pub mysql_rejected: u64,
     /// The sale's `sold` column.
     pub mysql_sold: u64,
+    /// Units of the sale's orders in MySQL, by status.
+    pub mysql_units: Units,
+    /// Orders whose status in MySQL is not the one the run gave them (`id: expected X, is Y`).
+    pub mysql_wrong_status: Sample,
+    /// The most units held or paid at one instant, by the orders' times in MySQL (admitted,
+    /// then cancelled or expired): a unit sold twice would push it past the total.
+    pub mysql_peak_live_units: u64,
+    /// How the abandoned orders expired, when the run waited for them (lifecycle).
+    pub expiry: Option<Expiry>,
     /// Orders the shoppers were told about (202) that MySQL does not have.
     pub lost: Sample,
     /// Orders in MySQL no shopper was told about.

@@ -1,13 +1,17 @@
 //! Reading a run's evidence after the traffic, from Redis (key layout of
 //! `flashgate_events::keys`) and MySQL, next to what the shoppers were told.
 
+use std::collections::{HashMap, HashSet};
+
 use anyhow::Context;
+use chrono::NaiveDateTime;
 use flashgate_config::Settings;
 use flashgate_events::keys::SaleKeys;
-use fred::prelude::{HashesInterface, KeysInterface, Pool, StreamsInterface};
+use fred::prelude::{HashesInterface, LuaInterface, Pool};
 use sqlx::MySqlPool;
 
 use super::facts::{CouponEvidence, Evidence, SaleEvidence, Sample, Told};
+use super::units::{Endings, Expiry, Holding, SaleCounters, Sampled, Units, peak_live_units};
 use crate::manager::PolicyCounters;
 use crate::scenario::user_id;
 use crate::tally::Tally;
@@ -37,21 +41,45 @@ impl Backends {
     }
 }
 
-/// Units admitted and left in Redis, and the outbox length: what the drain waits on.
-pub async fn redis_sale_counters(redis: &Pool, keys: &SaleKeys) -> anyhow::Result<(u64, i64, u64)> {
-    let admitted: Option<u64> = redis.hget(&keys.sale, "admitted").await?;
-    let stock: Option<i64> = redis.get(&keys.stock).await?;
-    let outbox: u64 = redis.xlen(&keys.outbox).await?;
-    Ok((admitted.unwrap_or(0), stock.unwrap_or(0), outbox))
+/// The read-only script that reads a sale's counters at one instant.
+const SALE_COUNTERS: &str = include_str!("sale_counters.lua");
+
+/// The sale's counters in Redis at one instant (all zero when Redis does not hold the sale).
+pub async fn redis_sale_counters(redis: &Pool, keys: &SaleKeys) -> anyhow::Result<SaleCounters> {
+    let names = vec![
+        keys.sale.clone(),
+        keys.stock.clone(),
+        keys.outbox.clone(),
+        keys.holds.clone(),
+    ];
+    let values: Vec<i64> = redis
+        .eval(SALE_COUNTERS, names, Vec::<String>::new())
+        .await
+        .context("reading the sale's counters")?;
+    Ok(match values[..] {
+        [stock, total, held, paid, admitted, outbox, open_orders] => SaleCounters {
+            stock,
+            total,
+            held,
+            paid,
+            admitted: admitted.max(0) as u64,
+            outbox: outbox.max(0) as u64,
+            open_orders: open_orders.max(0) as u64,
+        },
+        _ => SaleCounters::default(),
+    })
 }
 
-/// Order rows of the sale in MySQL.
-pub async fn mysql_order_count(db: &MySqlPool, sale_id: u64) -> anyhow::Result<u64> {
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE sale_id = ?")
-        .bind(sale_id)
-        .fetch_one(db)
-        .await?;
-    Ok(count as u64)
+/// Order rows of the sale in MySQL, and of those the ones still `confirmed` (open).
+pub async fn mysql_order_count(db: &MySqlPool, sale_id: u64) -> anyhow::Result<(u64, u64)> {
+    let (count, open): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(status = 'confirmed'), 0) AS SIGNED) \
+         FROM orders WHERE sale_id = ?",
+    )
+    .bind(sale_id)
+    .fetch_one(db)
+    .await?;
+    Ok((count as u64, open as u64))
 }
 
 /// Coupon rows of the policy in MySQL.
@@ -65,13 +93,25 @@ pub async fn mysql_coupon_count(db: &MySqlPool, policy_id: u64) -> anyhow::Resul
     Ok(count as u64)
 }
 
+/// The run's sale, as the evidence needs it: its keys and id, what the sampler saw of its
+/// counters during the traffic, and how its open orders expired (when the run waited).
+pub struct SaleRun<'a> {
+    /// Its keys.
+    pub keys: &'a SaleKeys,
+    /// Its id.
+    pub sale_id: u64,
+    /// The counters sampled while the traffic ran.
+    pub sampled: Sampled,
+    /// How the orders open after the traffic expired; `None` when the run did not wait.
+    pub expiry: Option<Expiry>,
+}
+
 /// Reads the evidence of a run whose answers are `all`.
 pub async fn gather(
     backends: &Backends,
     all: &Tally,
     tag: &str,
-    sale: Option<(&SaleKeys, u64)>,
-    stock_min_seen: i64,
+    sale: Option<SaleRun<'_>>,
     policy: Option<(u64, PolicyCounters)>,
     per_user_limit: u64,
 ) -> anyhow::Result<Evidence> {
@@ -81,24 +121,23 @@ pub async fn gather(
             .map(|(n, id)| (user_id(tag, *n), id.clone()))
             .collect()
     };
+    let ids = |orders: &[(u32, String)]| -> HashSet<String> {
+        orders.iter().map(|(_, id)| id.clone()).collect()
+    };
     let sale = match sale {
-        Some((keys, sale_id)) => {
+        Some(run) => {
             let granted = named(&all.orders);
             let told = Told {
                 demand: all.buyers_asked.len() as u64,
                 granted: &granted,
             };
-            Some(
-                read_sale(
-                    &backends.redis,
-                    &backends.db,
-                    keys,
-                    sale_id,
-                    told,
-                    stock_min_seen,
-                )
-                .await?,
-            )
+            let (paid, cancelled) = (ids(&all.paid), ids(&all.cancelled));
+            let endings = Endings {
+                paid: paid.iter().map(String::as_str).collect(),
+                cancelled: cancelled.iter().map(String::as_str).collect(),
+                expiry_awaited: run.expiry.is_some(),
+            };
+            Some(read_sale(&backends.redis, &backends.db, run, told, endings).await?)
         }
         None => None,
     };
@@ -120,16 +159,31 @@ pub async fn gather(
     })
 }
 
-/// Reads the sale's evidence from Redis and MySQL; `stock_min_seen` comes from the sampler.
+/// One order row of a sale: id, status, quantity, admitted at, given back at.
+type OrderRow = (
+    String,
+    String,
+    u32,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+);
+
+/// Reads the sale's evidence from Redis and MySQL, next to what the shoppers were told and
+/// how the run ended their orders.
 pub async fn read_sale(
     redis: &Pool,
     db: &MySqlPool,
-    keys: &SaleKeys,
-    sale_id: u64,
+    run: SaleRun<'_>,
     told: Told<'_>,
-    stock_min_seen: i64,
+    endings: Endings<'_>,
 ) -> anyhow::Result<SaleEvidence> {
-    let (redis_admitted, redis_stock, outbox_left) = redis_sale_counters(redis, keys).await?;
+    let SaleRun {
+        keys,
+        sale_id,
+        sampled,
+        expiry,
+    } = run;
+    let counters = redis_sale_counters(redis, keys).await?;
     let (total, sold, limit): (u32, u32, u32) =
         sqlx::query_as("SELECT total, sold, per_user_limit FROM sales WHERE sale_id = ?")
             .bind(sale_id)
@@ -137,30 +191,51 @@ pub async fn read_sale(
             .await
             .context("reading the sale from MySQL")?;
     let limit = u64::from(limit);
-    let buyers: std::collections::HashMap<String, u64> = redis.hgetall(&keys.buyers).await?;
+    let buyers: HashMap<String, i64> = redis.hgetall(&keys.buyers).await?;
+    let buyer_units = buyers.values().sum();
     let mut redis_over: Vec<String> = buyers
         .into_iter()
-        .filter(|(_, units)| *units > limit)
+        .filter(|(_, units)| *units > limit as i64)
         .map(|(user, units)| format!("{user}: {units}"))
         .collect();
     redis_over.sort();
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT order_id, status FROM orders WHERE sale_id = ? ORDER BY order_id")
-            .bind(sale_id)
-            .fetch_all(db)
-            .await
-            .context("reading the sale's orders from MySQL")?;
+    let rows: Vec<OrderRow> = sqlx::query_as(
+        "SELECT order_id, status, quantity, admitted_at, COALESCE(cancelled_at, expired_at) \
+         FROM orders WHERE sale_id = ? ORDER BY order_id",
+    )
+    .bind(sale_id)
+    .fetch_all(db)
+    .await
+    .context("reading the sale's orders from MySQL")?;
+    // Cancelled and expired orders gave their units back: the shopper may buy again.
     let over: Vec<(String, u64)> = sqlx::query_as(
         "SELECT user_id, CAST(SUM(quantity) AS UNSIGNED) FROM orders \
-         WHERE sale_id = ? AND status <> 'rejected' GROUP BY user_id \
-         HAVING SUM(quantity) > ? ORDER BY user_id",
+         WHERE sale_id = ? AND status NOT IN ('rejected', 'cancelled', 'expired') \
+         GROUP BY user_id HAVING SUM(quantity) > ? ORDER BY user_id",
     )
     .bind(sale_id)
     .bind(limit)
     .fetch_all(db)
     .await
     .context("reading units per user from MySQL")?;
-    let stored: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    let ms = |t: &NaiveDateTime| t.and_utc().timestamp_millis();
+    let mut units = Units::default();
+    let mut holdings = Vec::with_capacity(rows.len());
+    for (_, status, quantity, admitted_at, given_back_at) in &rows {
+        units.add(status, u64::from(*quantity));
+        if status != "rejected" {
+            holdings.push(Holding {
+                quantity: u64::from(*quantity),
+                from_ms: admitted_at.as_ref().map_or(i64::MIN, ms),
+                until_ms: given_back_at.as_ref().map(ms),
+            });
+        }
+    }
+    let statuses: HashMap<&str, &str> = rows
+        .iter()
+        .map(|(id, status, ..)| (id.as_str(), status.as_str()))
+        .collect();
+    let stored: Vec<String> = rows.iter().map(|(id, ..)| id.clone()).collect();
     let (lost, unknown) = told.compare(&stored);
     Ok(SaleEvidence {
         sale_id,
@@ -169,14 +244,27 @@ pub async fn read_sale(
         demand: told.demand,
         answered_admitted: told.granted.len() as u64,
         answered_over_limit: told.over_limit(limit),
-        redis_admitted,
-        redis_stock,
-        redis_stock_min_seen: stock_min_seen.min(redis_stock),
+        answered_paid: endings.paid.len() as u64,
+        answered_cancelled: endings.cancelled.len() as u64,
+        redis_admitted: counters.admitted,
+        redis_stock: counters.stock,
+        redis_total: counters.total,
+        redis_held: counters.held,
+        redis_paid: counters.paid,
+        redis_open_orders: counters.open_orders,
+        redis_buyer_units: buyer_units,
+        redis_stock_min_seen: sampled.stock_min.min(counters.stock),
+        redis_samples: sampled.samples,
+        redis_unbalanced_seen: sampled.unbalanced,
         redis_over_limit: Sample::of(redis_over),
-        outbox_left,
+        outbox_left: counters.outbox,
         mysql_orders: rows.len() as u64,
-        mysql_rejected: rows.iter().filter(|(_, s)| s == "rejected").count() as u64,
+        mysql_rejected: rows.iter().filter(|(_, s, ..)| s == "rejected").count() as u64,
         mysql_sold: u64::from(sold),
+        mysql_units: units,
+        mysql_wrong_status: endings.wrong_status(told.granted, &statuses),
+        mysql_peak_live_units: peak_live_units(&holdings),
+        expiry,
         lost,
         unknown,
         mysql_over_limit: Sample::of(over.into_iter().map(|(u, n)| format!("{u}: {n}"))),

@@ -37,6 +37,8 @@ pub async fn spawn_stack() -> Stack {
     settings.kafka.orders_topic = fresh_topic(&settings, "flashgate.test-orders-", 2).await;
     settings.kafka.coupons_topic = fresh_topic(&settings, "flashgate.test-coupons-", 2).await;
     settings.kafka.points_topic = fresh_topic(&settings, "flashgate.test-points-", 2).await;
+    settings.kafka.order_events_topic =
+        fresh_topic(&settings, "flashgate.test-order-events-", 2).await;
     settings.kafka.consumer_group = unique("flashgate-test-persister-");
     settings.persister.max_wait_ms = 20;
 

@@ -3,4 +3,5 @@
 
 mod helpers;
 mod invariants;
+mod lifecycle;
 mod scenarios;
