@@ -71,6 +71,7 @@ fn sale_checks(sale: &SaleEvidence) -> Vec<Check> {
         sold(sale),
         sold_once(sale),
         limits(sale),
+        reconciled(sale),
     ];
     if let Some(expiry) = &sale.expiry {
         checks.extend(lifecycle::checks(sale, expiry));
@@ -230,6 +231,19 @@ fn limits(sale: &SaleEvidence) -> Check {
     )
 }
 
+/// The operators' own tool agrees: `flashgate-batch reconcile-stock` finds no drift.
+fn reconciled(sale: &SaleEvidence) -> Check {
+    let r = &sale.reconcile_stock;
+    Check::new(
+        "reconcile-stock finds Redis and MySQL agree",
+        r.exit_code == 0,
+        format!(
+            "`flashgate-batch reconcile-stock --sale {}` exit {}; findings {}",
+            sale.sale_id, r.exit_code, r.findings
+        ),
+    )
+}
+
 fn coupon_checks(coupons: &CouponEvidence) -> Vec<Check> {
     let within = Check::new(
         "coupons issued <= total",
@@ -340,7 +354,7 @@ mod tests {
             coupons: Some(healthy_coupons()),
         };
         let checks = check(&evidence);
-        assert_eq!(checks.len(), 11);
+        assert_eq!(checks.len(), 12);
         assert!(broken(&checks).is_empty(), "{checks:#?}");
     }
 

@@ -198,6 +198,7 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         expiry,
     });
     let evidence = gather(
+        settings,
         &backends,
         &all,
         &tag,
@@ -282,6 +283,7 @@ pub async fn recheck(settings: &Settings, report: &Report) -> anyhow::Result<Vec
             expiry: seen.and_then(|s| s.expiry.clone()),
         });
     let evidence = gather(
+        settings,
         &backends,
         &report.observed,
         &report.tag,

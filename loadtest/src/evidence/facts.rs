@@ -111,12 +111,24 @@ pub struct SaleEvidence {
     pub mysql_peak_live_units: u64,
     /// How the abandoned orders expired, when the run waited for them (lifecycle).
     pub expiry: Option<Expiry>,
+    /// What `flashgate-batch reconcile-stock --sale <id>` said after the drain.
+    pub reconcile_stock: Reconciled,
     /// Orders the shoppers were told about (202) that MySQL does not have.
     pub lost: Sample,
     /// Orders in MySQL no shopper was told about.
     pub unknown: Sample,
     /// Users whose units in MySQL pass the limit.
     pub mysql_over_limit: Sample,
+}
+
+/// What the operators' stock reconciliation (`flashgate-batch reconcile-stock`, run on the
+/// sale alone, without `--fix`) said after the drain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reconciled {
+    /// Its exit code: 0 clean; 2 drift, or the sale not drained; 1 it could not run.
+    pub exit_code: u8,
+    /// Its findings (each as its JSON), or why it could not run.
+    pub findings: Sample,
 }
 
 /// The coupon policy of a run, seen by the shoppers, by the gateway and by MySQL.

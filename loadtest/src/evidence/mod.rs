@@ -6,7 +6,7 @@ pub mod facts;
 pub mod read;
 pub mod units;
 
-pub use facts::{CouponEvidence, Evidence, SHOWN, SaleEvidence, Sample, Told};
+pub use facts::{CouponEvidence, Evidence, Reconciled, SHOWN, SaleEvidence, Sample, Told};
 pub use read::{
     Backends, SaleRun, gather, mysql_coupon_count, mysql_order_count, read_coupons, read_sale,
     redis_sale_counters,

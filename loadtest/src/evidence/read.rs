@@ -10,7 +10,7 @@ use flashgate_events::keys::SaleKeys;
 use fred::prelude::{HashesInterface, LuaInterface, Pool};
 use sqlx::MySqlPool;
 
-use super::facts::{CouponEvidence, Evidence, SaleEvidence, Sample, Told};
+use super::facts::{CouponEvidence, Evidence, Reconciled, SaleEvidence, Sample, Told};
 use super::units::{Endings, Expiry, Holding, SaleCounters, Sampled, Units, peak_live_units};
 use crate::manager::PolicyCounters;
 use crate::scenario::user_id;
@@ -106,8 +106,35 @@ pub struct SaleRun<'a> {
     pub expiry: Option<Expiry>,
 }
 
+/// How long the stock reconciliation keeps looking at a sale still in flight (its default).
+const RECONCILE_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the operators' stock reconciliation on `sale_id` alone, reporting only (no `--fix`),
+/// as `flashgate-batch reconcile-stock --sale <id>` would.
+pub async fn reconcile_stock(settings: &Settings, sale_id: u64) -> Reconciled {
+    let options = flashgate_batch::stock::Options {
+        fix: false,
+        sales: vec![sale_id],
+        settle: RECONCILE_SETTLE,
+        pause_before_repair: None,
+    };
+    match flashgate_batch::stock::run(settings, &options).await {
+        Ok(report) => Reconciled {
+            exit_code: report.exit_code,
+            findings: Sample::of(report.findings.iter().map(|finding| {
+                serde_json::to_string(finding).unwrap_or_else(|err| err.to_string())
+            })),
+        },
+        Err(err) => Reconciled {
+            exit_code: 1,
+            findings: Sample::of([format!("{err:#}")]),
+        },
+    }
+}
+
 /// Reads the evidence of a run whose answers are `all`.
 pub async fn gather(
+    settings: &Settings,
     backends: &Backends,
     all: &Tally,
     tag: &str,
@@ -137,7 +164,10 @@ pub async fn gather(
                 cancelled: cancelled.iter().map(String::as_str).collect(),
                 expiry_awaited: run.expiry.is_some(),
             };
-            Some(read_sale(&backends.redis, &backends.db, run, told, endings).await?)
+            let sale_id = run.sale_id;
+            let mut sale = read_sale(&backends.redis, &backends.db, run, told, endings).await?;
+            sale.reconcile_stock = reconcile_stock(settings, sale_id).await;
+            Some(sale)
         }
         None => None,
     };
@@ -265,6 +295,7 @@ pub async fn read_sale(
         mysql_wrong_status: endings.wrong_status(told.granted, &statuses),
         mysql_peak_live_units: peak_live_units(&holdings),
         expiry,
+        reconcile_stock: Reconciled::default(),
         lost,
         unknown,
         mysql_over_limit: Sample::of(over.into_iter().map(|(u, n)| format!("{u}: {n}"))),

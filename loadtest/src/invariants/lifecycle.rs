@@ -100,7 +100,7 @@ mod tests {
     fn a_healthy_lifecycle_breaks_nothing_and_adds_its_three_checks() {
         let checks = check(&sale_only(healthy_lifecycle()));
         assert!(broken(&checks).is_empty(), "{checks:#?}");
-        assert_eq!(checks.len(), 1 + 7 + 3);
+        assert_eq!(checks.len(), 1 + 8 + 3);
         assert!(
             checks[1]
                 .evidence

@@ -35,7 +35,9 @@ async fn an_order_in_mysql_that_no_shopper_was_told_about_is_detected_and_named(
         [
             "orders in MySQL == admitted",
             "MySQL sold == units in confirmed + paid orders",
-            "no unit sold twice"
+            "no unit sold twice",
+            // 11 units confirmed in MySQL, 10 held in Redis.
+            "reconcile-stock finds Redis and MySQL agree"
         ],
         "{checks:#?}"
     );
@@ -81,7 +83,8 @@ async fn a_lost_order_and_a_wrong_demand_are_detected() {
             "admitted == min(stock, demand)",
             "orders in MySQL == admitted",
             // `sold` still counts the deleted order's unit.
-            "MySQL sold == units in confirmed + paid orders"
+            "MySQL sold == units in confirmed + paid orders",
+            "reconcile-stock finds Redis and MySQL agree"
         ],
         "{checks:#?}"
     );

@@ -1,6 +1,6 @@
 //! The lifecycle scenario on the real stack: orders paid, cancelled and abandoned; cancelled
-//! units sold again; the abandoned ones expire; Redis and MySQL agree after the drain. One
-//! run (a 30 s payment window: about 40 s).
+//! units sold again; the abandoned ones expire; Redis and MySQL agree after the drain (and
+//! `reconcile-stock` says so). One run (a 30 s payment window: about 40 s).
 
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ async fn a_lifecycle_run_sells_cancelled_units_again_expires_the_abandoned_and_c
         names,
         [
             "Redis stock + held + paid == total, never below zero",
+            "reconcile-stock finds Redis and MySQL agree",
             "every cancelled or expired unit came back"
         ],
         "{checks:#?}"
