@@ -1,4 +1,4 @@
-//! Points: earned by confirmed purchases, spent on orders through the bucket's outbox, given
+//! Points: earned by paid purchases, spent on orders through the bucket's outbox, given
 //! back, and the Redis cache kept equal to MySQL after every change.
 
 use std::collections::HashMap;
@@ -92,24 +92,39 @@ async fn user_with_points_and_order(app: &TestApp, user: &str, points: i64) -> S
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_purchase_earns_points_and_the_balance_is_right_after_every_change() {
+async fn a_paid_purchase_earns_points_and_the_balance_is_right_after_every_change() {
     let app = spawn_app().await;
     let persister = app.start_persister().await;
     let user = "earner";
     assert_eq!(balance(&app, user).await, 0, "no points yet");
 
-    // 2 units at 10,000 earn 1 % of 20,000.
+    // 2 units at 10,000, paid, earn 1 % of 20,000.
     let sale = app
         .sale(json!({ "price": 10_000, "stock": 10, "per_user_limit": 2 }))
         .await;
     let order = app.purchase(sale, user, 2).await;
     assert_eq!(order.status, StatusCode::ACCEPTED);
     let order_id = order.json["order_id"].as_str().expect("order").to_owned();
+    let manager = app.token("manager-1", Role::Manager);
+    let paid = app
+        .request(
+            Method::POST,
+            &format!("/v1/admin/orders/{order_id}/mark-paid"),
+            Some(&manager),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.json);
     assert!(eventually(|| async { balance(&app, user).await == 200 }).await);
     assert_eq!(mysql_points(&app, user).await, (200, 1, 200));
 
-    // Spend 30 on the order: the answer and the balance move at once.
-    let used = use_points(&app, user, json!({"amount": 30, "order_id": order_id}), &[]).await;
+    // Spend 30 on another order, still open: the answer and the balance move at once.
+    let next = app.sale(json!({ "price": 10_000, "stock": 10 })).await;
+    let open = app.purchase(next, user, 1).await;
+    assert_eq!(open.status, StatusCode::ACCEPTED, "{}", open.json);
+    let open_id = open.json["order_id"].as_str().expect("order");
+    let used = use_points(&app, user, json!({"amount": 30, "order_id": open_id}), &[]).await;
     assert_eq!(used.status, StatusCode::CREATED, "{}", used.json);
     assert_eq!(used.json["balance"], 170);
     let txid = used.json["txid"].as_str().expect("txid").to_owned();
