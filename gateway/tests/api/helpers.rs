@@ -536,3 +536,28 @@ where
     }
     false
 }
+
+/// A sale's counters in Redis, read in one step (one script) so that an order ending between
+/// two reads cannot make them look inconsistent: `(stock, held, paid, total)`. At every moment
+/// `stock + held + paid = total`, all of them ≥ 0.
+pub async fn sale_counters(app: &TestApp, sale_id: u64) -> (i64, i64, i64, i64) {
+    let keys = flashgate_gateway::keys::SaleKeys::new(&app.settings.redis.key_prefix, sale_id);
+    let read: Vec<Option<i64>> = app
+        .redis
+        .next()
+        .custom(
+            fred::cmd!("EVAL"),
+            vec![
+                "return {redis.call('GET', KEYS[1]), redis.call('HGET', KEYS[2], 'held'), \
+                 redis.call('HGET', KEYS[2], 'paid'), redis.call('HGET', KEYS[2], 'total')}"
+                    .to_owned(),
+                "2".to_owned(),
+                keys.stock,
+                keys.sale,
+            ],
+        )
+        .await
+        .expect("counters");
+    let at = |i: usize| read.get(i).copied().flatten().unwrap_or(0);
+    (at(0), at(1), at(2), at(3))
+}

@@ -2,17 +2,17 @@
 //! mark-paid, expiry by the sweeper, what each gives back (units, the buyer's count, coupons,
 //! points), and the refusals, each with its JSON body.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use flashgate_gateway::auth::Role;
 use flashgate_gateway::keys::{PolicyKeys, SaleKeys};
-use fred::prelude::{HashesInterface, KeysInterface, SortedSetsInterface};
+use fred::prelude::{HashesInterface, SortedSetsInterface};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Reply, TestApp, eventually, points_balance, redis_now_ms, spawn_app, spawn_app_with, start,
+    Reply, TestApp, eventually, points_balance, redis_now_ms, sale_counters, spawn_app,
+    spawn_app_with, start,
 };
 
 /// `POST /v1/orders/{id}/cancel` as `user`, with extra headers.
@@ -67,11 +67,7 @@ async fn buy(app: &TestApp, sale_id: u64, user: &str, quantity: u32) -> String {
 /// The sale's counters in Redis: (stock, held, paid, total); stock + held + paid = total
 /// must hold at every moment.
 async fn counters(app: &TestApp, sale_id: u64) -> (i64, i64, i64, i64) {
-    let keys = SaleKeys::new(&app.settings.redis.key_prefix, sale_id);
-    let stock: i64 = app.redis.get(&keys.stock).await.expect("stock");
-    let sale: HashMap<String, String> = app.redis.hgetall(&keys.sale).await.expect("sale");
-    let field = |name: &str| sale.get(name).map_or(0, |v| v.parse().expect("number"));
-    let counted = (stock, field("held"), field("paid"), field("total"));
+    let counted = sale_counters(app, sale_id).await;
     assert_eq!(
         counted.0 + counted.1 + counted.2,
         counted.3,
