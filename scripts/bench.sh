@@ -14,7 +14,11 @@
 # flashgate-gateway, -persister and -loadtest binaries to measure instead of building this
 # tree, e.g. an older commit's for a before/after comparison; FLASHGATE_COMMIT names them),
 # FLASHGATE_BENCH_MYSQL_URL (another database for them, when their schema is older; their Redis
-# keys then get a prefix of their own, FLASHGATE_BENCH_KEY_PREFIX or a fresh one).
+# keys then get a prefix of their own, FLASHGATE_BENCH_KEY_PREFIX or a fresh one),
+# FLASHGATE_BENCH_LIFECYCLE (1: also run the lifecycle scenario — orders paid, cancelled or
+# abandoned in FLASHGATE_BENCH_LIFECYCLE_SHARES, default 40:30:30, with a 30 s payment window,
+# so its drain waits ~35 s for the expiries — then flashgate-batch reconcile-stock on its sale;
+# 0, the default, leaves the standard runs alone; binaries without the scenario skip it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +60,8 @@ if [ -n "${FLASHGATE_BENCH_BIN:-}" ]; then
   export FLASHGATE_COMMIT=${FLASHGATE_COMMIT:-prebuilt}
 else
   step "release build"
-  cargo build --release --quiet -p flashgate-gateway -p flashgate-persister -p flashgate-loadtest
+  cargo build --release --quiet -p flashgate-gateway -p flashgate-persister -p flashgate-loadtest \
+    -p flashgate-batch
   bin=target/release
   export FLASHGATE_COMMIT=${FLASHGATE_COMMIT:-$(git describe --always --dirty --abbrev=12)}
 fi
@@ -71,10 +76,11 @@ ceiling() {
   "${cli[@]}" HSET "$p:sale" status active starts_ms 0 ends_ms 4102444800000 \
     per_user_limit 1000000000 price 100 total 1000000000 admitted 0 >/dev/null
   "${cli[@]}" SET "$p:stock" 1000000000 >/dev/null
+  # KEYS as lua/purchase.lua's header lists them (sale stock buyers outbox orders holds).
   csv=$(redis-benchmark -h "$redis_host" -p "$redis_port" -c 50 -n 200000 -r 100000000 --csv \
-    EVALSHA "$sha" 5 "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" \
+    EVALSHA "$sha" 6 "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" "$p:holds" \
     "bench-__rand_int__" 1 "bench-__rand_int__" trace 1000000000 86400 fp)
-  "${cli[@]}" DEL "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" >/dev/null
+  "${cli[@]}" DEL "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" "$p:holds" >/dev/null
   printf '%s\n' "$csv" | tail -n 1 | cut -d, -f2 | tr -d '"'
 }
 
@@ -172,6 +178,26 @@ if [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$addr/v1/admin/co
     --stock 20000 --coupons 20000
 fi
 
+# The order lifecycle: purchases, each order then paid, cancelled or abandoned (its unit
+# back on sale when cancelled or expired). Not in the targets; its invariants (checked after
+# every abandoned order expired) and the operators' stock reconciliation are.
+reconcile=skipped
+if [ "${FLASHGATE_BENCH_LIFECYCLE:-0}" = 1 ] &&
+  "$bin/flashgate-loadtest" run --help 2>/dev/null | grep -q lifecycle; then
+  run lifecycle-open --scenario lifecycle --mode open --rate "$rate" \
+    --shoppers $(( rate * seconds )) --stock $(( rate * seconds / 2 )) \
+    --lifecycle-shares "${FLASHGATE_BENCH_LIFECYCLE_SHARES:-40:30:30}"
+  lifecycle_sale=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sale_id"])' \
+    "$out/lifecycle-open.json")
+  if [ -x "$bin/flashgate-batch" ]; then
+    step "flashgate-batch reconcile-stock --sale $lifecycle_sale"
+    reconcile=0
+    "$bin/flashgate-batch" reconcile-stock --sale "$lifecycle_sale" >"$out/reconcile-stock.txt" \
+      2>&1 || reconcile=$?
+    cat "$out/reconcile-stock.txt" >&2
+  fi
+fi
+
 kill -TERM "$gateway" "$persister"
 wait "$gateway" "$persister" || true
 trap - EXIT
@@ -196,6 +222,11 @@ met=0
 {
   printf '\nCPU time per request, µs (user + system, from /proc; warm-up, run and drain):\n\n'
   cat "$out/cpu.md"
+  if [ "$reconcile" != skipped ]; then
+    printf '\n`flashgate-batch reconcile-stock --sale %s` after the lifecycle run: exit %s (0 clean, 2 drift or not drained)\n' \
+      "$lifecycle_sale" "$reconcile"
+  fi
 } >>"$out/summary.md"
 cat "$out/summary.md"
+[ "$reconcile" = skipped ] || [ "$reconcile" = 0 ] || [ "$met" != 0 ] || met=1
 exit "$met"
