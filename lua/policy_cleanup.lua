@@ -10,9 +10,10 @@
 -- never brings a removed one back.
 --
 -- Coupon hashes (fg:{c:7}:cpn:<id>) are not listed here: each carries its own expiry from the
--- moment it is written (`lua/claim_coupon.lua`, `lua/load_coupon.lua`: its expiry plus the
--- same grace), so they are gone by the time the policy is, without a list of them to keep.
--- Stored idempotency answers keep their own TTL.
+-- moment it is written (`lua/claim_coupon.lua`: the coupon's expiry plus the same grace;
+-- `lua/load_coupon.lua`: a minute past it), so they are gone by the time the policy is,
+-- without a list of them to keep, and a policy that hands out coupons for months keeps only
+-- the unexpired ones. Stored idempotency answers keep their own TTL.
 --
 -- Several gateways may run this at once: the first removes, the others find it `gone`.
 --
