@@ -204,10 +204,10 @@ fn counts(written: &Written, dead_lettered: u64) -> Counts {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use flashgate_events::OrderAdmitted;
+    use flashgate_events::{OrderAdmitted, OrderEnded};
 
     use super::*;
-    use crate::orders::RejectReason;
+    use crate::orders::{End, RejectReason};
     use crate::points::Refused;
 
     fn order(order_id: &str) -> OrderAdmitted {
@@ -250,5 +250,49 @@ mod tests {
         assert_eq!(counts.points_refused, 1);
         assert_eq!(counts.dead_lettered, 3);
         assert_eq!(counts.batches, 1);
+    }
+
+    #[test]
+    fn ends_are_counted_by_end_and_those_found_or_stale_as_duplicates() {
+        let end = |end: OrderEnd| End {
+            event: OrderEnded {
+                order_id: "1-a".to_owned(),
+                sale_id: 1,
+                user_id: "ana".to_owned(),
+                quantity: 1,
+                end,
+                reason: None,
+                at: Utc::now(),
+            },
+            trace_id: String::new(),
+        };
+        let mut written = Written::default();
+        written.orders.ended = vec![
+            end(OrderEnd::Paid),
+            end(OrderEnd::Paid),
+            end(OrderEnd::Expired),
+        ];
+        written.orders.ends_found = vec![end(OrderEnd::Cancelled)];
+        written.orders.ends_stale = vec![end(OrderEnd::Cancelled)];
+        written.orders.ends_parked = 2;
+        written.orders.ends_unparked = 1;
+        written.coupons.parked = 1;
+        let counts = counts(&written, 0);
+        let by_end = (
+            counts.orders_cancelled,
+            counts.orders_expired,
+            counts.orders_paid,
+        );
+        assert_eq!(by_end, (0, 1, 2), "found and stale ends are not stored now");
+        assert_eq!(counts.duplicates, 2);
+        assert_eq!(
+            (counts.order_ends_parked, counts.order_ends_unparked),
+            (2, 1)
+        );
+        assert_eq!(
+            (counts.parked, counts.unparked),
+            (3, 1),
+            "in the totals too"
+        );
     }
 }
