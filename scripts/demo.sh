@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's run command: brings the local stack up, builds flashgate, starts the gateway,
-# runs a small flash sale against it and shows what happened, then a rush of a few thousand
-# virtual shoppers with flashgate-loadtest, whose report checks the invariants.
+# runs a small flash sale against it and shows what happened (an order paid, a cancellation
+# whose unit is sold again, points), then a rush of a few thousand virtual shoppers with
+# flashgate-loadtest, whose report checks the invariants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/build-deps.sh
@@ -16,6 +17,13 @@ addr=${FLASHGATE_DEMO_ADDR:-127.0.0.1:8088}
 step "local stack (Redis + Sentinel, MariaDB, Kafka-protocol broker)"
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
+# FLASHGATE_DEMO_MYSQL_URL: another (existing) database of the same server, e.g. when the
+# stack's own holds old benchmark sales the gateway would restore at start; its sale ids start
+# again at 1, so its Redis keys get a prefix of their own (FLASHGATE_DEMO_KEY_PREFIX or fresh).
+if [ -n "${FLASHGATE_DEMO_MYSQL_URL:-}" ]; then
+  export FLASHGATE__MYSQL__URL=$FLASHGATE_DEMO_MYSQL_URL
+  export FLASHGATE__REDIS__KEY_PREFIX=${FLASHGATE_DEMO_KEY_PREFIX:-fgdemo$(date +%s)}
+fi
 
 step "build"
 cargo build --workspace --bins --quiet
@@ -66,18 +74,41 @@ step "shopper-1 looks at the order (confirmed once the persister wrote it)"
 status_url=$(sed -E 's/.*"status_url":"([^"]+)".*/\1/' "$results/1.json")
 curl -fs "http://$addr$status_url" -H "authorization: Bearer $(cat "$results/1.token")"; echo
 
-step "points: a buyer earned 1 % of the order, spends 100 on it, then takes the use back"
-buyer=$(grep -l '^202$' "$results"/*.status | head -n 1 | xargs basename | cut -d. -f1)
+step "a manager marks one buyer's order paid (a payment taken outside flashgate)"
+# Orders hold their units until paid, cancelled or expired (the sale's payment window, 10
+# minutes by default); points are earned once an order is paid.
+buyers=$(grep -l '^202$' "$results"/*.status | xargs -n 1 basename | cut -d. -f1)
+buyer=$(printf '%s\n' "$buyers" | sed -n 1p)
+canceller=$(printf '%s\n' "$buyers" | sed -n 2p)
 auth="authorization: Bearer $(cat "$results/$buyer.token")"
 order_id=$(sed -E 's/.*"order_id":"([^"]+)".*/\1/' "$results/$buyer.json")
-for _ in $(seq 1 100); do # the earn is written with the confirmed order
+curl -fs -X POST "http://$addr/v1/admin/orders/$order_id/mark-paid" -H "authorization: Bearer $manager"; echo
+
+step "a cancellation gives its unit back, and it is sold again"
+echo "shopper-$buyer wants a second pair: $(curl -s "http://$addr/v1/sales/$sale_id/purchases" -H "$auth" \
+  -H 'content-type: application/json' -d '{"quantity":1}')"
+cancelled_id=$(sed -E 's/.*"order_id":"([^"]+)".*/\1/' "$results/$canceller.json")
+cancel_auth="authorization: Bearer $(cat "$results/$canceller.token")"
+echo "shopper-$canceller cancels: $(curl -fs -X POST "http://$addr/v1/orders/$cancelled_id/cancel" -H "$cancel_auth")"
+echo "and looks:           $(curl -fs "http://$addr/v1/orders/$cancelled_id" -H "$cancel_auth")"
+# With an Idempotency-Key (as a client that retries would send) the purchase goes to Redis
+# even if this gateway's sold-out mark has not heard the cancellation's restock message yet.
+bought=$(curl -s -w '\n%{http_code}' "http://$addr/v1/sales/$sale_id/purchases" -H "$auth" \
+  -H "idempotency-key: demo-rebuy-$sale_id" -H 'content-type: application/json' -d '{"quantity":1}')
+echo "shopper-$buyer tries again: $(printf '%s' "$bought" | head -n 1) (HTTP $(printf '%s' "$bought" | tail -n 1))"
+[ "$(printf '%s' "$bought" | tail -n 1)" = 202 ] || { echo "the returned unit was not sold again" >&2; exit 1; }
+second_id=$(printf '%s' "$bought" | head -n 1 | sed -E 's/.*"order_id":"([^"]+)".*/\1/')
+curl -fs "http://$addr/v1/admin/sales/$sale_id" -H "authorization: Bearer $manager"; echo
+
+step "points: the paid order earned 1 %; 100 go on the new order, then the use is taken back"
+for _ in $(seq 1 100); do # the earn is written once the persister stored the payment
   points=$(curl -fs "http://$addr/v1/me/points" -H "$auth")
   [ "$(printf '%s' "$points" | sed -E 's/.*"balance":([0-9]+).*/\1/')" -ge 100 ] && break
   sleep 0.1
 done
 echo "shopper-$buyer: $points"
 used=$(curl -fs "http://$addr/v1/me/points/use" -H "$auth" -H 'content-type: application/json' \
-  -d "{\"amount\":100,\"order_id\":\"$order_id\"}")
+  -d "{\"amount\":100,\"order_id\":\"$second_id\"}")
 echo "use:    $used"
 txid=$(printf '%s' "$used" | sed -E 's/.*"txid":"([^"]+)".*/\1/')
 echo "cancel: $(curl -fs -X POST "http://$addr/v1/me/points/use/$txid/cancel" -H "$auth")"
