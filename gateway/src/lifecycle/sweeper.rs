@@ -1,6 +1,7 @@
 //! The lifecycle sweeper, in every gateway: each pass, for every sale Redis holds, it expires
 //! the open orders past their `pay_by`, finishes the give-backs that are due, and removes the
-//! keys of a sale whose life is over.
+//! keys of a sale whose life is over; then it removes the coupon policies whose coupons have
+//! all expired (`coupons/cleanup.rs`).
 //!
 //! It keeps no state of its own: what to do is in Redis (`holds`, `compensate`, the sale's
 //! end), and each step is a script that does its work once whoever runs it. So a sweeper that
@@ -36,6 +37,8 @@ pub struct Swept {
     pub given_back: u64,
     /// Sales whose keys were removed.
     pub cleaned: u64,
+    /// Coupon policies whose keys were removed.
+    pub policies_cleaned: u64,
 }
 
 /// Sweeps every `interval` until `stop` changes.
@@ -79,6 +82,10 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
             swept.cleaned += 1;
         }
     }
+    // Coupon policies whose coupons have all expired leave Redis the same way.
+    swept.policies_cleaned =
+        crate::coupons::cleanup::sweep_policies(app, app.settings.gateway.sale_cleanup_grace_ms)
+            .await? as u64;
     Ok(swept)
 }
 

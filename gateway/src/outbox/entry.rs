@@ -28,7 +28,7 @@ pub enum Topic {
 pub struct Record {
     /// Destination.
     pub topic: Topic,
-    /// Message key (the order or coupon id: keeps one thing's events in order).
+    /// Message key (the sale, the coupon or the user: keeps one thing's events in order).
     pub key: String,
     /// The JSON envelope.
     pub payload: Vec<u8>,
@@ -40,22 +40,23 @@ pub struct Record {
 pub fn encode(outbox: Outbox, fields: &HashMap<String, String>) -> Result<Record, String> {
     let trace_id = fields.get("trace_id").cloned().unwrap_or_default();
     let (topic, key, payload) = match outbox {
-        // An end carries its `type` (`order.cancelled`, ...); an admission has none.
+        // Keyed by sale: a sale's admissions and ends stay on one partition in the order Redis
+        // decided them, so the persister never sees a unit sold again before the end that gave
+        // it back (MySQL's stock guard would refuse the new order). An end carries its `type`
+        // (`order.cancelled`, ...); an admission has none.
         Outbox::Sale(sale_id) if fields.contains_key("type") => {
             let ended = decode_end(sale_id, fields)?;
-            let key = ended.order_id.clone();
             (
                 Topic::Orders,
-                key,
+                sale_id.to_string(),
                 json(&ended.into_envelope(trace_id.clone()))?,
             )
         }
         Outbox::Sale(sale_id) => {
             let order = decode(sale_id, fields)?;
-            let key = order.order_id.clone();
             (
                 Topic::Orders,
-                key,
+                sale_id.to_string(),
                 json(&order.into_envelope(trace_id.clone()))?,
             )
         }
@@ -251,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn an_end_entry_becomes_an_order_event_keyed_by_its_order() {
+    fn an_end_entry_becomes_an_order_event_keyed_by_its_sale() {
         let entry = fields(&[
             ("type", "order.expired"),
             ("order_id", "7-abc"),
@@ -262,10 +263,7 @@ mod tests {
             ("trace_id", "t1"),
         ]);
         let record = encode(Outbox::Sale(7), &entry).unwrap();
-        assert_eq!(
-            (record.topic, record.key.as_str()),
-            (Topic::Orders, "7-abc")
-        );
+        assert_eq!((record.topic, record.key.as_str()), (Topic::Orders, "7"));
         let envelope: Envelope<OrderEnded> = serde_json::from_slice(&record.payload).unwrap();
         assert_eq!(envelope.kind, "order.expired");
         assert_eq!(envelope.event_id, "order.expired:7-abc");
@@ -292,10 +290,7 @@ mod tests {
         let broken = fields(&[("order_id", "x")]);
         assert!(decode(7, &broken).is_err());
         let record = encode(Outbox::Sale(7), &entry).unwrap();
-        assert_eq!(
-            (record.topic, record.key.as_str()),
-            (Topic::Orders, "7-abc")
-        );
+        assert_eq!((record.topic, record.key.as_str()), (Topic::Orders, "7"));
         assert_eq!(record.trace_id, "t1");
     }
 

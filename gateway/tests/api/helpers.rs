@@ -382,15 +382,22 @@ impl TestApp {
         .await
         .expect("watermarks task");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while persister
-            .metrics
-            .consumed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            < produced
-        {
+        // `batch_messages` counts what was written and committed, and `refused_by_database`
+        // a message the database refused alone (dead-lettered); `consumed` counts a batch as
+        // soon as it is taken, before its transaction.
+        let written = || {
+            let metrics = &persister.metrics;
+            metrics
+                .batch_messages
+                .load(std::sync::atomic::Ordering::Relaxed)
+                + metrics
+                    .refused_by_database
+                    .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        while written() < produced {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the persister never consumed all {produced} messages"
+                "the persister never wrote all {produced} messages"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -560,4 +567,13 @@ pub async fn sale_counters(app: &TestApp, sale_id: u64) -> (i64, i64, i64, i64) 
         .expect("counters");
     let at = |i: usize| read.get(i).copied().flatten().unwrap_or(0);
     (at(0), at(1), at(2), at(3))
+}
+
+/// The order id an orders-topic message is about (its envelope's data): messages are keyed by
+/// sale, so a sale's admissions and ends stay in one partition, in order.
+pub fn order_of_message(message: &(String, Value, HashMap<String, String>)) -> String {
+    message.1["data"]["order_id"]
+        .as_str()
+        .expect("order_id in the message")
+        .to_owned()
 }

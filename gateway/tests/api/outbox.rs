@@ -12,7 +12,8 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    consume_all, fresh_database, fresh_topic, spawn_app, stack_settings, start, unique,
+    consume_all, fresh_database, fresh_topic, order_of_message, spawn_app, stack_settings, start,
+    unique,
 };
 
 /// Admits `count` purchases by distinct users and returns their order ids.
@@ -48,13 +49,17 @@ async fn the_orders_topic_gets_exactly_one_event_per_admitted_order() {
     .expect("reader");
 
     assert_eq!(events.len(), 30, "one event per order, no duplicates");
-    let keys: HashSet<&str> = events.iter().map(|(k, _, _)| k.as_str()).collect();
-    let expected: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let keys: HashSet<String> = events.iter().map(order_of_message).collect();
+    let expected: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(keys, expected);
     let (key, envelope, headers) = &events[0];
     assert_eq!(envelope["type"], "order.admitted");
     assert_eq!(envelope["version"], 1);
-    assert_eq!(envelope["data"]["order_id"], key.as_str());
+    assert_eq!(
+        key,
+        &sale_id.to_string(),
+        "keyed by sale: its events stay in order"
+    );
     assert_eq!(envelope["data"]["sale_id"], sale_id);
     assert_eq!(envelope["data"]["unit_price"], 700);
     assert_eq!(envelope["data"]["amount"], 700);
@@ -174,7 +179,7 @@ async fn orders_admitted_while_the_broker_is_down_reach_the_topic_when_it_return
     })
     .await
     .expect("reader");
-    let delivered: HashSet<String> = events.into_iter().map(|(key, _, _)| key).collect();
+    let delivered: HashSet<String> = events.iter().map(order_of_message).collect();
     let admitted: HashSet<String> = ids.into_iter().collect();
     let missing: Vec<_> = admitted.difference(&delivered).collect();
     assert!(missing.is_empty(), "lost orders: {missing:?}");
@@ -256,7 +261,7 @@ async fn two_gateways_share_the_outbox_without_sending_an_order_twice() {
     .await
     .expect("reader");
 
-    let mut keys: Vec<String> = events.into_iter().map(|(k, _, _)| k).collect();
+    let mut keys: Vec<String> = events.iter().map(order_of_message).collect();
     keys.sort();
     ids.sort();
     assert_eq!(keys, ids, "each order exactly once");
@@ -296,7 +301,7 @@ async fn entries_left_pending_by_a_dead_relay_are_claimed_and_sent() {
     .await
     .expect("reader");
 
-    let delivered: HashSet<String> = events.into_iter().map(|(k, _, _)| k).collect();
+    let delivered: HashSet<String> = events.iter().map(order_of_message).collect();
     let admitted: HashSet<String> = ids.into_iter().collect();
     assert_eq!(delivered, admitted);
     // The claimed entries were acknowledged once sent: none is left pending.

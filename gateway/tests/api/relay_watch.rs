@@ -5,11 +5,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use flashgate_gateway::auth::Role;
 use fred::prelude::{HashesInterface, KeysInterface, SetsInterface};
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, consume_all, redis_now_ms, spawn_app_with};
+use crate::helpers::{TestApp, consume_all, order_of_message, redis_now_ms, spawn_app_with};
 
 fn active_set(app: &TestApp) -> String {
     flashgate_gateway::keys::active_outboxes(&app.settings.redis.key_prefix)
@@ -38,8 +39,8 @@ async fn order_keys(app: &TestApp, expected: usize) -> HashSet<String> {
     })
     .await
     .expect("reader")
-    .into_iter()
-    .map(|(key, _, _)| key)
+    .iter()
+    .map(order_of_message)
     .collect()
 }
 
@@ -64,6 +65,31 @@ async fn an_outbox_is_watched_until_its_sale_is_over_by_redis_clock_plus_the_gra
     let sale_key =
         flashgate_gateway::keys::SaleKeys::new(&app.settings.redis.key_prefix, sale_id).sale;
     let ends_ms: i64 = app.redis.hget(&sale_key, "ends_ms").await.expect("ends_ms");
+
+    // Past the end + the grace, the open order may still end (and append its end): watched.
+    while redis_now_ms(&app).await < ends_ms + grace_ms as i64 + 500 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let watched: bool = app
+        .redis
+        .sismember(active_set(&app), &outbox)
+        .await
+        .expect("SISMEMBER");
+    assert!(
+        watched,
+        "an outbox whose sale holds an open order stays watched"
+    );
+    let manager = app.token("manager-1", Role::Manager);
+    let paid = app
+        .request(
+            Method::POST,
+            &format!("/v1/admin/orders/{ordered}/mark-paid"),
+            Some(&manager),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.json);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let retired_at = loop {

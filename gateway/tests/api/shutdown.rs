@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use crate::helpers::{consume_all, fresh_database, fresh_topic, spawn_app_with, unique};
+use crate::helpers::{
+    consume_all, fresh_database, fresh_topic, order_of_message, spawn_app_with, unique,
+};
 use crate::private_redis::PrivateRedis;
 
 /// A gateway on `settings` and the sender that stops it gracefully.
@@ -217,7 +219,7 @@ async fn orders_admitted_just_before_the_stop_reach_the_topic() {
     })
     .await
     .expect("reader");
-    let mut keys: Vec<String> = sent.into_iter().map(|(key, _, _)| key).collect();
+    let mut keys: Vec<String> = sent.iter().map(order_of_message).collect();
     keys.sort();
     admitted.sort();
     assert_eq!(keys, admitted, "every admitted order, once");
