@@ -33,8 +33,9 @@
 --                   <order id>\n<reference> '<amount>\n<holder>' of one reservation
 --                   <order id>\nrefs        the order's references, joined by '\n'
 --                 A release deletes its field and its reference, and the order's total with
---                 its last unit. The fields of an ended order go when MySQL holds the end
---                 (order_forget.lua), or with the sale's other keys.
+--                 its last unit. A paid order's fields go when MySQL holds its end
+--                 (order_forget.lua); a cancelled or expired one's once the sweeper has given
+--                 its coupon and points back; any left go with the sale's other keys.
 --   2  orders     hash: order id -> the order's record (purchase.lua); its 5th line is the
 --                 state (absent in records from before the lifecycle: held)
 -- ARGV

@@ -148,6 +148,11 @@ async fn finish_give_backs(app: &App, keys: &SaleKeys, now: DateTime<Utc>) -> an
         }
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
         if give_back(app, &owed, &trace_id).await {
+            // The order's discount reservations go first, then the entry: a crash between
+            // the two leaves the entry, and the next pass does it all again harmlessly.
+            let mut fields = vec![order_id.clone(), format!("{order_id}\nrefs")];
+            fields.extend(owed.refs.iter().map(|r| format!("{order_id}\n{r}")));
+            let _: i64 = app.redis.hdel(&keys.discounts, fields).await?;
             let _: i64 = app.redis.hdel(&keys.compensate, &order_id).await?;
             finished += 1;
         }

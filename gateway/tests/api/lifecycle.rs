@@ -2,6 +2,7 @@
 //! mark-paid, expiry by the sweeper, what each gives back (units, the buyer's count, coupons,
 //! points), and the refusals, each with its JSON body.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use flashgate_gateway::auth::Role;
@@ -425,6 +426,14 @@ async fn a_cancelled_order_gives_its_coupon_and_points_back() {
     })
     .await;
     assert!(cleared, "the give-back entry is removed once done");
+    let discounts: HashMap<String, String> =
+        app.redis.hgetall(&keys.discounts).await.expect("discounts");
+    assert!(
+        discounts
+            .keys()
+            .all(|field| !field.starts_with(order_id.as_str())),
+        "the cancelled order's discount reservations are gone: {discounts:?}"
+    );
     assert_eq!(points_balance(&app, "ida").await, 100);
     let status: String = app.redis.hget(&coupon, "status").await.expect("coupon");
     assert_eq!(status, "redeemed", "still on the new order");
