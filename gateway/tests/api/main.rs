@@ -11,6 +11,7 @@ mod disruptive;
 mod helpers;
 mod identity;
 mod lifecycle;
+mod lifecycle_keys;
 mod lifecycle_rush;
 mod operations;
 mod orders;
