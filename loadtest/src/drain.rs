@@ -59,16 +59,20 @@ pub async fn wait(
     }
 }
 
-/// Waits until no order of the sale is open any more, judged by Redis's clock: at most until
-/// the latest `pay_by` of the orders open now plus `allowed`. Call it after the traffic (no
-/// new orders come). The orders still open past their `pay_by` + `allowed` are named.
+/// Waits until no order of the sale is open any more, judged by Redis's clock. Call it after
+/// the traffic (no new orders come). The orders still open once the latest `pay_by` of the
+/// orders open now plus `allowed` has passed are named as overdue; then it goes on waiting, at
+/// most `give_up` longer, so the other checks judge the sale after every expiry, and the
+/// report says how late the last one was.
 pub async fn wait_for_expiry(
     backends: &Backends,
     keys: &SaleKeys,
     allowed: Duration,
+    give_up: Duration,
 ) -> anyhow::Result<Expiry> {
     let redis = &backends.redis;
     let allowed_ms = i64::try_from(allowed.as_millis()).unwrap_or(i64::MAX);
+    let give_up_ms = i64::try_from(give_up.as_millis()).unwrap_or(i64::MAX);
     let mut expiry = Expiry {
         allowed_ms,
         latest_pay_by_ms: latest_pay_by(redis, keys).await?,
@@ -77,6 +81,7 @@ pub async fn wait_for_expiry(
     let Some(latest) = expiry.latest_pay_by_ms else {
         return Ok(expiry);
     };
+    let due = latest.saturating_add(allowed_ms);
     loop {
         // Counted before the clock is read: when none is left, the time recorded is after
         // the last one went (never flatters the sweeper).
@@ -86,13 +91,15 @@ pub async fn wait_for_expiry(
             expiry.emptied_after_ms = Some(now - latest);
             return Ok(expiry);
         }
-        if now > latest.saturating_add(allowed_ms) {
+        if now > due && expiry.overdue.count == 0 {
             let cutoff = (now - allowed_ms) as f64;
             let count: u64 = redis.zcount(&keys.holds, f64::NEG_INFINITY, cutoff).await?;
             let first: Vec<String> = redis
                 .zrangebyscore(&keys.holds, "-inf", cutoff, false, Some((0, SHOWN as i64)))
                 .await?;
             expiry.overdue = Sample { count, first };
+        }
+        if now > due.saturating_add(give_up_ms) {
             return Ok(expiry);
         }
         tokio::time::sleep(POLL).await;

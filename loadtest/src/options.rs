@@ -192,7 +192,8 @@ pub struct RunOptions {
     /// Time allowed for one request, in milliseconds; a request past it counts as an error.
     #[arg(long, default_value_t = 10_000)]
     pub request_timeout_ms: u64,
-    /// Longest wait for the pipeline (relay, broker, persister) to write everything to MySQL.
+    /// Longest wait for the pipeline (relay, broker, persister) to write everything to MySQL
+    /// (lifecycle: and, when expiries run late, for the last open order past its pay_by + 5 s).
     #[arg(long, default_value = "60s", value_parser = parse_ttl)]
     #[serde(serialize_with = "seconds")]
     pub drain_timeout: Duration,

@@ -165,11 +165,13 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
             .as_secs_f64()
     });
 
-    // Abandoned orders expire by their pay_by (+ 5 s): the lifecycle waits for it before it
-    // waits for MySQL to hold every end. The sampler keeps watching meanwhile.
+    // Abandoned orders expire by their pay_by (+ 5 s): the lifecycle waits for it (and, when
+    // late, up to the drain timeout more) before it waits for MySQL to hold every end. The
+    // sampler keeps watching meanwhile.
     let expiry = match (&keys, options.scenario) {
         (Some(keys), Scenario::Lifecycle) => {
-            Some(drain::wait_for_expiry(&backends, keys, drain::EXPIRY_ALLOWANCE).await?)
+            let allowed = drain::EXPIRY_ALLOWANCE;
+            Some(drain::wait_for_expiry(&backends, keys, allowed, options.drain_timeout).await?)
         }
         _ => None,
     };
