@@ -47,6 +47,8 @@ struct Ending {
     keys: PolicyKeys,
     /// When its last coupon expires, by Redis's clock (`redeem_until_ms`).
     until: i64,
+    /// The keys of its coupons.
+    coupons: Vec<String>,
 }
 
 /// A policy whose claims close and whose coupons all expire 3 s from now (time for a slow
@@ -63,10 +65,12 @@ async fn ending_policy(app: &TestApp, claims: usize) -> Ending {
         .hget(&keys.policy, "redeem_until_ms")
         .await
         .expect("redeem_until_ms");
+    let mut coupons = Vec::new();
     for n in 0..claims {
         let claimed = app.claim(policy_id, &format!("holder-{n}"), &[]).await;
         assert_eq!(claimed.status, StatusCode::CREATED, "{}", claimed.json);
         let coupon = keys.coupon(claimed.json["coupon_id"].as_str().expect("coupon id"));
+        coupons.push(coupon.clone());
         let expires_at: i64 = app
             .redis
             .next()
@@ -79,38 +83,33 @@ async fn ending_policy(app: &TestApp, claims: usize) -> Ending {
         id: policy_id,
         keys,
         until,
+        coupons,
     }
 }
 
-/// Every key of the policy's hash tag that Redis still holds (expired ones are not listed).
-async fn keys_of(app: &TestApp, keys: &PolicyKeys) -> Vec<String> {
-    let tag = keys.policy.trim_end_matches(":policy");
-    let pattern = format!("{tag}:*");
-    let client = app.redis.next();
-    let (mut cursor, mut found) = ("0".to_owned(), Vec::new());
-    loop {
-        let (next, page): (String, Vec<String>) = client
-            .custom(
-                fred::cmd!("SCAN"),
-                vec![cursor.as_str(), "MATCH", &pattern, "COUNT", "1000"],
-            )
-            .await
-            .expect("SCAN");
-        found.extend(page);
-        if next == "0" {
-            return found;
+/// The policy's keys and `coupons` that Redis still holds (expired ones are not listed).
+/// Each is looked up by name: a `SCAN` of the shared test Redis would walk every test's keys.
+async fn keys_of(app: &TestApp, keys: &PolicyKeys, coupons: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for key in [&keys.policy, &keys.remaining, &keys.holders, &keys.outbox]
+        .into_iter()
+        .chain(coupons)
+    {
+        let present: bool = app.redis.exists(key).await.expect("EXISTS");
+        if present {
+            found.push(key.clone());
         }
-        cursor = next;
     }
+    found
 }
 
 /// Waits until the policy's keys are all gone: the cleanup removed them, and a relay that read
 /// the outbox a moment before may make it again, which its retirement then deletes.
-async fn wait_until_gone(app: &TestApp, keys: &PolicyKeys) {
+async fn wait_until_gone(app: &TestApp, keys: &PolicyKeys, coupons: &[String]) {
     assert!(
-        eventually(|| async { keys_of(app, keys).await.is_empty() }).await,
+        eventually(|| async { keys_of(app, keys, coupons).await.is_empty() }).await,
         "left behind: {:?}",
-        keys_of(app, keys).await
+        keys_of(app, keys, coupons).await
     );
 }
 
@@ -144,6 +143,10 @@ async fn a_policy_whose_coupons_expired_loses_every_key_after_the_grace_and_rest
     let state = state_of(&app).await;
     let live_id = app.policy(json!({})).await;
     let claimed = app.claim(live_id, "keeper", &[]).await;
+    let kept = vec![
+        PolicyKeys::new(&app.settings.redis.key_prefix, live_id)
+            .coupon(claimed.json["coupon_id"].as_str().unwrap_or_default()),
+    ];
     assert_eq!(claimed.status, StatusCode::CREATED, "{}", claimed.json);
     let ended = ending_policy(&app, 3).await;
     let live = PolicyKeys::new(&app.settings.redis.key_prefix, live_id);
@@ -152,12 +155,14 @@ async fn a_policy_whose_coupons_expired_loses_every_key_after_the_grace_and_rest
     // Over, but not by the grace yet: nothing is removed.
     wait_for_redis_time(&app, ended.until).await;
     assert_eq!(sweep_policies(&state, GRACE_MS).await.expect("sweep"), 0);
+    let before_the_grace = keys_of(&app, &ended.keys, &ended.coupons).await.len();
+    // Read first, then make sure it was read before the grace ended (the coupons' own TTL).
     assert!(
         redis_now_ms(&app).await < ended.until + GRACE_MS as i64,
         "the test was too slow to look before the grace ended"
     );
     assert_eq!(
-        keys_of(&app, &ended.keys).await.len(),
+        before_the_grace,
         4 + 3,
         "policy, remaining, holders, outbox and the coupons"
     );
@@ -165,7 +170,7 @@ async fn a_policy_whose_coupons_expired_loses_every_key_after_the_grace_and_rest
     // Over by the grace: every key of it goes, and it leaves the live list.
     wait_for_redis_time(&app, ended.until + GRACE_MS as i64).await;
     assert_eq!(sweep_policies(&state, GRACE_MS).await.expect("sweep"), 1);
-    wait_until_gone(&app, &ended.keys).await;
+    wait_until_gone(&app, &ended.keys, &ended.coupons).await;
     assert!(!is_live(&app, ended.id).await);
     assert_eq!(
         sweep_policies(&state, GRACE_MS).await.expect("sweep"),
@@ -174,7 +179,7 @@ async fn a_policy_whose_coupons_expired_loses_every_key_after_the_grace_and_rest
     );
 
     // The live policy is untouched.
-    assert_eq!(keys_of(&app, &live).await.len(), 4 + 1);
+    assert_eq!(keys_of(&app, &live, &kept).await.len(), 4 + 1);
     assert!(is_live(&app, live_id).await);
 
     // A restore does not bring it back; a claim answers as for any policy that is over.
@@ -193,7 +198,10 @@ async fn a_policy_whose_coupons_expired_loses_every_key_after_the_grace_and_rest
     let late = app.claim(ended.id, "latecomer", &[]).await;
     assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.json);
     assert_eq!(late.code(), "policy_not_active");
-    assert_eq!(keys_of(&app, &ended.keys).await, Vec::<String>::new());
+    assert_eq!(
+        keys_of(&app, &ended.keys, &ended.coupons).await,
+        Vec::<String>::new()
+    );
     assert!(!is_live(&app, ended.id).await);
     app.stop().await;
 }
@@ -227,7 +235,7 @@ async fn a_policy_over_by_the_grace_keeps_its_keys_while_its_outbox_holds_events
         .await
         .expect("XTRIM");
     assert_eq!(sweep_policies(&state, GRACE_MS).await.expect("sweep"), 1);
-    wait_until_gone(&app, keys).await;
+    wait_until_gone(&app, keys, &ended.coupons).await;
     assert!(!is_live(&app, ended.id).await);
 }
 
