@@ -45,6 +45,25 @@ impl SaleKeys {
         }
     }
 
+    /// Every key of the sale but its stored answers, in the order `lua/order_close.lua` and
+    /// `lua/sale_cleanup.lua` take them as KEYS: sale, stock, buyers, outbox, orders, holds,
+    /// discounts, compensate.
+    pub fn lifecycle(&self) -> Vec<String> {
+        [
+            &self.sale,
+            &self.stock,
+            &self.buyers,
+            &self.outbox,
+            &self.orders,
+            &self.holds,
+            &self.discounts,
+            &self.compensate,
+        ]
+        .into_iter()
+        .cloned()
+        .collect()
+    }
+
     /// The stored answer for `user`'s idempotency key on this sale.
     pub fn idempotency(&self, user: &str, key: &str) -> String {
         idempotency_key(&self.prefix, user, key)
@@ -70,17 +89,11 @@ mod tests {
     #[test]
     fn all_keys_of_a_sale_share_one_hash_tag() {
         let keys = SaleKeys::new("fg", 42);
-        for key in [
-            &keys.sale,
-            &keys.stock,
-            &keys.buyers,
-            &keys.outbox,
-            &keys.orders,
-            &keys.discounts,
-            &keys.holds,
-            &keys.compensate,
-            &keys.idempotency("u1", "k1"),
-        ] {
+        for key in keys
+            .lifecycle()
+            .iter()
+            .chain([&keys.idempotency("u1", "k1")])
+        {
             assert!(key.starts_with("fg:{s:42}:"), "{key}");
         }
         assert_eq!(Outbox::of_key(&keys.outbox), Some(Outbox::Sale(42)));

@@ -123,16 +123,7 @@ pub async fn close(
         return Ok(Closing::NotFound);
     };
     let keys = SaleKeys::new(prefix, sale_id);
-    let mut names = vec![
-        keys.sale.clone(),
-        keys.stock.clone(),
-        keys.buyers.clone(),
-        keys.outbox.clone(),
-        keys.orders.clone(),
-        keys.holds.clone(),
-        keys.discounts.clone(),
-        keys.compensate.clone(),
-    ];
+    let mut names = keys.lifecycle();
     let mut args: Vec<Value> = vec![
         operation(request.end).into(),
         request.order_id.into(),

@@ -162,16 +162,7 @@ async fn finish_give_backs(app: &App, keys: &SaleKeys, now: DateTime<Utc>) -> an
 
 /// Removes the sale's keys when its life is over; true when removed now.
 async fn clean_up(app: &App, sale_id: u64, keys: &SaleKeys) -> anyhow::Result<bool> {
-    let names = vec![
-        keys.sale.clone(),
-        keys.stock.clone(),
-        keys.buyers.clone(),
-        keys.outbox.clone(),
-        keys.orders.clone(),
-        keys.holds.clone(),
-        keys.discounts.clone(),
-        keys.compensate.clone(),
-    ];
+    let names = keys.lifecycle();
     let grace = crate::scripts::int(app.settings.gateway.sale_cleanup_grace_ms);
     let outcome: String = app
         .scripts

@@ -14,7 +14,7 @@ use flashgate_gateway::token::Minter;
 use flashgate_persister::consumer::Persister;
 use flashgate_persister::metrics::Metrics as PersisterMetrics;
 pub use flashgate_testkit::unique;
-use fred::prelude::{ClientLike, Pool};
+use fred::prelude::{ClientLike, HashesInterface, Pool, SortedSetsInterface};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -576,4 +576,35 @@ pub fn order_of_message(message: &(String, Value, HashMap<String, String>)) -> S
         .as_str()
         .expect("order_id in the message")
         .to_owned()
+}
+
+/// Moves an open order's `pay_by` to Redis's now (its record and its place in `holds`), as if
+/// its payment window had just run out.
+pub async fn run_out_window(app: &TestApp, sale_id: u64, order_id: &str) {
+    let keys = flashgate_gateway::keys::SaleKeys::new(&app.settings.redis.key_prefix, sale_id);
+    let record: String = app
+        .redis
+        .hget(&keys.orders, order_id)
+        .await
+        .expect("record");
+    let mut lines: Vec<String> = record.split('\n').map(str::to_owned).collect();
+    let now = redis_now_ms(app).await - 1;
+    lines[3] = now.to_string();
+    let _: () = app
+        .redis
+        .hset(&keys.orders, (order_id, lines.join("\n")))
+        .await
+        .expect("record");
+    let _: () = app
+        .redis
+        .zadd(
+            &keys.holds,
+            None,
+            None,
+            false,
+            false,
+            (now as f64, order_id),
+        )
+        .await
+        .expect("hold");
 }

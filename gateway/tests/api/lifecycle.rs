@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Reply, TestApp, eventually, points_balance, redis_now_ms, sale_counters, spawn_app,
+    Reply, TestApp, eventually, points_balance, run_out_window, sale_counters, spawn_app,
     spawn_app_with, start,
 };
 
@@ -75,37 +75,6 @@ async fn counters(app: &TestApp, sale_id: u64) -> (i64, i64, i64, i64) {
         "stock + held + paid = total: {counted:?}"
     );
     counted
-}
-
-/// Moves an open order's `pay_by` to Redis's now (its record and its place in `holds`), as if
-/// its payment window had just run out.
-async fn run_out_window(app: &TestApp, sale_id: u64, order_id: &str) {
-    let keys = SaleKeys::new(&app.settings.redis.key_prefix, sale_id);
-    let record: String = app
-        .redis
-        .hget(&keys.orders, order_id)
-        .await
-        .expect("record");
-    let mut lines: Vec<String> = record.split('\n').map(str::to_owned).collect();
-    let now = redis_now_ms(app).await - 1;
-    lines[3] = now.to_string();
-    let _: () = app
-        .redis
-        .hset(&keys.orders, (order_id, lines.join("\n")))
-        .await
-        .expect("record");
-    let _: () = app
-        .redis
-        .zadd(
-            &keys.holds,
-            None,
-            None,
-            false,
-            false,
-            (now as f64, order_id),
-        )
-        .await
-        .expect("hold");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,16 +21,7 @@ async fn post(app: &TestApp, path: &str, token: &str, body: Option<serde_json::V
 async fn sale_keys_left(app: &TestApp, sale_id: u64) -> usize {
     let keys = SaleKeys::new(&app.settings.redis.key_prefix, sale_id);
     let mut left = 0;
-    for key in [
-        &keys.sale,
-        &keys.stock,
-        &keys.buyers,
-        &keys.outbox,
-        &keys.orders,
-        &keys.holds,
-        &keys.discounts,
-        &keys.compensate,
-    ] {
+    for key in &keys.lifecycle() {
         let exists: i64 = app.redis.exists(key).await.expect("EXISTS");
         left += usize::try_from(exists).unwrap_or_default();
     }

@@ -10,7 +10,7 @@ use flashgate_gateway::keys::SaleKeys;
 use fred::prelude::{HashesInterface, KeysInterface, SortedSetsInterface};
 use serde_json::json;
 
-use crate::helpers::{TEST_SECRET, redis_now_ms, spawn_app_with};
+use crate::helpers::{TEST_SECRET, run_out_window, spawn_app_with};
 
 /// A gateway process, killed (SIGKILL) and reaped when dropped, so a failed assertion never
 /// leaves it running.
@@ -101,7 +101,6 @@ async fn a_sweeper_killed_mid_pass_gives_each_unit_back_once_after_a_restart() {
         assert_eq!(status.expect("task"), http::StatusCode::ACCEPTED);
     }
     // Every order's window runs out now.
-    let now = redis_now_ms(&app).await - 1;
     let held: Vec<String> = app
         .redis
         .zrange(&keys.holds, 0, -1, None, false, None, false)
@@ -109,31 +108,7 @@ async fn a_sweeper_killed_mid_pass_gives_each_unit_back_once_after_a_restart() {
         .expect("holds");
     assert_eq!(held.len(), orders as usize);
     for order_id in &held {
-        let record: String = app
-            .redis
-            .hget(&keys.orders, order_id)
-            .await
-            .expect("record");
-        let mut lines: Vec<&str> = record.split('\n').collect();
-        let pay_by = now.to_string();
-        lines[3] = &pay_by;
-        let _: () = app
-            .redis
-            .hset(&keys.orders, (order_id.as_str(), lines.join("\n")))
-            .await
-            .expect("record");
-        let _: () = app
-            .redis
-            .zadd(
-                &keys.holds,
-                None,
-                None,
-                false,
-                false,
-                (now as f64, order_id.as_str()),
-            )
-            .await
-            .expect("hold");
+        run_out_window(&app, sale_id, order_id).await;
     }
 
     // A gateway whose sweeper expires them, killed once it has done some but not all.
