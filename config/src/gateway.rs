@@ -51,6 +51,9 @@ pub struct GatewaySettings {
     /// to finish and sales to clean up, in milliseconds. Default 1000 (an order expires within
     /// about this much after its `pay_by`).
     pub lifecycle_sweep_interval_ms: u64,
+    /// How many due orders one script call of the sweeper expires at most (Redis runs the call
+    /// alone: 100 keep it busy for a few milliseconds). Default 100, 1 to 10000.
+    pub lifecycle_expire_batch: u64,
     /// How long after a sale's end, once all its orders are final and persisted, its keys stay
     /// in Redis before the sweeper removes them, in milliseconds. Default 3600000 (1 h).
     pub sale_cleanup_grace_ms: u64,
@@ -75,6 +78,7 @@ impl Default for GatewaySettings {
             relay_retire_grace_ms: 60_000,
             relay_sweep_interval_ms: 30_000,
             lifecycle_sweep_interval_ms: 1_000,
+            lifecycle_expire_batch: 100,
             sale_cleanup_grace_ms: 3_600_000,
             jwt: JwtSettings::default(),
         }
@@ -146,6 +150,12 @@ impl GatewaySettings {
             "gateway.lifecycle_sweep_interval_ms",
             self.lifecycle_sweep_interval_ms,
         );
+        if !(1..=10_000).contains(&self.lifecycle_expire_batch) {
+            problems.push(Invalid::new(
+                "gateway.lifecycle_expire_batch",
+                "must be between 1 and 10000 orders",
+            ));
+        }
         self.jwt.validate(problems);
     }
 }

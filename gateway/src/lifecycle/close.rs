@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use flashgate_events::OrderEnd;
 use fred::prelude::{Pool, Value};
 
+use crate::app::App;
 use crate::keys::{self, SaleKeys};
 use crate::orders::status::sale_of;
 use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
@@ -140,6 +141,38 @@ pub async fn close(
     }
     let reply: Vec<Value> = script.run(redis, names, args).await?;
     parse(&reply)
+}
+
+/// What one `expire_due` batch did: `(expired, due)`, the orders expired now and the due
+/// ones found (a full batch means more may be due).
+pub async fn expire_due(
+    app: &App,
+    sale_id: u64,
+    batch: u64,
+    reason: &str,
+    trace_id: &str,
+) -> Result<(u64, u64), fred::error::Error> {
+    let prefix = app.prefix();
+    let keys = SaleKeys::new(prefix, sale_id);
+    let args: Vec<Value> = vec![
+        "expire_due".into(),
+        int(batch),
+        "".into(),
+        one_line(reason).into(),
+        trace_id.into(),
+        keys::restock_channel(prefix).into(),
+        int(sale_id),
+        int(super::sweeper::settle_ms(app)),
+    ];
+    let script = &app.scripts.order_close;
+    let reply: Vec<Value> = script.run(&app.redis, keys.lifecycle(), args).await?;
+    match reply_text(&reply, 0).as_str() {
+        "expired" => Ok((
+            u64::try_from(reply_int(&reply, 1)).unwrap_or(0),
+            u64::try_from(reply_int(&reply, 2)).unwrap_or(0),
+        )),
+        other => Err(unexpected_reply("order_close", other)),
+    }
 }
 
 /// The reason as one line: the record keeps it as its last line.

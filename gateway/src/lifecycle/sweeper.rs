@@ -13,17 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use flashgate_events::OrderEnd;
-use fred::prelude::{ClientLike, HashesInterface, Pool, SetsInterface, SortedSetsInterface};
+use fred::prelude::{ClientLike, HashesInterface, Pool, SetsInterface};
 use tokio::sync::watch;
 
 use crate::app::App;
 use crate::keys::{self, SaleKeys};
-use crate::lifecycle::close::{CloseRequest, Closing, close};
-use crate::lifecycle::give_back::{Owed, give_back, give_back_now};
+use crate::lifecycle::close;
+use crate::lifecycle::give_back::{Owed, give_back};
 
 /// Orders expired per sale in one pass at most; the rest wait for the next pass (a second).
-const EXPIRE_BATCH: i64 = 500;
+const EXPIRE_PER_PASS: u64 = 20_000;
 
 /// Reason recorded on an expired order.
 pub const NOT_PAID_IN_TIME: &str = "not_paid_in_time";
@@ -76,7 +75,7 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     for sale_id in sales {
         let now = redis_now(&app.redis).await?;
         let keys = SaleKeys::new(app.prefix(), sale_id);
-        swept.expired += expire_due(app, sale_id, &keys, now).await?;
+        swept.expired += expire_due(app, sale_id).await?;
         swept.given_back += finish_give_backs(app, &keys, now).await?;
         if clean_up(app, sale_id, &keys).await? {
             swept.cleaned += 1;
@@ -89,45 +88,32 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
     Ok(swept)
 }
 
-/// Expires the sale's orders whose `pay_by` has passed by Redis's clock.
-async fn expire_due(
-    app: &App,
-    sale_id: u64,
-    keys: &SaleKeys,
-    now: DateTime<Utc>,
-) -> anyhow::Result<u64> {
-    let due: Vec<String> = app
-        .redis
-        .zrangebyscore(
-            &keys.holds,
-            "-inf",
-            now.timestamp_millis() as f64,
-            false,
-            Some((0, EXPIRE_BATCH)),
-        )
-        .await?;
+/// Expires the sale's orders whose `pay_by` has passed by Redis's clock, a batch per script
+/// call, until a batch comes back short (or [`EXPIRE_PER_PASS`] were expired: other sales get
+/// their turn, the rest wait for the next pass). Their coupons and points are given back when
+/// their `compensate` entries are due.
+async fn expire_due(app: &App, sale_id: u64) -> anyhow::Result<u64> {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let batch = app.settings.gateway.lifecycle_expire_batch;
     let mut expired = 0;
-    for order_id in due {
-        let trace_id = uuid::Uuid::new_v4().simple().to_string();
-        let request = CloseRequest {
-            order_id: &order_id,
-            end: OrderEnd::Expired,
-            caller: None,
-            reason: NOT_PAID_IN_TIME,
-            trace_id: &trace_id,
-            idempotency: None,
-            settle_ms: settle_ms(app),
-        };
-        // Anything but `Closed`: ended meanwhile (paid, cancelled, expired by another
-        // gateway), or Redis's clock had not reached its pay_by after all. Nothing to do now.
-        if let Closing::Closed(_) =
-            close(&app.redis, &app.scripts.order_close, app.prefix(), &request).await?
-        {
-            expired += 1;
+    loop {
+        let (now, due) =
+            close::expire_due(app, sale_id, batch, NOT_PAID_IN_TIME, &trace_id).await?;
+        expired += now;
+        for _ in 0..now {
             app.metrics.observe_lifecycle("expired");
-            tracing::info!(order_id, "order expired: not paid in time");
-            give_back_now(app, sale_id, &order_id, &trace_id).await;
         }
+        if due < batch || expired >= EXPIRE_PER_PASS {
+            break;
+        }
+    }
+    if expired > 0 {
+        tracing::info!(
+            sale_id,
+            expired,
+            trace_id,
+            "orders expired: not paid in time"
+        );
     }
     Ok(expired)
 }

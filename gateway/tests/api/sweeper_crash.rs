@@ -31,6 +31,8 @@ fn spawn_gateway(settings: &Settings, port: u16) -> Gateway {
             .env("FLASHGATE__GATEWAY__LISTEN", format!("127.0.0.1:{port}"))
             .env("FLASHGATE__GATEWAY__JWT__SECRET", TEST_SECRET)
             .env("FLASHGATE__GATEWAY__LIFECYCLE_SWEEP_INTERVAL_MS", "200")
+            // One order per script call: the pass lasts long enough to be killed in the middle.
+            .env("FLASHGATE__GATEWAY__LIFECYCLE_EXPIRE_BATCH", "1")
             .env("FLASHGATE__REDIS__KEY_PREFIX", &settings.redis.key_prefix)
             .env("FLASHGATE__MYSQL__URL", settings.mysql.url.expose())
             .env("FLASHGATE__KAFKA__BROKERS", &settings.kafka.brokers)
