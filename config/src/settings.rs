@@ -62,6 +62,13 @@ pub struct PersisterSettings {
     pub max_wait_ms: u64,
     /// Apply pending migrations when `run` starts. Default true.
     pub migrate_on_start: bool,
+    /// How long an admission MySQL's stock or per-user guard refuses waits (parked) for the
+    /// units to come back before it is stored `rejected` and announced, in milliseconds. A
+    /// relay that died holding a sale's events re-sends them after
+    /// `gateway.relay_claim_idle_ms`, behind later ones: the end that gave a unit back can
+    /// reach MySQL after the admission that bought it again. 0 rejects at once. Default 45000
+    /// (three times the relay's default claim idle).
+    pub refused_admission_wait_ms: u64,
 }
 
 impl Default for PersisterSettings {
@@ -71,6 +78,7 @@ impl Default for PersisterSettings {
             batch_size: 500,
             max_wait_ms: 50,
             migrate_on_start: true,
+            refused_admission_wait_ms: 45_000,
         }
     }
 }
@@ -81,7 +89,18 @@ impl PersisterSettings {
         Duration::from_millis(self.max_wait_ms)
     }
 
+    /// How long a refused admission waits for its units (0: not at all).
+    pub fn refused_admission_wait(&self) -> Duration {
+        Duration::from_millis(self.refused_admission_wait_ms)
+    }
+
     fn validate(&self, problems: &mut Vec<Invalid>) {
+        if self.refused_admission_wait_ms > 86_400_000 {
+            problems.push(Invalid::new(
+                "persister.refused_admission_wait_ms",
+                "must be at most 86400000 (a day)",
+            ));
+        }
         if !(1..=10_000).contains(&self.batch_size) {
             problems.push(Invalid::new(
                 "persister.batch_size",

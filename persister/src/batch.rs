@@ -4,6 +4,7 @@
 //! [`crate::write`]).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use flashgate_config::PointsSettings;
 use flashgate_events::{CouponIssued, OrderAdmitted};
@@ -13,7 +14,7 @@ use sqlx::{MySql, MySqlPool, Transaction};
 
 use crate::coupons::{self, CouponChange, CouponsOutcome};
 use crate::decode::{Event, event};
-use crate::orders::{self, End, OrdersOutcome};
+use crate::orders::{self, End, OrderEvents, OrdersOutcome};
 use crate::points::{self, PointChange, PointsOutcome};
 
 /// The batch transaction reads what other transactions committed up to each statement (READ
@@ -134,17 +135,27 @@ pub async fn begin(db: &MySqlPool) -> Result<Transaction<'static, MySql>, sqlx::
 
 /// Writes the batch's events in one transaction: orders and their ends (locking their sales,
 /// then the orders ended), then coupon events (locking policies), then points (locking
-/// balances) — the same lock order in every batch.
+/// balances) — the same lock order in every batch. The admissions parked for the sales
+/// `revisit` are decided too (their wait is over), though no event of the batch names them;
+/// `wait` is how long an admission a guard refuses waits for its units.
 pub async fn persist(
     db: &MySqlPool,
     decoded: &Decoded<'_>,
+    revisit: &[u64],
     earning: &PointsSettings,
+    wait: Duration,
 ) -> Result<Written, sqlx::Error> {
-    if decoded.is_empty() {
+    if decoded.is_empty() && revisit.is_empty() {
         return Ok(Written::default());
     }
     let mut tx = begin(db).await?;
-    let mut orders = orders::write(&mut tx, &decoded.orders, &decoded.ends, earning).await?;
+    let events = OrderEvents {
+        admitted: &decoded.orders,
+        ends: &decoded.ends,
+        traces: &decoded.traces,
+        revisit,
+    };
+    let mut orders = orders::write(&mut tx, &events, earning, wait).await?;
     let coupons = coupons::write(&mut tx, &decoded.issued, &decoded.changes).await?;
     // The paid orders' earnings first, then the point events, as they were admitted.
     let mut changes = std::mem::take(&mut orders.earns);

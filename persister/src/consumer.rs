@@ -3,6 +3,10 @@
 //! committed, then it is counted. Offsets are committed only after the transaction, the point
 //! caches, every dead-letter, compensation and lifecycle message, and the forgetting of ended
 //! orders in Redis are safely done.
+//!
+//! Every [`TICK_EVERY`], between batches or while no message comes, the loop decides the
+//! admissions whose wait for units is over ([`BatchWriter::tick`]): a sale whose last message
+//! has arrived still has its refusals stored and announced on time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +31,20 @@ use crate::write::BatchWriter;
 
 /// How often the consumer lag and the parked events are looked at between batches.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the admissions parked longer than `persister.refused_admission_wait_ms` are
+/// looked for, busy or idle: how late, at most, one is rejected after its wait.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// What the consumer does next.
+enum Next {
+    /// Write this batch.
+    Batch(Vec<OwnedMessage>),
+    /// No message came before the tick was due.
+    Tick,
+    /// Shutdown was asked for.
+    Stop,
+}
 
 /// The persister's moving parts.
 pub struct Persister {
@@ -87,6 +105,7 @@ impl Persister {
                 publisher: Publisher::new(producer, &settings.kafka),
                 records,
                 metrics: metrics.clone(),
+                wait: settings.persister.refused_admission_wait(),
             },
             metrics,
         })
@@ -95,21 +114,36 @@ impl Persister {
     /// Consumes until `shutdown` turns true; the batch in hand is finished and committed first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut gauges_read = Instant::now();
+        let mut tick_due = tokio::time::Instant::now();
         self.update_parked().await;
-        while let Some(batch) = self.receive(&mut shutdown).await {
-            Metrics::add(&self.metrics.consumed, batch.len() as u64);
-            let Some(counts) = self.writer.write(&batch, &mut shutdown).await else {
-                break; // shutdown while retrying: nothing committed, the batch comes again
-            };
-            self.commit(&batch);
-            self.metrics.count(&counts);
-            if counts.moved_parked_events() {
-                self.update_parked().await;
+        loop {
+            match self.receive(&mut shutdown, tick_due).await {
+                Next::Stop => break,
+                Next::Tick => {}
+                Next::Batch(batch) => {
+                    Metrics::add(&self.metrics.consumed, batch.len() as u64);
+                    let Some(counts) = self.writer.write(&batch, &mut shutdown).await else {
+                        break; // shutdown while retrying: nothing committed, the batch comes again
+                    };
+                    self.commit(&batch);
+                    self.metrics.count(&counts);
+                    if counts.moved_parked_events() {
+                        self.update_parked().await;
+                    }
+                    if gauges_read.elapsed() > GAUGES_EVERY {
+                        gauges_read = Instant::now();
+                        self.update_lag();
+                        self.update_parked().await;
+                    }
+                }
             }
-            if gauges_read.elapsed() > GAUGES_EVERY {
-                gauges_read = Instant::now();
-                self.update_lag();
-                self.update_parked().await;
+            if tokio::time::Instant::now() >= tick_due {
+                tick_due = tokio::time::Instant::now() + TICK_EVERY;
+                let counts = self.writer.tick().await;
+                self.metrics.count(&counts);
+                if counts.moved_parked_events() {
+                    self.update_parked().await;
+                }
             }
         }
         tracing::info!("persister stopped consuming");
@@ -117,12 +151,18 @@ impl Persister {
     }
 
     /// The next batch: the first message that arrives, and those that follow it within
-    /// `max_wait`, up to `batch_size`. `None` once `shutdown` turns true.
-    async fn receive(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Vec<OwnedMessage>> {
+    /// `max_wait`, up to `batch_size`; [`Next::Tick`] when none came before `tick_due`;
+    /// [`Next::Stop`] once `shutdown` turns true.
+    async fn receive(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        tick_due: tokio::time::Instant,
+    ) -> Next {
         let first = loop {
             let received = tokio::select! {
                 received = self.consumer.recv() => received,
-                _ = shutdown.changed() => return None,
+                _ = shutdown.changed() => return Next::Stop,
+                _ = tokio::time::sleep_until(tick_due) => return Next::Tick,
             };
             match received {
                 Ok(message) => break message.detach(),
@@ -142,7 +182,7 @@ impl Persister {
                 Err(_) => break,
             }
         }
-        Some(batch)
+        Next::Batch(batch)
     }
 
     /// Commits the offset after the last message of each partition in the batch.

@@ -59,6 +59,14 @@ pub struct Metrics {
     pub order_ends_unparked: AtomicU64,
     /// Ended orders' records removed from Redis.
     pub orders_forgotten: AtomicU64,
+    /// Admissions a guard of MySQL refused, parked to wait for units to come back (also in
+    /// `parked_total`).
+    pub admissions_parked: AtomicU64,
+    /// Parked admissions confirmed once units came back (also in `unparked_total`).
+    pub admissions_unparked: AtomicU64,
+    /// Parked admissions still refused when their wait was over: stored rejected and
+    /// announced (also in `rejected` and `unparked_total`).
+    pub admissions_rejected_after_wait: AtomicU64,
 }
 
 /// What one batch adds to the counters: gathered while its parts are written, added once its
@@ -101,6 +109,13 @@ pub struct Counts {
     pub order_ends_unparked: u64,
     /// Ended orders' records removed from Redis.
     pub orders_forgotten: u64,
+    /// Refused admissions parked now (counted in `parked` too).
+    pub admissions_parked: u64,
+    /// Parked admissions confirmed now (counted in `unparked` too).
+    pub admissions_unparked: u64,
+    /// Parked admissions rejected now, their wait over (counted in `rejected` and `unparked`
+    /// too).
+    pub admissions_rejected_after_wait: u64,
     /// Parts of the batch written (the whole batch, unless it was split).
     pub batches: u64,
     /// Messages in them.
@@ -130,6 +145,9 @@ impl Counts {
         self.order_ends_parked += other.order_ends_parked;
         self.order_ends_unparked += other.order_ends_unparked;
         self.orders_forgotten += other.orders_forgotten;
+        self.admissions_parked += other.admissions_parked;
+        self.admissions_unparked += other.admissions_unparked;
+        self.admissions_rejected_after_wait += other.admissions_rejected_after_wait;
         self.batches += other.batches;
         self.batch_messages += other.batch_messages;
         self.batch_micros += other.batch_micros;
@@ -168,6 +186,12 @@ impl Metrics {
             (&self.order_ends_parked, counts.order_ends_parked),
             (&self.order_ends_unparked, counts.order_ends_unparked),
             (&self.orders_forgotten, counts.orders_forgotten),
+            (&self.admissions_parked, counts.admissions_parked),
+            (&self.admissions_unparked, counts.admissions_unparked),
+            (
+                &self.admissions_rejected_after_wait,
+                counts.admissions_rejected_after_wait,
+            ),
             (&self.batches, counts.batches),
             (&self.batch_messages, counts.batch_messages),
             (&self.batch_micros, counts.batch_micros),
@@ -317,6 +341,24 @@ impl Metrics {
                 "counter",
                 "ended orders' records removed from Redis once MySQL held their end",
                 &self.orders_forgotten,
+            ),
+            (
+                "flashgate_persister_admissions_parked_total",
+                "counter",
+                "admissions a guard of MySQL refused, parked to wait for units to come back",
+                &self.admissions_parked,
+            ),
+            (
+                "flashgate_persister_admissions_unparked_total",
+                "counter",
+                "parked admissions confirmed once units came back",
+                &self.admissions_unparked,
+            ),
+            (
+                "flashgate_persister_admissions_rejected_after_wait_total",
+                "counter",
+                "parked admissions still refused when their wait was over: rejected and announced",
+                &self.admissions_rejected_after_wait,
             ),
         ] {
             let mut value = counter.load(Ordering::Relaxed) as f64;

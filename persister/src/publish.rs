@@ -2,7 +2,8 @@
 //! that can never be stored go to the dead-letter topic, what the database refused is
 //! announced on the compensations topic, and the orders' ends MySQL now holds on the lifecycle
 //! topic. Again on every replay: a refusal or an end found stored is announced as when it was
-//! decided, under the same event id, so downstream dedupes.
+//! decided, under the same event id, so downstream dedupes. A refusal decided after its
+//! admission waited is announced from `parked_events` ([`Publisher::announce_waited`]).
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::batch::{Decoded, Written};
+use crate::parked::Parked;
 
 /// How long a send waits for the broker before the batch is retried.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -175,6 +177,36 @@ impl Publisher {
             self.compensate(&refused.user_id, &event, trace).await?;
         }
         Ok(())
+    }
+
+    /// Announces the refusals of admissions that waited for units in vain (`parked_events`
+    /// kind `announce`, each holding its `order.rejected` data), each acknowledged by the
+    /// broker; returns the keys (`waits_for`, `event_key`) of those announced. One that cannot
+    /// be read back is left where it is, logged, for an operator to look at.
+    pub async fn announce_waited(
+        &self,
+        waiting: &[Parked],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut announced = Vec::with_capacity(waiting.len());
+        for parked in waiting {
+            let rejected: OrderRejected = match serde_json::from_str(&parked.data) {
+                Ok(rejected) => rejected,
+                Err(err) => {
+                    tracing::error!(
+                        order_id = parked.event_key,
+                        error = %err,
+                        "a refusal to announce cannot be read back"
+                    );
+                    continue;
+                }
+            };
+            let key = rejected.order_id.clone();
+            let trace = parked.trace_id.clone();
+            let event = rejected.into_envelope(trace.clone(), Utc::now());
+            self.compensate(&key, &event, trace).await?;
+            announced.push((parked.waits_for.clone(), parked.event_key.clone()));
+        }
+        Ok(announced)
     }
 
     /// Publishes a compensation event (a refused order, coupon or point change) and waits for

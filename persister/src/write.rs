@@ -7,6 +7,9 @@
 //! Transient failures are retried with capped backoff; nothing is skipped. A batch the
 //! database refuses for good is split until the message it refuses is alone, and that one
 //! goes to the dead-letter topic.
+//!
+//! Between batches, busy or idle, [`BatchWriter::tick`] decides the admissions whose wait for
+//! units is over in sales no batch touches, and announces refusals left unannounced.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +24,7 @@ use crate::batch::{self, Decoded, Written};
 use crate::failure;
 use crate::metrics::{Counts, Metrics};
 use crate::orders::OrderRecords;
+use crate::parked;
 use crate::points::PointCaches;
 use crate::publish::Publisher;
 
@@ -42,6 +46,9 @@ impl WriteFailure {
     }
 }
 
+/// Most refusals announced from `parked_events` at once (the rest at the next batch or tick).
+const ANNOUNCE_AT_ONCE: u32 = 500;
+
 /// Backoff for retries: 100 ms doubling to 5 s.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
@@ -61,6 +68,9 @@ pub struct BatchWriter {
     pub records: OrderRecords,
     /// Retries are counted as they happen (the rest once the batch is committed).
     pub metrics: Arc<Metrics>,
+    /// How long an admission a guard of MySQL refuses waits for its units before it is
+    /// rejected (`persister.refused_admission_wait_ms`).
+    pub wait: Duration,
 }
 
 impl BatchWriter {
@@ -83,7 +93,7 @@ impl BatchWriter {
         while let Some(part) = parts.pop() {
             let mut attempt = 0;
             loop {
-                let failure = match self.write_part(part).await {
+                let failure = match self.write_part(part, &[]).await {
                     Ok(written) => {
                         counts.add(&written);
                         break;
@@ -130,11 +140,70 @@ impl BatchWriter {
         Some(counts)
     }
 
+    /// Decides the admissions whose wait for units is over, in sales no batch touched (a
+    /// batch decides those of the sales it touches), and announces the refusals left
+    /// unannounced by a publication that failed or was cut short. The consumer runs it every
+    /// [`crate::consumer`] tick, busy or idle; the counts of what it did. A failure is logged
+    /// and left to the next tick: nothing is committed to Kafka by it.
+    pub async fn tick(&self) -> Counts {
+        match self.settle_waits().await {
+            Ok(counts) => counts,
+            Err(err) => {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    "deciding overdue admissions failed"
+                );
+                Counts::default()
+            }
+        }
+    }
+
+    async fn settle_waits(&self) -> anyhow::Result<Counts> {
+        let sales: Vec<u64> = parked::overdue(&self.db, parked::STOCK, self.wait)
+            .await?
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        let mut counts = Counts::default();
+        if !sales.is_empty() {
+            counts = match self.write_part(&[], &sales).await {
+                Ok(counts) => counts,
+                Err(WriteFailure::Transient(err)) => return Err(err),
+                Err(WriteFailure::Refused(reason)) => {
+                    anyhow::bail!("the database refuses overdue admissions of {sales:?}: {reason}")
+                }
+            };
+            // Not a batch of messages.
+            (counts.batches, counts.batch_micros) = (0, 0);
+        }
+        self.announce_waited().await?;
+        Ok(counts)
+    }
+
+    /// Announces the refusals decided after a wait (`parked_events` kind `announce`), then
+    /// deletes them: at least once, under the refusal's event id (a crash between the two
+    /// announces it again, as a replayed batch would).
+    async fn announce_waited(&self) -> anyhow::Result<u64> {
+        let waiting = parked::oldest(&self.db, parked::ANNOUNCE, ANNOUNCE_AT_ONCE).await?;
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        let keys = self.publisher.announce_waited(&waiting).await?;
+        let mut conn = self.db.acquire().await?;
+        parked::release(&mut conn, parked::ANNOUNCE, &keys).await?;
+        Ok(keys.len() as u64)
+    }
+
     /// One part of a batch: decode → persist → settle caches → publish → forget ended orders.
-    async fn write_part(&self, part: &[OwnedMessage]) -> Result<Counts, WriteFailure> {
+    /// The admissions parked for the sales `revisit` are decided too.
+    async fn write_part(
+        &self,
+        part: &[OwnedMessage],
+        revisit: &[u64],
+    ) -> Result<Counts, WriteFailure> {
         let started = Instant::now();
         let decoded = Decoded::new(part);
-        let written = batch::persist(&self.db, &decoded, &self.earning)
+        let written = batch::persist(&self.db, &decoded, revisit, &self.earning, self.wait)
             .await
             .map_err(WriteFailure::of_database)?;
         self.caches
@@ -146,6 +215,13 @@ impl BatchWriter {
             .publish(&decoded, &written)
             .await
             .map_err(WriteFailure::Transient)?;
+        // No message of this part carries a refusal decided after its wait: it was left in
+        // `parked_events` to be announced from there (by the next tick if this fails).
+        if written.orders.admissions_rejected_after_wait > 0 {
+            self.announce_waited()
+                .await
+                .map_err(WriteFailure::Transient)?;
+        }
         // After the announcement: a record forgotten is never needed again to answer for an
         // order whose end downstream has not heard of.
         let forgotten = self
@@ -170,6 +246,7 @@ fn counts(written: &Written, dead_lettered: u64) -> Counts {
         .iter()
         .filter(|(o, _)| !orders.duplicates.contains(&o.order_id))
         .count()
+        + orders.admissions_rejected_after_wait as usize
         + coupons
             .rejected
             .iter()
@@ -189,13 +266,20 @@ fn counts(written: &Written, dead_lettered: u64) -> Counts {
         duplicates: duplicates as u64 + coupons.stale + points.duplicates,
         rejected: newly_rejected as u64,
         dead_lettered,
-        parked: coupons.parked + points.parked + orders.ends_parked,
-        unparked: coupons.unparked + points.unparked + orders.ends_unparked,
+        parked: coupons.parked + points.parked + orders.ends_parked + orders.admissions_parked,
+        unparked: coupons.unparked
+            + points.unparked
+            + orders.ends_unparked
+            + orders.admissions_unparked
+            + orders.admissions_rejected_after_wait,
         orders_cancelled: ended(OrderEnd::Cancelled),
         orders_expired: ended(OrderEnd::Expired),
         orders_paid: ended(OrderEnd::Paid),
         order_ends_parked: orders.ends_parked,
         order_ends_unparked: orders.ends_unparked,
+        admissions_parked: orders.admissions_parked,
+        admissions_unparked: orders.admissions_unparked,
+        admissions_rejected_after_wait: orders.admissions_rejected_after_wait,
         batches: 1,
         ..Counts::default()
     }

@@ -1,6 +1,7 @@
-//! Orders in MySQL: `store.rs` reads and writes admissions in the batch's transaction and
-//! runs the batch's steps, `rules.rs` decides each admission (is it within stock? within the
-//! per-user limit?), `ends.rs` decides each end (cancelled, expired, paid) and `ends_store.rs`
+//! Orders in MySQL: `steps.rs` runs the batch's steps in its transaction, `store.rs` reads and
+//! writes admissions, `rules.rs` decides each admission (is it within stock? within the
+//! per-user limit?), `waits.rs` parks the refused ones until their units come back or their
+//! wait is over, `ends.rs` decides each end (cancelled, expired, paid) and `ends_store.rs`
 //! writes it, `history.rs` records every transition; `records.rs` forgets, in Redis, the
 //! records of orders whose end MySQL holds.
 
@@ -9,9 +10,11 @@ mod ends_store;
 mod history;
 mod records;
 mod rules;
+mod steps;
 mod store;
+mod waits;
 
 pub use ends::End;
 pub use records::OrderRecords;
 pub use rules::{OrdersOutcome, RejectReason, within_per_user_limit, within_stock};
-pub use store::write;
+pub use steps::{OrderEvents, write};

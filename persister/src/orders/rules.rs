@@ -1,7 +1,8 @@
 //! The decisions on admitted orders, without I/O: the guards Redis applies, checked a second
 //! time against the sale as locked in MySQL — the stock (`sold + quantity <= total`) and the
 //! per-user limit (the buyer's units in the sale + quantity <= `per_user_limit`). An order
-//! that fails either is stored `rejected` and announced.
+//! that fails either waits for units to come back to its sale ([`super::waits`]); one that
+//! still fails when its wait is over is stored `rejected` and announced.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -52,8 +53,10 @@ pub struct OrdersOutcome {
     pub confirmed: Vec<String>,
     /// Orders already in the database (a replay or a re-send): nothing changed for them.
     pub duplicates: Vec<String>,
-    /// Orders inserted as `rejected` by a guard, and duplicates found already rejected (their
-    /// compensation event is published again), with the reason.
+    /// Orders of the batch inserted as `rejected` by a guard (at once: no wait is configured),
+    /// and duplicates found already rejected (their compensation event is published again),
+    /// with the reason. Those rejected after waiting are announced from `parked_events`
+    /// instead (kind `announce`): no message of the batch carries them.
     pub rejected: Vec<(OrderAdmitted, RejectReason)>,
     /// Orders whose sale does not exist in MySQL: never insertable, dead-lettered.
     pub unknown_sale: Vec<OrderAdmitted>,
@@ -76,6 +79,13 @@ pub struct OrdersOutcome {
     /// Positions, among the batch's ends, of those that can never be stored (neither their
     /// order nor its sale exists): dead-lettered.
     pub hopeless_ends: Vec<usize>,
+    /// Admissions a guard refused, parked now to wait for units to come back.
+    pub admissions_parked: u64,
+    /// Parked admissions confirmed now that units came back.
+    pub admissions_unparked: u64,
+    /// Parked admissions still refused once their wait was over: stored `rejected` now, their
+    /// `order.rejected` left in `parked_events` (kind `announce`) to be published.
+    pub admissions_rejected_after_wait: u64,
 }
 
 impl OrdersOutcome {
@@ -123,13 +133,19 @@ fn refusal(sale: &SaleRow, held: u64, quantity: u64) -> Option<RejectReason> {
     }
 }
 
-/// What the batch's orders come to, decided in delivery order.
+/// A row to insert: a new order and, when refused, why.
+pub(super) type Row<'o> = (&'o OrderAdmitted, Option<RejectReason>);
+
+/// What the orders come to, decided in the order given.
 #[derive(Debug, Default)]
 pub(super) struct Decisions<'o> {
-    /// What happened to each order.
+    /// What happened to each order (`confirmed`, `duplicates`, `unknown_sale`, and the
+    /// duplicates found `rejected`).
     pub(super) outcome: OrdersOutcome,
-    /// The rows to insert: each new order and, when refused, why.
-    pub(super) rows: Vec<(&'o OrderAdmitted, Option<RejectReason>)>,
+    /// The rows to insert: the new orders that fit, confirmed.
+    pub(super) rows: Vec<Row<'o>>,
+    /// New orders a guard refuses, and why: they wait, or are rejected ([`super::waits`]).
+    pub(super) refused: Vec<(&'o OrderAdmitted, RejectReason)>,
     /// Units to add to each sale's `sold`.
     pub(super) sold_delta: BTreeMap<u64, u64>,
 }
@@ -138,7 +154,7 @@ pub(super) struct Decisions<'o> {
 /// `held` per (sale, user); `sales` and `held` are moved along as orders are confirmed. An
 /// order earns nothing here: it earns when it is paid ([`super::ends`]).
 pub(super) fn decide<'o>(
-    orders: &'o [OrderAdmitted],
+    orders: &[&'o OrderAdmitted],
     stored: &HashMap<String, OrderRow>,
     sales: &mut HashMap<u64, SaleRow>,
     held: &mut HashMap<(u64, String), u64>,
@@ -146,7 +162,7 @@ pub(super) fn decide<'o>(
     let mut decisions = Decisions::default();
     let outcome = &mut decisions.outcome;
     let mut seen: HashSet<&str> = HashSet::new();
-    for order in orders {
+    for &order in orders {
         if !seen.insert(order.order_id.as_str()) {
             outcome.duplicates.push(order.order_id.clone());
             continue;
@@ -167,17 +183,16 @@ pub(super) fn decide<'o>(
         let units = held
             .entry((order.sale_id, order.user_id.clone()))
             .or_default();
-        let refused = refusal(sale, *units, quantity);
-        match refused {
+        match refusal(sale, *units, quantity) {
             None => {
                 sale.sold += quantity;
                 *units += quantity;
                 *decisions.sold_delta.entry(order.sale_id).or_default() += quantity;
                 outcome.confirmed.push(order.order_id.clone());
+                decisions.rows.push((order, None));
             }
-            Some(reason) => outcome.rejected.push((order.clone(), reason)),
+            Some(reason) => decisions.refused.push((order, reason)),
         }
-        decisions.rows.push((order, refused));
     }
     decisions
 }
@@ -231,17 +246,23 @@ mod tests {
         assert_eq!(refusal(&open, 0, 1), None);
     }
 
+    /// `orders` as the list [`decide`] takes.
+    fn refs(orders: &[OrderAdmitted]) -> Vec<&OrderAdmitted> {
+        orders.iter().collect()
+    }
+
     #[test]
-    fn orders_take_the_last_units_in_delivery_order_and_the_rest_are_rejected() {
+    fn orders_take_the_last_units_in_delivery_order_and_the_rest_are_refused() {
         let orders = [order("1-a", 1, "ana", 1), order("1-b", 1, "ben", 1)];
         let (mut sales, mut held) = (sale(10, 9, 5), HashMap::new());
-        let decided = decide(&orders, &HashMap::new(), &mut sales, &mut held);
+        let decided = decide(&refs(&orders), &HashMap::new(), &mut sales, &mut held);
         assert_eq!(decided.outcome.confirmed, ["1-a"]);
-        assert_eq!(
-            decided.outcome.rejected,
-            [(orders[1].clone(), RejectReason::SoldOut)]
+        assert_eq!(decided.refused, [(&orders[1], RejectReason::SoldOut)]);
+        assert!(
+            decided.outcome.rejected.is_empty(),
+            "refused is not yet rejected: it may wait"
         );
-        assert_eq!(decided.rows.len(), 2, "both stored, one rejected");
+        assert_eq!(decided.rows, [(&orders[0], None)], "only the one that fits");
         assert_eq!(decided.sold_delta, BTreeMap::from([(1, 1)]));
         assert_eq!(sales[&1].sold, 10);
     }
@@ -250,9 +271,14 @@ mod tests {
     fn a_buyers_orders_in_one_batch_add_up_against_the_limit() {
         let orders = [order("1-a", 1, "ana", 1), order("1-b", 1, "ana", 1)];
         let mut held = HashMap::from([((1, "ana".to_owned()), 1)]);
-        let decided = decide(&orders, &HashMap::new(), &mut sale(10, 0, 2), &mut held);
+        let decided = decide(
+            &refs(&orders),
+            &HashMap::new(),
+            &mut sale(10, 0, 2),
+            &mut held,
+        );
         assert_eq!(decided.outcome.confirmed, ["1-a"]);
-        assert_eq!(decided.outcome.rejected[0].1, RejectReason::PerUserLimit);
+        assert_eq!(decided.refused, [(&orders[1], RejectReason::PerUserLimit)]);
     }
 
     #[test]
@@ -269,7 +295,12 @@ mod tests {
                 ("rejected".to_owned(), Some("per_user_limit".to_owned())),
             ),
         ]);
-        let decided = decide(&orders, &stored, &mut sale(10, 0, 1), &mut HashMap::new());
+        let decided = decide(
+            &refs(&orders),
+            &stored,
+            &mut sale(10, 0, 1),
+            &mut HashMap::new(),
+        );
         assert!(decided.rows.is_empty(), "nothing inserted again");
         assert_eq!(decided.outcome.duplicates, ["1-a", "1-r", "1-a"]);
         assert_eq!(
@@ -286,7 +317,7 @@ mod tests {
     fn an_order_of_a_sale_mysql_does_not_know_is_set_aside() {
         let orders = [order("7-a", 7, "ana", 1)];
         let decided = decide(
-            &orders,
+            &refs(&orders),
             &HashMap::new(),
             &mut sale(10, 0, 1),
             &mut HashMap::new(),

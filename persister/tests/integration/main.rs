@@ -14,4 +14,5 @@ mod ordering;
 mod persisting;
 mod points;
 mod rejections;
+mod reorder;
 mod settling;

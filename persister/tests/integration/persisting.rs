@@ -45,6 +45,9 @@ pub async fn prepare() -> Running {
     settings.kafka.order_events_topic =
         fresh_topic(&settings, "flashgate.test-order-events-", 1).await;
     settings.persister.max_wait_ms = 20;
+    // The guards' own tests see a refusal at once; those of the wait for units set one
+    // (reorder.rs).
+    settings.persister.refused_admission_wait_ms = 0;
     let producer = settings.kafka.producer_config().create().expect("producer");
     Running {
         settings,
@@ -131,6 +134,15 @@ impl Running {
             .fetch_one(&self.db)
             .await
             .expect("sold")
+    }
+
+    /// Stops consuming, the batch in hand finished and committed; [`Running::resume`] starts
+    /// again where it stopped (messages produced meanwhile wait, in order).
+    pub async fn pause(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.await.expect("task").expect("clean stop");
+        }
     }
 
     pub async fn stop(self) {
