@@ -19,7 +19,7 @@ pub async fn restore(app: &App) -> anyhow::Result<(usize, usize)> {
     registry::register(&app.redis, app.prefix(), point_outboxes)
         .await
         .context("registering the point outboxes with the relay")?;
-    let sales = state::restore(&app.redis, &app.db, &app.scripts.load_sale, app.prefix())
+    let sales = state::restore(&app.redis, &app.db, &app.scripts, app.prefix())
         .await
         .context("restoring open sales into Redis")?;
     let policies =

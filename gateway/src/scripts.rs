@@ -44,6 +44,8 @@ pub struct Scripts {
     pub outbox_retire: Script,
     /// `lua/load_sale.lua`: put a sale into Redis unless it is there.
     pub load_sale: Script,
+    /// `lua/load_holds.lua`: hold again a page of a restored sale's open orders.
+    pub load_holds: Script,
     /// `lua/claim_coupon.lua`: claim one coupon of a policy.
     pub claim_coupon: Script,
     /// `lua/redeem_coupon.lua`: apply a coupon to an order, at most once.
@@ -84,6 +86,7 @@ impl Scripts {
             outbox_ack: script!("outbox_ack"),
             outbox_retire: script!("outbox_retire"),
             load_sale: script!("load_sale"),
+            load_holds: script!("load_holds"),
             claim_coupon: script!("claim_coupon"),
             redeem_coupon: script!("redeem_coupon"),
             cancel_redemption: script!("cancel_redemption"),
@@ -106,6 +109,7 @@ impl Scripts {
             &self.outbox_ack,
             &self.outbox_retire,
             &self.load_sale,
+            &self.load_holds,
             &self.claim_coupon,
             &self.redeem_coupon,
             &self.cancel_redemption,

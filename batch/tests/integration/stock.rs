@@ -71,7 +71,8 @@ async fn sale(stores: &Stores, total: u32, orders: &[(&str, u32)]) -> u64 {
 
 /// Puts the sale into Redis the way the gateway loads (and restores) a sale from MySQL: the
 /// gateway's own `lua/load_sale.lua`, given the sale row, `held` and `paid` from its orders,
-/// and its confirmed orders as open orders (records and holds).
+/// then its confirmed orders as open orders (records and holds) through `lua/load_holds.lua`
+/// (in one page: these sales are small).
 async fn load(stores: &Stores, sale_id: u64) {
     let (total, sold, paid): (i64, i64, i64) = sqlx::query_as(
         "SELECT CAST(total AS SIGNED), CAST(sold AS SIGNED), \
@@ -93,7 +94,7 @@ async fn load(stores: &Stores, sale_id: u64) {
     .expect("open orders");
     let now_ms = chrono::Utc::now().timestamp_millis();
     let held: i64 = open.iter().map(|(_, _, units)| units).sum();
-    let mut args: Vec<String> = [
+    let args: Vec<String> = [
         "active".to_owned(),
         (now_ms - 3_600_000).to_string(),
         (now_ms + 3_600_000).to_string(),
@@ -105,28 +106,46 @@ async fn load(stores: &Stores, sale_id: u64) {
         "600000".to_owned(),
         held.to_string(),
         paid.to_string(),
+        open.len().to_string(),
         "0".to_owned(),
     ]
     .into();
-    for (order_id, user_id, units) in open {
-        args.extend([
-            order_id,
-            user_id,
-            units.to_string(),
-            now_ms.to_string(),
-            (now_ms + 600_000).to_string(),
-        ]);
-    }
     let keys = keys(stores, sale_id);
     let loaded: i64 = Script::from_lua(include_str!("../../../lua/load_sale.lua"))
         .evalsha_with_reload(
             stores.redis.next(),
-            vec![keys.sale, keys.stock, keys.buyers, keys.orders, keys.holds],
+            vec![keys.sale.clone(), keys.stock, keys.buyers],
             args,
         )
         .await
         .expect("load_sale.lua");
     assert_eq!(loaded, 1, "sale {sale_id} loaded");
+    // Admitted before the sale was loaded, as every order restored is.
+    let admitted_ms = now_ms - 60_000;
+    let mut page: Vec<String> = vec![String::new(), "1".to_owned()];
+    for (order_id, user_id, units) in open {
+        page.extend([
+            order_id,
+            user_id,
+            units.to_string(),
+            admitted_ms.to_string(),
+            (now_ms + 600_000).to_string(),
+        ]);
+    }
+    let holding = page.len() > 2;
+    let reply: Vec<String> = Script::from_lua(include_str!("../../../lua/load_holds.lua"))
+        .evalsha_with_reload(
+            stores.redis.next(),
+            vec![keys.sale, keys.orders, keys.holds],
+            page,
+        )
+        .await
+        .expect("load_holds.lua");
+    assert_eq!(
+        reply[0],
+        if holding { "loaded" } else { "done" },
+        "{reply:?}"
+    );
 }
 
 fn keys(stores: &Stores, sale_id: u64) -> SaleKeys {

@@ -10,19 +10,13 @@ use crate::sales::{state, store};
 pub async fn create(app: &App, new: &NewSale) -> Result<SaleView, Failure> {
     new.validate()?;
     let sale = store::insert(&app.db, new).await.map_err(Failure::Mysql)?;
-    state::load_into_redis(
-        &app.redis,
-        &app.db,
-        &app.scripts.load_sale,
-        app.prefix(),
-        &sale,
-    )
-    .await
-    .map_err(|err| {
-        Failure::Redis(err.context(
-            "sale stored in MySQL but not loaded into Redis; POST /v1/admin/sales/restore",
-        ))
-    })?;
+    state::load_into_redis(&app.redis, &app.db, &app.scripts, app.prefix(), &sale)
+        .await
+        .map_err(|err| {
+            Failure::Redis(err.context(
+                "sale stored in MySQL but not loaded into Redis; POST /v1/admin/sales/restore",
+            ))
+        })?;
     tracing::info!(sale_id = sale.sale_id, stock = sale.stock, "sale created");
     Ok(SaleView {
         remaining: Some(i64::from(sale.stock)),

@@ -1,4 +1,5 @@
-//! Sales in MySQL, the system of record: insert, read, list, and the buyers a restore needs.
+//! Sales in MySQL, the system of record: insert, read, list, and what a restore needs (buyers,
+//! held and paid units, the open orders a page at a time).
 
 use anyhow::Context;
 use chrono::NaiveDateTime;
@@ -130,20 +131,62 @@ pub struct OpenOrder {
     pub pay_by_ms: i64,
 }
 
-/// What MySQL says is held and paid in a sale: its open (`confirmed`) orders and the units
-/// of its paid ones.
-pub async fn held_and_paid(db: &MySqlPool, sale: &Sale) -> anyhow::Result<(Vec<OpenOrder>, i64)> {
+/// What MySQL says a sale's orders hold, read in one statement (one snapshot): how many are
+/// open (`confirmed`), the units they hold, and the units of the paid ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeldAndPaid {
+    /// Open (`confirmed`) orders.
+    pub open_orders: i64,
+    /// Units of the open orders.
+    pub held: i64,
+    /// Units of the paid orders.
+    pub paid: i64,
+}
+
+/// How many orders of the sale are open and the units they hold, and the units of its paid
+/// orders. The open orders themselves are read a page at a time ([`open_orders_after`]): a
+/// sale may have hundreds of thousands.
+pub async fn held_and_paid(db: &MySqlPool, sale_id: u64) -> anyhow::Result<HeldAndPaid> {
+    let (open_orders, held, paid): (i64, i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(status = 'confirmed'), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(IF(status = 'confirmed', quantity, 0)), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(IF(status = 'paid', quantity, 0)), 0) AS SIGNED) \
+         FROM orders WHERE sale_id = ? AND status IN ('confirmed', 'paid')",
+    )
+    .bind(sale_id)
+    .fetch_one(db)
+    .await
+    .context("reading the held and paid units of sale")?;
+    Ok(HeldAndPaid {
+        open_orders,
+        held,
+        paid,
+    })
+}
+
+/// Up to `limit` open (`confirmed`) orders of the sale with ids after `after` ('' for the
+/// first page), in id order: keyset pagination over the `(sale_id, status)` index, whose
+/// entries end with the order id, so each page is one short range read however many orders
+/// the sale has.
+pub async fn open_orders_after(
+    db: &MySqlPool,
+    sale: &Sale,
+    after: &str,
+    limit: u32,
+) -> anyhow::Result<Vec<OpenOrder>> {
     let window_ms = i64::from(sale.payment_window_seconds) * 1000;
     let rows = sqlx::query(
         "SELECT order_id, user_id, quantity, admitted_at, pay_by FROM orders \
-         WHERE sale_id = ? AND status = 'confirmed'",
+         WHERE sale_id = ? AND status = 'confirmed' AND order_id > ? \
+         ORDER BY order_id LIMIT ?",
     )
     .bind(sale.sale_id)
+    .bind(after)
+    .bind(limit)
     .fetch_all(db)
     .await
     .context("reading open orders of sale")?;
-    let open = rows
-        .iter()
+    rows.iter()
         .map(|row| {
             let admitted = row.try_get::<NaiveDateTime, _>("admitted_at")?.and_utc();
             let pay_by = row.try_get::<Option<NaiveDateTime>, _>("pay_by")?;
@@ -158,14 +201,5 @@ pub async fn held_and_paid(db: &MySqlPool, sale: &Sale) -> anyhow::Result<(Vec<O
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
-        .context("decoding open orders")?;
-    let paid: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(quantity), 0) AS SIGNED) FROM orders \
-         WHERE sale_id = ? AND status = 'paid'",
-    )
-    .bind(sale.sale_id)
-    .fetch_one(db)
-    .await
-    .context("reading paid units of sale")?;
-    Ok((open, paid))
+        .context("decoding open orders")
 }

@@ -22,6 +22,7 @@ mod purchase;
 mod readiness;
 mod relay_watch;
 mod replays;
+mod restore_pages;
 mod routes;
 mod shutdown;
 mod sweeper_crash;
