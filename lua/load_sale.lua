@@ -6,13 +6,15 @@
 -- is counted twice.
 --
 -- The open (confirmed) orders MySQL holds come back as held orders, with their pay_by, so
--- they expire or are paid as if Redis had never lost them. `held` and `paid` count their
--- units from the start (stock + held + paid = total), but the orders themselves are not
--- passed here: a sale may have hundreds of thousands, far too many for one call. When there
--- are some, this script marks the sale `holds_loading` = 1 and the gateway then loads them a
--- page at a time with load_holds.lua, which clears the mark with the last page (see there for
--- what the fields `holds_after` and `holds_before_ms` are for). Finding the sale present with
--- the mark still set means a gateway died while loading them: the caller resumes.
+-- they expire or are paid as if Redis had never lost them; `held` and `paid` count their
+-- units from the start (stock + held + paid = total). The orders themselves are not passed
+-- here, nor the buyers' counts made from them: a sale may have hundreds of thousands, far
+-- too many for one call (it would also block Redis for as long). When MySQL holds orders of
+-- the sale, this script marks it `holds_loading` = 1 and the gateway then loads them a page
+-- at a time with load_holds.lua, whose last page clears the mark (see there). Until then the
+-- sale has no `status` (it waits in `loading_status`), so purchase.lua answers `not_found`
+-- for it: nobody buys against per-user counts half loaded. Finding the sale present with the
+-- mark still set means a gateway died while loading: the caller resumes.
 --
 -- KEYS (all share the sale's hash tag)
 --   1  sale    hash (fg:{s:42}:sale)
@@ -22,12 +24,13 @@
 --   1  status   2 starts_ms   3 ends_ms   4 price   5 per_user_limit   6 total
 --   7  remaining stock   8 units already admitted (persisted)
 --   9  payment window in ms   10 units held by open orders   11 units in paid orders
---   12 number of open orders still to be loaded by load_holds.lua (0: none)
---   13 number N of buyers, then N pairs of (user id, units already bought)
+--   12 open (confirmed) orders in MySQL   13 paid orders in MySQL
 -- Reply
---   1  loaded now (and, when ARGV 12 > 0, its holds are to be loaded)
---   0  the sale was already present, with every hold loaded
---   2  the sale was already present and its holds are still loading (resume)
+--   1  loaded now (its orders are to be loaded when ARGV 12 or 13 is not 0)
+--   0  the sale was already present, with all its orders loaded
+--   2  the sale was already present and its orders are still loading (resume)
+-- The sale hash also gets `loaded_ms`: when it was put into Redis, by Redis's clock (orders
+-- admitted from then on were held by purchase.lua itself; load_holds.lua leaves them alone).
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HGET', KEYS[1], 'holds_loading') == '1' then
@@ -35,25 +38,20 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
   return 0
 end
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('HSET', KEYS[1],
-  'status', ARGV[1], 'starts_ms', ARGV[2], 'ends_ms', ARGV[3], 'price', ARGV[4],
+  'starts_ms', ARGV[2], 'ends_ms', ARGV[3], 'price', ARGV[4],
   'per_user_limit', ARGV[5], 'total', ARGV[6], 'admitted', ARGV[8], 'window_ms', ARGV[9],
-  'held', ARGV[10], 'paid', ARGV[11])
-if tonumber(ARGV[12]) > 0 then
-  -- Orders admitted from now on are held by purchase.lua itself: load_holds.lua loads only
-  -- the ones admitted before this moment (Redis's clock, the one that stamped them).
-  local time = redis.call('TIME')
-  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  redis.call('HSET', KEYS[1], 'holds_loading', 1, 'holds_before_ms', now_ms)
+  'held', ARGV[10], 'paid', ARGV[11], 'loaded_ms', now_ms)
+if tonumber(ARGV[12]) + tonumber(ARGV[13]) > 0 then
+  redis.call('HSET', KEYS[1], 'loading_status', ARGV[1], 'holds_loading', 1)
+  -- A buyer list that survived already counts these orders.
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    redis.call('HSET', KEYS[1], 'buyers_loading', 1)
+  end
+else
+  redis.call('HSET', KEYS[1], 'status', ARGV[1])
 end
 redis.call('SET', KEYS[2], ARGV[7], 'NX')
-local buyers = tonumber(ARGV[13])
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  -- HSET many pairs per call (each call's arguments stay well inside Lua's stack).
-  local chunk = 500
-  for first = 14, 13 + 2 * buyers, 2 * chunk do
-    local last = math.min(first + 2 * chunk - 1, 13 + 2 * buyers)
-    redis.call('HSET', KEYS[3], unpack(ARGV, first, last))
-  end
-end
 return 1

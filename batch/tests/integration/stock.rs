@@ -71,8 +71,8 @@ async fn sale(stores: &Stores, total: u32, orders: &[(&str, u32)]) -> u64 {
 
 /// Puts the sale into Redis the way the gateway loads (and restores) a sale from MySQL: the
 /// gateway's own `lua/load_sale.lua`, given the sale row, `held` and `paid` from its orders,
-/// then its confirmed orders as open orders (records and holds) through `lua/load_holds.lua`
-/// (in one page: these sales are small).
+/// then its confirmed orders as open orders (records, holds, buyers) through
+/// `lua/load_holds.lua` (in one page: these sales are small).
 async fn load(stores: &Stores, sale_id: u64) {
     let (total, sold, paid): (i64, i64, i64) = sqlx::query_as(
         "SELECT CAST(total AS SIGNED), CAST(sold AS SIGNED), \
@@ -114,7 +114,7 @@ async fn load(stores: &Stores, sale_id: u64) {
     let loaded: i64 = Script::from_lua(include_str!("../../../lua/load_sale.lua"))
         .evalsha_with_reload(
             stores.redis.next(),
-            vec![keys.sale.clone(), keys.stock, keys.buyers],
+            vec![keys.sale.clone(), keys.stock, keys.buyers.clone()],
             args,
         )
         .await
@@ -130,13 +130,14 @@ async fn load(stores: &Stores, sale_id: u64) {
             units.to_string(),
             admitted_ms.to_string(),
             (now_ms + 600_000).to_string(),
+            "held".to_owned(),
         ]);
     }
     let holding = page.len() > 2;
     let reply: Vec<String> = Script::from_lua(include_str!("../../../lua/load_holds.lua"))
         .evalsha_with_reload(
             stores.redis.next(),
-            vec![keys.sale, keys.orders, keys.holds],
+            vec![keys.sale, keys.orders, keys.holds, keys.buyers],
             page,
         )
         .await

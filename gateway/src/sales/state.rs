@@ -10,19 +10,19 @@ use crate::outbox::registry;
 use crate::owned_state::{self, set_status_in_redis};
 use crate::sales::sale::Sale;
 use crate::sales::store::{
-    HeldAndPaid, OpenOrder, find, held_and_paid, open_orders_after, open_sales, persisted_buyers,
+    HeldAndPaid, StoredOrder, find, held_and_paid, open_sales, orders_after,
 };
 use crate::scripts::{Script, Scripts, reply_int, reply_text, unexpected_reply};
 
-/// Open orders read from MySQL and loaded into Redis per page: a page is one short range read
-/// and one `lua/load_holds.lua` call of a few milliseconds, however many orders the sale has,
-/// and only one page is in memory at a time.
+/// Orders read from MySQL and loaded into Redis per page: a page is two short range reads and
+/// one `lua/load_holds.lua` call of a few milliseconds, however many orders the sale has, and
+/// only one page is in memory at a time.
 pub const HOLDS_PAGE: u32 = 1_000;
 
 /// Loads a sale into Redis unless Redis already holds it (then its live counters win), with
-/// its open orders held again, and registers its outbox with the relay. Finding the sale with
-/// its holds still loading (a gateway died mid-way), it goes on loading them. Returns whether
-/// it loaded (or finished loading) the sale.
+/// its open orders held again and its buyers' counts, and registers its outbox with the relay.
+/// Finding the sale with its orders still loading (a gateway died mid-way), it goes on loading
+/// them. Returns whether it loaded (or finished loading) the sale.
 pub async fn load_into_redis(
     redis: &Pool,
     db: &MySqlPool,
@@ -33,8 +33,8 @@ pub async fn load_into_redis(
     load_stopping_after(redis, db, scripts, prefix, sale, None).await
 }
 
-/// Test hook: [`load_into_redis`] that stops after `pages` pages of open orders, as a gateway
-/// that died while loading them would.
+/// Test hook: [`load_into_redis`] that stops after `pages` pages of orders, as a gateway that
+/// died while loading them would.
 #[doc(hidden)]
 pub async fn load_stopping_after(
     redis: &Pool,
@@ -45,15 +45,12 @@ pub async fn load_stopping_after(
     pages: Option<usize>,
 ) -> anyhow::Result<bool> {
     let keys = SaleKeys::new(prefix, sale.sale_id);
-    let (buyers, counted) = if sale.sold > 0 {
-        (
-            persisted_buyers(db, sale.sale_id).await?,
-            held_and_paid(db, sale.sale_id).await?,
-        )
+    let counted = if sale.sold > 0 {
+        held_and_paid(db, sale.sale_id).await?
     } else {
-        (Vec::new(), HeldAndPaid::default())
+        HeldAndPaid::default()
     };
-    let mut args: Vec<Value> = vec![
+    let args: Vec<Value> = vec![
         sale.status.as_str().into(),
         sale.starts_at.timestamp_millis().into(),
         sale.ends_at.timestamp_millis().into(),
@@ -66,48 +63,30 @@ pub async fn load_stopping_after(
         counted.held.into(),
         counted.paid.into(),
         counted.open_orders.into(),
-        i64::try_from(buyers.len()).unwrap_or(i64::MAX).into(),
+        counted.paid_orders.into(),
     ];
-    for (user, units) in buyers {
-        args.push(user.into());
-        args.push(units.into());
-    }
     let state = vec![keys.sale.clone(), keys.stock.clone(), keys.buyers.clone()];
     let reply: i64 = scripts
         .load_sale
         .run(redis, state, args)
         .await
         .context("loading the sale into Redis")?;
-    // Where loading the open orders starts: the first page, or where a gateway that died
-    // while loading them stopped.
-    let (loaded, holds_from) = match reply {
-        0 => (false, None),
-        1 => (true, (counted.open_orders > 0).then(String::new)),
-        2 => {
-            let after: Option<String> = redis
-                .hget(&keys.sale, "holds_after")
-                .await
-                .context("reading where loading the holds stands")?;
-            let after = after.unwrap_or_default();
-            tracing::warn!(
-                sale_id = sale.sale_id,
-                after,
-                "the sale's open orders were not all held again: loading the rest"
-            );
-            (true, Some(after))
+    let loaded = match reply {
+        0 => false,
+        1 | 2 => {
+            let complete = load_orders(redis, db, &scripts.load_holds, &keys, sale, pages).await?;
+            if !complete {
+                // The test hook stopped it, as if this gateway had died here.
+                return Ok(true);
+            }
+            true
         }
         other => return Err(unexpected_reply("load_sale", &other.to_string()).into()),
     };
-    if let Some(after) = holds_from
-        && !load_holds(redis, db, &scripts.load_holds, &keys, sale, &after, pages).await?
-    {
-        // The test hook stopped it, as if this gateway had died here.
-        return Ok(true);
-    }
     registry::register(redis, prefix, &keys.outbox)
         .await
         .context("registering the outbox with the relay")?;
-    // Listed for the sweeper once its holds are in: expiring and cleaning up a sale half
+    // Listed for the sweeper once its orders are in: expiring and cleaning up a sale half
     // loaded could remove its keys before the rest of its orders are held.
     let _: i64 = redis
         .sadd(keys::live_sales(prefix), sale.sale_id)
@@ -124,37 +103,59 @@ pub async fn load_stopping_after(
     Ok(loaded)
 }
 
-/// Holds the sale's open orders again, a page at a time from after `after`, until the last
-/// page is in (or `pages` pages were loaded, the test hook: then it answers false, and the
-/// caller stops there as if it had died). Any number of gateways may do this at once:
-/// `lua/load_holds.lua` takes each page once, in order, and tells the others where loading
-/// stands.
-async fn load_holds(
+/// Loads the sale's orders while its hash says they are loading, a page at a time from where
+/// loading stands, until the last page is in; true then. False when the test hook stopped it
+/// after `pages` pages. Any number of gateways may do this at once: `lua/load_holds.lua` takes
+/// each page once, in order, and tells the others where loading stands.
+async fn load_orders(
     redis: &Pool,
     db: &MySqlPool,
     script: &Script,
     keys: &SaleKeys,
     sale: &Sale,
-    after: &str,
     pages: Option<usize>,
 ) -> anyhow::Result<bool> {
-    let mut after = after.to_owned();
-    let (mut loaded_pages, mut created) = (0_usize, 0_i64);
+    let started = std::time::Instant::now();
+    let (loading, after, buyers_loading): (Option<String>, Option<String>, Option<String>) = redis
+        .hmget(
+            &keys.sale,
+            vec!["holds_loading", "holds_after", "buyers_loading"],
+        )
+        .await
+        .context("reading where loading the sale's orders stands")?;
+    if loading.as_deref() != Some("1") {
+        return Ok(true);
+    }
+    let mut after = after.unwrap_or_default();
+    if !after.is_empty() {
+        tracing::warn!(
+            sale_id = sale.sale_id,
+            after,
+            "the sale's orders were not all loaded: loading the rest"
+        );
+    }
+    // Paid orders only count for their buyers: not needed when the buyer list survived.
+    let with_paid = buyers_loading.as_deref() == Some("1");
+    let (mut loaded_pages, mut held) = (0_usize, 0_i64);
     loop {
         if pages.is_some_and(|pages| loaded_pages >= pages) {
             return Ok(false);
         }
         // A fresh query per page: an order that ended (in MySQL) since the last one is not read.
-        let page = open_orders_after(db, sale, &after, HOLDS_PAGE).await?;
-        let last = page.len() < HOLDS_PAGE as usize;
-        let next = page.last().map(|order| order.order_id.clone());
-        let reply = load_page(redis, script, keys, &after, &page, last).await?;
-        match reply {
+        let page = orders_after(db, sale, &after, with_paid, HOLDS_PAGE).await?;
+        let next = page.orders.last().map(|order| order.order_id.clone());
+        match load_page(redis, script, keys, &after, &page.orders, page.last).await? {
             PageLoaded::Loaded(now) => {
-                created += now;
+                held += now;
                 loaded_pages += 1;
-                if last {
-                    tracing::info!(sale_id = sale.sale_id, created, "open orders held again");
+                if page.last {
+                    tracing::info!(
+                        sale_id = sale.sale_id,
+                        held,
+                        pages = loaded_pages,
+                        elapsed_ms = started.elapsed().as_millis(),
+                        "the sale's orders are loaded: open ones held again"
+                    );
                     return Ok(true);
                 }
                 after = next.unwrap_or_default();
@@ -171,25 +172,25 @@ async fn load_holds(
 /// What `lua/load_holds.lua` did with a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageLoaded {
-    /// The page is in; this many orders got a record and a hold now.
+    /// The page is in; this many open orders got a record and a hold now.
     Loaded(i64),
     /// Loading stands after this order id, not where the page starts: nothing done.
     Moved(String),
-    /// No holds are loading (finished, or the sale is not in Redis): nothing done.
+    /// No orders are loading (finished, or the sale is not in Redis): nothing done.
     Done,
 }
 
-/// Runs `lua/load_holds.lua` on one page of open orders read after `after`; `last` when
-/// MySQL had no more.
+/// Runs `lua/load_holds.lua` on one page of orders read after `after`; `last` when MySQL had
+/// no more.
 pub async fn load_page(
     redis: &Pool,
     script: &Script,
     keys: &SaleKeys,
     after: &str,
-    page: &[OpenOrder],
+    page: &[StoredOrder],
     last: bool,
 ) -> anyhow::Result<PageLoaded> {
-    let mut args: Vec<Value> = Vec::with_capacity(2 + 5 * page.len());
+    let mut args: Vec<Value> = Vec::with_capacity(2 + 6 * page.len());
     args.push(after.into());
     args.push(i64::from(last).into());
     for order in page {
@@ -198,12 +199,18 @@ pub async fn load_page(
         args.push(i64::from(order.quantity).into());
         args.push(order.admitted_ms.into());
         args.push(order.pay_by_ms.into());
+        args.push(if order.paid { "paid" } else { "held" }.into());
     }
-    let state = vec![keys.sale.clone(), keys.orders.clone(), keys.holds.clone()];
+    let state = vec![
+        keys.sale.clone(),
+        keys.orders.clone(),
+        keys.holds.clone(),
+        keys.buyers.clone(),
+    ];
     let reply: Vec<Value> = script
         .run(redis, state, args)
         .await
-        .context("holding a page of open orders again")?;
+        .context("loading a page of the sale's orders")?;
     match reply_text(&reply, 0).as_str() {
         "loaded" => Ok(PageLoaded::Loaded(reply_int(&reply, 1))),
         "moved" => Ok(PageLoaded::Moved(reply_text(&reply, 1))),

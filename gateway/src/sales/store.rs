@@ -1,5 +1,5 @@
-//! Sales in MySQL, the system of record: insert, read, list, and what a restore needs (buyers,
-//! held and paid units, the open orders a page at a time).
+//! Sales in MySQL, the system of record: insert, read, list, and what a restore needs (held
+//! and paid units, the open and paid orders a page at a time).
 
 use anyhow::Context;
 use chrono::NaiveDateTime;
@@ -99,25 +99,10 @@ pub async fn open_sales(db: &MySqlPool) -> anyhow::Result<Vec<Sale>> {
         .context("decoding sales")
 }
 
-/// Units each user already has in persisted, non-refused orders of the sale.
-pub async fn persisted_buyers(db: &MySqlPool, sale_id: u64) -> anyhow::Result<Vec<(String, i64)>> {
-    let rows = sqlx::query(
-        "SELECT user_id, CAST(SUM(quantity) AS SIGNED) AS units FROM orders \
-         WHERE sale_id = ? AND status IN ('confirmed', 'paid') GROUP BY user_id",
-    )
-    .bind(sale_id)
-    .fetch_all(db)
-    .await
-    .context("reading buyers of sale")?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("user_id")?, row.try_get("units")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .context("decoding buyers")
-}
-
-/// An open order as MySQL holds it, to be held again in Redis.
-#[derive(Debug, Clone)]
-pub struct OpenOrder {
+/// An order of a sale as MySQL holds it, to be loaded again into Redis: an open one is held
+/// again (and counts for its buyer), a paid one only counts for its buyer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
     /// The order.
     pub order_id: String,
     /// Its buyer.
@@ -129,26 +114,30 @@ pub struct OpenOrder {
     /// Until when it may be paid, ms (orders from before payment windows: admission + the
     /// sale's window).
     pub pay_by_ms: i64,
+    /// Paid (else open, `confirmed`).
+    pub paid: bool,
 }
 
 /// What MySQL says a sale's orders hold, read in one statement (one snapshot): how many are
-/// open (`confirmed`), the units they hold, and the units of the paid ones.
+/// open (`confirmed`) and paid, and their units.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HeldAndPaid {
     /// Open (`confirmed`) orders.
     pub open_orders: i64,
+    /// Paid orders.
+    pub paid_orders: i64,
     /// Units of the open orders.
     pub held: i64,
     /// Units of the paid orders.
     pub paid: i64,
 }
 
-/// How many orders of the sale are open and the units they hold, and the units of its paid
-/// orders. The open orders themselves are read a page at a time ([`open_orders_after`]): a
-/// sale may have hundreds of thousands.
+/// How many orders of the sale are open and paid, and their units. The orders themselves are
+/// read a page at a time ([`orders_after`]): a sale may have hundreds of thousands.
 pub async fn held_and_paid(db: &MySqlPool, sale_id: u64) -> anyhow::Result<HeldAndPaid> {
-    let (open_orders, held, paid): (i64, i64, i64) = sqlx::query_as(
+    let (open_orders, paid_orders, held, paid): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT CAST(COALESCE(SUM(status = 'confirmed'), 0) AS SIGNED), \
+         CAST(COALESCE(SUM(status = 'paid'), 0) AS SIGNED), \
          CAST(COALESCE(SUM(IF(status = 'confirmed', quantity, 0)), 0) AS SIGNED), \
          CAST(COALESCE(SUM(IF(status = 'paid', quantity, 0)), 0) AS SIGNED) \
          FROM orders WHERE sale_id = ? AND status IN ('confirmed', 'paid')",
@@ -159,47 +148,81 @@ pub async fn held_and_paid(db: &MySqlPool, sale_id: u64) -> anyhow::Result<HeldA
     .context("reading the held and paid units of sale")?;
     Ok(HeldAndPaid {
         open_orders,
+        paid_orders,
         held,
         paid,
     })
 }
 
-/// Up to `limit` open (`confirmed`) orders of the sale with ids after `after` ('' for the
-/// first page), in id order: keyset pagination over the `(sale_id, status)` index, whose
-/// entries end with the order id, so each page is one short range read however many orders
-/// the sale has.
-pub async fn open_orders_after(
+/// A page of a sale's orders, in id order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrdersPage {
+    /// The orders.
+    pub orders: Vec<StoredOrder>,
+    /// Whether MySQL had no more after these.
+    pub last: bool,
+}
+
+/// Up to `limit` orders of the sale with ids after `after` ('' for the first page), in id
+/// order: the open (`confirmed`) ones, and the paid ones too when `with_paid`. Keyset
+/// pagination over the `(sale_id, status)` index, whose entries end with the order id: each
+/// status is one short range read however many orders the sale has, and the two are merged.
+pub async fn orders_after(
     db: &MySqlPool,
     sale: &Sale,
     after: &str,
+    with_paid: bool,
     limit: u32,
-) -> anyhow::Result<Vec<OpenOrder>> {
+) -> anyhow::Result<OrdersPage> {
+    let mut orders = orders_in_status_after(db, sale, "confirmed", after, limit).await?;
+    let mut last = orders.len() < limit as usize;
+    if with_paid {
+        let paid = orders_in_status_after(db, sale, "paid", after, limit).await?;
+        last = last && paid.len() < limit as usize;
+        orders.extend(paid);
+        // Byte order, as MySQL sorts order ids (binary collation).
+        orders.sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        // The rest (ids past this page's last) come again with the next page.
+        last = last && orders.len() <= limit as usize;
+        orders.truncate(limit as usize);
+    }
+    Ok(OrdersPage { orders, last })
+}
+
+async fn orders_in_status_after(
+    db: &MySqlPool,
+    sale: &Sale,
+    status: &str,
+    after: &str,
+    limit: u32,
+) -> anyhow::Result<Vec<StoredOrder>> {
     let window_ms = i64::from(sale.payment_window_seconds) * 1000;
     let rows = sqlx::query(
         "SELECT order_id, user_id, quantity, admitted_at, pay_by FROM orders \
-         WHERE sale_id = ? AND status = 'confirmed' AND order_id > ? \
-         ORDER BY order_id LIMIT ?",
+         WHERE sale_id = ? AND status = ? AND order_id > ? ORDER BY order_id LIMIT ?",
     )
     .bind(sale.sale_id)
+    .bind(status)
     .bind(after)
     .bind(limit)
     .fetch_all(db)
     .await
-    .context("reading open orders of sale")?;
+    .with_context(|| format!("reading {status} orders of sale"))?;
     rows.iter()
         .map(|row| {
             let admitted = row.try_get::<NaiveDateTime, _>("admitted_at")?.and_utc();
             let pay_by = row.try_get::<Option<NaiveDateTime>, _>("pay_by")?;
             let admitted_ms = admitted.timestamp_millis();
-            Ok(OpenOrder {
+            Ok(StoredOrder {
                 order_id: row.try_get("order_id")?,
                 user_id: row.try_get("user_id")?,
                 quantity: row.try_get("quantity")?,
                 admitted_ms,
                 pay_by_ms: pay_by
                     .map_or(admitted_ms + window_ms, |p| p.and_utc().timestamp_millis()),
+                paid: status == "paid",
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
-        .context("decoding open orders")
+        .context("decoding orders")
 }

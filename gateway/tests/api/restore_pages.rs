@@ -1,7 +1,8 @@
-//! A sale Redis lost with more open orders than fit in one script call comes back with every
-//! open order held again, loaded a page at a time (`lua/load_holds.lua`): all of them, each
-//! once, with its pay_by; a restore cut short resumes where it stopped; a second restore and
-//! a late page change nothing; an order admitted after the sale came back is never held again.
+//! A sale Redis lost with more orders than fit in one script call comes back with every open
+//! order held again and every buyer counted, loaded a page at a time (`lua/load_holds.lua`):
+//! all of them, each once, with its pay_by; the sale takes no purchase until they are in; a
+//! restore cut short resumes where it stopped; a second restore and a late page change
+//! nothing; an order Redis has a record of, or admitted after the sale came back, is left alone.
 
 use std::collections::HashMap;
 
@@ -30,6 +31,8 @@ struct LostSale {
     sale_id: u64,
     /// Open (`confirmed`) orders by id.
     open: HashMap<String, Open>,
+    /// Every buyer's units in open and paid orders.
+    buyers: HashMap<String, i64>,
     /// When every order was admitted, ms.
     admitted_ms: i64,
     total: i64,
@@ -137,8 +140,13 @@ async fn lost_sale(app: &TestApp, open: u32) -> LostSale {
     ] {
         let _: i64 = app.redis.del(key).await.expect("DEL");
     }
+    let buyers = (0..open)
+        .map(|n| (format!("u{n}"), units(n)))
+        .chain((open..open + 5).map(|n| (format!("u{n}"), 1)))
+        .collect();
     LostSale {
         sale_id,
+        buyers,
         open: (0..open)
             .map(|n| {
                 (
@@ -194,7 +202,7 @@ fn record(order: &Open, admitted_ms: i64) -> String {
 }
 
 /// Every open order of `sale` but `except` is held until its pay_by with its record; no
-/// other order is held; the counters add up; loading is over.
+/// other order is held; loading is over and the sale open again.
 fn assert_every_open_order_held(sale: &LostSale, now: &Held, except: &[&str]) {
     let expected: HashMap<String, i64> = sale
         .open
@@ -216,17 +224,44 @@ fn assert_every_open_order_held(sale: &LostSale, now: &Held, except: &[&str]) {
             );
         }
     }
-    for field in ["holds_loading", "holds_after", "holds_before_ms"] {
+    for field in [
+        "holds_loading",
+        "holds_after",
+        "buyers_loading",
+        "loading_status",
+    ] {
         assert!(
             !now.sale.contains_key(field),
             "{field} left: {:?}",
             now.sale
         );
     }
+    assert_eq!(now.sale["status"], "active", "open again");
+}
+
+/// The buyers of `sale` but the users of `except`, with their units.
+fn buyers_but(sale: &LostSale, except: &[&str]) -> HashMap<String, i64> {
+    let mut buyers = sale.buyers.clone();
+    for user in except {
+        buyers.remove(*user);
+    }
+    buyers
+}
+
+async fn cancel(app: &TestApp, order_id: &str, user: &str) -> Reply {
+    let token = app.token(user, Role::Shopper);
+    app.request(
+        Method::POST,
+        &format!("/v1/orders/{order_id}/cancel"),
+        Some(&token),
+        &[],
+        None,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sale_with_more_open_orders_than_two_pages_comes_back_with_every_order_held_until_its_pay_by()
+async fn a_sale_with_more_orders_than_two_pages_comes_back_with_every_open_order_held_until_its_pay_by_and_every_buyer_counted()
  {
     let app = spawn_app().await;
     let sale = lost_sale(&app, 2 * HOLDS_PAGE + 500).await;
@@ -247,18 +282,23 @@ async fn a_sale_with_more_open_orders_than_two_pages_comes_back_with_every_order
         (sale.total - sale.sold, sale.held(), sale.paid, sale.total),
         "stock + held + paid = total, held = the open orders' units"
     );
-    assert_eq!(now.buyers.len(), sale.open.len() + 5, "every buyer counted");
-    assert_eq!(now.buyers["u1"], 2);
+    assert!(now.buyers == sale.buyers, "every buyer counted once");
 
     // A second restore finds the sale whole and changes nothing.
     let again = restore(&app).await;
     assert_eq!(again.json["restored"], 0, "{}", again.json);
     assert_eq!(held(&app, sale.sale_id).await, now);
+
+    // The sale sells again, within the per-user limit its buyers' counts set.
+    let full = app.purchase(sale.sale_id, "u1", 1).await;
+    assert_eq!(full.code(), "limit_exceeded", "u1 has 2: {}", full.json);
+    let bought = app.purchase(sale.sale_id, "u0", 1).await;
+    assert_eq!(bought.status, StatusCode::ACCEPTED, "{}", bought.json);
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restore_cut_short_after_its_first_page_resumes_where_it_stopped_and_holds_every_order_once()
+async fn a_restore_cut_short_after_its_first_page_resumes_where_it_stopped_and_loads_every_order_once()
  {
     let app = spawn_app().await;
     let sale = lost_sale(&app, 2 * HOLDS_PAGE + 500).await;
@@ -269,7 +309,7 @@ async fn a_restore_cut_short_after_its_first_page_resumes_where_it_stopped_and_h
         .expect("find")
         .expect("sale");
 
-    // A gateway loads the sale and its first page of open orders, then dies.
+    // A gateway loads the sale and its first page of orders, then dies.
     state::load_stopping_after(
         &app.redis,
         &app.db,
@@ -280,52 +320,41 @@ async fn a_restore_cut_short_after_its_first_page_resumes_where_it_stopped_and_h
     )
     .await
     .expect("first page");
-    let first_page = store::open_orders_after(&app.db, &row, "", HOLDS_PAGE)
+    let first_page = store::orders_after(&app.db, &row, "", true, HOLDS_PAGE)
         .await
-        .expect("first page");
+        .expect("first page")
+        .orders;
+    let first_last = first_page.last().expect("a page").order_id.clone();
     let cut = held(&app, sale.sale_id).await;
-    assert_eq!(
-        cut.holds.len(),
-        HOLDS_PAGE as usize,
-        "the first page is held"
-    );
+    let open_in_first = first_page.iter().filter(|o| !o.paid).count();
+    assert_eq!(cut.holds.len(), open_in_first, "the first page is held");
+    assert_eq!(cut.buyers.len(), first_page.len(), "its buyers counted");
     assert_eq!(cut.sale["holds_loading"], "1");
-    assert_eq!(
-        cut.sale["holds_after"],
-        first_page.last().expect("a page").order_id
-    );
+    assert_eq!(cut.sale["holds_after"], first_last);
     assert_eq!(
         sale_counters(&app, sale.sale_id).await,
         (sale.total - sale.sold, sale.held(), sale.paid, sale.total),
         "the counters are whole from the start"
     );
 
-    // Meanwhile an order of the first page is cancelled (its units come back); one of a page
-    // not loaded yet cannot be reached: 503, retry shortly.
-    let cancelled = &first_page[0];
+    // Meanwhile the sale takes no purchase (its buyers are not all counted yet); an order of
+    // the first page can be cancelled (its units come back); one of a page not loaded yet
+    // cannot be reached: 503, retry shortly.
+    assert!(!cut.sale.contains_key("status"), "{:?}", cut.sale);
+    let refused = app.purchase(sale.sale_id, "newcomer", 1).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.json);
+    let cancelled = first_page.iter().find(|o| !o.paid).expect("an open order");
     let later = sale
         .open
         .keys()
         .find(|id| !cut.holds.contains_key(*id))
-        .expect("an order not loaded yet");
-    let cancel = |order_id: String, user: String| {
-        let app = &app;
-        async move {
-            let token = app.token(&user, Role::Shopper);
-            app.request(
-                Method::POST,
-                &format!("/v1/orders/{order_id}/cancel"),
-                Some(&token),
-                &[],
-                None,
-            )
-            .await
-        }
-    };
-    let reply = cancel(cancelled.order_id.clone(), cancelled.user_id.clone()).await;
+        .expect("an order not loaded yet")
+        .clone();
+    let later_user = sale.open[&later].user.clone();
+    let reply = cancel(&app, &cancelled.order_id, &cancelled.user_id).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
     assert_eq!(reply.json["status"], "cancelled");
-    let reply = cancel(later.clone(), sale.open[later].user.clone()).await;
+    let reply = cancel(&app, &later, &later_user).await;
     assert_eq!(
         reply.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -352,10 +381,7 @@ async fn a_restore_cut_short_after_its_first_page_resumes_where_it_stopped_and_h
     )
     .await
     .expect("re-sent page");
-    assert_eq!(
-        resent,
-        PageLoaded::Moved(first_page.last().expect("a page").order_id.clone())
-    );
+    assert_eq!(resent, PageLoaded::Moved(first_last.clone()));
 
     // The next restore goes on from the second page.
     let reply = restore(&app).await;
@@ -366,6 +392,10 @@ async fn a_restore_cut_short_after_its_first_page_resumes_where_it_stopped_and_h
         now.records[&cancelled.order_id].contains("\ncancelled\n"),
         "the cancelled order stays cancelled: {}",
         now.records[&cancelled.order_id]
+    );
+    assert!(
+        now.buyers == buyers_but(&sale, &[&cancelled.user_id]),
+        "every buyer counted once; the cancelled order's buyer has nothing left"
     );
     let units = sale.open[&cancelled.order_id].units;
     assert_eq!(
@@ -379,9 +409,11 @@ async fn a_restore_cut_short_after_its_first_page_resumes_where_it_stopped_and_h
         "its units came back once"
     );
 
-    // The order that could not be reached can be cancelled now.
-    let reply = cancel(later.clone(), sale.open[later].user.clone()).await;
+    // The order that could not be reached can be cancelled now, and the sale sells again.
+    let reply = cancel(&app, &later, &later_user).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+    let bought = app.purchase(sale.sale_id, "newcomer", 1).await;
+    assert_eq!(bought.status, StatusCode::ACCEPTED, "{}", bought.json);
 
     // A late page (a slow gateway) after the last one changes nothing.
     let before = held(&app, sale.sale_id).await;
@@ -401,9 +433,11 @@ async fn a_restore_cut_short_after_its_first_page_resumes_where_it_stopped_and_h
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restore_never_holds_an_order_admitted_after_the_sale_came_back() {
+async fn a_restore_leaves_alone_an_order_redis_has_a_record_of_or_admitted_after_the_sale_came_back()
+ {
     let app = spawn_app().await;
     let sale = lost_sale(&app, 3).await;
+    let keys = SaleKeys::new(&app.settings.redis.key_prefix, sale.sale_id);
     let row = store::find(&app.db, sale.sale_id)
         .await
         .expect("find")
@@ -419,8 +453,9 @@ async fn a_restore_never_holds_an_order_admitted_after_the_sale_came_back() {
     )
     .await
     .expect("sale loaded");
-    // An order admitted after that (purchase.lua held and counted it) ended and Redis forgot
-    // it while MySQL still read it open: the next page must not hold it again.
+    // An order admitted after that (purchase.lua held and counted it: a manager had set the
+    // status meanwhile) ended and Redis forgot it while MySQL still read it open: the next
+    // page must not hold or count it again.
     let admitted = Utc::now() + Duration::seconds(1);
     insert_orders(
         &app,
@@ -432,15 +467,37 @@ async fn a_restore_never_holds_an_order_admitted_after_the_sale_came_back() {
         |_| admitted + Duration::minutes(10),
     )
     .await;
+    // An order Redis still has a record of (here: ended) keeps it, and gets no hold.
+    let ended = format!("{}-1", sale.sale_id);
+    let ended_record = format!(
+        "u1\n2\n{}\n{}\ncancelled\n{}\ncancelled_by_shopper",
+        sale.admitted_ms,
+        sale.open[&ended].pay_by_ms,
+        sale.admitted_ms + 1
+    );
+    let _: i64 = app
+        .redis
+        .hset(&keys.orders, (ended.as_str(), ended_record.as_str()))
+        .await
+        .expect("HSET");
 
     let reply = restore(&app).await;
     assert_eq!(reply.json["restored"], 1, "{}", reply.json);
     let now = held(&app, sale.sale_id).await;
-    assert_every_open_order_held(&sale, &now, &[]);
+    assert_every_open_order_held(&sale, &now, &[&ended]);
+    assert_eq!(
+        now.records[&ended], ended_record,
+        "its record is left as it was"
+    );
     assert!(
         !now.records.contains_key(&format!("{}-900", sale.sale_id)),
         "{:?}",
         now.records
+    );
+    assert!(
+        now.buyers == sale.buyers,
+        "the late order not counted: {:?}",
+        now.buyers
     );
     assert_eq!(
         sale_counters(&app, sale.sale_id).await,
