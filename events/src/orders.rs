@@ -214,7 +214,10 @@ mod tests {
         let ids: Vec<String> = [OrderEnd::Cancelled, OrderEnd::Expired, OrderEnd::Paid]
             .map(|end| ended(end).event_id())
             .to_vec();
-        assert_eq!(ids, ["order.cancelled:7-x", "order.expired:7-x", "order.paid:7-x"]);
+        assert_eq!(
+            ids,
+            ["order.cancelled:7-x", "order.expired:7-x", "order.paid:7-x"]
+        );
         let envelope = ended(OrderEnd::Expired).into_envelope("t".to_owned());
         assert_eq!(envelope.kind, ORDER_EXPIRED);
         let json = serde_json::to_string(&envelope).expect("serialize");
