@@ -321,9 +321,9 @@ async fn an_idempotency_key_names_one_cancel() {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_order_gives_its_coupon_and_points_back() {
-    let app = spawn_app().await;
+/// A sale of 5 units at 1000, a coupon policy, and `ida` with 100 points, who buys one unit,
+/// redeems her coupon on the order and spends 30 points on it: `(sale, policy, coupon, order)`.
+async fn order_with_coupon_and_points(app: &TestApp) -> (u64, u64, String, String) {
     let sale_id = app
         .sale(json!({"stock": 5, "per_user_limit": 5, "price": 1000}))
         .await;
@@ -336,7 +336,7 @@ async fn a_cancelled_order_gives_its_coupon_and_points_back() {
         .to_owned();
     app.grant_points("ida", 100).await;
 
-    let order_id = buy(&app, sale_id, "ida", 1).await;
+    let order_id = buy(app, sale_id, "ida", 1).await;
     let redeemed = app
         .coupon_action(
             &coupon_id,
@@ -357,7 +357,14 @@ async fn a_cancelled_order_gives_its_coupon_and_points_back() {
         )
         .await;
     assert_eq!(used.status.as_u16() / 100, 2, "{}", used.json);
-    assert_eq!(points_balance(&app, "ida").await, 70);
+    assert_eq!(points_balance(app, "ida").await, 70);
+    (sale_id, policy_id, coupon_id, order_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_order_gives_its_coupon_and_points_back() {
+    let app = spawn_app().await;
+    let (sale_id, policy_id, coupon_id, order_id) = order_with_coupon_and_points(&app).await;
 
     let cancelled = cancel(&app, &order_id, "ida", &[]).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.json);
@@ -457,4 +464,36 @@ async fn cancels_from_two_gateways_racing_expiry_give_the_units_back_once() {
             .stop()
             .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_order_gives_its_coupon_and_points_back_once_the_sweeper_is_due() {
+    // A request timeout of 1 s: the sweeper's give-back is due 2 s after the end.
+    let app = spawn_app_with(|s| s.gateway.request_timeout_ms = 1_000).await;
+    let (sale_id, policy_id, coupon_id, order_id) = order_with_coupon_and_points(&app).await;
+    run_out_window(&app, sale_id, &order_id).await;
+    let expired =
+        eventually(|| async { order(&app, &order_id, "ida").await.json["status"] == "expired" })
+            .await;
+    assert!(expired, "expired by the sweeper");
+    let coupon = PolicyKeys::new(&app.settings.redis.key_prefix, policy_id).coupon(&coupon_id);
+    let given_back = eventually(|| async {
+        let status: String = app.redis.hget(&coupon, "status").await.expect("coupon");
+        status == "issued" && points_balance(&app, "ida").await == 100
+    })
+    .await;
+    assert!(
+        given_back,
+        "the coupon is issued again and the 30 points are back"
+    );
+    let keys = SaleKeys::new(&app.settings.redis.key_prefix, sale_id);
+    let cleared = eventually(|| async {
+        let left: u64 = app.redis.hlen(&keys.compensate).await.expect("compensate");
+        left == 0
+    })
+    .await;
+    assert!(cleared, "the give-back entry is removed once done");
+    assert_eq!(points_balance(&app, "ida").await, 100, "given back once");
+    assert_eq!(counters(&app, sale_id).await, (5, 0, 0, 5));
+    app.stop().await;
 }

@@ -2,8 +2,9 @@
 //! its answer within the grace, and what was admitted just before the stop reaches the topic
 //! (the relay's last pass and the producer's flush).
 //!
-//! Each test runs a gateway stopped by a channel the test holds; requests to it go over plain
-//! connections, each its own, so none is idle when the drain starts.
+//! Each test runs a gateway on a runtime of its own, stopped by a channel the test holds;
+//! requests to it go over plain connections, each its own, so none is idle when the drain
+//! starts.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,21 +23,41 @@ use crate::helpers::{
 };
 use crate::private_redis::PrivateRedis;
 
-/// A gateway on `settings` and the sender that stops it gracefully.
+/// A gateway on `settings`, the sender that stops it gracefully, and how its run ended.
+///
+/// It runs on a runtime of its own, dropped as soon as `run_until` returns, as the process's
+/// exit would: a connection the drain did not wait for dies with it, unanswered.
 async fn own_gateway(
     settings: flashgate_config::Settings,
 ) -> (
     SocketAddr,
     oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
+    oneshot::Receiver<anyhow::Result<()>>,
 ) {
-    let application = Application::build(settings).await.expect("gateway builds");
-    let addr = application.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(application.run_until(async {
-        let _ = stopped.await;
-    }));
-    (addr, stop, server)
+    let (started, bound) = oneshot::channel::<SocketAddr>();
+    let (ended, end) = oneshot::channel::<anyhow::Result<()>>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("gateway runtime");
+        let result = runtime.block_on(async move {
+            let application = Application::build(settings).await.expect("gateway builds");
+            let _ = started.send(application.local_addr());
+            application
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        // Whatever the drain left running ends here, before the test hears the run ended.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        let _ = ended.send(result);
+    });
+    let addr = bound.await.expect("gateway started");
+    (addr, stop, end)
 }
 
 /// One request on a connection of its own (`Connection: close`); the status and JSON body, or
@@ -47,6 +68,19 @@ async fn send(
     path: &str,
     token: Option<&str>,
     body: Option<Value>,
+) -> Option<(u16, Value)> {
+    send_held(addr, method, path, token, body, None).await
+}
+
+/// As `send`, but with `hold` the body's last byte waits for it: the gateway has the request
+/// (its handler waits on the body) and it stays in flight for as long as the test wants.
+async fn send_held(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    hold: Option<oneshot::Receiver<()>>,
 ) -> Option<(u16, Value)> {
     let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -62,7 +96,12 @@ async fn send(
     }
     head.push_str("\r\n");
     head.push_str(&body);
-    conn.write_all(head.as_bytes()).await.ok()?;
+    let (first, last) = head.split_at(head.len() - usize::from(hold.is_some()));
+    conn.write_all(first.as_bytes()).await.ok()?;
+    if let Some(hold) = hold {
+        let _ = hold.await;
+        conn.write_all(last.as_bytes()).await.ok()?;
+    }
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw).await.ok()?;
     let text = String::from_utf8_lossy(&raw);
@@ -88,9 +127,28 @@ async fn readiness_fails_while_draining_and_a_request_in_flight_is_answered_with
     let sale_id = app.sale(json!({"stock": 10})).await;
     let token = app.token("dora", Role::Shopper);
     let (addr, stop, server) = own_gateway(app.settings.clone()).await;
+    // Ready before the stop, its broker connection made (a first metadata request may take
+    // longer than the check allows): after the stop only the drain may make it not ready.
+    // Each probe waits until the cached checks went stale, so the next one checks again; the
+    // last leaves them stale, so the probe sent before the stop waits on Redis.
+    let fresh_for = flashgate_gateway::http::readiness::FRESH_FOR;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = send(addr, "GET", "/readyz", None, None)
+            .await
+            .expect("readiness answered");
+        tokio::time::sleep(fresh_for).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never ready before the stop: {body}"
+        );
+    }
 
-    // Redis sleeps (less than readiness's one-second check): both requests wait on it.
-    let asleep = Instant::now();
+    // Redis sleeps (less than readiness's one-second check): readiness waits on it, so it is
+    // answered only after the stop.
     let awake = redis.hang(0.8).await;
     // Only once Redis really sleeps (a PING of our own goes unanswered) may the requests go:
     // else readiness could be answered before the stop.
@@ -109,10 +167,13 @@ async fn readiness_fails_while_draining_and_a_request_in_flight_is_answered_with
         }
     }
     assert!(sleeping, "Redis never went to sleep");
+    // The purchase is held in flight by its own body, not by Redis: the relay's last pass
+    // waits on Redis too, and would keep a gateway that stopped draining alive until the answer.
+    let (release, hold) = oneshot::channel::<()>();
     let purchase = tokio::spawn(async move {
         let path = format!("/v1/sales/{sale_id}/purchases");
         let body = json!({"quantity": 1});
-        send(addr, "POST", &path, Some(&token), Some(body)).await
+        send_held(addr, "POST", &path, Some(&token), Some(body), Some(hold)).await
     });
     let readiness = tokio::spawn(send(addr, "GET", "/readyz", None, None));
     // Nothing can be asked while Redis sleeps: give the server a moment to take both
@@ -121,28 +182,33 @@ async fn readiness_fails_while_draining_and_a_request_in_flight_is_answered_with
     let stopping = Instant::now();
     let _ = stop.send(());
 
-    let purchase = purchase.await.expect("task");
-    let readiness = readiness.await.expect("task");
-    server.await.expect("server task").expect("clean shutdown");
-    let stopped_in = stopping.elapsed();
-    // (The connections are tasks of this test's runtime: they finish even if the gateway
-    // stopped waiting for them, so the stop is only shown to end after the answer.)
-    let drained_after = asleep.elapsed();
     awake.await.expect("the server woke up");
-
-    let (status, body) = purchase.expect("the request in flight got its answer");
-    assert_eq!(status, 202, "{body}");
+    let readiness = readiness.await.expect("task");
     let (status, body) = readiness.expect("readiness answered");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["draining"], true, "{body}");
     assert_eq!(
-        body["redis"], true,
+        (&body["redis"], &body["kafka"]),
+        (&json!(true), &json!(true)),
         "only the drain makes it not ready: {body}"
     );
+    // Redis is awake and the relay's last pass has nothing to wait for: a gateway that does
+    // not wait for the request in flight ends now, and its connection with it.
+    let mut server = server;
+    let ended_early = tokio::time::timeout(Duration::from_millis(500), &mut server).await;
     assert!(
-        drained_after >= Duration::from_millis(750),
-        "the stop waited for the request Redis held up: {drained_after:?}"
+        ended_early.is_err(),
+        "the gateway ended with a request in flight: {ended_early:?}"
     );
+    let _ = release.send(());
+    let purchase = purchase.await.expect("task");
+    let (status, body) = purchase.expect("the request in flight got its answer");
+    assert_eq!(status, 202, "{body}");
+    server
+        .await
+        .expect("gateway thread")
+        .expect("clean shutdown");
+    let stopped_in = stopping.elapsed();
     assert!(
         stopped_in < Duration::from_secs(5),
         "within the grace: {stopped_in:?}"
@@ -202,10 +268,13 @@ async fn orders_admitted_just_before_the_stop_reach_the_topic() {
         admitted.push(order["order_id"].as_str().expect("order").to_owned());
     }
     let _ = stop.send(());
-    server.await.expect("server task").expect("clean shutdown");
+    server
+        .await
+        .expect("gateway thread")
+        .expect("clean shutdown");
 
     // When the gateway is done, nothing is left to send (entries leave the outbox once the
-    // broker confirmed them; a relay still running would send them later, in this process).
+    // broker confirmed them; the gateway's runtime is gone, so nothing would send them later).
     let redis = settings.redis.connect_pool().await.expect("Redis");
     let outbox = SaleKeys::new(&settings.redis.key_prefix, sale_id).outbox;
     let left: u64 = redis.xlen(&outbox).await.expect("XLEN");
