@@ -74,8 +74,18 @@ pub async fn load_stopping_after(
     let loaded = match reply {
         0 => false,
         1 | 2 => {
-            let complete = load_orders(redis, db, &scripts.load_holds, &keys, sale, pages).await?;
-            if !complete {
+            // In a task of its own: a caller that stops waiting (the request timeout of
+            // `POST /v1/admin/sales/restore`, a client gone) does not leave the sale closed
+            // and half loaded until the next restore; the loading goes on to its end.
+            let loading = tokio::spawn(load_orders(
+                redis.clone(),
+                db.clone(),
+                scripts.load_holds.clone(),
+                keys.clone(),
+                sale.clone(),
+                pages,
+            ));
+            if !loading.await.context("loading the sale's orders")?? {
                 // The test hook stopped it, as if this gateway had died here.
                 return Ok(true);
             }
@@ -108,11 +118,11 @@ pub async fn load_stopping_after(
 /// after `pages` pages. Any number of gateways may do this at once: `lua/load_holds.lua` takes
 /// each page once, in order, and tells the others where loading stands.
 async fn load_orders(
-    redis: &Pool,
-    db: &MySqlPool,
-    script: &Script,
-    keys: &SaleKeys,
-    sale: &Sale,
+    redis: Pool,
+    db: MySqlPool,
+    script: Script,
+    keys: SaleKeys,
+    sale: Sale,
     pages: Option<usize>,
 ) -> anyhow::Result<bool> {
     let started = std::time::Instant::now();
@@ -142,9 +152,9 @@ async fn load_orders(
             return Ok(false);
         }
         // A fresh query per page: an order that ended (in MySQL) since the last one is not read.
-        let page = orders_after(db, sale, &after, with_paid, HOLDS_PAGE).await?;
+        let page = orders_after(&db, &sale, &after, with_paid, HOLDS_PAGE).await?;
         let next = page.orders.last().map(|order| order.order_id.clone());
-        match load_page(redis, script, keys, &after, &page.orders, page.last).await? {
+        match load_page(&redis, &script, &keys, &after, &page.orders, page.last).await? {
             PageLoaded::Loaded(now) => {
                 held += now;
                 loaded_pages += 1;
