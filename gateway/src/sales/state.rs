@@ -73,44 +73,71 @@ pub async fn load_stopping_after(
         .context("loading the sale into Redis")?;
     let loaded = match reply {
         0 => false,
-        1 | 2 => {
-            // In a task of its own: a caller that stops waiting (the request timeout of
-            // `POST /v1/admin/sales/restore`, a client gone) does not leave the sale closed
-            // and half loaded until the next restore; the loading goes on to its end.
-            let loading = tokio::spawn(load_orders(
-                redis.clone(),
-                db.clone(),
-                scripts.load_holds.clone(),
-                keys.clone(),
-                sale.clone(),
-                pages,
-            ));
-            if !loading.await.context("loading the sale's orders")?? {
-                // The test hook stopped it, as if this gateway had died here.
-                return Ok(true);
-            }
-            true
-        }
+        1 | 2 => true,
         other => return Err(unexpected_reply("load_sale", &other.to_string()).into()),
     };
-    registry::register(redis, prefix, &keys.outbox)
-        .await
-        .context("registering the outbox with the relay")?;
-    // Listed for the sweeper once its orders are in: expiring and cleaning up a sale half
-    // loaded could remove its keys before the rest of its orders are held.
-    let _: i64 = redis
-        .sadd(keys::live_sales(prefix), sale.sale_id)
-        .await
-        .context("listing the sale for the lifecycle sweeper")?;
-    if loaded {
-        // A restored sale may have stock again: gateways drop their sold-out marks.
-        let _: i64 = redis
-            .next()
-            .publish(keys::restock_channel(prefix), sale.sale_id)
-            .await
-            .context("announcing restock")?;
-    }
+    // In a task of its own: a caller that stops waiting (the request timeout of
+    // `POST /v1/admin/sales/restore`, a client gone) does not leave the sale closed and half
+    // loaded, or unknown to the relay and the sweeper, until the next restore.
+    let loading = Loading {
+        redis: redis.clone(),
+        db: db.clone(),
+        load_holds: scripts.load_holds.clone(),
+        keys,
+        sale: sale.clone(),
+        prefix: prefix.to_owned(),
+    };
+    let finishing = tokio::spawn(loading.finish(loaded, pages));
+    finishing.await.context("loading the sale into Redis")??;
     Ok(loaded)
+}
+
+/// What finishing a sale's loading needs, owned: it runs in a task of its own.
+struct Loading {
+    redis: Pool,
+    db: MySqlPool,
+    load_holds: Script,
+    keys: SaleKeys,
+    sale: Sale,
+    prefix: String,
+}
+
+impl Loading {
+    /// After `lua/load_sale.lua`: loads the sale's orders if they are loading, then registers
+    /// its outbox with the relay, lists it for the sweeper and, when it was `loaded`,
+    /// announces its stock.
+    async fn finish(self, loaded: bool, pages: Option<usize>) -> anyhow::Result<()> {
+        let Self {
+            redis,
+            db,
+            load_holds,
+            keys: sale_keys,
+            sale,
+            prefix,
+        } = self;
+        if !load_orders(&redis, &db, &load_holds, &sale_keys, &sale, pages).await? {
+            // The test hook stopped it, as if this gateway had died here.
+            return Ok(());
+        }
+        registry::register(&redis, &prefix, &sale_keys.outbox)
+            .await
+            .context("registering the outbox with the relay")?;
+        // Listed for the sweeper once its orders are in: expiring and cleaning up a sale half
+        // loaded could remove its keys before the rest of its orders are held.
+        let _: i64 = redis
+            .sadd(keys::live_sales(&prefix), sale.sale_id)
+            .await
+            .context("listing the sale for the lifecycle sweeper")?;
+        if loaded {
+            // A restored sale may have stock again: gateways drop their sold-out marks.
+            let _: i64 = redis
+                .next()
+                .publish(keys::restock_channel(&prefix), sale.sale_id)
+                .await
+                .context("announcing restock")?;
+        }
+        Ok(())
+    }
 }
 
 /// Loads the sale's orders while its hash says they are loading, a page at a time from where
@@ -118,11 +145,11 @@ pub async fn load_stopping_after(
 /// after `pages` pages. Any number of gateways may do this at once: `lua/load_holds.lua` takes
 /// each page once, in order, and tells the others where loading stands.
 async fn load_orders(
-    redis: Pool,
-    db: MySqlPool,
-    script: Script,
-    keys: SaleKeys,
-    sale: Sale,
+    redis: &Pool,
+    db: &MySqlPool,
+    script: &Script,
+    keys: &SaleKeys,
+    sale: &Sale,
     pages: Option<usize>,
 ) -> anyhow::Result<bool> {
     let started = std::time::Instant::now();
@@ -152,9 +179,9 @@ async fn load_orders(
             return Ok(false);
         }
         // A fresh query per page: an order that ended (in MySQL) since the last one is not read.
-        let page = orders_after(&db, &sale, &after, with_paid, HOLDS_PAGE).await?;
+        let page = orders_after(db, sale, &after, with_paid, HOLDS_PAGE).await?;
         let next = page.orders.last().map(|order| order.order_id.clone());
-        match load_page(&redis, &script, &keys, &after, &page.orders, page.last).await? {
+        match load_page(redis, script, keys, &after, &page.orders, page.last).await? {
             PageLoaded::Loaded(now) => {
                 held += now;
                 loaded_pages += 1;
