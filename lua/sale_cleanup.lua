@@ -21,7 +21,8 @@
 --   'cleaned'   the keys are gone now
 --   'gone'      there was no sale hash (cleaned before, or never loaded)
 --   'open'      not ended + grace yet
---   'busy'      ended, but an order, a give-back or an event is still in flight
+--   'busy'      ended, but an order, a give-back or an event is still in flight, or a restore
+--               is still loading its open orders (`holds_loading`, load_holds.lua)
 
 local sale_key, holds_key, orders_key, outbox_key, compensate_key =
   KEYS[1], KEYS[6], KEYS[5], KEYS[4], KEYS[8]
@@ -36,7 +37,8 @@ local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 if now_ms < tonumber(ends_ms) + grace_ms then
   return 'open'
 end
-if redis.call('ZCARD', holds_key) > 0 or redis.call('HLEN', orders_key) > 0
+if redis.call('HEXISTS', sale_key, 'holds_loading') == 1
+    or redis.call('ZCARD', holds_key) > 0 or redis.call('HLEN', orders_key) > 0
     or redis.call('HLEN', compensate_key) > 0 or redis.call('XLEN', outbox_key) > 0 then
   return 'busy'
 end

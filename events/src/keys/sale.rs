@@ -6,7 +6,9 @@ use super::idempotency::idempotency_key;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaleKeys {
     /// Hash: status, window, payment window (`window_ms`), price, per-user limit, total, and
-    /// the counters `admitted`, `held` (units in open orders), `paid` (units in paid orders).
+    /// the counters `admitted`, `held` (units in open orders), `paid` (units in paid orders);
+    /// `loaded_ms` once restored, and while a restore loads its orders (`lua/load_holds.lua`)
+    /// `holds_loading`, `holds_after`, `buyers_loading`, `loading_status`.
     pub sale: String,
     /// String: units left.
     pub stock: String,
