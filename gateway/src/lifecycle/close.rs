@@ -162,7 +162,7 @@ pub async fn expire_due(
         trace_id.into(),
         keys::restock_channel(prefix).into(),
         int(sale_id),
-        int(super::sweeper::settle_ms(app)),
+        int(settle_ms(app)),
     ];
     let script = &app.scripts.order_close;
     let reply: Vec<Value> = script.run(&app.redis, keys.lifecycle(), args).await?;
@@ -173,6 +173,12 @@ pub async fn expire_due(
         )),
         other => Err(unexpected_reply("order_close", other)),
     }
+}
+
+/// How long after an end the sweeper's own pass over its give-backs is due: twice the
+/// request timeout, so a redeem or a use reserved before the end has landed by then.
+pub fn settle_ms(app: &App) -> u64 {
+    app.settings.gateway.request_timeout_ms.saturating_mul(2)
 }
 
 /// The reason as one line: the record keeps it as its last line.

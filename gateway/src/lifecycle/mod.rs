@@ -35,7 +35,7 @@ pub async fn end_order(
         reason,
         trace_id,
         idempotency: idempotency_key.map(|key| (key, app.settings.gateway.idempotency_ttl_secs)),
-        settle_ms: sweeper::settle_ms(app),
+        settle_ms: close::settle_ms(app),
     };
     let closing = close::close(&app.redis, &app.scripts.order_close, app.prefix(), &request)
         .await

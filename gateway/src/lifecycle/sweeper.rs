@@ -175,9 +175,3 @@ async fn clean_up(app: &App, sale_id: u64, keys: &SaleKeys) -> anyhow::Result<bo
         _ => Ok(false),
     }
 }
-
-/// How long after an end the sweeper's own pass over its give-backs is due: twice the
-/// request timeout, so a redeem or a use reserved before the end has landed by then.
-pub fn settle_ms(app: &App) -> u64 {
-    app.settings.gateway.request_timeout_ms.saturating_mul(2)
-}
