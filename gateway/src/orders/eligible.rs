@@ -40,9 +40,7 @@ pub async fn eligible(
     order_id: &str,
     allowed: &[&str],
 ) -> Result<Eligible, Failure> {
-    let order = find_for_user(&app.db, &app.redis, app.prefix(), order_id, user)
-        .await
-        .map_err(Failure::Mysql)?;
+    let order = find_for_user(&app.db, &app.redis, app.prefix(), order_id, user).await?;
     Ok(match order {
         None => Eligible::Refused(OrderRefusal::NotFound),
         Some(order) if allowed.contains(&order.status.as_str()) => Eligible::Order(order),

@@ -155,12 +155,15 @@ impl RedisOrder {
 
 /// The order and its owner: MySQL's row, with what Redis knows ahead of it (an end not
 /// persisted yet); or, before the order reaches MySQL, Redis's record (`reserved` while held).
+///
+/// A Redis failure is the shopper's 503 (`Failure::Unreachable`: a failover, a timeout), a
+/// MySQL one is counted as MySQL's.
 pub async fn find(
     db: &MySqlPool,
     redis: &Pool,
     prefix: &str,
     order_id: &str,
-) -> anyhow::Result<Option<(String, OrderView)>> {
+) -> Result<Option<(String, OrderView)>, Failure> {
     let Some(sale_id) = sale_of(order_id) else {
         return Ok(None);
     };
@@ -170,7 +173,7 @@ pub async fn find(
     let record: Option<String> = redis
         .hget(&keys.orders, order_id)
         .await
-        .context("reading the order's record")?;
+        .map_err(Failure::unreachable("order status"))?;
     let record = record.as_deref().and_then(RedisOrder::parse);
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS}, user_id FROM orders WHERE order_id = ?"
@@ -178,10 +181,11 @@ pub async fn find(
     .bind(order_id)
     .fetch_optional(db)
     .await
-    .context("reading order")?;
+    .context("reading order")
+    .map_err(Failure::Mysql)?;
     if let Some(row) = row {
-        let owner: String = row.try_get("user_id")?;
-        let mut view = from_row(&row)?;
+        let owner: String = row.try_get("user_id").map_err(Failure::mysql)?;
+        let mut view = from_row(&row).map_err(Failure::mysql)?;
         if let Some(record) = record
             && view.status == "confirmed"
             && record.state != "held"
@@ -196,7 +200,7 @@ pub async fn find(
     let unit_price: Option<u64> = redis
         .hget(&keys.sale, "price")
         .await
-        .context("reading sale price")?;
+        .map_err(Failure::unreachable("order status"))?;
     let mut view = OrderView {
         order_id: order_id.to_owned(),
         sale_id,
@@ -224,7 +228,7 @@ pub async fn find_for_user(
     prefix: &str,
     order_id: &str,
     user: &str,
-) -> anyhow::Result<Option<OrderView>> {
+) -> Result<Option<OrderView>, Failure> {
     Ok(find(db, redis, prefix, order_id)
         .await?
         .and_then(|(owner, view)| (owner == user).then_some(view)))
@@ -269,9 +273,7 @@ pub async fn order_of(app: &App, user: &str, order_id: &str) -> Result<Option<Or
     if !ids::fits(order_id, ids::ORDER_ID_MAX_LEN) {
         return Ok(None);
     }
-    find_for_user(&app.db, &app.redis, app.prefix(), order_id, user)
-        .await
-        .map_err(Failure::Mysql)
+    find_for_user(&app.db, &app.redis, app.prefix(), order_id, user).await
 }
 
 /// A page of the caller's persisted orders, newest first, after `cursor`.

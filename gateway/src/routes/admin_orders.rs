@@ -5,7 +5,6 @@
 use flashgate_events::OrderEnd;
 
 use crate::app::App;
-use crate::failure::Failure;
 use crate::http::error::ApiError;
 use crate::http::request::{Call, read_json};
 use crate::http::response::Response;
@@ -31,8 +30,7 @@ async fn any_order(app: &App, order_id: &str) -> Result<OrderView, ApiError> {
         return Err(no_order());
     }
     find(&app.db, &app.redis, app.prefix(), order_id)
-        .await
-        .map_err(Failure::Mysql)?
+        .await?
         .map(|(_, order)| order)
         .ok_or_else(no_order)
 }

@@ -7,7 +7,6 @@ use flashgate_events::OrderEnd;
 use http::StatusCode;
 
 use crate::app::App;
-use crate::failure::Failure;
 use crate::http::error::{ApiError, Overload};
 use crate::http::request::{Call, idempotency_key, page_query, time_id_cursor};
 use crate::http::response::{Response, json_response, list_page};
@@ -130,8 +129,7 @@ pub async fn end_and_answer(
     match closing {
         Closing::Closed(_) | Closing::Already(_) => {
             let (_, now) = find(&app.db, &app.redis, app.prefix(), &order.order_id)
-                .await
-                .map_err(Failure::Mysql)?
+                .await?
                 .ok_or_else(no_order)?;
             Ok(json_response(StatusCode::OK, &now))
         }

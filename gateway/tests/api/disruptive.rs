@@ -50,6 +50,41 @@ impl Drop for Restart {
     }
 }
 
+/// How many replicas acknowledge the writes so far (`WAIT 1 500`, asked until one does or a
+/// minute passed), once the primary has a replica online again: a server the previous test stopped and started may still be
+/// syncing (a minute at most), and a `WAIT` longer than the client's command timeout would
+/// fail on the client's side.
+async fn replica_acknowledges(redis: &Pool) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info: String = redis
+            .custom(fred::cmd!("INFO"), vec!["replication"])
+            .await
+            .expect("INFO replication");
+        if info
+            .lines()
+            .any(|l| l.starts_with("slave0:") && l.contains("state=online"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the primary never had a replica online"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A replica that just synced may still be busy: ask again, half a second at a time.
+    loop {
+        let acknowledged: i64 = redis
+            .custom(fred::cmd!("WAIT"), vec![1, 500])
+            .await
+            .expect("WAIT");
+        if acknowledged >= 1 || Instant::now() > deadline {
+            return acknowledged;
+        }
+    }
+}
+
 /// Consecutive admissions that show the gateway settled on the new primary.
 const SETTLED_RUN: u32 = 10;
 
@@ -66,11 +101,7 @@ async fn sentinel_failover_keeps_purchases_going_without_losing_acknowledged_sto
         admitted += 1;
     }
     // Make sure the replica has those writes before the primary dies.
-    let acknowledged: i64 = app
-        .redis
-        .custom(fred::cmd!("WAIT"), vec![1, 2000])
-        .await
-        .expect("WAIT");
+    let acknowledged = replica_acknowledges(&app.redis).await;
     assert!(acknowledged >= 1, "no replica acknowledged the writes");
     let old_primary = primary_port(&app.redis).await;
 
@@ -158,11 +189,7 @@ async fn a_failover_during_cancellations_gives_nothing_back_twice_and_holds_noth
             user,
         ));
     }
-    let acknowledged: i64 = app
-        .redis
-        .custom(fred::cmd!("WAIT"), vec![1, 2000])
-        .await
-        .expect("WAIT");
+    let acknowledged = replica_acknowledges(&app.redis).await;
     assert!(acknowledged >= 1, "no replica acknowledged the orders");
     let old_primary = primary_port(&app.redis).await;
 
