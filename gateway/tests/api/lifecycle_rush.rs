@@ -16,10 +16,16 @@ use crate::helpers::{TestApp, eventually, sale_counters, spawn_app};
 
 /// Every shopper of `users` asks for one unit at once; the admitted orders, as (order, user).
 async fn rush(app: &Arc<TestApp>, sale_id: u64, users: Vec<String>) -> Vec<(String, String)> {
+    // At most 512 connections at once (see coupons.rs: thousands of connects in one instant
+    // overflow a listener's accept queue on a busy machine).
+    let open = Arc::new(tokio::sync::Semaphore::new(512));
     let mut tasks = tokio::task::JoinSet::new();
     for user in users {
-        let app = app.clone();
-        tasks.spawn(async move { (app.purchase(sale_id, &user, 1).await, user) });
+        let (app, open) = (app.clone(), open.clone());
+        tasks.spawn(async move {
+            let _connection = open.acquire_owned().await.expect("semaphore");
+            (app.purchase(sale_id, &user, 1).await, user)
+        });
     }
     let mut admitted = Vec::new();
     while let Some(done) = tasks.join_next().await {
