@@ -8,7 +8,7 @@ use anyhow::Context;
 use flashgate_config::Settings;
 use sqlx::MySqlPool;
 
-use super::judge::{Judgement, MysqlSale, RedisSale, judge};
+use super::judge::{Judgement, Look, MysqlSale, judge};
 use super::mysql;
 use super::redis::StockCounters;
 use super::repair::repair;
@@ -75,17 +75,6 @@ impl StockArgs {
             pause_before_repair: self.pause_before_repair.clone(),
         }
     }
-}
-
-/// One look at a sale: both sides as read, and the verdict.
-#[derive(Debug, Clone)]
-pub struct Look {
-    /// MySQL's side.
-    pub mysql: MysqlSale,
-    /// Redis's side.
-    pub redis: RedisSale,
-    /// What they say together.
-    pub judgement: Judgement,
 }
 
 /// Runs a stock reconciliation to its end and returns its report.

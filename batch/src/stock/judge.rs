@@ -7,6 +7,17 @@
 
 use serde::Serialize;
 
+/// One look at a sale: both sides as read, and the verdict.
+#[derive(Debug, Clone)]
+pub struct Look {
+    /// MySQL's side.
+    pub mysql: MysqlSale,
+    /// Redis's side.
+    pub redis: RedisSale,
+    /// What they say together.
+    pub judgement: Judgement,
+}
+
 /// One sale as MySQL holds it, read in one statement (one snapshot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MysqlSale {

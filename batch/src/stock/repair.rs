@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sqlx::MySqlPool;
 
-use super::job::Look;
-use super::judge::{Counters, Unfixable};
+use super::judge::{Counters, Look, Unfixable};
 use super::mysql;
 use super::redis::{StockCounters, StockRepair};
 use super::report::{Outcome, RedisCounters};
