@@ -54,7 +54,9 @@
 -- Replies
 --   {'reserved', granted, total, holder}  held (now or before); holder: whose it is
 --   {'exceeds', total, left}              refused: the order has `left` of its amount free
---   {'closed', state}                     refused: the order was cancelled or has expired
+--   {'closed', state}                     refused: the order is no longer open to discounts
+--                                         (cancelled, expired, paid, or its payment started:
+--                                         the amount charged must not change under it)
 --   {'released', amount, total}
 --   {'not_held', total}                   nothing released: none, or another holder's
 
@@ -129,7 +131,7 @@ end
 local record = redis.call('HGET', orders_key, order_id)
 if record then
   local state = string.match(record, '^[^\n]*\n[^\n]*\n[^\n]*\n[^\n]*\n([^\n]*)')
-  if state == 'cancelled' or state == 'expired' then
+  if state and state ~= '' and state ~= 'held' then
     return {'closed', state}
   end
 end

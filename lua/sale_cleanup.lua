@@ -2,8 +2,9 @@
 --
 -- A sale's life is over when it ended (by Redis's clock) at least the grace period ago and
 -- nothing of it is still moving: no open order (`holds` empty), no ended order waiting for
--- MySQL to store its end (`orders` empty: the persister removes each record once MySQL holds
--- the end), no give-back still to do (`compensate` empty), no event waiting for the relay
+-- MySQL to store its end and no refund in flight (`orders` holds only paid records, counted by
+-- the sale's `paid_orders`: the persister removes every other record once MySQL holds its
+-- end; paid ones stay so they can still be cancelled and refunded), no give-back still to do (`compensate` empty), no event waiting for the relay
 -- (`outbox` empty). Then nothing can append to it any more (a purchase is refused after the
 -- end, and only an open order can end), so removing its keys loses nothing; the sale's rows in
 -- MySQL are the record. Stored idempotency answers are left to their TTL.
@@ -38,7 +39,9 @@ if now_ms < tonumber(ends_ms) + grace_ms then
   return 'open'
 end
 if redis.call('HEXISTS', sale_key, 'holds_loading') == 1
-    or redis.call('ZCARD', holds_key) > 0 or redis.call('HLEN', orders_key) > 0
+    or redis.call('ZCARD', holds_key) > 0
+    or redis.call('HLEN', orders_key)
+      > tonumber(redis.call('HGET', sale_key, 'paid_orders') or '0')
     or redis.call('HLEN', compensate_key) > 0 or redis.call('XLEN', outbox_key) > 0 then
   return 'busy'
 end

@@ -36,7 +36,7 @@ MYSQL_USER=flashgate
 MYSQL_PASSWORD=flashgate
 KAFKA_PORT=19092
 # name:partitions (replication factor is always 1: single broker)
-TOPICS=(flashgate.orders:4 flashgate.coupons:4 flashgate.points:4 flashgate.compensations:2 flashgate.order-events:4 flashgate.dead-letter:1)
+TOPICS=(flashgate.orders:4 flashgate.coupons:4 flashgate.points:4 flashgate.compensations:2 flashgate.order-events:4 flashgate.payments:4 flashgate.dead-letter:1)
 SERVICES=(redis-6390 redis-6391 sentinel-26390 sentinel-26391 sentinel-26392 mariadb tansu)
 
 READY_TIMEOUT=${FLASHGATE_STACK_TIMEOUT:-60}  # seconds per server

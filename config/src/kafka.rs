@@ -34,6 +34,11 @@ pub struct KafkaSettings {
     /// consumers. Default `flashgate.order-events`.
     #[serde(deserialize_with = "de::string")]
     pub order_events_topic: String,
+    /// Topic of payment requests and refund requests (`payment.requested`,
+    /// `payment.refund_requested`), relayed from the sales' outboxes keyed by order id and
+    /// consumed by `flashgate-saga`. Default `flashgate.payments`.
+    #[serde(deserialize_with = "de::string")]
+    pub payments_topic: String,
     /// Where messages that can never succeed go, with the reason. Default `flashgate.dead-letter`.
     #[serde(deserialize_with = "de::string")]
     pub dead_letter_topic: String,
@@ -73,6 +78,7 @@ impl Default for KafkaSettings {
             points_topic: "flashgate.points".to_owned(),
             compensations_topic: "flashgate.compensations".to_owned(),
             order_events_topic: "flashgate.order-events".to_owned(),
+            payments_topic: "flashgate.payments".to_owned(),
             dead_letter_topic: "flashgate.dead-letter".to_owned(),
             consumer_group: "flashgate-persister".to_owned(),
             message_timeout_ms: 0,
@@ -143,6 +149,7 @@ impl KafkaSettings {
             ("kafka.points_topic", &self.points_topic),
             ("kafka.compensations_topic", &self.compensations_topic),
             ("kafka.order_events_topic", &self.order_events_topic),
+            ("kafka.payments_topic", &self.payments_topic),
             ("kafka.dead_letter_topic", &self.dead_letter_topic),
         ] {
             if let Err(message) = check_topic_name(topic) {

@@ -11,6 +11,7 @@ mod gateway;
 mod kafka;
 mod load;
 mod mysql;
+mod payments;
 mod redis;
 mod secret;
 mod settings;
@@ -22,6 +23,7 @@ pub use gateway::{GatewaySettings, JwtAlgorithm, JwtSettings};
 pub use kafka::KafkaSettings;
 pub use load::{CONFIG_FILE_VAR, ENV_PREFIX, Sources};
 pub use mysql::MysqlSettings;
+pub use payments::{PaymentSettings, PspSettings, SagaSettings};
 pub use redis::RedisSettings;
 pub use secret::Secret;
 pub use settings::{

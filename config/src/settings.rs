@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Invalid;
-use crate::{GatewaySettings, KafkaSettings, MysqlSettings, RedisSettings};
+use crate::{
+    GatewaySettings, KafkaSettings, MysqlSettings, PaymentSettings, PspSettings, RedisSettings,
+    SagaSettings,
+};
 
 /// Every setting of every flashgate binary. Each binary reads the sections it needs.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -27,6 +30,12 @@ pub struct Settings {
     pub points: PointsSettings,
     /// Operator jobs: the reconciliation's workers, page size and checkpoints.
     pub batch: BatchSettings,
+    /// Payments: how long an unanswered charge may outlive its order's `pay_by`.
+    pub payments: PaymentSettings,
+    /// The payment saga (`flashgate-saga`): provider, timeouts, retries, leases.
+    pub saga: SagaSettings,
+    /// The virtual payment provider (`flashgate-psp`).
+    pub psp: PspSettings,
     /// Every binary's log lines: filter and format.
     pub log: LogSettings,
 }
@@ -42,6 +51,9 @@ impl Settings {
         self.persister.validate(&mut problems);
         self.points.validate(&mut problems);
         self.batch.validate(&mut problems);
+        self.payments.validate(&mut problems);
+        self.saga.validate(&mut problems);
+        self.psp.validate(&mut problems);
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             problems.push(Invalid::new("log.filter", err.to_string()));
         }

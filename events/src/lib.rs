@@ -10,6 +10,7 @@ mod envelope;
 pub mod ids;
 pub mod keys;
 mod orders;
+mod payments;
 mod points;
 
 pub use coupons::{
@@ -21,7 +22,11 @@ pub use orders::{
     ORDER_ADMITTED, ORDER_CANCELLED, ORDER_EXPIRED, ORDER_PAID, ORDER_REJECTED, OrderAdmitted,
     OrderEnd, OrderEnded, OrderRejected,
 };
+pub use payments::{
+    PAYMENT_COMPLETED, PAYMENT_FAILED, PAYMENT_REFUND_REQUESTED, PAYMENT_REFUNDED, PAYMENT_REQUESTED,
+    PaymentOutcome, PaymentRequested, RefundRequested,
+};
 pub use points::{
     POINTS_REFUNDED, POINTS_REJECTED, POINTS_USED, PointsRefunded, PointsRejected, PointsUsed,
-    earn_txid, refund_txid,
+    earn_txid, refund_txid, unearn_txid,
 };

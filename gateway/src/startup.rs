@@ -88,6 +88,7 @@ impl Application {
                 orders: settings.kafka.orders_topic.clone(),
                 coupons: settings.kafka.coupons_topic.clone(),
                 points: settings.kafka.points_topic.clone(),
+                payments: settings.kafka.payments_topic.clone(),
                 dead_letter: settings.kafka.dead_letter_topic.clone(),
             },
             batch_size: settings.gateway.relay_batch_size,

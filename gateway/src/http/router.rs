@@ -13,7 +13,9 @@ use crate::http::error::{ApiError, Overload};
 use crate::http::health;
 use crate::http::request::{Call, Request};
 use crate::http::response::Response;
-use crate::routes::{admin_orders, admin_policies, admin_sales, coupons, orders, points, purchase};
+use crate::routes::{
+    admin_orders, admin_policies, admin_sales, coupons, orders, payments, points, purchase,
+};
 
 /// Longest `X-Request-Id` taken as the trace id; a longer one is replaced by a fresh id.
 const TRACE_ID_MAX_LEN: usize = 64;
@@ -70,7 +72,7 @@ macro_rules! caller {
 }
 
 /// Every route, searched in order: the purchase, the hot path, comes first.
-static ROUTES: [Route; 26] = [
+static ROUTES: [Route; 27] = [
     caller!(POST "v1/sales/{sale_id}/purchases" "purchase", SHOPPER => purchase::purchase),
     public!(GET "healthz" "healthz" => health::healthz),
     public!(GET "readyz" "readyz" => health::readyz),
@@ -78,6 +80,7 @@ static ROUTES: [Route; 26] = [
     caller!(GET "v1/orders/{order_id}" "order_status", SHOPPER => orders::get),
     caller!(GET "v1/me/orders" "my_orders", SHOPPER => orders::list_mine),
     caller!(POST "v1/orders/{order_id}/cancel" "order_cancel", SHOPPER => orders::cancel),
+    caller!(POST "v1/orders/{order_id}/payment" "order_payment", SHOPPER => payments::pay),
     caller!(POST "v1/admin/orders/{order_id}/cancel" "admin_cancel_order", MANAGER_OR_OPS => admin_orders::cancel),
     caller!(POST "v1/admin/orders/{order_id}/mark-paid" "admin_mark_paid", MANAGER_OR_OPS => admin_orders::mark_paid),
     caller!(POST "v1/admin/sales" "admin_create_sale", MANAGER => admin_sales::create),

@@ -1,4 +1,5 @@
-//! Ending an open order — cancelled, expired or paid — with one `EVALSHA` of
+//! Every step of an order after its admission — ended cancelled, expired or paid, a payment
+//! started, a paid order's refund asked for and finished — with one `EVALSHA` of
 //! `lua/order_close.lua`, and what the script answered, as a value.
 
 use chrono::{DateTime, Utc};
@@ -13,11 +14,11 @@ use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
 /// An order's record in Redis, as the script read or left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// `held` (open), `cancelled`, `expired` or `paid`.
+    /// `held` or `paying` (open), `paid`, `refunding`, `cancelled` or `expired`.
     pub state: String,
-    /// When it ended (`None` while open).
+    /// When it ended, or its payment or refund was asked for (`None` while held).
     pub ended_at: Option<DateTime<Utc>>,
-    /// Why it ended ("" while open).
+    /// Why it ended or is refunded ("" while held; the amount charged while paying).
     pub reason: String,
     /// The buyer.
     pub user_id: String,
@@ -44,6 +45,10 @@ pub enum Closing {
     NotFound,
     /// The Idempotency-Key names another request.
     KeyReused,
+    /// A payment asked again under the key that started it: the order as it is now.
+    Replayed(Record),
+    /// A paid order's cancel: its refund is asked for (now or before).
+    Refunding(Record),
 }
 
 /// One end asked for.
@@ -106,6 +111,8 @@ fn parse(reply: &[Value]) -> Result<Closing, fred::error::Error> {
         "final" => Closing::Final(record(reply)),
         "not_due" => Closing::NotDue(record(reply)),
         "window_closed" => Closing::WindowClosed(record(reply)),
+        "replayed" => Closing::Replayed(record(reply)),
+        "refunding" => Closing::Refunding(record(reply)),
         "not_found" => Closing::NotFound,
         "idempotency_key_reused" => Closing::KeyReused,
         other => return Err(unexpected_reply("order_close", other)),
@@ -113,20 +120,84 @@ fn parse(reply: &[Value]) -> Result<Closing, fred::error::Error> {
 }
 
 /// Runs `lua/order_close.lua` once for `request`. Safe to run again: a second run finds the
-/// order ended and answers `Already`.
+/// order ended and answers `Already`. A cancel of a paid order asks for its refund
+/// (`Refunding`).
 pub async fn close(
     redis: &Pool,
     script: &Script,
     prefix: &str,
     request: &CloseRequest<'_>,
 ) -> Result<Closing, fred::error::Error> {
+    run(
+        redis,
+        script,
+        prefix,
+        operation(request.end),
+        request,
+        0,
+        "",
+    )
+    .await
+}
+
+/// Starts the payment of `request.order_id` with the shopper's `token`: the order becomes
+/// `paying` and `payment.requested` goes to the outbox (`Closed`); it stays open until its
+/// pay_by + `grace_ms`. Nothing to charge: paid at once (`Closed` with state `paid`). The same
+/// Idempotency-Key again: `Replayed`. `request.end` is not read.
+pub async fn start_payment(
+    redis: &Pool,
+    script: &Script,
+    prefix: &str,
+    request: &CloseRequest<'_>,
+    token: &str,
+    grace_ms: u64,
+) -> Result<Closing, fred::error::Error> {
+    run(redis, script, prefix, "pay_start", request, grace_ms, token).await
+}
+
+/// Finishes a paid order's refund once the provider refunded it: `refunding` → `cancelled`,
+/// its units, coupon and points given back (`Closed`); `Already` when it was finished before.
+pub async fn refunded(
+    redis: &Pool,
+    script: &Script,
+    prefix: &str,
+    order_id: &str,
+    trace_id: &str,
+    settle_ms: u64,
+) -> Result<Closing, fred::error::Error> {
+    let request = CloseRequest {
+        order_id,
+        end: OrderEnd::Cancelled,
+        caller: None,
+        reason: "",
+        trace_id,
+        idempotency: None,
+        settle_ms,
+    };
+    run(redis, script, prefix, "refunded", &request, 0, "").await
+}
+
+async fn run(
+    redis: &Pool,
+    script: &Script,
+    prefix: &str,
+    op: &str,
+    request: &CloseRequest<'_>,
+    grace_ms: u64,
+    token: &str,
+) -> Result<Closing, fred::error::Error> {
     let Some(sale_id) = sale_of(request.order_id) else {
         return Ok(Closing::NotFound);
     };
     let keys = SaleKeys::new(prefix, sale_id);
     let mut names = keys.lifecycle();
-    let mut args: Vec<Value> = vec![
-        operation(request.end).into(),
+    let mut ttl_secs = 0;
+    if let Some((key, ttl)) = request.idempotency {
+        names.push(keys.idempotency(request.caller.unwrap_or_default(), key));
+        ttl_secs = ttl;
+    }
+    let args: Vec<Value> = vec![
+        op.into(),
         request.order_id.into(),
         request.caller.unwrap_or_default().into(),
         one_line(request.reason).into(),
@@ -134,11 +205,10 @@ pub async fn close(
         keys::restock_channel(prefix).into(),
         int(sale_id),
         int(request.settle_ms),
+        int(ttl_secs),
+        int(grace_ms),
+        token.into(),
     ];
-    if let Some((key, ttl_secs)) = request.idempotency {
-        names.push(keys.idempotency(request.caller.unwrap_or_default(), key));
-        args.push(int(ttl_secs));
-    }
     let reply: Vec<Value> = script.run(redis, names, args).await?;
     parse(&reply)
 }

@@ -27,8 +27,8 @@ pub enum OrderRefusal {
 /// The order, or why it cannot take the discount.
 #[derive(Debug, Clone)]
 pub enum Eligible {
-    /// The caller's order, in a status that takes the discount.
-    Order(OrderView),
+    /// The caller's order, in a status that takes the discount (boxed: a view is large).
+    Order(Box<OrderView>),
     /// Not one the discount may go on.
     Refused(OrderRefusal),
 }
@@ -43,7 +43,7 @@ pub async fn eligible(
     let order = find_for_user(&app.db, &app.redis, app.prefix(), order_id, user).await?;
     Ok(match order {
         None => Eligible::Refused(OrderRefusal::NotFound),
-        Some(order) if allowed.contains(&order.status.as_str()) => Eligible::Order(order),
+        Some(order) if allowed.contains(&order.status.as_str()) => Eligible::Order(Box::new(order)),
         Some(order) => Eligible::Refused(OrderRefusal::NotEligible {
             status: order.status,
         }),

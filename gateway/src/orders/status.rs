@@ -11,6 +11,7 @@ use sqlx::{MySqlPool, Row};
 use crate::app::App;
 use crate::failure::Failure;
 use crate::keys::SaleKeys;
+use crate::orders::payment::{self, PaymentView};
 
 /// One order of one shopper.
 #[derive(Debug, Clone, Serialize)]
@@ -44,9 +45,12 @@ pub struct OrderView {
     /// When it expired.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expired_at: Option<DateTime<Utc>>,
-    /// Why it ended (or was rejected).
+    /// Why it ended (or was rejected, or is being refunded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Its payment through the provider, once one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentView>,
 }
 
 impl OrderView {
@@ -58,16 +62,40 @@ impl OrderView {
         )
     }
 
-    /// Shows the end `state` at `at` with `reason` (a Redis record ahead of MySQL).
-    fn ended(&mut self, state: &str, at: Option<DateTime<Utc>>, reason: &str) {
-        self.status = state.to_owned();
-        match state {
-            "paid" => self.paid_at = at,
-            "cancelled" => self.cancelled_at = at,
-            "expired" => self.expired_at = at,
-            _ => {}
+    /// Shows what Redis's `record` says (a record ahead of MySQL): a payment or a refund in
+    /// flight, or an end MySQL does not hold yet.
+    fn apply(&mut self, record: &RedisOrder) {
+        let at = record.ended_at;
+        let reason = (!record.reason.is_empty()).then(|| record.reason.clone());
+        match record.state.as_str() {
+            "held" => {}
+            // While paying, the record's last field is the amount being charged.
+            "paying" => self.status = "payment_pending".to_owned(),
+            "refunding" => {
+                self.status = "refund_pending".to_owned();
+                self.reason = reason;
+            }
+            state => {
+                self.status = state.to_owned();
+                match state {
+                    "paid" => self.paid_at = at,
+                    "cancelled" => self.cancelled_at = at,
+                    "expired" => self.expired_at = at,
+                    _ => {}
+                }
+                self.reason = reason;
+            }
         }
-        self.reason = (!reason.is_empty()).then(|| reason.to_owned());
+    }
+}
+
+/// Whether Redis's record of an order is ahead of MySQL's `status` for it: an open order
+/// MySQL holds `confirmed` that Redis moved on, or a paid one being (or already) refunded.
+fn ahead_of(status: &str, record: &RedisOrder) -> bool {
+    match status {
+        "confirmed" => record.state != "held",
+        "paid" => matches!(record.state.as_str(), "refunding" | "cancelled"),
+        _ => false,
     }
 }
 
@@ -97,6 +125,7 @@ fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<OrderView, sqlx::Error> {
         cancelled_at: time(row, "cancelled_at")?,
         expired_at: time(row, "expired_at")?,
         reason,
+        payment: None,
     })
 }
 
@@ -116,11 +145,11 @@ pub struct RedisOrder {
     pub admitted_at: Option<DateTime<Utc>>,
     /// Until when it may be paid.
     pub pay_by: Option<DateTime<Utc>>,
-    /// `held`, `cancelled`, `expired` or `paid`.
+    /// `held`, `paying`, `paid`, `refunding`, `cancelled` or `expired`.
     pub state: String,
     /// When it ended.
     pub ended_at: Option<DateTime<Utc>>,
-    /// Why it ended.
+    /// Why it ended; while paying, the amount being charged.
     pub reason: String,
 }
 
@@ -186,12 +215,10 @@ pub async fn find(
     if let Some(row) = row {
         let owner: String = row.try_get("user_id").map_err(Failure::mysql)?;
         let mut view = from_row(&row).map_err(Failure::mysql)?;
-        if let Some(record) = record
-            && view.status == "confirmed"
-            && record.state != "held"
-        {
-            view.ended(&record.state, record.ended_at, &record.reason);
+        if let Some(record) = record.as_ref().filter(|r| ahead_of(&view.status, r)) {
+            view.apply(record);
         }
+        payment::attach(db, &mut view, record.as_ref()).await?;
         return Ok(Some((owner, view)));
     }
     let Some(record) = record else {
@@ -214,10 +241,10 @@ pub async fn find(
         cancelled_at: None,
         expired_at: None,
         reason: None,
+        payment: None,
     };
-    if record.state != "held" {
-        view.ended(&record.state, record.ended_at, &record.reason);
-    }
+    view.apply(&record);
+    payment::attach(db, &mut view, Some(&record)).await?;
     Ok(Some((record.user_id, view)))
 }
 

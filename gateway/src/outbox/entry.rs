@@ -1,6 +1,6 @@
 //! Outbox entries as Kafka records: each becomes the record its outbox calls for (admitted
-//! orders and order ends from a sale's outbox, coupon events from a policy's, point events
-//! from a point bucket's).
+//! orders, order ends, and payment and refund requests from a sale's outbox, coupon events
+//! from a policy's, point events from a point bucket's).
 
 use std::collections::HashMap;
 
@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use flashgate_events::keys::Outbox;
 use flashgate_events::{
     COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, CouponIssued, CouponRedemption,
-    Envelope, OrderAdmitted, OrderEnd, OrderEnded, POINTS_REFUNDED, POINTS_USED, PointsRefunded,
-    PointsUsed,
+    Envelope, OrderAdmitted, OrderEnd, OrderEnded, PAYMENT_REFUND_REQUESTED, PAYMENT_REQUESTED,
+    POINTS_REFUNDED, POINTS_USED, PaymentRequested, PointsRefunded, PointsUsed, RefundRequested,
 };
 
 /// Which topic a record goes to.
@@ -21,6 +21,8 @@ pub enum Topic {
     Coupons,
     /// Point events.
     Points,
+    /// Payment and refund requests.
+    Payments,
 }
 
 /// A Kafka record made from one entry.
@@ -43,7 +45,17 @@ pub fn encode(outbox: Outbox, fields: &HashMap<String, String>) -> Result<Record
         // Keyed by sale: a sale's admissions and ends stay on one partition in the order Redis
         // decided them, so the persister never sees a unit sold again before the end that gave
         // it back (MySQL's stock guard would refuse the new order). An end carries its `type`
-        // (`order.cancelled`, ...); an admission has none.
+        // (`order.cancelled`, ...); an admission has none. Payment and refund requests go to
+        // the saga keyed by order id (one order's requests in order, orders spread over the
+        // saga's instances).
+        Outbox::Sale(sale_id)
+            if fields
+                .get("type")
+                .is_some_and(|kind| kind.starts_with("payment.")) =>
+        {
+            let (key, payload) = payment_request(sale_id, fields, &trace_id)?;
+            (Topic::Payments, key, payload)
+        }
         Outbox::Sale(sale_id) if fields.contains_key("type") => {
             let ended = decode_end(sale_id, fields)?;
             (
@@ -156,6 +168,46 @@ fn coupon_event(
     Ok((coupon_id, payload))
 }
 
+/// A payment or refund request's message key (the order) and envelope.
+fn payment_request(
+    sale_id: u64,
+    fields: &HashMap<String, String>,
+    trace_id: &str,
+) -> Result<(String, Vec<u8>), String> {
+    let f = Fields(fields);
+    let order_id = f.text("order_id")?;
+    let user_id = f.text("user_id")?;
+    let at = f.time("at_ms")?;
+    let trace = trace_id.to_owned();
+    let payload = match f.text("type")?.as_str() {
+        PAYMENT_REQUESTED => json(
+            &PaymentRequested {
+                order_id: order_id.clone(),
+                sale_id,
+                user_id,
+                amount: f.number("amount")?,
+                payment_token: f.text("payment_token")?,
+                pay_by: f.time("pay_by_ms")?,
+                give_up_at: f.time("give_up_ms")?,
+                requested_at: at,
+            }
+            .into_envelope(trace),
+        )?,
+        PAYMENT_REFUND_REQUESTED => json(
+            &RefundRequested {
+                order_id: order_id.clone(),
+                sale_id,
+                user_id,
+                reason: f.text("reason")?,
+                requested_at: at,
+            }
+            .into_envelope(trace),
+        )?,
+        other => return Err(format!("unknown payment event type `{other}`")),
+    };
+    Ok((order_id, payload))
+}
+
 /// A point event's message key (the user: one user's changes stay in order on one partition)
 /// and envelope (its event id is the txid).
 fn point_event(
@@ -249,6 +301,45 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_payment_request_goes_to_the_saga_keyed_by_its_order() {
+        let entry = fields(&[
+            ("type", "payment.requested"),
+            ("order_id", "7-abc"),
+            ("user_id", "u1"),
+            ("amount", "1990"),
+            ("payment_token", "tok_ok"),
+            ("pay_by_ms", "1700000600000"),
+            ("give_up_ms", "1700000660000"),
+            ("at_ms", "1700000000000"),
+            ("trace_id", "t1"),
+        ]);
+        let record = encode(Outbox::Sale(7), &entry).unwrap();
+        assert_eq!(
+            (record.topic, record.key.as_str()),
+            (Topic::Payments, "7-abc")
+        );
+        let envelope: Envelope<PaymentRequested> = serde_json::from_slice(&record.payload).unwrap();
+        assert_eq!(envelope.event_id, "payment.requested:7-abc");
+        assert_eq!((envelope.data.amount, envelope.data.sale_id), (1_990, 7));
+        assert_eq!(
+            envelope.data.give_up_at.timestamp_millis(),
+            1_700_000_660_000
+        );
+        let refund = fields(&[
+            ("type", "payment.refund_requested"),
+            ("order_id", "7-abc"),
+            ("user_id", "u1"),
+            ("reason", "cancelled_by_shopper"),
+            ("at_ms", "1700000000000"),
+        ]);
+        let record = encode(Outbox::Sale(7), &refund).unwrap();
+        let envelope: Envelope<RefundRequested> = serde_json::from_slice(&record.payload).unwrap();
+        assert_eq!(envelope.data.reason, "cancelled_by_shopper");
+        let unknown = fields(&[("type", "payment.lost"), ("order_id", "7-a")]);
+        assert!(encode(Outbox::Sale(7), &unknown).is_err());
     }
 
     #[test]

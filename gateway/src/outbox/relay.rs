@@ -40,6 +40,8 @@ pub struct RelayTopics {
     pub coupons: String,
     /// Point events.
     pub points: String,
+    /// Payment and refund requests, for the saga.
+    pub payments: String,
     /// Entries that can never be sent (undecodable).
     pub dead_letter: String,
 }
@@ -50,6 +52,7 @@ impl RelayTopics {
             Topic::Orders => &self.orders,
             Topic::Coupons => &self.coupons,
             Topic::Points => &self.points,
+            Topic::Payments => &self.payments,
         }
     }
 }

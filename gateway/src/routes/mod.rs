@@ -7,5 +7,6 @@ pub mod admin_policies;
 pub mod admin_sales;
 pub mod coupons;
 pub mod orders;
+pub mod payments;
 pub mod points;
 pub mod purchase;

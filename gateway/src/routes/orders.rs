@@ -1,5 +1,5 @@
 //! `GET /v1/orders/{order_id}`, `GET /v1/me/orders` and `POST /v1/orders/{order_id}/cancel`
-//! for shoppers; how an end asked of an order is answered (the manager's cancel and mark-paid
+//! for shoppers (a paid order's cancel asks for its refund); how an end asked of an order is answered (the manager's cancel and mark-paid
 //! share it); how a refusal to put a discount on an order is answered (the coupon and points
 //! routes share it).
 
@@ -18,7 +18,8 @@ use crate::orders::status::{OrderView, find, order_of, orders_of};
 /// Reason recorded when a shopper cancels their own order.
 pub const CANCELLED_BY_SHOPPER: &str = "cancelled_by_shopper";
 
-fn no_order() -> ApiError {
+/// The answer for an order the caller cannot see.
+pub fn no_order() -> ApiError {
     ApiError::NotFound("no such order".into())
 }
 
@@ -59,8 +60,9 @@ pub async fn list_mine(app: &App, call: Call<'_>) -> Result<Response, ApiError> 
 }
 
 /// `POST /v1/orders/{order_id}/cancel`: the caller cancels their own open order → 200 with the
-/// order `cancelled`; the same again for a second cancel; 409 `order_not_cancellable` once it
-/// is paid, expired or rejected; 404 for anyone else's.
+/// order `cancelled`; the same again for a second cancel; a paid one while its sale runs → 202
+/// `refund_pending` (refunded, then cancelled); 409 `order_not_cancellable` once it is expired
+/// or rejected, or paid and its sale over; 404 for anyone else's.
 pub async fn cancel(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let key = idempotency_key(&call.req)?;
     let user = call.caller.user_id.as_str();
@@ -102,14 +104,17 @@ fn end_refused(end: OrderEnd, status: &str) -> ApiError {
 }
 
 /// Ends `order` as `asked` and answers with the order as it is now: 200 when it ended so (now
-/// or before), 409 when it is final another way (or, for a payment, past its `pay_by`).
+/// or before), 409 when it is final another way (or, for a payment, past its `pay_by`). A
+/// cancel of a paid order asks for its refund: 202 with the order `refund_pending` (the saga
+/// refunds it, then it ends `cancelled`).
 pub async fn end_and_answer(
     app: &App,
     order: OrderView,
     asked: &EndAsked<'_>,
     trace_id: &str,
 ) -> Result<Response, ApiError> {
-    if order.is_final() {
+    let refund = asked.end == OrderEnd::Cancelled && order.status == "paid";
+    if order.is_final() && !refund {
         return if order.status == asked.end.status() {
             Ok(json_response(StatusCode::OK, &order))
         } else {
@@ -127,12 +132,14 @@ pub async fn end_and_answer(
     )
     .await?;
     match closing {
-        Closing::Closed(_) | Closing::Already(_) => {
-            let (_, now) = find(&app.db, &app.redis, app.prefix(), &order.order_id)
-                .await?
-                .ok_or_else(no_order)?;
-            Ok(json_response(StatusCode::OK, &now))
-        }
+        Closing::Closed(_) | Closing::Already(_) => Ok(json_response(
+            StatusCode::OK,
+            &now(app, &order.order_id).await?,
+        )),
+        Closing::Refunding(_) | Closing::Replayed(_) => Ok(json_response(
+            StatusCode::ACCEPTED,
+            &now(app, &order.order_id).await?,
+        )),
         Closing::Final(record) | Closing::NotDue(record) => {
             Err(end_refused(asked.end, &record.state))
         }
@@ -148,14 +155,31 @@ pub async fn end_and_answer(
         Closing::KeyReused => Err(ApiError::IdempotencyKeyReused),
         // MySQL holds it open but Redis has no record of it: Redis lost it, and the sale's
         // restore (`POST /v1/admin/sales/restore`) brings the hold back.
-        Closing::NotFound => {
-            tracing::warn!(
-                order_id = order.order_id,
-                "an open order has no record in Redis; restore its sale"
-            );
-            Err(ApiError::overloaded(Overload::Unreachable(
-                "the order's hold",
-            )))
-        }
+        Closing::NotFound => Err(lost_hold(&order)),
     }
+}
+
+/// The order as it is now, after a step changed it.
+pub async fn now(app: &App, order_id: &str) -> Result<OrderView, ApiError> {
+    Ok(find(&app.db, &app.redis, app.prefix(), order_id)
+        .await?
+        .ok_or_else(no_order)?
+        .1)
+}
+
+/// The answer when MySQL holds an order that Redis has no record of: for an open one, Redis
+/// lost it, and the sale's restore (`POST /v1/admin/sales/restore`) brings the hold back; a
+/// paid one's record went with its sale's cleanup.
+pub fn lost_hold(order: &OrderView) -> ApiError {
+    if order.status == "paid" {
+        return ApiError::conflict(
+            "order_not_cancellable",
+            "the order's sale is over and cleaned up; a refund now is the back office's",
+        );
+    }
+    tracing::warn!(
+        order_id = order.order_id,
+        "an open order has no record in Redis; restore its sale"
+    );
+    ApiError::overloaded(Overload::Unreachable("the order's hold"))
 }

@@ -16,6 +16,7 @@ mod lifecycle_rush;
 mod operations;
 mod orders;
 mod outbox;
+mod payments;
 mod points;
 mod private_redis;
 mod purchase;

@@ -1,0 +1,100 @@
+//! An order's payment as its shopper sees it: from the saga's `payments` row in MySQL once the
+//! saga took the request, from Redis's record while the request is still on its way.
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::{MySqlPool, Row};
+
+use crate::failure::Failure;
+use crate::orders::status::{OrderView, RedisOrder};
+
+/// One order's payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentView {
+    /// `pending`, `completed`, `failed`, `given_up`, `refund_pending` or `refunded`.
+    pub status: String,
+    /// What is (or was) charged, integer minor units.
+    pub amount: u64,
+    /// Calls made to the provider so far.
+    pub attempts: u32,
+    /// The provider's charge id, once a charge exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<String>,
+    /// Why it failed (`card_declined`, `invalid_token`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<String>,
+}
+
+/// The status a shopper sees for the saga's internal step `status` (see the saga's
+/// `payments.status`): the steps between a charge and its record are all still `pending`.
+pub fn shown_status(status: &str) -> &'static str {
+    match status {
+        "completed" => "completed",
+        "declined" | "failed" => "failed",
+        "given_up" => "given_up",
+        "refunding" => "refund_pending",
+        "refunded" => "refunded",
+        _ => "pending",
+    }
+}
+
+/// Puts the order's payment on `view`: the saga's row when there is one; else, while Redis's
+/// `record` says the payment is in flight, a `pending` payment of the amount it recorded.
+/// Orders that never asked for a payment read nothing.
+pub async fn attach(
+    db: &MySqlPool,
+    view: &mut OrderView,
+    record: Option<&RedisOrder>,
+) -> Result<(), Failure> {
+    if matches!(view.status.as_str(), "reserved" | "confirmed" | "rejected") {
+        return Ok(());
+    }
+    let row = sqlx::query(
+        "SELECT status, amount, attempts, provider_ref, failure_code FROM payments \
+         WHERE order_id = ?",
+    )
+    .bind(&view.order_id)
+    .fetch_optional(db)
+    .await
+    .context("reading payment")
+    .map_err(Failure::Mysql)?;
+    view.payment = match row {
+        Some(row) => Some(from_row(&row).map_err(Failure::mysql)?),
+        None => record
+            .filter(|record| record.state == "paying")
+            .map(|record| PaymentView {
+                status: "pending".to_owned(),
+                amount: record.reason.parse().unwrap_or_default(),
+                attempts: 0,
+                provider_ref: None,
+                failure_code: None,
+            }),
+    };
+    Ok(())
+}
+
+fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<PaymentView, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(PaymentView {
+        status: shown_status(&status).to_owned(),
+        amount: row.try_get("amount")?,
+        attempts: row.try_get("attempts")?,
+        provider_ref: row.try_get("provider_ref")?,
+        failure_code: row.try_get("failure_code")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_saga_steps_between_a_charge_and_its_record_read_as_pending() {
+        for step in ["pending", "charged", "giving_up"] {
+            assert_eq!(shown_status(step), "pending", "{step}");
+        }
+        assert_eq!(shown_status("declined"), "failed");
+        assert_eq!(shown_status("refunding"), "refund_pending");
+        assert_eq!(shown_status("completed"), "completed");
+    }
+}
