@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by scripts/bench.sh and scripts/demo.sh: starts a gateway and a persister in the
-# background and waits until the gateway is ready.
+# background and waits until the gateway is ready; start_psp starts the virtual payment
+# provider.
 #
 # start_servers BIN GATEWAY_ADDR PERSISTER_ADDR GATEWAY_LOG PERSISTER_LOG
 # Sets $gateway and $persister to their pids and a trap that kills both when the calling
@@ -14,6 +15,24 @@ start_servers() {
   FLASHGATE__PERSISTER__LISTEN=$persister_addr "$bin/flashgate-persister" run >"$persister_log" 2>&1 &
   persister=$!
   trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do
+    curl -fs "http://$addr/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  curl -fs "http://$addr/readyz" >/dev/null
+}
+
+# start_psp BIN ADDR LOG
+# Starts the virtual payment provider (flashgate-psp) on ADDR in the background, its log in
+# LOG, sets $psp to its pid, and waits until it is ready. Its charges live in memory only:
+# they are lost when it stops. The caller's environment (such as FLASHGATE__PSP__LATENCY_MS
+# or FLASHGATE__PSP__SLOW_MS) reaches it. The caller stops it (kill "$psp"), and adds it to
+# its own trap if it must die with the script. Returns non-zero when it is not ready within
+# 10 s.
+start_psp() {
+  local bin=$1 addr=$2 log=$3
+  FLASHGATE__PSP__LISTEN=$addr "$bin/flashgate-psp" serve >"$log" 2>&1 &
+  psp=$!
   for _ in $(seq 1 100); do
     curl -fs "http://$addr/readyz" >/dev/null 2>&1 && return 0
     sleep 0.1
