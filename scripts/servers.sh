@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by scripts/bench.sh and scripts/demo.sh: starts a gateway and a persister in the
 # background and waits until the gateway is ready; start_psp starts the virtual payment
-# provider.
+# provider, start_saga the payment saga.
 #
 # start_servers BIN GATEWAY_ADDR PERSISTER_ADDR GATEWAY_LOG PERSISTER_LOG
 # Sets $gateway and $persister to their pids and a trap that kills both when the calling
@@ -34,6 +34,25 @@ start_psp() {
   FLASHGATE__PSP__LISTEN=$addr "$bin/flashgate-psp" serve >"$log" 2>&1 &
   psp=$!
   for _ in $(seq 1 100); do
+    curl -fs "http://$addr/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  curl -fs "http://$addr/readyz" >/dev/null
+}
+
+# start_saga BIN ADDR PROVIDER_URL LOG
+# Starts the payment saga (flashgate-saga) with its health and metrics on ADDR, charging the
+# provider at PROVIDER_URL, its log in LOG; sets $saga to its pid and waits until it is ready
+# (MySQL and the broker reachable, Redis's scripts loaded). The caller's environment reaches it
+# (FLASHGATE__MYSQL__URL, FLASHGATE__REDIS__KEY_PREFIX, ...: the gateway's). The caller stops it
+# (kill "$saga"), and adds it to its own trap if it must die with the script. Returns non-zero
+# when it is not ready within 20 s.
+start_saga() {
+  local bin=$1 addr=$2 provider=$3 log=$4
+  FLASHGATE__SAGA__LISTEN=$addr FLASHGATE__SAGA__PROVIDER_URL=$provider \
+    "$bin/flashgate-saga" run >"$log" 2>&1 &
+  saga=$!
+  for _ in $(seq 1 200); do
     curl -fs "http://$addr/readyz" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
