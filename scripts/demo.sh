@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's run command: brings the local stack up, builds flashgate, starts the gateway,
-# runs a small flash sale against it and shows what happened (an order paid, a cancellation
-# whose unit is sold again, points), then a rush of a few thousand virtual shoppers with
-# flashgate-loadtest, whose report checks the invariants.
+# with the payment saga and the virtual payment provider, runs a small flash sale against it
+# and shows what happened (an order paid through the provider, a declined payment and a
+# cancellation whose units are sold again, points), then a rush of a few thousand virtual
+# shoppers with flashgate-loadtest, whose report checks the invariants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/build-deps.sh
@@ -37,6 +38,16 @@ log=$(mktemp -t flashgate-demo-gateway.XXXXXX.log)
 plog=$(mktemp -t flashgate-demo-persister.XXXXXX.log)
 start_servers "$bin" "$addr" "${FLASHGATE_DEMO_PERSISTER_ADDR:-127.0.0.1:8089}" "$log" "$plog"
 curl -fs "http://$addr/readyz"; echo
+
+psp_addr=${FLASHGATE_DEMO_PSP_ADDR:-127.0.0.1:8090}
+saga_addr=${FLASHGATE_DEMO_SAGA_ADDR:-127.0.0.1:8083}
+step "the virtual payment provider on $psp_addr, the payment saga beside it"
+pslog=$(mktemp -t flashgate-demo-psp.XXXXXX.log)
+salog=$(mktemp -t flashgate-demo-saga.XXXXXX.log)
+start_psp "$bin" "$psp_addr" "$pslog"
+start_saga "$bin" "$saga_addr" "http://$psp_addr" "$salog"
+trap 'kill "$gateway" "$persister" "$psp" "$saga" 2>/dev/null || true' EXIT
+curl -fs "http://$saga_addr/readyz"; echo
 
 manager=$("$bin/flashgate-gateway" token --sub demo-manager --role manager)
 starts=$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)
@@ -74,15 +85,44 @@ step "shopper-1 looks at the order (confirmed once the persister wrote it)"
 status_url=$(sed -E 's/.*"status_url":"([^"]+)".*/\1/' "$results/1.json")
 curl -fs "http://$addr$status_url" -H "authorization: Bearer $(cat "$results/1.token")"; echo
 
-step "a manager marks one buyer's order paid (a payment taken outside flashgate)"
+step "a buyer pays with tok_ok: the saga charges the provider, the order ends paid"
 # Orders hold their units until paid, cancelled or expired (the sale's payment window, 10
-# minutes by default); points are earned once an order is paid.
+# minutes by default); the payment request answers at once (202 payment_pending) and the saga
+# charges the provider behind it. Points are earned once an order is paid.
 buyers=$(grep -l '^202$' "$results"/*.status | xargs -n 1 basename | cut -d. -f1)
 buyer=$(printf '%s\n' "$buyers" | sed -n 1p)
 canceller=$(printf '%s\n' "$buyers" | sed -n 2p)
+decliner=$(printf '%s\n' "$buyers" | sed -n 3p)
 auth="authorization: Bearer $(cat "$results/$buyer.token")"
 order_id=$(sed -E 's/.*"order_id":"([^"]+)".*/\1/' "$results/$buyer.json")
-curl -fs -X POST "http://$addr/v1/admin/orders/$order_id/mark-paid" -H "authorization: Bearer $manager"; echo
+echo "shopper-$buyer pays: $(curl -fs -X POST "http://$addr/v1/orders/$order_id/payment" -H "$auth" \
+  -H 'content-type: application/json' -d '{"payment_token":"tok_ok"}')"
+# wait_for_status ORDER_ID AUTH STATUS: polls the order (up to 15 s) and prints it.
+wait_for_status() {
+  local seen
+  for _ in $(seq 1 150); do
+    seen=$(curl -fs "http://$addr/v1/orders/$1" -H "$2")
+    case $seen in *"\"status\":\"$3\""*) echo "$seen"; return 0 ;; esac
+    sleep 0.1
+  done
+  echo "$seen"; echo "the order did not become $3" >&2; return 1
+}
+echo "and looks:          $(wait_for_status "$order_id" "$auth" paid)"
+
+step "a declined payment (tok_declined) cancels the order; another shopper buys its unit"
+declined_id=$(sed -E 's/.*"order_id":"([^"]+)".*/\1/' "$results/$decliner.json")
+decline_auth="authorization: Bearer $(cat "$results/$decliner.token")"
+echo "shopper-$decliner pays: $(curl -fs -X POST "http://$addr/v1/orders/$declined_id/payment" \
+  -H "$decline_auth" -H 'content-type: application/json' -d '{"payment_token":"tok_declined"}')"
+echo "and looks:          $(wait_for_status "$declined_id" "$decline_auth" cancelled)"
+latecomer=$(grep -L '^202$' "$results"/*.status | xargs -n 1 basename | cut -d. -f1 | sed -n 1p)
+late_auth="authorization: Bearer $(cat "$results/$latecomer.token")"
+# With an Idempotency-Key (as a client that retries would send) the purchase goes to Redis
+# even if this gateway's sold-out mark has not heard the restock message yet.
+late=$(curl -s -w '\n%{http_code}' "http://$addr/v1/sales/$sale_id/purchases" -H "$late_auth" \
+  -H "idempotency-key: demo-late-$sale_id" -H 'content-type: application/json' -d '{"quantity":1}')
+echo "shopper-$latecomer, refused in the rush, buys: $(printf '%s' "$late" | head -n 1) (HTTP $(printf '%s' "$late" | tail -n 1))"
+[ "$(printf '%s' "$late" | tail -n 1)" = 202 ] || { echo "the declined unit was not sold again" >&2; exit 1; }
 
 step "a cancellation gives its unit back, and it is sold again"
 echo "shopper-$buyer wants a second pair: $(curl -s "http://$addr/v1/sales/$sale_id/purchases" -H "$auth" \
@@ -127,9 +167,13 @@ echo "JSON report: $report"
 step "metrics: admissions and the outbox relay"
 curl -fs "http://$addr/metrics" | grep -E "^flashgate_(admissions_total|relayed_orders_total|outbox_length\{sale_id=\"$sale_id\")"
 
+step "payments: the saga's outcomes and the provider's charges"
+curl -fs "http://$saga_addr/metrics" | grep -E "^flashgate_saga_payments_total" || true
+curl -fs "http://$psp_addr/metrics" | grep -E "^flashgate_psp_charges_total" || true
+
 step "graceful shutdown (SIGTERM)"
-kill -TERM "$gateway" "$persister"
-wait "$gateway" "$persister" || true
+kill -TERM "$gateway" "$persister" "$saga" "$psp"
+wait "$gateway" "$persister" "$saga" "$psp" || true
 trap - EXIT
 rm -rf "$results"
 tail -n 3 "$log"
