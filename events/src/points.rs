@@ -64,6 +64,12 @@ pub fn earn_txid(order_id: &str) -> String {
     format!("earn-{order_id}")
 }
 
+/// The ledger `txid` of the points taken back when a paid order is cancelled (refunded): one
+/// per order, as its earning is, so they are taken back once.
+pub fn unearn_txid(order_id: &str) -> String {
+    format!("unearn-{order_id}")
+}
+
 /// The refund `txid` of a use (`use-<id>` → `refund-<id>`), or `None` if `use_txid` is not one.
 pub fn refund_txid(use_txid: &str) -> Option<String> {
     use_txid
@@ -82,5 +88,6 @@ mod tests {
         assert_eq!(refund_txid("use-"), None);
         assert_eq!(refund_txid("earn-42-x"), None);
         assert_eq!(earn_txid("42-x"), "earn-42-x");
+        assert_eq!(unearn_txid("42-x"), "unearn-42-x");
     }
 }

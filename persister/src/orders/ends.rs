@@ -1,7 +1,15 @@
 //! The decisions on orders' ends, without I/O. Redis decides every end first (one script per
-//! sale, so an order ends once); MySQL stores it only on a `confirmed` order: no order changes
-//! after a final state. A cancelled or expired order gives its units back to `sold`; a paid one
-//! earns points (an order never paid earns nothing).
+//! sale); MySQL stores it on a `confirmed` order, and one more transition after it: a `paid`
+//! order cancelled (refunded at the provider first). No other order changes after a final
+//! state. A cancelled or expired order gives its units back to `sold`; a paid one earns points
+//! (an order never paid earns nothing), and a paid one cancelled gives them back.
+//!
+//! Redis emits a paid order's cancellation only after its payment, so when both reach one
+//! decision (one batch, or both parked for an admission) in the wrong order, the payment is
+//! decided first. A cancellation that reaches MySQL before its payment, across batches, finds
+//! the order `confirmed` and ends it there (units back, nothing earned); the payment then
+//! finds it final and changes nothing: the same end state, without the `paid` step in the
+//! history.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,6 +54,9 @@ pub(super) struct Ordered {
     pub(super) amount: u64,
     /// As stored; moved along as this batch decides.
     pub(super) status: String,
+    /// Whether it was paid (`paid_at` set; kept when a paid order is cancelled), so a replayed
+    /// cancellation still settles the points it took back.
+    pub(super) paid: bool,
 }
 
 /// What becomes of one end.
@@ -53,6 +64,9 @@ pub(super) struct Ordered {
 pub(super) enum Verdict {
     /// The order is confirmed: the end is stored now.
     Apply,
+    /// The order is paid and this is its cancellation (refunded): stored now, its units and
+    /// its earning given back.
+    CancelPaid,
     /// The order already ended this way (a replay): nothing changes; announced again.
     Found,
     /// The order is final another way (rejected, or ended otherwise): nothing changes.
@@ -66,6 +80,7 @@ pub(super) fn verdict(row: Option<&Ordered>, end: OrderEnd) -> Verdict {
     match row {
         None => Verdict::Absent,
         Some(row) if row.status == "confirmed" => Verdict::Apply,
+        Some(row) if row.status == "paid" && end == OrderEnd::Cancelled => Verdict::CancelPaid,
         Some(row) if row.status == end.status() => Verdict::Found,
         Some(_) => Verdict::Stale,
     }
@@ -74,8 +89,11 @@ pub(super) fn verdict(row: Option<&Ordered>, end: OrderEnd) -> Verdict {
 /// What a list of ends comes to, decided in order.
 #[derive(Debug, Default)]
 pub(super) struct EndDecisions<'e> {
-    /// Ends to store now, each with the sale of its order.
+    /// Ends of confirmed orders to store now.
     pub(super) applied: Vec<&'e End>,
+    /// Cancellations of paid orders to store now (after `applied`: an order paid and
+    /// cancelled in one decision is paid first).
+    pub(super) paid_cancelled: Vec<&'e End>,
     /// Ends found stored.
     pub(super) found: Vec<&'e End>,
     /// Ends of orders final another way.
@@ -84,49 +102,115 @@ pub(super) struct EndDecisions<'e> {
     pub(super) absent: Vec<usize>,
     /// Units given back to each sale's `sold`.
     pub(super) sold_back: BTreeMap<u64, u64>,
-    /// What the paid orders earn (stored now or found paid: a batch retried after its commit
-    /// still settles the caches; the ledger's `earn-<order>` makes it once).
+    /// What the paid orders earn, and what the paid orders cancelled give back (stored now or
+    /// found stored: a batch retried after its commit still settles the caches; the ledger's
+    /// `earn-<order>` and `unearn-<order>` make each once), in the order decided.
     pub(super) earns: Vec<PointChange>,
 }
 
-/// Decides `ends` (in delivery order) against the locked `rows`, which move along: of two ends
-/// of one order, the second finds the first.
+/// Decides `ends` in delivery order against the locked `rows`, which move along: of two ends
+/// of one order, the second finds the first. One exception: a cancellation that finds its
+/// order `confirmed` while a payment of that order is behind it in the list was delivered
+/// ahead of it (Redis cancels a paid order only after its payment): the payment is decided
+/// first. The order is then paid and cancelled, as in Redis; a payment delivered after the
+/// cancellation of an order already paid is decided where it is, and finds it final.
 pub(super) fn decide<'e>(
     ends: &[&'e End],
     rows: &mut HashMap<String, Ordered>,
     earning: &PointsSettings,
 ) -> EndDecisions<'e> {
     let mut decisions = EndDecisions::default();
-    for (position, &end) in ends.iter().enumerate() {
-        let event = &end.event;
-        let row = rows.get_mut(&event.order_id);
-        match verdict(row.as_deref(), event.end) {
-            Verdict::Absent => decisions.absent.push(position),
-            Verdict::Stale => decisions.stale.push(end),
-            verdict @ (Verdict::Apply | Verdict::Found) => {
-                let Some(row) = row else { continue };
-                if verdict == Verdict::Apply {
-                    event.end.status().clone_into(&mut row.status);
-                    if event.end.gives_back() {
-                        *decisions.sold_back.entry(row.sale_id).or_default() +=
-                            u64::from(row.quantity);
-                    }
-                    decisions.applied.push(end);
-                } else {
-                    decisions.found.push(end);
-                }
-                let points = earning.earned(row.amount);
-                if event.end == OrderEnd::Paid && points > 0 {
-                    decisions.earns.push(PointChange::Earn {
-                        order_id: event.order_id.clone(),
-                        user_id: row.user_id.clone(),
-                        points,
-                    });
-                }
-            }
+    let mut payments: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (position, end) in ends.iter().enumerate() {
+        if end.event.end == OrderEnd::Paid {
+            payments
+                .entry(&end.event.order_id)
+                .or_default()
+                .push(position);
         }
     }
+    let mut decided = vec![false; ends.len()];
+    for position in 0..ends.len() {
+        if decided[position] {
+            continue; // a payment decided ahead of its cancellation
+        }
+        let event = &ends[position].event;
+        let early = event.end == OrderEnd::Cancelled
+            && rows
+                .get(&event.order_id)
+                .is_some_and(|row| row.status == "confirmed");
+        let payment = payments
+            .get(event.order_id.as_str())
+            .and_then(|at| at.iter().copied().find(|&at| at > position && !decided[at]));
+        if let Some(payment) = payment.filter(|_| early) {
+            decided[payment] = true;
+            decide_one(&mut decisions, ends, payment, rows, earning);
+        }
+        decided[position] = true;
+        decide_one(&mut decisions, ends, position, rows, earning);
+    }
     decisions
+}
+
+/// Decides the end at `position` of `ends`.
+fn decide_one<'e>(
+    decisions: &mut EndDecisions<'e>,
+    ends: &[&'e End],
+    position: usize,
+    rows: &mut HashMap<String, Ordered>,
+    earning: &PointsSettings,
+) {
+    let end = ends[position];
+    let row = rows.get_mut(&end.event.order_id);
+    match (verdict(row.as_deref(), end.event.end), row) {
+        (Verdict::Absent, _) | (_, None) => decisions.absent.push(position),
+        (Verdict::Stale, Some(_)) => decisions.stale.push(end),
+        (verdict, Some(row)) => store(decisions, verdict, end, row, earning),
+    }
+}
+
+/// Adds to `decisions` what `end` does to the stored order `row` (moved along), decided
+/// `verdict`, and the points it earns or gives back.
+fn store<'e>(
+    decisions: &mut EndDecisions<'e>,
+    verdict: Verdict,
+    end: &'e End,
+    row: &mut Ordered,
+    earning: &PointsSettings,
+) {
+    let event = &end.event;
+    match verdict {
+        Verdict::Apply => {
+            event.end.status().clone_into(&mut row.status);
+            if event.end.gives_back() {
+                *decisions.sold_back.entry(row.sale_id).or_default() += u64::from(row.quantity);
+            }
+            row.paid |= event.end == OrderEnd::Paid;
+            decisions.applied.push(end);
+        }
+        Verdict::CancelPaid => {
+            event.end.status().clone_into(&mut row.status);
+            *decisions.sold_back.entry(row.sale_id).or_default() += u64::from(row.quantity);
+            decisions.paid_cancelled.push(end);
+        }
+        Verdict::Found => decisions.found.push(end),
+        Verdict::Stale | Verdict::Absent => return,
+    }
+    let points = earning.earned(row.amount);
+    if event.end == OrderEnd::Paid && points > 0 {
+        decisions.earns.push(PointChange::Earn {
+            order_id: event.order_id.clone(),
+            user_id: row.user_id.clone(),
+            points,
+        });
+    } else if event.end == OrderEnd::Cancelled && row.paid {
+        // What it earned is read from the ledger, not computed again: the earning settings may
+        // have changed since it was paid.
+        decisions.earns.push(PointChange::Unearn {
+            order_id: event.order_id.clone(),
+            user_id: row.user_id.clone(),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +241,7 @@ mod tests {
             quantity: 2,
             amount: 1_000,
             status: status.to_owned(),
+            paid: status == "paid",
         }
     }
 
@@ -168,17 +253,25 @@ mod tests {
     }
 
     #[test]
-    fn only_a_confirmed_order_ends_and_a_final_one_never_changes() {
+    fn a_confirmed_order_ends_a_paid_one_can_still_be_cancelled_and_no_other_changes() {
         let cancel = OrderEnd::Cancelled;
         assert_eq!(verdict(Some(&row("confirmed")), cancel), Verdict::Apply);
+        assert_eq!(verdict(Some(&row("paid")), cancel), Verdict::CancelPaid);
         assert_eq!(verdict(Some(&row("cancelled")), cancel), Verdict::Found);
-        for status in ["rejected", "paid", "expired"] {
+        for status in ["rejected", "expired"] {
             assert_eq!(
                 verdict(Some(&row(status)), cancel),
                 Verdict::Stale,
                 "{status}"
             );
         }
+        for end in [OrderEnd::Paid, OrderEnd::Expired] {
+            assert_eq!(verdict(Some(&row("cancelled")), end), Verdict::Stale);
+        }
+        assert_eq!(
+            verdict(Some(&row("paid")), OrderEnd::Expired),
+            Verdict::Stale
+        );
         assert_eq!(verdict(None, cancel), Verdict::Absent);
     }
 
@@ -214,7 +307,7 @@ mod tests {
         let ends = [
             end("1-a", OrderEnd::Paid),
             end("1-a", OrderEnd::Paid),
-            end("1-a", OrderEnd::Cancelled),
+            end("1-a", OrderEnd::Expired),
             end("1-z", OrderEnd::Expired),
         ];
         let refs: Vec<&End> = ends.iter().collect();
@@ -224,11 +317,111 @@ mod tests {
         assert_eq!(decided.found, [&ends[1]]);
         assert_eq!(decided.stale, [&ends[2]]);
         assert_eq!(decided.absent, [3]);
-        assert!(
-            decided.sold_back.is_empty(),
-            "a cancel after payment gives nothing"
-        );
+        assert!(decided.sold_back.is_empty(), "a late expiry gives nothing");
         assert_eq!(decided.earns.len(), 2, "both settle; the ledger writes one");
+    }
+
+    #[test]
+    fn a_paid_orders_cancellation_gives_its_units_and_earning_back_once() {
+        let ends = [
+            end("1-a", OrderEnd::Cancelled),
+            end("1-a", OrderEnd::Cancelled),
+            end("1-b", OrderEnd::Cancelled),
+        ];
+        let refs: Vec<&End> = ends.iter().collect();
+        let mut rows = HashMap::from([
+            ("1-a".to_owned(), row("paid")),
+            ("1-b".to_owned(), row("expired")),
+        ]);
+        let decided = decide(&refs, &mut rows, &earning(100));
+        assert!(decided.applied.is_empty());
+        assert_eq!(decided.paid_cancelled, [&ends[0]]);
+        assert_eq!(decided.found, [&ends[1]], "the replay finds it cancelled");
+        assert_eq!(decided.stale, [&ends[2]]);
+        assert_eq!(decided.sold_back, BTreeMap::from([(1, 2)]), "once");
+        let unearn = PointChange::Unearn {
+            order_id: "1-a".to_owned(),
+            user_id: "ana".to_owned(),
+        };
+        assert_eq!(
+            decided.earns,
+            [unearn.clone(), unearn],
+            "both settle; the ledger writes one"
+        );
+        assert_eq!(rows["1-a"].status, "cancelled");
+    }
+
+    #[test]
+    fn a_cancellation_delivered_before_its_payment_is_decided_after_it() {
+        let ends = [
+            end("1-a", OrderEnd::Cancelled),
+            end("1-b", OrderEnd::Expired),
+            end("1-a", OrderEnd::Paid),
+            end("1-a", OrderEnd::Paid),
+        ];
+        let refs: Vec<&End> = ends.iter().collect();
+        let mut rows = HashMap::from([("1-a".to_owned(), row("confirmed"))]);
+        let decided = decide(&refs, &mut rows, &earning(100));
+        assert_eq!(decided.applied, [&ends[2]], "paid first");
+        assert_eq!(decided.paid_cancelled, [&ends[0]], "then cancelled");
+        assert_eq!(
+            decided.stale,
+            [&ends[3]],
+            "a replayed payment finds it cancelled"
+        );
+        assert_eq!(decided.absent, [1], "positions stay those of the list");
+        assert_eq!(decided.sold_back, BTreeMap::from([(1, 2)]));
+        let changes: Vec<String> = decided.earns.iter().map(PointChange::txid).collect();
+        assert_eq!(changes, ["earn-1-a", "unearn-1-a"]);
+    }
+
+    #[test]
+    fn a_payment_delivered_again_after_the_cancellation_of_a_paid_order_changes_nothing() {
+        let ends = [
+            end("1-a", OrderEnd::Cancelled),
+            end("1-a", OrderEnd::Paid),
+            end("1-c", OrderEnd::Cancelled),
+        ];
+        let refs: Vec<&End> = ends.iter().collect();
+        let mut rows = HashMap::from([
+            ("1-a".to_owned(), row("paid")),
+            ("1-c".to_owned(), row("confirmed")),
+        ]);
+        let decided = decide(&refs, &mut rows, &earning(100));
+        assert_eq!(decided.paid_cancelled, [&ends[0]]);
+        assert_eq!(
+            decided.stale,
+            [&ends[1]],
+            "decided where it is: the order is final"
+        );
+        assert_eq!(
+            decided.applied,
+            [&ends[2]],
+            "no payment behind it: cancelled"
+        );
+        let changes: Vec<String> = decided.earns.iter().map(PointChange::txid).collect();
+        assert_eq!(changes, ["unearn-1-a"]);
+    }
+
+    #[test]
+    fn a_replayed_cancellation_takes_points_back_only_from_an_order_that_was_paid() {
+        let ends = [
+            end("1-a", OrderEnd::Cancelled),
+            end("1-b", OrderEnd::Cancelled),
+        ];
+        let refs: Vec<&End> = ends.iter().collect();
+        let was_paid = Ordered {
+            paid: true,
+            ..row("cancelled")
+        };
+        let mut rows = HashMap::from([
+            ("1-a".to_owned(), was_paid),
+            ("1-b".to_owned(), row("cancelled")),
+        ]);
+        let decided = decide(&refs, &mut rows, &earning(100));
+        assert_eq!(decided.found.len(), 2);
+        let changes: Vec<String> = decided.earns.iter().map(PointChange::txid).collect();
+        assert_eq!(changes, ["unearn-1-a"]);
     }
 
     #[test]

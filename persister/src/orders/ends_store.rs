@@ -1,13 +1,15 @@
 //! Orders' ends in MySQL, in the batch's transaction: the orders named locked and read, each
 //! end decided ([`super::ends`]), then written — the order's new status with its time and
-//! reason, its history row, and the units a cancellation or expiry gives back to `sold`.
+//! reason, its history row, and the units a cancellation or expiry gives back to `sold`. A paid
+//! order cancelled keeps its `paid_at`: both steps stay in its row and in its history.
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::NaiveDateTime;
 use flashgate_events::OrderEnd;
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
-use super::ends::{EndDecisions, Ordered};
+use super::ends::{End, EndDecisions, Ordered};
 use super::history::{self, Transition};
 use super::rules::SaleRow;
 
@@ -23,7 +25,7 @@ pub(super) async fn lock_orders(
         return Ok(rows);
     }
     let mut query = QueryBuilder::new(
-        "SELECT order_id, sale_id, user_id, quantity, amount, status FROM orders \
+        "SELECT order_id, sale_id, user_id, quantity, amount, status, paid_at FROM orders \
          WHERE order_id IN (",
     );
     let mut list = query.separated(", ");
@@ -40,6 +42,9 @@ pub(super) async fn lock_orders(
                 quantity: row.try_get("quantity")?,
                 amount: row.try_get("amount")?,
                 status: row.try_get("status")?,
+                paid: row
+                    .try_get::<Option<NaiveDateTime>, _>("paid_at")?
+                    .is_some(),
             },
         );
     }
@@ -55,63 +60,27 @@ fn time_column(end: OrderEnd) -> &'static str {
     }
 }
 
-/// Writes what `decided` stores: one update of the ended orders (still guarded by
-/// `status = 'confirmed'`), their history rows, and one update per sale given units back
-/// (also taken off the locked `sales`, so the batch's admissions are decided against them).
+/// Writes what `decided` stores: one update of the confirmed orders ended (guarded by
+/// `status = 'confirmed'`), then one of the paid orders cancelled (guarded by `status =
+/// 'paid'`; after the first, so an order paid and cancelled in one batch is both), their
+/// history rows, and one update per sale given units back (also taken off the locked `sales`,
+/// so the batch's admissions are decided against them).
 pub(super) async fn apply(
     tx: &mut MySqlConnection,
     decided: &EndDecisions<'_>,
     sales: &mut HashMap<u64, SaleRow>,
 ) -> Result<(), sqlx::Error> {
-    let applied = &decided.applied;
-    if !applied.is_empty() {
-        let mut update = QueryBuilder::new("UPDATE orders SET status = CASE order_id");
-        for end in applied {
-            update
-                .push(" WHEN ")
-                .push_bind(&end.event.order_id)
-                .push(" THEN ")
-                .push_bind(end.event.end.status());
-        }
-        update.push(" END");
-        for kind in [OrderEnd::Cancelled, OrderEnd::Expired, OrderEnd::Paid] {
-            let column = time_column(kind);
-            let mut of_kind = applied.iter().filter(|e| e.event.end == kind).peekable();
-            if of_kind.peek().is_none() {
-                continue;
-            }
-            update.push(format!(", {column} = CASE order_id"));
-            for end in of_kind {
-                update
-                    .push(" WHEN ")
-                    .push_bind(&end.event.order_id)
-                    .push(" THEN ")
-                    .push_bind(end.event.at.naive_utc());
-            }
-            update.push(format!(" ELSE {column} END"));
-        }
-        update.push(", close_reason = CASE order_id");
-        for end in applied {
-            update
-                .push(" WHEN ")
-                .push_bind(&end.event.order_id)
-                .push(" THEN ")
-                .push_bind(end.stored_reason());
-        }
-        update.push(" END WHERE status = 'confirmed' AND order_id IN (");
-        let mut list = update.separated(", ");
-        for end in applied {
-            list.push_bind(&end.event.order_id);
-        }
-        update.push(")");
-        update.build().execute(&mut *tx).await?;
-    }
-    let transitions: Vec<Transition<'_>> = applied
+    update(tx, &decided.applied, "confirmed").await?;
+    update(tx, &decided.paid_cancelled, "paid").await?;
+    let transitions: Vec<Transition<'_>> = decided
+        .applied
         .iter()
-        .map(|end| Transition {
+        .map(|end| (end, "confirmed"))
+        .chain(decided.paid_cancelled.iter().map(|end| (end, "paid")))
+        .map(|(end, from)| Transition {
             event_id: end.event.event_id(),
             order_id: &end.event.order_id,
-            from: "confirmed",
+            from,
             to: end.event.end.status(),
             reason: end.stored_reason(),
             at: end.event.at.naive_utc(),
@@ -128,5 +97,61 @@ pub(super) async fn apply(
             sale.sold = sale.sold.saturating_sub(units);
         }
     }
+    Ok(())
+}
+
+/// One update of the orders `ended`, each from status `from` to its end, with the end's time
+/// in its own column (the others, `paid_at` among them, kept) and its reason.
+async fn update(
+    tx: &mut MySqlConnection,
+    ended: &[&End],
+    from: &'static str,
+) -> Result<(), sqlx::Error> {
+    if ended.is_empty() {
+        return Ok(());
+    }
+    let mut update = QueryBuilder::new("UPDATE orders SET status = CASE order_id");
+    for end in ended {
+        update
+            .push(" WHEN ")
+            .push_bind(&end.event.order_id)
+            .push(" THEN ")
+            .push_bind(end.event.end.status());
+    }
+    update.push(" END");
+    for kind in [OrderEnd::Cancelled, OrderEnd::Expired, OrderEnd::Paid] {
+        let column = time_column(kind);
+        let mut of_kind = ended.iter().filter(|e| e.event.end == kind).peekable();
+        if of_kind.peek().is_none() {
+            continue;
+        }
+        update.push(format!(", {column} = CASE order_id"));
+        for end in of_kind {
+            update
+                .push(" WHEN ")
+                .push_bind(&end.event.order_id)
+                .push(" THEN ")
+                .push_bind(end.event.at.naive_utc());
+        }
+        update.push(format!(" ELSE {column} END"));
+    }
+    update.push(", close_reason = CASE order_id");
+    for end in ended {
+        update
+            .push(" WHEN ")
+            .push_bind(&end.event.order_id)
+            .push(" THEN ")
+            .push_bind(end.stored_reason());
+    }
+    update
+        .push(" END WHERE status = ")
+        .push_bind(from)
+        .push(" AND order_id IN (");
+    let mut list = update.separated(", ");
+    for end in ended {
+        list.push_bind(&end.event.order_id);
+    }
+    update.push(")");
+    update.build().execute(&mut *tx).await?;
     Ok(())
 }

@@ -60,8 +60,10 @@ pub struct OrdersOutcome {
     pub rejected: Vec<(OrderAdmitted, RejectReason)>,
     /// Orders whose sale does not exist in MySQL: never insertable, dead-lettered.
     pub unknown_sale: Vec<OrderAdmitted>,
-    /// The points the orders paid now or before earn (`earn-<order>`, written once whatever
-    /// the replays, so a batch retried after its commit still settles the caches).
+    /// The points the orders paid now or before earn (`earn-<order>`), and those the paid
+    /// orders cancelled now or before give back (`unearn-<order>`), in the order decided:
+    /// each written once whatever the replays, so a batch retried after its commit still
+    /// settles the caches.
     pub earns: Vec<PointChange>,
     /// Ends stored now, in the order they were applied: announced, their Redis records
     /// forgotten, counted by end.

@@ -5,9 +5,9 @@
 //! The batch's steps, in this order:
 //! 1. the sales of every admission and end (and of the sales to revisit) are locked, in one
 //!    statement (one lock order);
-//! 2. ends of orders stored before this batch: a cancelled or expired order gives its units
-//!    back before the admissions are decided, as it did in Redis, where the unit was then sold
-//!    again;
+//! 2. ends of orders stored before this batch: a cancelled or expired order (a paid one
+//!    cancelled too) gives its units back before the admissions are decided, as it did in
+//!    Redis, where the unit was then sold again;
 //! 3. the admissions: those parked for these sales first, in admission order, then the
 //!    batch's. Those that fit are stored `confirmed`; then the ends parked for them and the
 //!    batch's ends whose order was not stored at 2. When those gave units back, the admissions
@@ -267,7 +267,9 @@ async fn decide_ends<'e>(
 /// Adds what `decided` did to `outcome`.
 fn take(outcome: &mut OrdersOutcome, decided: EndDecisions<'_>) {
     let owned = |ends: Vec<&End>| ends.into_iter().cloned().collect::<Vec<_>>();
+    // A paid order cancelled in this decision was paid in it first, or before it.
     outcome.ended.extend(owned(decided.applied));
+    outcome.ended.extend(owned(decided.paid_cancelled));
     outcome.ends_found.extend(owned(decided.found));
     outcome.ends_stale.extend(owned(decided.stale));
     outcome.earns.extend(decided.earns);

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use flashgate_events::PointsRefunded;
+use flashgate_events::{PointsRefunded, earn_txid};
 
 use super::changes::{PointChange, PointsOutcome, Refused};
 
@@ -22,6 +22,13 @@ pub(super) struct Known {
     pub(super) refused: bool,
     pub(super) user_id: String,
 }
+
+/// The ledger reason of a take-back of all a cancelled order earned.
+pub(super) const UNEARN: &str = "unearn";
+
+/// The ledger reason of a take-back of less than the order earned: the user had spent some of
+/// it, and a balance never goes below zero.
+pub(super) const UNEARN_PARTIAL: &str = "unearn_partial";
 
 /// A ledger row to insert.
 pub(super) struct NewRow {
@@ -80,6 +87,32 @@ impl Books {
             PointChange::Earn {
                 order_id, points, ..
             } => (points_delta(*points), "earn", order_id.as_str()),
+            PointChange::Unearn { order_id, .. } => {
+                // Its earning is in the ledger already: written with the payment, in this
+                // batch (decided before) or an earlier one.
+                let earned = self
+                    .known
+                    .get(&earn_txid(order_id))
+                    .filter(|earn| earn.user_id == user)
+                    .map_or(0, |earn| earn.delta.max(0));
+                if earned == 0 {
+                    return Decided::Done; // it earned nothing: nothing to take back
+                }
+                let taken = taken_back(earned, spendable);
+                if taken < earned {
+                    tracing::warn!(
+                        order_id,
+                        user_id = user,
+                        earned,
+                        taken,
+                        "a cancelled order's points were partly spent: took back what the \
+                         balance held"
+                    );
+                    (-taken, UNEARN_PARTIAL, order_id.as_str())
+                } else {
+                    (-taken, UNEARN, order_id.as_str())
+                }
+            }
             PointChange::Use(used) => {
                 let amount = points_delta(used.amount);
                 if can_pay(spendable, amount) {
@@ -167,6 +200,12 @@ pub fn refund_gives_back(
     spendable: Option<i64>,
 ) -> bool {
     use_delta == -points_delta(refund.amount) && use_user == refund.user_id && spendable.is_some()
+}
+
+/// What taking back `earned` points leaves taken from a `spendable` balance (`None`: no
+/// balance row): all of them, or what the balance holds — never below zero.
+pub(super) fn taken_back(earned: i64, spendable: Option<i64>) -> i64 {
+    earned.min(spendable.unwrap_or(0).max(0)).max(0)
 }
 
 /// Points as a ledger delta (saturating: no real amount comes near `i64::MAX`).
@@ -316,6 +355,67 @@ mod tests {
             .collect();
         assert_eq!(announced, [("use-2", true), ("refund-2", true)]);
         assert_eq!(replay.outcome.duplicates, 4);
+    }
+
+    fn earn(user: &str, order_id: &str, points: u64) -> PointChange {
+        PointChange::Earn {
+            order_id: order_id.to_owned(),
+            user_id: user.to_owned(),
+            points,
+        }
+    }
+
+    fn unearn(user: &str, order_id: &str) -> PointChange {
+        PointChange::Unearn {
+            order_id: order_id.to_owned(),
+            user_id: user.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_take_back_never_leaves_a_balance_below_zero() {
+        assert_eq!(taken_back(5, Some(100)), 5);
+        assert_eq!(taken_back(5, Some(3)), 3);
+        assert_eq!(taken_back(5, Some(0)), 0);
+        assert_eq!(taken_back(5, None), 0, "no balance row, nothing to take");
+    }
+
+    #[test]
+    fn a_cancelled_orders_earning_is_taken_back_once_and_only_what_the_balance_holds() {
+        // Earned and taken back in one batch; a replay of the take-back moves nothing.
+        let mut books = books(&[("ana", 100)], &[]);
+        books.decide(&earn("ana", "1-a", 5), "t");
+        books.decide(&unearn("ana", "1-a"), "t");
+        books.decide(&unearn("ana", "1-a"), "t");
+        assert_eq!(
+            rows(&books),
+            [("earn-1-a", 5, "earn"), ("unearn-1-a", -5, "unearn")]
+        );
+        assert_eq!(books.accounts["ana"].balance, 100);
+        assert_eq!(books.outcome.duplicates, 1);
+        assert!(books.accounts["ana"].txids.is_empty(), "not made in Redis");
+
+        // Earned 5 before, 3 of them spent since: 2 taken back, and the row says so.
+        let mut spent = super::tests::books(&[("ben", 2)], &[("earn-1-b", 5, false, "ben")]);
+        spent.decide(&unearn("ben", "1-b"), "t");
+        assert_eq!(rows(&spent), [("unearn-1-b", -2, UNEARN_PARTIAL)]);
+        assert_eq!(spent.accounts["ben"].balance, 0);
+
+        // All spent: recorded with nothing taken, so a later replay takes nothing either.
+        let mut none = super::tests::books(&[("cy", 0)], &[("earn-1-c", 5, false, "cy")]);
+        none.decide(&unearn("cy", "1-c"), "t");
+        assert_eq!(rows(&none), [("unearn-1-c", 0, UNEARN_PARTIAL)]);
+        assert!(!none.accounts["cy"].moved);
+    }
+
+    #[test]
+    fn an_order_that_earned_nothing_has_nothing_taken_back() {
+        let mut books = books(&[("ana", 50)], &[("earn-1-x", 5, false, "eve")]);
+        books.decide(&unearn("ana", "1-a"), "t");
+        books.decide(&unearn("ana", "1-x"), "t");
+        assert!(books.rows.is_empty(), "no earning of hers: no row");
+        assert_eq!(books.accounts["ana"].balance, 50);
+        assert!(books.outcome.refused.is_empty());
     }
 
     #[test]

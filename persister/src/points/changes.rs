@@ -1,7 +1,8 @@
-//! What the persister writes of points — a [`PointChange`]: an order's earning, a use, a
-//! refund — and what writing them came to ([`PointsOutcome`], with the [`Refused`] ones).
+//! What the persister writes of points — a [`PointChange`]: an order's earning, its take-back
+//! when the paid order is cancelled, a use, a refund — and what writing them came to
+//! ([`PointsOutcome`], with the [`Refused`] ones).
 
-use flashgate_events::{PointsRefunded, PointsUsed, earn_txid};
+use flashgate_events::{PointsRefunded, PointsUsed, earn_txid, unearn_txid};
 
 use super::Settle;
 
@@ -23,6 +24,14 @@ pub enum PointChange {
         /// Points (at least 1).
         points: u64,
     },
+    /// The points a paid order earned, taken back because it was cancelled (refunded).
+    Unearn {
+        /// The cancelled order; the txid is `unearn-<order>`, so it is taken back once. What
+        /// it earned is read from the ledger (`earn-<order>`).
+        order_id: String,
+        /// The buyer, whose balance it moves (never below zero).
+        user_id: String,
+    },
     /// Points spent in Redis.
     Use(PointsUsed),
     /// A use given back in Redis.
@@ -34,6 +43,7 @@ impl PointChange {
     pub fn txid(&self) -> String {
         match self {
             Self::Earn { order_id, .. } => earn_txid(order_id),
+            Self::Unearn { order_id, .. } => unearn_txid(order_id),
             Self::Use(used) => used.txid.clone(),
             Self::Refund(refund) => refund.txid.clone(),
         }
@@ -41,15 +51,17 @@ impl PointChange {
 
     pub(super) fn user_id(&self) -> &str {
         match self {
-            Self::Earn { user_id, .. } => user_id,
+            Self::Earn { user_id, .. } | Self::Unearn { user_id, .. } => user_id,
             Self::Use(used) => &used.user_id,
             Self::Refund(refund) => &refund.user_id,
         }
     }
 
+    /// Points asked for, as a refusal announces them (a take-back is never refused).
     pub(super) fn amount(&self) -> u64 {
         match self {
             Self::Earn { points, .. } => *points,
+            Self::Unearn { .. } => 0,
             Self::Use(used) => used.amount,
             Self::Refund(refund) => refund.amount,
         }
@@ -64,7 +76,7 @@ impl PointChange {
 
     /// Made in Redis (pending in the user's cache until settled).
     pub(super) fn made_in_redis(&self) -> bool {
-        !matches!(self, Self::Earn { .. })
+        !matches!(self, Self::Earn { .. } | Self::Unearn { .. })
     }
 }
 

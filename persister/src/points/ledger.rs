@@ -3,7 +3,8 @@
 //!
 //! The balance rows are locked first (`FOR UPDATE`), so every change of a user is decided
 //! against the balance as it is, and the row's `version` goes up by one per commit that
-//! moved it. A use the balance cannot pay for, and a refund of a use that was refused, are
+//! moved it. A paid order cancelled takes back what its `earn-<order>` row gave, or what the
+//! balance holds when less (reason `unearn_partial`): a balance never goes below zero. A use the balance cannot pay for, and a refund of a use that was refused, are
 //! recorded with delta 0 and reason `rejected` and announced as `points.rejected` — again on
 //! every replay, as refused orders and coupons are. A refund whose use is not in the ledger
 //! yet (a use and its refund can reach Kafka in either order) is neither applied nor refused:
@@ -12,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use flashgate_events::{POINTS_REFUNDED, PointsRefunded};
+use flashgate_events::{POINTS_REFUNDED, PointsRefunded, earn_txid};
 use sqlx::{MySqlConnection, QueryBuilder, Row};
 
 use super::Settle;
@@ -72,14 +73,21 @@ pub async fn write(
         .map(|(user, a)| (user.clone(), a.version))
         .collect();
 
-    // 2. Which txids the ledger holds already (and the uses that refunds give back).
+    // 2. Which txids the ledger holds already (and the uses that refunds give back, the
+    //    earnings that take-backs take back).
     let mut query =
         QueryBuilder::new("SELECT txid, user_id, delta, reason FROM point_ledger WHERE txid IN (");
     let mut list = query.separated(", ");
     for change in changes {
         list.push_bind(change.txid());
-        if let PointChange::Refund(refund) = change {
-            list.push_bind(refund.use_txid.clone());
+        match change {
+            PointChange::Refund(refund) => {
+                list.push_bind(refund.use_txid.clone());
+            }
+            PointChange::Unearn { order_id, .. } => {
+                list.push_bind(earn_txid(order_id));
+            }
+            PointChange::Earn { .. } | PointChange::Use(_) => {}
         }
     }
     query.push(")");

@@ -25,7 +25,7 @@ fn now_ms() -> DateTime<Utc> {
 }
 
 /// An order of `quantity` units with a payment window of ten minutes.
-fn admitted(sale_id: u64, n: u32, quantity: u32) -> OrderAdmitted {
+pub fn admitted(sale_id: u64, n: u32, quantity: u32) -> OrderAdmitted {
     let mut order = order(sale_id, n, quantity);
     order.admitted_at = now_ms();
     order.pay_by = Some(order.admitted_at + chrono::Duration::minutes(10));
@@ -64,7 +64,7 @@ pub async fn send_end(running: &Running, end: &OrderEnded) {
 }
 
 /// What MySQL holds of an order: status, pay_by, paid_at, cancelled_at, expired_at, reason.
-type OrderRow = (
+pub type OrderRow = (
     String,
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
@@ -73,7 +73,7 @@ type OrderRow = (
     Option<String>,
 );
 
-async fn order_row(running: &Running, order_id: &str) -> OrderRow {
+pub async fn order_row(running: &Running, order_id: &str) -> OrderRow {
     sqlx::query_as(
         "SELECT status, pay_by, paid_at, cancelled_at, expired_at, close_reason FROM orders \
          WHERE order_id = ?",
@@ -85,7 +85,7 @@ async fn order_row(running: &Running, order_id: &str) -> OrderRow {
 }
 
 /// The history of an order: (event id, from, to, reason), oldest first.
-async fn history(
+pub async fn history(
     running: &Running,
     order_id: &str,
 ) -> Vec<(String, String, String, Option<String>)> {
@@ -99,7 +99,7 @@ async fn history(
     .expect("history")
 }
 
-fn transition(
+pub fn transition(
     event_id: String,
     from: &str,
     to: &str,
@@ -113,7 +113,7 @@ fn transition(
     )
 }
 
-async fn wait_status(running: &Running, order_id: &str, status: &str) {
+pub async fn wait_status(running: &Running, order_id: &str, status: &str) {
     let sql = format!(
         "SELECT COUNT(*) FROM orders WHERE order_id = '{order_id}' AND status = '{status}'"
     );
@@ -126,7 +126,7 @@ async fn wait_status(running: &Running, order_id: &str, status: &str) {
 
 /// The lifecycle topic, read from the start: (key, envelope, headers) of each message, once
 /// `expected` arrived (or 60 s passed) and `settle` more went by.
-async fn lifecycle_topic(
+pub async fn lifecycle_topic(
     running: &Running,
     expected: usize,
     settle: Duration,
@@ -406,11 +406,11 @@ async fn an_end_of_a_final_order_changes_nothing_and_one_of_an_unknown_sale_is_d
     send_end(&running, &paid(&kept)).await;
     wait_status(&running, &kept.order_id, "paid").await;
 
-    // A cancel of the paid order, a cancel and a payment of the rejected one; and an end of
-    // an order of a sale MySQL does not hold.
+    // An expiry of the paid order (a cancellation of it is stored: paid_cancels.rs), a cancel
+    // and a payment of the rejected one; and an end of an order of a sale MySQL does not hold.
     send_end(
         &running,
-        &ended(&kept, OrderEnd::Cancelled, "cancelled_by_shopper"),
+        &ended(&kept, OrderEnd::Expired, "not_paid_in_time"),
     )
     .await;
     send_end(
@@ -528,7 +528,7 @@ async fn a_unit_given_back_is_sold_again_in_the_same_batch() {
 }
 
 /// `order`'s record in a sale's `orders` hash, in `state`.
-fn record(order: &OrderAdmitted, state: &str, reason: &str) -> String {
+pub fn record(order: &OrderAdmitted, state: &str, reason: &str) -> String {
     let admitted = order.admitted_at.timestamp_millis();
     let pay_by = order.pay_by.expect("pay_by").timestamp_millis();
     let at = if state == "held" {
@@ -542,7 +542,7 @@ fn record(order: &OrderAdmitted, state: &str, reason: &str) -> String {
     )
 }
 
-async fn hash(redis: &Pool, key: &str) -> HashMap<String, String> {
+pub async fn hash(redis: &Pool, key: &str) -> HashMap<String, String> {
     redis.next().hgetall(key).await.expect("HGETALL")
 }
 

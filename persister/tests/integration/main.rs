@@ -11,6 +11,7 @@ mod limits;
 mod migrations;
 mod operations;
 mod ordering;
+mod paid_cancels;
 mod persisting;
 mod points;
 mod rejections;
