@@ -1,0 +1,10 @@
+//! Integration tests of the payment saga against the local stack (`scripts/stack.sh`): real
+//! Redis, MySQL and Kafka, a gateway and the virtual provider in this process, the saga in
+//! this process or as its binary.
+
+mod crashes;
+mod give_up;
+mod helpers;
+mod intake;
+mod payments;
+mod refunds;

@@ -1,0 +1,90 @@
+//! Money given back: a charge that lands after its order was cancelled is refunded once and
+//! the order stays cancelled; a paid order cancelled by its shopper is refunded once, then
+//! cancelled with its unit back.
+
+use flashgate_config::PspSettings;
+
+use crate::helpers::{eventually, psp_settings, stack_with, unique};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_charge_that_lands_after_its_order_was_cancelled_is_refunded_once_and_the_order_stays_cancelled()
+ {
+    // The charge takes 2 s and the saga waits for it (5 s): the shopper cancels meanwhile.
+    let psp = PspSettings {
+        slow_ms: 2_000,
+        ..psp_settings()
+    };
+    let stack = stack_with(psp, |settings| {
+        settings.saga.provider_timeout_ms = 5_000;
+        settings.saga.lease_ms = 10_000;
+    })
+    .await;
+    let saga = stack.start_saga().await;
+    let sale = stack.sale(1).await;
+    let user = unique("ann");
+    let order = stack.buy(sale, &user).await;
+    stack.pay(&order, &user, "tok_slow").await;
+    assert!(eventually(|| async { stack.psp.provider.charges_for(&order).len() == 1 }).await);
+
+    let cancelled = stack.cancel(&order, &user).await;
+
+    assert!(cancelled.status.is_success(), "{}", cancelled.json);
+    let row = stack.settled(&order, "refunded").await;
+    assert_eq!(row.refund_reason.as_deref(), Some("order_already_ended"));
+    assert!(row.refund_ref.is_some());
+    assert_eq!(stack.record(sale, &order).await.0, "cancelled");
+    assert_eq!(stack.psp.succeeded(&order), 1);
+    assert_eq!(stack.psp.refunds(&order), 1);
+    assert_eq!(
+        stack.stock(sale).await,
+        1,
+        "the unit came back once, at the cancel"
+    );
+    let outcomes = stack.outcomes(1);
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].1, "payment.refunded");
+    assert_eq!(saga.metrics.outcomes("refunded"), 1);
+    saga.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paid_order_cancelled_by_its_shopper_is_refunded_once_then_cancelled_with_its_unit_back()
+{
+    let stack = stack_with(psp_settings(), |_| {}).await;
+    let saga = stack.start_saga().await;
+    let sale = stack.sale(1).await;
+    let user = unique("ann");
+    let order = stack.buy(sale, &user).await;
+    stack.pay(&order, &user, "tok_ok").await;
+    stack.settled(&order, "completed").await;
+    assert_eq!(stack.stock(sale).await, 0);
+
+    let first = stack.cancel(&order, &user).await;
+    let second = stack.cancel(&order, &user).await;
+
+    assert!(first.status.is_success(), "{}", first.json);
+    assert!(
+        second.status.is_success() || second.status.is_client_error(),
+        "{}",
+        second.json
+    );
+    let row = stack.settled(&order, "refunded").await;
+    assert!(row.refund_ref.is_some());
+    assert!(
+        eventually(|| async { stack.record(sale, &order).await.0 == "cancelled" }).await,
+        "the order ends cancelled after its refund: {:?}",
+        stack.record(sale, &order).await
+    );
+    assert_eq!(stack.psp.succeeded(&order), 1);
+    assert_eq!(stack.psp.refunds(&order), 1, "refunded at most once");
+    assert_eq!(stack.stock(sale).await, 1, "the unit is back");
+    let shown = stack.order(&order, &user).await;
+    assert_eq!(
+        shown.json["payment"]["status"], "refunded",
+        "{}",
+        shown.json
+    );
+    let kinds: Vec<String> = stack.outcomes(2).into_iter().map(|o| o.1).collect();
+    assert_eq!(kinds, ["payment.completed", "payment.refunded"]);
+    saga.stop().await;
+}
