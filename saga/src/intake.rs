@@ -1,5 +1,5 @@
 //! The intake: a consumer group (`saga.consumer_group`) on the payments topic. A batch of
-//! requests is stored in `payments` ([`crate::requests`]), message by message, each write
+//! requests is stored in `payments` ([`crate::requests`]) in one transaction, each write
 //! idempotent; poison goes to the dead-letter topic with the reason; then the offsets are
 //! committed, and the workers are woken. A passing failure (MySQL or the broker unreachable)
 //! is retried with backoff, never skipped: nothing is committed before it is stored.
@@ -46,6 +46,18 @@ pub struct Intake {
     metrics: Arc<Metrics>,
 }
 
+/// A message decoded, with its request and trace id.
+type Decoded<'m> = (&'m OwnedMessage, Request, String);
+
+/// One message's work, retried on its own.
+#[derive(Clone, Copy)]
+enum Single<'a> {
+    /// Send it to the dead-letter topic with this reason.
+    DeadLetter(&'a OwnedMessage, &'a str),
+    /// Store its request alone (dead-lettered if the database refuses it for good).
+    Alone(&'a Decoded<'a>),
+}
+
 /// Why storing a message failed.
 enum Failure {
     /// The database refuses it and would on every retry: `"<number>: <message>"`.
@@ -89,14 +101,7 @@ impl Intake {
                 break;
             };
             Metrics::add(&self.metrics.consumed, batch.len() as u64);
-            let mut stored_all = true;
-            for message in &batch {
-                if !self.store(message, &mut shutdown).await {
-                    stored_all = false;
-                    break;
-                }
-            }
-            if !stored_all {
+            if !self.store_batch(&batch, &mut shutdown).await {
                 break;
             }
             self.commit(&batch);
@@ -104,6 +109,85 @@ impl Intake {
         }
         tracing::info!("saga stopped consuming");
         Ok(())
+    }
+
+    /// Stores a batch: poison dead-lettered, the requests written in one transaction (one
+    /// flush to disk for the batch); when the database refuses one of them for good, each is
+    /// written alone and the one it refuses dead-lettered. Passing failures are retried with
+    /// backoff; `false` when shutdown came first.
+    async fn store_batch(
+        &self,
+        batch: &[OwnedMessage],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut requests = Vec::with_capacity(batch.len());
+        for message in batch {
+            match decode::request(message.payload()) {
+                Ok((request, trace_id)) => requests.push((message, request, trace_id)),
+                Err(reason) => {
+                    let sent = self
+                        .retrying(shutdown, Single::DeadLetter(message, &reason))
+                        .await;
+                    if !sent {
+                        return false;
+                    }
+                }
+            }
+        }
+        if requests.is_empty() {
+            return true;
+        }
+        let mut attempt = 0;
+        loop {
+            match self.apply(&requests).await {
+                Ok(()) => return true,
+                Err(Failure::Refused(_)) => break,
+                Err(Failure::Passing(err)) => {
+                    tracing::warn!(error = format!("{err:#}"), attempt, "storing payment requests failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff(attempt)) => {}
+                        _ = shutdown.changed() => return false,
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+        // One of them is refused for good: each alone, the refused one dead-lettered.
+        for one in &requests {
+            let stored = self.retrying(shutdown, Single::Alone(one)).await;
+            if !stored {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Does `single` until it succeeds (`true`) or shutdown comes first (`false`), with
+    /// backoff.
+    async fn retrying(&self, shutdown: &mut watch::Receiver<bool>, single: Single<'_>) -> bool {
+        let mut attempt = 0;
+        loop {
+            let done = match single {
+                Single::DeadLetter(message, reason) => self.dead_letter(message, reason).await,
+                Single::Alone(one) => match self.apply(std::slice::from_ref(one)).await {
+                    Ok(()) => Ok(()),
+                    Err(Failure::Refused(reason)) => {
+                        let reason = format!("the database refuses it: {reason}");
+                        self.dead_letter(one.0, &reason).await
+                    }
+                    Err(Failure::Passing(err)) => Err(err),
+                },
+            };
+            let Err(err) = done else {
+                return true;
+            };
+            tracing::warn!(error = format!("{err:#}"), attempt, "storing a payment request failed; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(backoff(attempt)) => {}
+                _ = shutdown.changed() => return false,
+            }
+            attempt += 1;
+        }
     }
 
     /// The next batch, or `None` once shutdown is asked for.
@@ -133,39 +217,6 @@ impl Intake {
         Some(batch)
     }
 
-    /// Stores one message (or dead-letters it), retrying passing failures; `false` when
-    /// shutdown came first.
-    async fn store(&self, message: &OwnedMessage, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let decoded = decode::request(message.payload());
-        let mut attempt = 0;
-        loop {
-            let outcome = match &decoded {
-                Err(reason) => self.dead_letter(message, reason).await,
-                Ok((request, trace_id)) => match self.apply(request, trace_id).await {
-                    Ok(()) => Ok(()),
-                    Err(Failure::Refused(reason)) => {
-                        let reason = format!("the database refuses it: {reason}");
-                        self.dead_letter(message, &reason).await
-                    }
-                    Err(Failure::Passing(err)) => Err(err),
-                },
-            };
-            let Err(err) = outcome else {
-                return true;
-            };
-            tracing::warn!(
-                error = format!("{err:#}"),
-                attempt,
-                "storing a payment request failed; retrying"
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(backoff(attempt)) => {}
-                _ = shutdown.changed() => return false,
-            }
-            attempt += 1;
-        }
-    }
-
     async fn dead_letter(&self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
         match self.publisher.dead_letter(message, reason).await {
             Ok(()) => {
@@ -179,31 +230,39 @@ impl Intake {
         }
     }
 
-    /// Writes what `request` asks for.
-    async fn apply(&self, request: &Request, trace_id: &str) -> Result<(), Failure> {
-        let stored = match request {
-            Request::Payment(payment) => requests::store_payment(&self.db, payment, trace_id).await,
-            Request::Refund(refund) => requests::store_refund(&self.db, refund, trace_id)
-                .await
-                .map(|intake| intake != RefundIntake::Duplicate),
-        };
-        match stored {
-            Ok(true) => {
-                Metrics::inc(&self.metrics.requests_stored);
-                Ok(())
+    /// Writes what `requests` ask for, in one transaction.
+    async fn apply(&self, requests: &[Decoded<'_>]) -> Result<(), Failure> {
+        let written = async {
+            let mut tx = self.db.begin().await?;
+            let (mut stored, mut duplicates) = (0, 0);
+            for (_, request, trace_id) in requests {
+                let new = match request {
+                    Request::Payment(payment) => {
+                        requests::store_payment(&mut tx, payment, trace_id).await?
+                    }
+                    Request::Refund(refund) => {
+                        requests::store_refund(&mut tx, refund, trace_id).await?
+                            != RefundIntake::Duplicate
+                    }
+                };
+                if new { stored += 1 } else { duplicates += 1 }
             }
-            Ok(false) => {
-                Metrics::inc(&self.metrics.duplicates);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((stored, duplicates))
+        };
+        match written.await {
+            Ok((stored, duplicates)) => {
+                Metrics::add(&self.metrics.requests_stored, stored);
+                Metrics::add(&self.metrics.duplicates, duplicates);
                 Ok(())
             }
             Err(err) => {
                 Metrics::inc(&self.metrics.mysql_errors);
                 Err(match flashgate_persister::failure::deterministic(&err) {
                     Some(reason) => Failure::Refused(reason),
-                    None => Failure::Passing(anyhow::Error::new(err).context(format!(
-                        "storing the request of order {}",
-                        request.order_id()
-                    ))),
+                    None => Failure::Passing(
+                        anyhow::Error::new(err).context("storing payment requests"),
+                    ),
                 })
             }
         }

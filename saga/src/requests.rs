@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use flashgate_events::{PaymentRequested, RefundRequested};
-use sqlx::{MySqlPool, Row};
+use sqlx::{MySqlConnection, Row};
 
 use crate::payment::{RefundCause, Status};
 
@@ -44,7 +44,7 @@ pub fn refund_intake(row: Option<(Status, Option<RefundCause>)>) -> RefundIntake
 
 /// Stores a payment request as a `pending` row due now; `false` when it was stored before.
 pub async fn store_payment(
-    db: &MySqlPool,
+    db: &mut MySqlConnection,
     request: &PaymentRequested,
     trace_id: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -68,14 +68,13 @@ pub async fn store_payment(
     Ok(result.rows_affected() == 1)
 }
 
-/// Applies a refund request to its order's payment (one transaction, the row locked);
-/// returns what it did.
+/// Applies a refund request to its order's payment, the row locked until the caller's
+/// transaction ends; returns what it did.
 pub async fn store_refund(
-    db: &MySqlPool,
+    tx: &mut MySqlConnection,
     request: &RefundRequested,
     trace_id: &str,
 ) -> Result<RefundIntake, sqlx::Error> {
-    let mut tx = db.begin().await?;
     let row =
         sqlx::query("SELECT status, refund_cause FROM payments WHERE order_id = ? FOR UPDATE")
             .bind(&request.order_id)
@@ -140,7 +139,6 @@ pub async fn store_refund(
         }
         RefundIntake::Duplicate => {}
     }
-    tx.commit().await?;
     Ok(intake)
 }
 
