@@ -1,6 +1,6 @@
-//! Waiting after the traffic: until the orders left open have expired (lifecycle), and until
-//! the pipeline (outbox relay, broker, persister) has written everything to MySQL, or the
-//! timeout passed.
+//! Waiting after the traffic: until the orders paid through the provider are final in MySQL,
+//! until the orders left open have expired (lifecycle), and until the pipeline (outbox relay,
+//! broker, persister) has written everything to MySQL, or the timeout passed.
 
 use std::time::Duration;
 
@@ -8,8 +8,10 @@ use flashgate_events::keys::SaleKeys;
 use fred::prelude::{ClientLike, Pool, SortedSetsInterface};
 use tokio::time::Instant;
 
+use crate::evidence::payments::stored_orders;
 use crate::evidence::{
-    Backends, Expiry, SHOWN, Sample, mysql_coupon_count, mysql_order_count, redis_sale_counters,
+    Backends, Expiry, SHOWN, Sample, Settled, mysql_coupon_count, mysql_order_count,
+    redis_sale_counters,
 };
 use crate::manager::Manager;
 
@@ -56,6 +58,36 @@ pub async fn wait(
             return Ok(false);
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How often the wait for payments looks (each look reads the orders still open, in chunks).
+const PAYMENTS_POLL: Duration = Duration::from_millis(250);
+
+/// Waits until every order of `ids` (paid through the provider) is final in MySQL — paid,
+/// cancelled or expired; not `confirmed`, not missing — or `timeout` passed; `started` is when
+/// the traffic ended, the start of the reported time. Only the orders still open are read
+/// again at each look.
+pub async fn wait_for_payments(
+    backends: &Backends,
+    ids: &[String],
+    timeout: Duration,
+    started: Instant,
+) -> anyhow::Result<Settled> {
+    let deadline = Instant::now() + timeout;
+    let mut open: Vec<String> = ids.to_vec();
+    loop {
+        let stored = stored_orders(&backends.db, &open).await?;
+        open.retain(|id| stored.get(id).is_none_or(|o| o.status == "confirmed"));
+        if open.is_empty() || Instant::now() >= deadline {
+            open.sort();
+            return Ok(Settled {
+                all_final: open.is_empty(),
+                seconds: started.elapsed().as_secs_f64(),
+                left: Sample::of(open),
+            });
+        }
+        tokio::time::sleep(PAYMENTS_POLL).await;
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::client::{Answer, Connection, Target};
-use crate::options::Mode;
+use crate::options::{Mode, PayWith};
 use crate::scenario::{Call, Fate, Kind, Plan};
 use crate::tally::Tally;
 
@@ -46,12 +46,37 @@ pub struct Lifecycle {
     pub admitted: AtomicU64,
     /// `Bearer <token>` of the run's manager, who marks orders paid.
     pub manager: HeaderValue,
+    /// How the pay share is paid.
+    pub pay_with: PayWith,
+    /// The body of a payment through the provider, `{"payment_token": ...}`.
+    pub payment_body: Bytes,
 }
 
-/// An order to end right after its admission: the request and its path.
+impl Lifecycle {
+    /// Ends admitted orders by `fates` in turn, paying `pay_with` (with `payment_token` when
+    /// through the provider).
+    pub fn new(
+        fates: Vec<Fate>,
+        manager: HeaderValue,
+        pay_with: PayWith,
+        payment_token: &str,
+    ) -> Self {
+        let body = serde_json::json!({ "payment_token": payment_token }).to_string();
+        Self {
+            fates,
+            admitted: AtomicU64::new(0),
+            manager,
+            pay_with,
+            payment_body: Bytes::from(body),
+        }
+    }
+}
+
+/// An order to end right after its admission: the request, its path and its body.
 struct Ending {
     call: Call,
     path: String,
+    body: Option<Bytes>,
 }
 
 /// Live counts the workers bump and the progress line reads.
@@ -133,7 +158,7 @@ impl Context {
                 (call, answer)
             }
             // Ends follow their admission (`Context::ending`); never planned on their own.
-            Kind::Pay | Kind::Cancel => (call, Answer::Failed("not planned")),
+            Kind::Pay | Kind::Cancel | Kind::Payment => (call, Answer::Failed("not planned")),
             Kind::Status => {
                 let picked = {
                     let ring = self.pollable.lock().await;
@@ -184,10 +209,15 @@ impl Context {
             return None;
         }
         let n = lifecycle.admitted.fetch_add(1, Ordering::Relaxed);
-        let kind = lifecycle.fates[(n % lifecycle.fates.len() as u64) as usize].request()?;
-        let path = match kind {
-            Kind::Pay => format!("/v1/admin/orders/{order_id}/mark-paid"),
-            _ => format!("/v1/orders/{order_id}/cancel"),
+        let fate = lifecycle.fates[(n % lifecycle.fates.len() as u64) as usize];
+        let kind = fate.request(lifecycle.pay_with)?;
+        let (path, body) = match kind {
+            Kind::Pay => (format!("/v1/admin/orders/{order_id}/mark-paid"), None),
+            Kind::Payment => (
+                format!("/v1/orders/{order_id}/payment"),
+                Some(lifecycle.payment_body.clone()),
+            ),
+            _ => (format!("/v1/orders/{order_id}/cancel"), None),
         };
         Some(Ending {
             call: Call {
@@ -195,17 +225,24 @@ impl Context {
                 shopper: call.shopper,
             },
             path,
+            body,
         })
     }
 
-    /// Sends an ending: a mark-paid by the manager, a cancel by the order's owner.
+    /// Sends an ending: a mark-paid by the manager; a cancel or a payment by the order's
+    /// owner.
     async fn end(&self, connection: &mut Connection, ending: &Ending) -> Answer {
         let authorization = match (ending.call.kind, &self.lifecycle) {
             (Kind::Pay, Some(lifecycle)) => &lifecycle.manager,
             _ => &self.authorizations[ending.call.shopper as usize],
         };
         connection
-            .send(Method::POST, &ending.path, authorization, None)
+            .send(
+                Method::POST,
+                &ending.path,
+                authorization,
+                ending.body.clone(),
+            )
             .await
     }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::evidence::{CouponEvidence, Evidence, SaleEvidence};
 
 mod lifecycle;
+mod payments;
 
 /// One invariant's verdict, with the evidence it was judged on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,6 +76,9 @@ fn sale_checks(sale: &SaleEvidence) -> Vec<Check> {
     ];
     if let Some(expiry) = &sale.expiry {
         checks.extend(lifecycle::checks(sale, expiry));
+    }
+    if let Some(paid) = &sale.payments {
+        checks.extend(payments::checks(paid));
     }
     checks
 }

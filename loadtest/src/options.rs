@@ -21,9 +21,11 @@ pub enum Scenario {
     /// Purchases, coupon claims and status polls of admitted orders, in the `mix` proportion.
     Mixed,
     /// `shoppers` distinct shoppers each want one unit; each admitted order is then paid (a
-    /// manager's mark-paid), cancelled by its owner or abandoned, in the `lifecycle_shares`
-    /// proportion. Cancelled units go back on sale to the shoppers still coming; the drain
-    /// waits until every abandoned order has expired (its `pay_by` + 5 s).
+    /// manager's mark-paid, or its owner's payment through the provider: `pay_with`),
+    /// cancelled by its owner or abandoned, in the `lifecycle_shares` proportion. Cancelled
+    /// units go back on sale to the shoppers still coming; the drain waits until every order
+    /// paid through the provider is final and every abandoned order has expired (its
+    /// `pay_by` + 5 s).
     Lifecycle,
 }
 
@@ -101,6 +103,49 @@ impl Shares {
     }
 }
 
+/// How the lifecycle scenario pays the orders of its `pay` share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayWith {
+    /// `POST /v1/admin/orders/{id}/mark-paid` by the run's manager: paid at once, no
+    /// provider (what the runs before payments measured).
+    MarkPaid,
+    /// `POST /v1/orders/{id}/payment` with `payment_token` by the order's owner: the saga
+    /// charges the provider and ends the order (a `flashgate-saga` and a `flashgate-psp` must
+    /// be running beside the gateway).
+    Provider,
+}
+
+impl PayWith {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayWith::MarkPaid => "mark-paid",
+            PayWith::Provider => "provider",
+        }
+    }
+}
+
+/// The status an order paid through the provider with `token` ends in (the virtual
+/// provider's test tokens): `tok_ok`, `tok_flaky` (503 twice, then charged) and `tok_slow`
+/// (charged, answered too late; the saga finds it by its key) end `paid`; any other token is
+/// declined, and the order `cancelled` (reason `payment_declined`).
+pub fn payment_ends(token: &str) -> &'static str {
+    match token {
+        "tok_ok" | "tok_flaky" | "tok_slow" => "paid",
+        _ => "cancelled",
+    }
+}
+
+/// Whether `token` has the shape the gateway takes: 1 to 128 letters, digits, `_` or `-`
+/// (anything else would make every payment a 400).
+fn well_formed_token(token: &str) -> bool {
+    (1..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
 /// Parses three weights `a:b:c` (named by `shape`, such as `example`), not all zero.
 fn three_weights(text: &str, shape: &str, example: &str) -> Result<[u32; 3], String> {
     let not_weights = || format!("`{text}` is not {shape}, such as {example}");
@@ -174,6 +219,21 @@ pub struct RunOptions {
     /// Weights `pay:cancel:abandon` of the lifecycle scenario: how its admitted orders end.
     #[arg(long, default_value = "40:30:30", value_parser = Shares::parse)]
     pub lifecycle_shares: Shares,
+    /// How the lifecycle scenario pays the orders of its pay share: a manager's mark-paid, or
+    /// the owner's `POST /v1/orders/{id}/payment` right after the purchase's 202, charged by
+    /// the saga through the provider (a saga and a provider must be running).
+    #[arg(long, value_enum, default_value = "mark-paid")]
+    pub pay_with: PayWith,
+    /// The payment token of `--pay-with provider` (the virtual provider's test tokens:
+    /// tok_ok, tok_flaky and tok_slow end paid; tok_declined and any other are declined).
+    #[arg(long, default_value = "tok_ok")]
+    pub payment_token: String,
+    /// Longest wait after the traffic, with `--pay-with provider`, until every order paid
+    /// through the provider is final in MySQL (paid, or cancelled/expired); the report names
+    /// the ones that were not.
+    #[arg(long, default_value = "120s", value_parser = parse_ttl)]
+    #[serde(serialize_with = "seconds")]
+    pub payment_timeout: Duration,
     /// The sale's payment window (30s to 1d): an order not paid in it expires. Default: 30s
     /// in the lifecycle scenario, the gateway's default (10 minutes) in the others.
     #[arg(long, value_parser = parse_ttl)]
@@ -280,6 +340,17 @@ impl RunOptions {
         if self.sale_length.is_zero() {
             return Err("--sale-length must be at least 1s".into());
         }
+        if self.pay_with == PayWith::Provider && self.scenario != Scenario::Lifecycle {
+            return Err("--pay-with provider applies to the lifecycle scenario only".into());
+        }
+        if !well_formed_token(&self.payment_token) {
+            return Err(
+                "--payment-token: 1 to 128 letters, digits, '_' or '-' (the gateway's rule)".into(),
+            );
+        }
+        if self.pay_with == PayWith::Provider && self.payment_timeout.is_zero() {
+            return Err("--payment-timeout must be at least 1s".into());
+        }
         if self.scenario == Scenario::Lifecycle && self.per_user_limit != 1 {
             // Each shopper buys once; a cancel lets them buy again, which this plan never does.
             return Err("lifecycle: each shopper buys one unit; --per-user-limit must be 1".into());
@@ -356,6 +427,64 @@ mod tests {
         let mut two = RunOptions::new(Scenario::Lifecycle);
         two.per_user_limit = 2;
         assert!(two.validate().unwrap_err().contains("--per-user-limit"));
+    }
+
+    #[test]
+    fn paying_through_the_provider_is_parsed_checked_and_off_by_default() {
+        let defaults = RunOptions::new(Scenario::Lifecycle);
+        assert_eq!(defaults.pay_with, PayWith::MarkPaid);
+        assert_eq!(defaults.payment_token, "tok_ok");
+        assert_eq!(defaults.payment_timeout, Duration::from_secs(120));
+
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            options: RunOptions,
+        }
+        let parsed = Wrapper::try_parse_from([
+            "flashgate-loadtest",
+            "--scenario",
+            "lifecycle",
+            "--pay-with",
+            "provider",
+            "--payment-token",
+            "tok_flaky",
+            "--payment-timeout",
+            "45s",
+        ])
+        .expect("parses")
+        .options;
+        assert_eq!(parsed.pay_with, PayWith::Provider);
+        assert_eq!(parsed.payment_token, "tok_flaky");
+        assert_eq!(parsed.payment_timeout, Duration::from_secs(45));
+        assert_eq!(parsed.validate(), Ok(()));
+        assert!(
+            Wrapper::try_parse_from(["flashgate-loadtest", "--pay-with", "card"]).is_err(),
+            "only mark-paid and provider"
+        );
+
+        let mut elsewhere = RunOptions::new(Scenario::PurchaseRush);
+        elsewhere.pay_with = PayWith::Provider;
+        assert!(elsewhere.validate().unwrap_err().contains("lifecycle"));
+        for bad in ["", "tok ok", &"x".repeat(129), "tök"] {
+            let mut options = RunOptions::new(Scenario::Lifecycle);
+            options.payment_token = bad.to_owned();
+            assert!(
+                options.validate().unwrap_err().contains("--payment-token"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_test_tokens_that_end_paid_are_ok_flaky_and_slow_any_other_is_declined() {
+        for token in ["tok_ok", "tok_flaky", "tok_slow"] {
+            assert_eq!(payment_ends(token), "paid", "{token}");
+        }
+        for token in ["tok_declined", "tok_whatever", "TOK_OK"] {
+            assert_eq!(payment_ends(token), "cancelled", "{token}");
+        }
     }
 
     #[test]

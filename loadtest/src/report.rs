@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::evidence::Evidence;
+use crate::evidence::{Evidence, PaymentEvidence};
 use crate::invariants::Check;
 use crate::options::RunOptions;
 use crate::tally::Tally;
@@ -189,8 +189,14 @@ impl Report {
             )),
             if s.scenario == crate::options::Scenario::Lifecycle {
                 let shares = s.lifecycle_shares;
+                let paying = match s.pay_with {
+                    crate::options::PayWith::MarkPaid => "by a manager's mark-paid".to_owned(),
+                    crate::options::PayWith::Provider => {
+                        format!("through the provider with {}", s.payment_token)
+                    }
+                };
                 format!(
-                    ", orders paid:cancelled:abandoned {}:{}:{}",
+                    ", orders paid:cancelled:abandoned {}:{}:{} (paid {paying})",
                     shares.pay, shares.cancel, shares.abandon
                 )
             } else {
@@ -230,6 +236,14 @@ impl Report {
             self.drain_seconds,
             if self.drained { "" } else { " (timed out)" }
         );
+        if let Some(payments) = self
+            .evidence
+            .sale
+            .as_ref()
+            .and_then(|s| s.payments.as_ref())
+        {
+            payments_section(&mut out, payments);
+        }
         let _ = writeln!(out, "| answers | count |\n|---|---|");
         for (label, count) in &self.status_counts {
             let _ = writeln!(out, "| {label} | {count} |");
@@ -252,5 +266,60 @@ impl Report {
             }
         );
         out
+    }
+}
+
+/// The payments through the provider: how many ended paid, how long from the purchase's 202 to
+/// `paid`, the saga's rows.
+fn payments_section(out: &mut String, p: &PaymentEvidence) {
+    let t = &p.time_to_paid;
+    let settled = match &p.settled {
+        Some(s) if s.all_final => format!("{:.2} s", s.seconds),
+        Some(s) => format!("not all after {:.2} s", s.seconds),
+        None => "-".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "Payments through the provider ({}): time from the purchase's 202 to `paid` is MySQL's \
+         `paid_at - admitted_at` of the orders that ended paid, both written by Redis's clock.\n",
+        p.token
+    );
+    let _ = writeln!(
+        out,
+        "| taken (202) | refused | ended paid | share paid | 202 → paid p50 | p90 | p99 | max | mean | all final after the traffic |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {:.2} % | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {settled} |\n",
+        p.requested,
+        p.refused,
+        p.ended_paid,
+        p.paid_percent(),
+        t.p50_ms,
+        t.p90_ms,
+        t.p99_ms,
+        t.max_ms,
+        t.mean_ms
+    );
+    if p.not_as_expected.count > 0 {
+        let _ = writeln!(out, "Not {}: {}\n", p.expected, p.not_as_expected);
+    }
+    let rows: Vec<String> = p
+        .rows
+        .iter()
+        .map(|(status, r)| {
+            format!(
+                "{status} {} (charge calls {}, at most {} for one)",
+                r.count, r.attempts, r.most_attempts
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "The saga's `payments` rows of the sale: {}\n",
+            rows.join("; ")
+        );
     }
 }

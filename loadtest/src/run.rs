@@ -17,10 +17,10 @@ use tokio::time::Instant;
 
 use crate::client::Target;
 use crate::driver::{Context, Lifecycle, Pace, drive};
-use crate::evidence::{Backends, SaleRun, Sampled, gather, redis_sale_counters};
+use crate::evidence::{Backends, PaymentsRun, SaleRun, Sampled, gather, redis_sale_counters};
 use crate::invariants::{self, Check};
 use crate::manager::Manager;
-use crate::options::{Mode, RunOptions, Scenario};
+use crate::options::{Mode, PayWith, RunOptions, Scenario};
 use crate::report::Report;
 use crate::report::{Latency, Machine, commit};
 use crate::scenario::{fates, needs_policy, needs_sale, phases, user_id};
@@ -104,10 +104,13 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         purchase_path: sale_id.map(|id| format!("/v1/sales/{id}/purchases")),
         claim_path: policy_id.map(|id| format!("/v1/coupon-policies/{id}/claims")),
         pollable: Mutex::new((0, Vec::new())),
-        lifecycle: (options.scenario == Scenario::Lifecycle).then(|| Lifecycle {
-            fates: fates(options.lifecycle_shares),
-            admitted: Default::default(),
-            manager: manager.authorization().clone(),
+        lifecycle: (options.scenario == Scenario::Lifecycle).then(|| {
+            Lifecycle::new(
+                fates(options.lifecycle_shares),
+                manager.authorization().clone(),
+                options.pay_with,
+                &options.payment_token,
+            )
         }),
         counters: Default::default(),
     });
@@ -165,6 +168,23 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
             .as_secs_f64()
     });
 
+    // Orders paid through the provider: until each is final in MySQL (paid, or cancelled or
+    // expired when the provider could not charge it in time). First, so that the orders
+    // open in Redis afterwards are the abandoned ones alone (a paying order's hold lasts
+    // until its pay_by + the payments grace).
+    let payments = match options.pay_with {
+        PayWith::Provider if sale_id.is_some() => {
+            let ids: Vec<String> = measured.payments.iter().map(|(_, id)| id.clone()).collect();
+            let settled =
+                drain::wait_for_payments(&backends, &ids, options.payment_timeout, traffic_ended)
+                    .await?;
+            Some(PaymentsRun {
+                token: options.payment_token.clone(),
+                settled: Some(settled),
+            })
+        }
+        _ => None,
+    };
     // Abandoned orders expire by their pay_by (+ 5 s): the lifecycle waits for it (and, when
     // late, up to the drain timeout more) before it waits for MySQL to hold every end. The
     // sampler keeps watching meanwhile.
@@ -198,6 +218,7 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         sale_id,
         sampled,
         expiry,
+        payments,
     });
     let evidence = gather(
         settings,
@@ -283,6 +304,12 @@ pub async fn recheck(settings: &Settings, report: &Report) -> anyhow::Result<Vec
                 unbalanced: s.redis_unbalanced_seen.clone(),
             }),
             expiry: seen.and_then(|s| s.expiry.clone()),
+            payments: (report.settings.pay_with == PayWith::Provider).then(|| PaymentsRun {
+                token: report.settings.payment_token.clone(),
+                settled: seen
+                    .and_then(|s| s.payments.as_ref())
+                    .and_then(|p| p.settled.clone()),
+            }),
         });
     let evidence = gather(
         settings,

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::options::{Mix, RunOptions, Scenario, Shares};
+use crate::options::{Mix, PayWith, RunOptions, Scenario, Shares};
 
 /// The user id of shopper `n` of the run tagged `tag`.
 pub fn user_id(tag: &str, n: u32) -> String {
@@ -25,6 +25,9 @@ pub enum Kind {
     /// `POST /v1/orders/{order_id}/cancel` by the order's owner, right after its admission
     /// (lifecycle).
     Cancel,
+    /// `POST /v1/orders/{order_id}/payment` `{"payment_token": ...}` by the order's owner,
+    /// right after its admission (lifecycle, `--pay-with provider`).
+    Payment,
 }
 
 impl Kind {
@@ -36,6 +39,7 @@ impl Kind {
             Kind::Status => "status",
             Kind::Pay => "pay",
             Kind::Cancel => "cancel",
+            Kind::Payment => "payment",
         }
     }
 }
@@ -44,7 +48,8 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fate {
-    /// A manager marks it paid at once: its unit stays sold.
+    /// Paid at once (a manager's mark-paid, or its owner's payment through the provider):
+    /// its unit stays sold.
     Pay,
     /// Its owner cancels it at once: its unit goes back on sale.
     Cancel,
@@ -53,10 +58,13 @@ pub enum Fate {
 }
 
 impl Fate {
-    /// The request that gives an order this fate, if any.
-    pub fn request(self) -> Option<Kind> {
+    /// The request that gives an order this fate, if any, when orders are paid `pay_with`.
+    pub fn request(self, pay_with: PayWith) -> Option<Kind> {
         match self {
-            Fate::Pay => Some(Kind::Pay),
+            Fate::Pay => Some(match pay_with {
+                PayWith::MarkPaid => Kind::Pay,
+                PayWith::Provider => Kind::Payment,
+            }),
             Fate::Cancel => Some(Kind::Cancel),
             Fate::Abandon => None,
         }
@@ -247,8 +255,10 @@ mod tests {
         );
         assert_eq!(fates(Shares::parse("0:5:0").unwrap()), [Cancel]);
         assert_eq!(fates(Shares::parse("2:0:1").unwrap()), [Pay, Abandon, Pay]);
-        assert_eq!(Pay.request(), Some(Kind::Pay));
-        assert_eq!(Abandon.request(), None);
+        assert_eq!(Pay.request(PayWith::MarkPaid), Some(Kind::Pay));
+        assert_eq!(Pay.request(PayWith::Provider), Some(Kind::Payment));
+        assert_eq!(Cancel.request(PayWith::Provider), Some(Kind::Cancel));
+        assert_eq!(Abandon.request(PayWith::Provider), None);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Tally {
     pub paid: Vec<(u32, String)>,
     /// `(shopper, order id)` of every order a cancel answered 200 for.
     pub cancelled: Vec<(u32, String)>,
+    /// `(shopper, order id)` of every order whose payment through the provider was taken
+    /// (202 `payment_pending`; 200 when nothing was left to charge).
+    pub payments: Vec<(u32, String)>,
     /// Answers in the measured window.
     pub measured: u64,
     /// When the last measured answer arrived.
@@ -51,6 +54,7 @@ impl Default for Tally {
             coupons: Vec::new(),
             paid: Vec::new(),
             cancelled: Vec::new(),
+            payments: Vec::new(),
             measured: 0,
             last_answer: None,
         }
@@ -78,7 +82,7 @@ impl Tally {
             Kind::Claim => {
                 self.claimers_asked.insert(call.shopper);
             }
-            Kind::Status | Kind::Pay | Kind::Cancel => {}
+            Kind::Status | Kind::Pay | Kind::Cancel | Kind::Payment => {}
         }
         if let Answer::Http {
             status,
@@ -93,6 +97,9 @@ impl Tally {
                 (Kind::Claim, StatusCode::CREATED) => self.coupons.push((call.shopper, id.clone())),
                 (Kind::Pay, StatusCode::OK) => self.paid.push((call.shopper, id.clone())),
                 (Kind::Cancel, StatusCode::OK) => self.cancelled.push((call.shopper, id.clone())),
+                (Kind::Payment, StatusCode::ACCEPTED | StatusCode::OK) => {
+                    self.payments.push((call.shopper, id.clone()))
+                }
                 _ => {}
             }
         }
@@ -119,6 +126,7 @@ impl Tally {
         self.coupons.extend(other.coupons);
         self.paid.extend(other.paid);
         self.cancelled.extend(other.cancelled);
+        self.payments.extend(other.payments);
         self.measured += other.measured;
         self.last_answer = self.last_answer.max(other.last_answer);
     }
@@ -242,5 +250,34 @@ mod tests {
         );
         assert_eq!(tally.count(Kind::Pay, "409 payment_window_closed"), 1);
         assert!(tally.buyers_asked.is_empty(), "paying is not asking to buy");
+    }
+
+    #[test]
+    fn payments_through_the_provider_are_kept_when_taken_with_202_or_paid_at_once_with_200() {
+        let now = Instant::now();
+        let call = Call {
+            kind: Kind::Payment,
+            shopper: 7,
+        };
+        let ms = Duration::from_millis(1);
+        let mut tally = Tally::default();
+        tally.record(call, &answer(202, None, Some("9-a")), ms, true, now);
+        let mut other = Tally::default();
+        other.record(call, &answer(200, None, Some("9-b")), ms, true, now);
+        other.record(
+            call,
+            &answer(409, Some("order_not_payable"), None),
+            ms,
+            true,
+            now,
+        );
+        tally.merge(other);
+        assert_eq!(
+            tally.payments,
+            [(7, "9-a".to_owned()), (7, "9-b".to_owned())]
+        );
+        assert!(tally.paid.is_empty(), "mark-paid answers are kept apart");
+        assert_eq!(tally.count(Kind::Payment, "202"), 1);
+        assert_eq!(tally.count(Kind::Payment, "409 order_not_payable"), 1);
     }
 }

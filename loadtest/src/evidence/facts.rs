@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use super::payments::PaymentEvidence;
 use super::units::{Expiry, Units};
 
 /// How many ids a list of evidence shows (the count is always complete).
@@ -111,6 +112,9 @@ pub struct SaleEvidence {
     pub mysql_peak_live_units: u64,
     /// How the abandoned orders expired, when the run waited for them (lifecycle).
     pub expiry: Option<Expiry>,
+    /// The orders paid through the provider and how they ended (lifecycle, `--pay-with
+    /// provider`).
+    pub payments: Option<PaymentEvidence>,
     /// What `flashgate-batch reconcile-stock --sale <id>` said after the drain.
     pub reconcile_stock: Reconciled,
     /// Orders the shoppers were told about (202) that MySQL does not have.

@@ -11,6 +11,7 @@ use fred::prelude::{HashesInterface, LuaInterface, Pool};
 use sqlx::MySqlPool;
 
 use super::facts::{CouponEvidence, Evidence, Reconciled, SaleEvidence, Sample, Told};
+use super::payments::{Settled, read_payments};
 use super::units::{Endings, Expiry, Holding, SaleCounters, Sampled, Units, peak_live_units};
 use crate::manager::PolicyCounters;
 use crate::scenario::user_id;
@@ -104,6 +105,17 @@ pub struct SaleRun<'a> {
     pub sampled: Sampled,
     /// How the orders open after the traffic expired; `None` when the run did not wait.
     pub expiry: Option<Expiry>,
+    /// How the run paid through the provider; `None` when it did not.
+    pub payments: Option<PaymentsRun>,
+}
+
+/// How a run paid orders through the provider.
+#[derive(Debug, Clone)]
+pub struct PaymentsRun {
+    /// The payment token.
+    pub token: String,
+    /// How the wait for the payments to be final ended.
+    pub settled: Option<Settled>,
 }
 
 /// How long the stock reconciliation keeps looking at a sale still in flight (its default).
@@ -158,7 +170,16 @@ pub async fn gather(
                 demand: all.buyers_asked.len() as u64,
                 granted: &granted,
             };
-            let (paid, cancelled) = (ids(&all.paid), ids(&all.cancelled));
+            let (mut paid, mut cancelled) = (ids(&all.paid), ids(&all.cancelled));
+            // Orders paid through the provider end as their token says (declined: cancelled).
+            let through = run.payments.clone();
+            if let Some(through) = &through {
+                let ended = match crate::options::payment_ends(&through.token) {
+                    "paid" => &mut paid,
+                    _ => &mut cancelled,
+                };
+                ended.extend(ids(&all.payments));
+            }
             let endings = Endings {
                 paid: paid.iter().map(String::as_str).collect(),
                 cancelled: cancelled.iter().map(String::as_str).collect(),
@@ -166,6 +187,21 @@ pub async fn gather(
             };
             let sale_id = run.sale_id;
             let mut sale = read_sale(&backends.redis, &backends.db, run, told, endings).await?;
+            if let Some(through) = through {
+                let requested: Vec<String> =
+                    all.payments.iter().map(|(_, id)| id.clone()).collect();
+                let mut payments =
+                    read_payments(&backends.db, sale_id, &through.token, &requested).await?;
+                let answered: u64 = all
+                    .answers
+                    .iter()
+                    .filter(|((kind, _), _)| *kind == crate::scenario::Kind::Payment)
+                    .map(|(_, n)| n)
+                    .sum();
+                payments.refused = answered.saturating_sub(payments.requested);
+                payments.settled = through.settled;
+                sale.payments = Some(payments);
+            }
             sale.reconcile_stock = reconcile_stock(settings, sale_id).await;
             Some(sale)
         }
@@ -212,6 +248,7 @@ pub async fn read_sale(
         sale_id,
         sampled,
         expiry,
+        payments: _,
     } = run;
     let counters = redis_sale_counters(redis, keys).await?;
     let (total, sold, limit): (u32, u32, u32) =
@@ -295,6 +332,7 @@ pub async fn read_sale(
         mysql_wrong_status: endings.wrong_status(told.granted, &statuses),
         mysql_peak_live_units: peak_live_units(&holdings),
         expiry,
+        payments: None,
         reconcile_stock: Reconciled::default(),
         lost,
         unknown,

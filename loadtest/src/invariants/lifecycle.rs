@@ -35,7 +35,8 @@ pub(super) fn checks(sale: &SaleEvidence, expiry: &Expiry) -> Vec<Check> {
             && sale.mysql_units.paid == sale.answered_paid
             && sale.mysql_sold == sale.answered_paid,
         format!(
-            "mark-paid answered 200 for {}; Redis paid {}; MySQL paid units {}, sold {}",
+            "paid by the run (mark-paid answered 200, or paid through the provider) {}; \
+             Redis paid {}; MySQL paid units {}, sold {}",
             sale.answered_paid, sale.redis_paid, sale.mysql_units.paid, sale.mysql_sold
         ),
     );

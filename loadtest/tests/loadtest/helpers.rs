@@ -1,10 +1,11 @@
 //! `spawn_stack()`: a gateway and a persister of this test alone (a fresh, migrated MySQL
-//! database, its own Redis key prefix, orders topic and consumer group), and small options.
+//! database, its own Redis key prefix, orders topic and consumer group), and small options;
+//! `spawn_paying_stack()` adds the virtual provider and the payment saga.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashgate_config::{Secret, Settings};
+use flashgate_config::{PspSettings, Secret, Settings};
 use flashgate_gateway::startup::Application;
 use flashgate_loadtest::options::{Mode, RunOptions, Scenario};
 use flashgate_persister::consumer::Persister;
@@ -24,8 +25,22 @@ pub struct Stack {
     stop_persister: watch::Sender<bool>,
 }
 
+/// The provider's latency in the paying stack: the (and the benchmark's) 20 ms.
+pub const PSP_LATENCY_MS: u64 = 20;
+
 /// Starts a gateway and a persister, isolated from every other test.
 pub async fn spawn_stack() -> Stack {
+    spawn(false).await
+}
+
+/// Starts a gateway, a persister, the virtual provider (its latency [`PSP_LATENCY_MS`]) and
+/// the payment saga, all in this process, isolated from every other test (fresh payments and
+/// dead-letter topics, the saga's own consumer group).
+pub async fn spawn_paying_stack() -> Stack {
+    spawn(true).await
+}
+
+async fn spawn(payments: bool) -> Stack {
     let mut settings = flashgate_testkit::stack_settings();
     settings.gateway.jwt.secret = Some(Secret::new(TEST_SECRET));
     settings.gateway.listen = "127.0.0.1:0".parse().expect("addr");
@@ -41,6 +56,11 @@ pub async fn spawn_stack() -> Stack {
         fresh_topic(&settings, "flashgate.test-order-events-", 2).await;
     settings.kafka.consumer_group = unique("flashgate-test-persister-");
     settings.persister.max_wait_ms = 20;
+    if payments {
+        settings.kafka.payments_topic = fresh_topic(&settings, "flashgate.test-payments-", 2).await;
+        settings.kafka.dead_letter_topic =
+            fresh_topic(&settings, "flashgate.test-dead-letter-", 1).await;
+    }
 
     let application = Application::build(settings.clone())
         .await
@@ -54,13 +74,46 @@ pub async fn spawn_stack() -> Stack {
         .await
         .expect("persister");
     let (stop_persister, stopped) = watch::channel(false);
-    tokio::spawn(persister.run(stopped));
+    tokio::spawn(persister.run(stopped.clone()));
+    if payments {
+        start_payments(&mut settings, stopped).await;
+    }
     Stack {
         settings,
         db,
         stop_gateway: Some(stop_gateway),
         stop_persister,
     }
+}
+
+/// Serves the virtual provider and runs the saga until `stop` turns true; points `settings` at
+/// them.
+async fn start_payments(settings: &mut Settings, stop: watch::Receiver<bool>) {
+    let until = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the provider");
+    let psp = PspSettings {
+        listen: listener.local_addr().expect("provider's address"),
+        latency_ms: PSP_LATENCY_MS,
+        ..PspSettings::default()
+    };
+    settings.saga.provider_url = format!("http://{}", psp.listen);
+    tokio::spawn(flashgate_psp::serve(
+        flashgate_psp::Provider::new(),
+        listener,
+        psp,
+        until(stop.clone()),
+    ));
+    settings.saga.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.saga.consumer_group = unique("flashgate-test-saga-");
+    settings.persister.migrate_on_start = false;
+    let saga = flashgate_saga::startup::Saga::build(settings.clone())
+        .await
+        .expect("saga builds");
+    tokio::spawn(saga.run_until(until(stop)));
 }
 
 impl Drop for Stack {

@@ -4,4 +4,5 @@
 mod helpers;
 mod invariants;
 mod lifecycle;
+mod payments;
 mod scenarios;
