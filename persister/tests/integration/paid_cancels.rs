@@ -127,6 +127,7 @@ async fn a_paid_orders_cancellation_delivered_twice_is_stored_once_with_its_unit
     send_end(&running, &cancel).await;
     send_end(&running, &cancel).await;
     send_end(&running, &pay).await;
+    wait_status(&running, &order.order_id, "cancelled").await;
     let metrics = running.metrics.clone();
     assert_eq!(
         wait_for(&metrics.duplicates, 3).await,
