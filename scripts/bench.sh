@@ -18,7 +18,26 @@
 # FLASHGATE_BENCH_LIFECYCLE (1: also run the lifecycle scenario — orders paid, cancelled or
 # abandoned in FLASHGATE_BENCH_LIFECYCLE_SHARES, default 40:30:30, with a 30 s payment window,
 # so its drain waits ~35 s for the expiries — then flashgate-batch reconcile-stock on its sale;
-# 0, the default, leaves the standard runs alone; binaries without the scenario skip it).
+# 0, the default, leaves the standard runs alone; binaries without the scenario skip it),
+# FLASHGATE_BENCH_PAYMENTS (1: also the payments stage, see below; 0 by default),
+# FLASHGATE_BENCH_STANDARD (0: skip the Redis ceiling and the standard runs, for a payments
+# stage alone; 1 by default), FLASHGATE_BENCH_TOPIC_SUFFIX (topics flashgate.<name>.<suffix>
+# and consumer groups of this benchmark's own, created here, so that no other gateway,
+# persister or saga on the same broker shares its messages; unset: the standard topics).
+#
+# The payments stage (issue 15) starts the virtual provider (flashgate-psp, its latency
+# FLASHGATE__PSP__LATENCY_MS, 20 ms by default) and the saga (flashgate-saga) beside the
+# gateway and the persister, then runs the lifecycle scenario purchase-then-pay: every order
+# paid through the provider with tok_ok right after its 202, FLASHGATE_BENCH_PAYMENTS_RATE
+# orders/s (1000) for FLASHGATE_BENCH_PAYMENTS_SECONDS (60). Twice: undisturbed, then with the
+# provider killed FLASHGATE_BENCH_OUTAGE_AT seconds (20) into the run and started again
+# FLASHGATE_BENCH_OUTAGE_SECONDS (20) later (a fresh process: the provider keeps its charges in
+# memory, so the restarted one has lost the earlier ones; the saga looks an outstanding charge
+# up, finds nothing and charges again — one successful charge per order in the new book, and
+# one more in the lost book for the orders whose charge was in flight at the kill), then
+# `flashgate-loadtest recovery`: the time from the provider's return until no payment was
+# older than 1 s. Addresses: FLASHGATE_BENCH_PSP_ADDR (127.0.0.1:8096), FLASHGATE_BENCH_SAGA_ADDR
+# (127.0.0.1:8097). CPU per paid order, per process, goes in the summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +69,22 @@ if [ -n "${FLASHGATE_BENCH_MYSQL_URL:-}" ]; then
   # Its sale ids start again at 1: their Redis keys need a prefix of their own.
   export FLASHGATE__REDIS__KEY_PREFIX=${FLASHGATE_BENCH_KEY_PREFIX:-fgb$(date +%s)}
 fi
+# Topics and consumer groups of this benchmark's own: another gateway's or persister's on the
+# same broker (a demo, another bench database) would otherwise share its messages.
+if [ -n "${FLASHGATE_BENCH_TOPIC_SUFFIX:-}" ]; then
+  suffix=$FLASHGATE_BENCH_TOPIC_SUFFIX
+  tansu=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
+  for spec in orders:ORDERS:4 coupons:COUPONS:4 points:POINTS:4 compensations:COMPENSATIONS:2 \
+    order-events:ORDER_EVENTS:4 payments:PAYMENTS:4 dead-letter:DEAD_LETTER:1; do
+    IFS=: read -r name key partitions <<<"$spec"
+    # An existing topic is fine (a second run with the same suffix).
+    "$tansu" topic create "flashgate.$name.$suffix" --broker "tcp://$FLASHGATE__KAFKA__BROKERS" \
+      --partitions "$partitions" >/dev/null 2>&1 || true
+    export "FLASHGATE__KAFKA__${key}_TOPIC=flashgate.$name.$suffix"
+  done
+  export FLASHGATE__KAFKA__CONSUMER_GROUP=flashgate-persister-$suffix
+  export FLASHGATE__SAGA__CONSUMER_GROUP=flashgate-saga-$suffix
+fi
 read -r redis_host redis_port < <(redis-cli -p "${FLASHGATE__REDIS__SENTINELS##*:}" \
   SENTINEL get-master-addr-by-name "${FLASHGATE__REDIS__MASTER_NAME:-flashgate}" | paste -sd' ')
 
@@ -60,8 +95,10 @@ if [ -n "${FLASHGATE_BENCH_BIN:-}" ]; then
   export FLASHGATE_COMMIT=${FLASHGATE_COMMIT:-prebuilt}
 else
   step "release build"
+  payments_packages=()
+  [ "${FLASHGATE_BENCH_PAYMENTS:-0}" = 1 ] && payments_packages=(-p flashgate-psp -p flashgate-saga)
   cargo build --release --quiet -p flashgate-gateway -p flashgate-persister -p flashgate-loadtest \
-    -p flashgate-batch
+    -p flashgate-batch "${payments_packages[@]}"
   bin=target/release
   export FLASHGATE_COMMIT=${FLASHGATE_COMMIT:-$(git describe --always --dirty --abbrev=12)}
 fi
@@ -109,9 +146,13 @@ compact_aof() {
 step "compacting Redis's append-only files"
 compact_aof
 
-step "Redis ceiling, before"
-before=$(ceiling)
-echo "EVALSHA purchase.lua: $before requests/s" >&2
+standard=${FLASHGATE_BENCH_STANDARD:-1}
+before=0
+if [ "$standard" = 1 ]; then
+  step "Redis ceiling, before"
+  before=$(ceiling)
+  echo "EVALSHA purchase.lua: $before requests/s" >&2
+fi
 
 step "release gateway on $addr and persister"
 FLASHGATE__LOG__FILTER=warn start_servers "$bin" "$addr" \
@@ -122,28 +163,56 @@ FLASHGATE__LOG__FILTER=warn start_servers "$bin" "$addr" \
 stack_dir=${FLASHGATE_STACK_DIR:-.stack}
 pid_of() { cat "$stack_dir/run/$1.pid" 2>/dev/null || echo 0; }
 replica_port=$([ "$redis_port" = 6390 ] && echo 6391 || echo 6390)
-cpu_names=(gateway persister redis-primary redis-replica tansu mariadb)
+cpu_names=(gateway persister saga psp redis-primary redis-replica tansu mariadb)
+proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The provider is restarted by the outage: its pid lives in a file, and the ticks of the
+# processes the outage killed are added (read just before the kill).
+saga=0
+psp_pid_file=$out/psp.pid
+psp_dead_ticks=$out/psp-dead.ticks
+psp_ticks() {
+  local pid dead
+  pid=$(cat "$psp_pid_file" 2>/dev/null || echo 0)
+  dead=$(cat "$psp_dead_ticks" 2>/dev/null || echo 0)
+  echo $(( $(proc_ticks "$pid") + dead ))
+}
 cpu_ticks() {
   local pid
-  for pid in "$gateway" "$persister" "$(pid_of "redis-$redis_port")" \
-    "$(pid_of "redis-$replica_port")" "$(pid_of tansu)" "$(pid_of mariadb)"; do
-    awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0
+  for pid in "$gateway" "$persister" "$saga"; do proc_ticks "$pid"; done
+  psp_ticks
+  for pid in "$(pid_of "redis-$redis_port")" "$(pid_of "redis-$replica_port")" "$(pid_of tansu)" \
+    "$(pid_of mariadb)"; do
+    proc_ticks "$pid"
   done
 }
 ticks_per_second=$(getconf CLK_TCK)
-printf '| run | requests | %s | load generator |\n|---|---|%s---|\n' \
-  "$(IFS='|'; echo "${cpu_names[*]}" | sed 's/|/ | /g')" "$(printf -- '---|%.0s' "${cpu_names[@]}")" \
-  >"$out/cpu.md"
+cpu_header() { # what each row counts
+  printf '| run | %s | %s | load generator |\n|---|---|%s---|\n' "$1" \
+    "$(IFS='|'; echo "${cpu_names[*]}" | sed 's/|/ | /g')" "$(printf -- '---|%.0s' "${cpu_names[@]}")"
+}
+cpu_header requests >"$out/cpu.md"
+cpu_header 'paid orders' >"$out/cpu-payments.md"
+# One row of CPU time per operation (µs): name, operations, then the ticks before and after
+# and the load generator's seconds.
+cpu_row() {
+  local name=$1 n=$2 generator=$3 i
+  printf '| %s | %s |' "$name" "$n"
+  for i in "${!cpu_names[@]}"; do
+    awk -v a="${after_ticks[$i]}" -v b="${before_ticks[$i]}" -v hz="$ticks_per_second" -v n="$n" \
+      'BEGIN { printf " %.1f |", (n > 0 ? (a - b) / hz * 1e6 / n : 0) }'
+  done
+  awk -v g="$generator" -v n="$n" 'BEGIN { printf " %.1f |\n", (n > 0 ? g * 1e6 / n : 0) }'
+}
 
-run() { # name, then flashgate-loadtest run options
+run() { # name, then flashgate-loadtest run options; run_seconds= before it: another duration
   local name=$1
   shift
   step "$name"
-  local status=0 before_ticks after_ticks generator requests
+  local status=0 before_ticks after_ticks generator requests paid
   mapfile -t before_ticks < <(cpu_ticks)
   local TIMEFORMAT='%U %S'
   { time FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://$addr" --quiet \
-    --duration "${seconds}s" --warmup "${warmup}s" --connections "$connections" \
+    --duration "${run_seconds:-$seconds}s" --warmup "${warmup}s" --connections "$connections" \
     --json "$out/$name.json" "$@" >"$out/$name.md" 2>"$out/$name.err" || status=$?; } 2>"$out/$name.time"
   mapfile -t after_ticks < <(cpu_ticks)
   cat "$out/$name.err" "$out/$name.md" >&2
@@ -152,19 +221,19 @@ run() { # name, then flashgate-loadtest run options
   # Every request answered in the run, warm-up included, as the CPU counts cover it all.
   requests=$(python3 -c 'import json,sys; print(sum(json.load(open(sys.argv[1]))["status_counts"].values()))' \
     "$out/$name.json" 2>/dev/null || echo 0)
-  generator=$(awk '{ print ($1 + $2) }' "$out/$name.time")
-  {
-    printf '| %s | %s |' "$name" "$requests"
-    for i in "${!cpu_names[@]}"; do
-      awk -v a="${after_ticks[$i]}" -v b="${before_ticks[$i]}" -v hz="$ticks_per_second" -v n="$requests" \
-        'BEGIN { printf " %.1f |", (n > 0 ? (a - b) / hz * 1e6 / n : 0) }'
-    done
-    awk -v g="$generator" -v n="$requests" 'BEGIN { printf " %.1f |\n", (n > 0 ? g * 1e6 / n : 0) }'
-  } >>"$out/cpu.md"
+  # The last line: the shell may note a killed job (the outage's provider) above it.
+  generator=$(awk 'END { print ($1 + $2) }' "$out/$name.time")
+  cpu_row "$name" "$requests" "$generator" >>"$out/cpu.md"
+  # Orders paid through the provider: CPU per paid order (its purchase, its payment request,
+  # the saga's charge and the events they set off).
+  paid=$(python3 -c 'import json,sys; p=(json.load(open(sys.argv[1]))["evidence"].get("sale") or {}).get("payments"); print(p["ended_paid"] if p else 0)' \
+    "$out/$name.json" 2>/dev/null || echo 0)
+  [ "$paid" = 0 ] || cpu_row "$name" "$paid" "$generator" >>"$out/cpu-payments.md"
 }
 reports=()
 max_shoppers=$(( 40000 * seconds ))
 rate=$(awk -v c="$before" -v s="$share" 'BEGIN { printf "%d", c * s + 0.999 }')
+if [ "$standard" = 1 ]; then
 run purchase-rush-closed --scenario purchase-rush --mode closed \
   --shoppers "$max_shoppers" --stock "$max_shoppers"
 run purchase-rush-open --scenario purchase-rush --mode open --rate "$rate" \
@@ -176,6 +245,7 @@ if [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$addr/v1/admin/co
     --shoppers $(( rate * seconds )) --stock 1000 --coupons $(( rate * seconds / 2 ))
   run mixed-open --scenario mixed --mode open --rate "$rate" --shoppers 50000 \
     --stock 20000 --coupons 20000
+fi
 fi
 
 # The order lifecycle: purchases, each order then paid, cancelled or abandoned (its unit
@@ -198,13 +268,71 @@ if [ "${FLASHGATE_BENCH_LIFECYCLE:-0}" = 1 ] &&
   fi
 fi
 
+# Payments through the provider (issue 15): purchase then pay, undisturbed and through a
+# provider outage. Binaries without `--pay-with` skip it.
+payments=skipped
+if [ "${FLASHGATE_BENCH_PAYMENTS:-0}" = 1 ] &&
+  "$bin/flashgate-loadtest" run --help 2>/dev/null | grep -q -- --pay-with; then
+  payments=ran
+  psp_addr=${FLASHGATE_BENCH_PSP_ADDR:-127.0.0.1:8096}
+  saga_addr=${FLASHGATE_BENCH_SAGA_ADDR:-127.0.0.1:8097}
+  pay_rate=${FLASHGATE_BENCH_PAYMENTS_RATE:-1000}
+  pay_seconds=${FLASHGATE_BENCH_PAYMENTS_SECONDS:-60}
+  outage_at=${FLASHGATE_BENCH_OUTAGE_AT:-20}
+  outage_seconds=${FLASHGATE_BENCH_OUTAGE_SECONDS:-20}
+  step "virtual provider on $psp_addr, saga on $saga_addr"
+  FLASHGATE__LOG__FILTER=warn start_psp "$bin" "$psp_addr" "$out/psp.log"
+  echo "$psp" >"$psp_pid_file"
+  FLASHGATE__LOG__FILTER=warn start_saga "$bin" "$saga_addr" "http://$psp_addr" "$out/saga.log"
+  trap 'kill "$gateway" "$persister" "$saga" "$(cat "$psp_pid_file" 2>/dev/null || echo 0)" 2>/dev/null || true' EXIT
+  pay_run() { # name, then more options
+    local name=$1
+    shift
+    run_seconds=$pay_seconds run "$name" --scenario lifecycle --mode open --rate "$pay_rate" \
+      --shoppers $(( pay_rate * pay_seconds )) --stock $(( pay_rate * pay_seconds )) \
+      --lifecycle-shares 1:0:0 --pay-with provider --payment-token tok_ok \
+      --payment-timeout 180s --drain-timeout 180s "$@"
+  }
+  pay_run payments-open
+
+  # The outage, in the background while the run goes on: the provider killed (its CPU so far
+  # kept), started again after the outage; the times it went and came back, ms since the epoch.
+  step "payments through a provider outage: killed ${outage_at}s in, for ${outage_seconds}s"
+  (
+    sleep "$outage_at"
+    pid=$(cat "$psp_pid_file")
+    echo $(( $(cat "$psp_dead_ticks" 2>/dev/null || echo 0) + $(proc_ticks "$pid") )) >"$psp_dead_ticks"
+    date +%s%3N >"$out/psp-down-at"
+    kill -KILL "$pid"
+    sleep "$outage_seconds"
+    FLASHGATE__LOG__FILTER=warn start_psp "$bin" "$psp_addr" "$out/psp-after-outage.log"
+    date +%s%3N >"$out/psp-back-at"
+    echo "$psp" >"$psp_pid_file"
+  ) &
+  outage=$!
+  pay_run payments-outage
+  wait "$outage" || { echo "the provider did not come back" >&2; exit 2; }
+  outage_sale=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sale_id"])' \
+    "$out/payments-outage.json")
+  step "recovery of sale $outage_sale's payments"
+  recovered=0
+  "$bin/flashgate-loadtest" recovery --sale "$outage_sale" --provider-back-at "$(cat "$out/psp-back-at")" \
+    --older-than 1s --json "$out/recovery.json" >"$out/recovery.md" || recovered=$?
+  cat "$out/recovery.md" >&2
+  kill -TERM "$saga" "$(cat "$psp_pid_file")"
+  wait "$saga" || true
+fi
+
 kill -TERM "$gateway" "$persister"
 wait "$gateway" "$persister" || true
 trap - EXIT
 
-step "Redis ceiling, after"
-after=$(ceiling)
-echo "EVALSHA purchase.lua: $after requests/s" >&2
+after=0
+if [ "$standard" = 1 ]; then
+  step "Redis ceiling, after"
+  after=$(ceiling)
+  echo "EVALSHA purchase.lua: $after requests/s" >&2
+fi
 
 step "summary ($out/summary.md)"
 {
@@ -213,13 +341,42 @@ step "summary ($out/summary.md)"
     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
     "$(. /etc/os-release && echo "$PRETTY_NAME")"
   printf -- '- commit: %s\n' "$FLASHGATE_COMMIT"
-  printf -- '- settings: %ss per run after a %ss warm-up, %s connections; open loop offered %s req/s (%s of the ceiling before)\n\n' \
-    "$seconds" "$warmup" "$connections" "$rate" "$share"
+  if [ "$standard" = 1 ]; then
+    printf -- '- settings: %ss per run after a %ss warm-up, %s connections; open loop offered %s req/s (%s of the ceiling before)\n\n' \
+      "$seconds" "$warmup" "$connections" "$rate" "$share"
+  fi
 } >"$out/summary.md"
 met=0
-"$bin/flashgate-loadtest" summary --ceiling "$before" --ceiling "$after" "${reports[@]}" \
-  >>"$out/summary.md" || met=$?
+if [ "$standard" = 1 ]; then
+  "$bin/flashgate-loadtest" summary --ceiling "$before" --ceiling "$after" "${reports[@]}" \
+    >>"$out/summary.md" || met=$?
+fi
 {
+  if [ "$payments" = ran ]; then
+    printf '\n## Payments through the provider (tok_ok, provider latency %s ms)\n\n' \
+      "${FLASHGATE__PSP__LATENCY_MS:-20}"
+    printf -- '- offered: %s purchases/s for %ss, each paid right after its 202, %s connections; outage run: provider killed %ss in, for %ss\n\n' \
+      "$pay_rate" "$pay_seconds" "$connections" "$outage_at" "$outage_seconds"
+    printf '| run | purchases/s answered | taken (202) | ended paid | share paid | 202 → paid p50 | p99 | max | invariants |\n|---|---|---|---|---|---|---|---|---|\n'
+    for name in payments-open payments-outage; do
+      python3 - "$out/$name.json" "$name" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["evidence"]["sale"]["payments"]
+t = p["time_to_paid"]
+purchases = sum(n for k, n in r["status_counts"].items() if k.startswith("purchase "))
+seconds = r["measured_seconds"] or 1
+share = 100.0 * p["ended_paid"] / p["requested"] if p["requested"] else 100.0
+held = "all held" if all(c["held"] for c in r["invariants"]) else "**BROKEN**"
+print(f"| {sys.argv[2]} | {purchases / seconds:.0f} | {p['requested']} | {p['ended_paid']} | {share:.2f} % "
+      f"| {t['p50_ms']:.0f} ms | {t['p99_ms']:.0f} ms | {t['max_ms']:.0f} ms | {held} |")
+PY
+    done
+    printf '\n(202 → paid: MySQL paid_at - admitted_at of each paid order, both written by Redis'"'"'s clock.)\n\n'
+    cat "$out/recovery.md"
+    printf '\n\nCPU time per paid order, µs (user + system, from /proc; run and drain):\n\n'
+    cat "$out/cpu-payments.md"
+  fi
   printf '\nCPU time per request, µs (user + system, from /proc; warm-up, run and drain):\n\n'
   cat "$out/cpu.md"
   if [ "$reconcile" != skipped ]; then
@@ -229,4 +386,12 @@ met=0
 } >>"$out/summary.md"
 cat "$out/summary.md"
 [ "$reconcile" = skipped ] || [ "$reconcile" = 0 ] || [ "$met" != 0 ] || met=1
+# The payment runs' invariants, and a recovery that never came, fail the benchmark too.
+if [ "$payments" = ran ]; then
+  for name in payments-open payments-outage; do
+    python3 -c 'import json,sys; sys.exit(0 if all(c["held"] for c in json.load(open(sys.argv[1]))["invariants"]) else 1)' \
+      "$out/$name.json" || met=1
+  done
+  [ "$recovered" = 0 ] || met=1
+fi
 exit "$met"
