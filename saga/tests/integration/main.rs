@@ -6,5 +6,6 @@ mod crashes;
 mod give_up;
 mod helpers;
 mod intake;
+mod leases;
 mod payments;
 mod refunds;
