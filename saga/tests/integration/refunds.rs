@@ -3,6 +3,8 @@
 //! cancelled with its unit back.
 
 use flashgate_config::PspSettings;
+use flashgate_gateway::auth::Role;
+use serde_json::json;
 
 use crate::helpers::{eventually, psp_settings, stack_with, unique};
 
@@ -86,5 +88,52 @@ async fn a_paid_order_cancelled_by_its_shopper_is_refunded_once_then_cancelled_w
     );
     let kinds: Vec<String> = stack.outcomes(2).into_iter().map(|o| o.1).collect();
     assert_eq!(kinds, ["payment.completed", "payment.refunded"]);
+    saga.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paid_order_with_no_charge_cancelled_by_a_manager_ends_cancelled_without_a_refund() {
+    // Marked paid by a manager (money taken outside flashgate): the saga has no payment of
+    // it, nothing to give back at the provider, but the cancel still needs its end.
+    let stack = stack_with(psp_settings(), |_| {}).await;
+    let saga = stack.start_saga().await;
+    let sale = stack.sale(1).await;
+    let user = unique("ann");
+    let order = stack.buy(sale, &user).await;
+    let path = format!("/v1/admin/orders/{order}/mark-paid");
+    let paid = stack
+        .request(
+            http::Method::POST,
+            &path,
+            "manager-1",
+            Role::Manager,
+            Some(json!({})),
+        )
+        .await;
+    assert!(paid.status.is_success(), "{}", paid.json);
+
+    let path = format!("/v1/admin/orders/{order}/cancel");
+    let body = json!({"reason": "goodwill"});
+    let cancelled = stack
+        .request(
+            http::Method::POST,
+            &path,
+            "manager-1",
+            Role::Manager,
+            Some(body),
+        )
+        .await;
+
+    assert!(cancelled.status.is_success(), "{}", cancelled.json);
+    let row = stack.settled(&order, "refunded").await;
+    assert_eq!(row.refund_reason.as_deref(), Some("goodwill"));
+    assert_eq!((row.provider_ref, row.refund_ref), (None, None));
+    assert!(eventually(|| async { stack.record(sale, &order).await.0 == "cancelled" }).await);
+    assert_eq!(stack.stock(sale).await, 1);
+    assert!(stack.psp.provider.charges().is_empty());
+    assert!(
+        stack.outcomes(0).is_empty(),
+        "nothing charged, nothing to announce"
+    );
     saga.stop().await;
 }
