@@ -34,6 +34,7 @@ async fn migrations_create_the_schema_in_a_fresh_database_and_rerun_harmlessly()
             "order_history",
             "orders",
             "parked_events",
+            "payments",
             "point_balances",
             "point_ledger",
             "sales",
