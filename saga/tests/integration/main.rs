@@ -3,9 +3,11 @@
 //! this process or as its binary.
 
 mod crashes;
+mod disruptive;
 mod give_up;
 mod helpers;
 mod intake;
 mod leases;
+mod outage;
 mod payments;
 mod refunds;
