@@ -69,6 +69,10 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         let mut claims = 0u64;
+        // After a full claim, claim again once this many places are free: one claim (a
+        // transaction) per finished payment made claiming the bottleneck (64 payments/s
+        // measured, against 143/s with a quarter of the places at a time).
+        let refill = (self.concurrency / 4).clamp(1, CLAIM_AT_ONCE);
         while !*shutdown.borrow() {
             let free = self.concurrency.saturating_sub(tasks.len());
             let asked = free.min(CLAIM_AT_ONCE);
@@ -95,8 +99,8 @@ impl Worker {
             if full && tasks.len() < self.concurrency {
                 continue;
             }
-            // Wait for a reason to claim again: new work stored, the poll interval, a free
-            // place after a full claim, or shutdown. Finished tasks are reaped meanwhile.
+            // Wait for a reason to claim again: new work stored, the poll interval, enough
+            // free places after a full claim, or shutdown. Finished tasks are reaped meanwhile.
             let poll = tokio::time::sleep(self.poll_interval);
             tokio::pin!(poll);
             loop {
@@ -104,7 +108,7 @@ impl Worker {
                     () = self.wake.notified() => break,
                     () = &mut poll => break,
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {
-                        if full {
+                        if full && self.concurrency - tasks.len() >= refill {
                             break;
                         }
                     }

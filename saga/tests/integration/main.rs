@@ -8,6 +8,7 @@ mod give_up;
 mod helpers;
 mod intake;
 mod leases;
+mod measure;
 mod outage;
 mod payments;
 mod refunds;
