@@ -26,18 +26,18 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Connects to the Redis and MySQL of `settings`.
+    /// Connects to the Redis and MySQL of `settings` (waiting up to 30 s for a command or a
+    /// connection).
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let mut redis = settings.redis.clone();
         redis.command_timeout_ms = 30_000;
         redis.pool_size = 2;
+        // The run may leave MySQL busy for a while (a payments backlog): its reads wait.
+        let mut mysql = settings.mysql.clone();
+        mysql.acquire_timeout_ms = mysql.acquire_timeout_ms.max(30_000);
         Ok(Self {
             redis: redis.connect_pool().await.context("connecting to Redis")?,
-            db: settings
-                .mysql
-                .connect()
-                .await
-                .context("connecting to MySQL")?,
+            db: mysql.connect().await.context("connecting to MySQL")?,
         })
     }
 }
