@@ -31,14 +31,18 @@ pub struct Orders {
 }
 
 impl Orders {
-    /// `pay`: the charge went through.
+    /// `pay`: the charge went through. An order found paid before is this saga's doing only
+    /// when it carries the saga's reason (a retry after a crash); paid otherwise (a manager's
+    /// mark-paid while the charge was in flight) it reads as `Final`: the charge is refunded.
     pub async fn pay(
         &self,
         order_id: &str,
         trace_id: &str,
     ) -> Result<OrderAnswer, fred::error::Error> {
-        self.end(order_id, OrderEnd::Paid, PAID_BY_PROVIDER, trace_id)
-            .await
+        let closing = self
+            .close(order_id, OrderEnd::Paid, PAID_BY_PROVIDER, trace_id)
+            .await?;
+        Ok(pay_answer(&closing))
     }
 
     /// `cancel` with reason `payment_declined`: units and discounts back.
@@ -87,6 +91,17 @@ impl Orders {
         reason: &str,
         trace_id: &str,
     ) -> Result<OrderAnswer, fred::error::Error> {
+        let closing = self.close(order_id, end, reason, trace_id).await?;
+        Ok(answer(&closing))
+    }
+
+    async fn close(
+        &self,
+        order_id: &str,
+        end: OrderEnd,
+        reason: &str,
+        trace_id: &str,
+    ) -> Result<Closing, fred::error::Error> {
         let request = CloseRequest {
             order_id,
             end,
@@ -96,14 +111,21 @@ impl Orders {
             idempotency: None,
             settle_ms: self.settle_ms,
         };
-        let closing = close::close(
+        close::close(
             &self.redis,
             &self.scripts.order_close,
             &self.prefix,
             &request,
         )
-        .await?;
-        Ok(answer(&closing))
+        .await
+    }
+}
+
+/// `pay`'s answer: paid before with another reason than the saga's is not the saga's payment.
+fn pay_answer(closing: &Closing) -> OrderAnswer {
+    match closing {
+        Closing::Already(record) if record.reason != PAID_BY_PROVIDER => OrderAnswer::Final,
+        other => answer(other),
     }
 }
 
@@ -120,5 +142,37 @@ fn answer(closing: &Closing) -> OrderAnswer {
         Closing::Final(_) | Closing::Refunding(_) | Closing::Replayed(_) | Closing::KeyReused => {
             OrderAnswer::Final
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flashgate_gateway::lifecycle::close::Record;
+
+    use super::*;
+
+    fn paid(reason: &str) -> Record {
+        Record {
+            state: "paid".to_owned(),
+            ended_at: None,
+            reason: reason.to_owned(),
+            user_id: "ann".to_owned(),
+            quantity: 1,
+            pay_by: None,
+        }
+    }
+
+    #[test]
+    fn an_order_paid_before_by_the_saga_is_its_payment_and_one_paid_otherwise_is_not() {
+        let ours = Closing::Already(paid(PAID_BY_PROVIDER));
+        assert_eq!(pay_answer(&ours), OrderAnswer::Already);
+        let outside = Closing::Already(paid("paid_outside_flashgate"));
+        assert_eq!(pay_answer(&outside), OrderAnswer::Final);
+        assert_eq!(
+            pay_answer(&Closing::Closed(paid(PAID_BY_PROVIDER))),
+            OrderAnswer::Closed
+        );
+        assert_eq!(pay_answer(&Closing::NotFound), OrderAnswer::NotFound);
+        assert_eq!(answer(&Closing::Refunding(paid("x"))), OrderAnswer::Final);
     }
 }

@@ -137,3 +137,48 @@ async fn a_paid_order_with_no_charge_cancelled_by_a_manager_ends_cancelled_witho
     );
     saga.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_charge_landing_after_a_manager_marked_the_order_paid_is_refunded_and_the_order_stays_paid()
+ {
+    // The charge takes 2 s; meanwhile a manager records a payment taken outside flashgate.
+    // Redis then answers the saga's `pay` with "paid before" — but not by the saga.
+    let psp = PspSettings {
+        slow_ms: 2_000,
+        ..psp_settings()
+    };
+    let stack = stack_with(psp, |settings| {
+        settings.saga.provider_timeout_ms = 5_000;
+        settings.saga.lease_ms = 10_000;
+    })
+    .await;
+    let saga = stack.start_saga().await;
+    let sale = stack.sale(1).await;
+    let user = unique("ann");
+    let order = stack.buy(sale, &user).await;
+    stack.pay(&order, &user, "tok_slow").await;
+    assert!(eventually(|| async { stack.psp.provider.charges_for(&order).len() == 1 }).await);
+
+    let path = format!("/v1/admin/orders/{order}/mark-paid");
+    let paid = stack
+        .request(
+            http::Method::POST,
+            &path,
+            "manager-1",
+            Role::Manager,
+            Some(json!({})),
+        )
+        .await;
+
+    assert!(paid.status.is_success(), "{}", paid.json);
+    let row = stack.settled(&order, "refunded").await;
+    assert_eq!(row.refund_reason.as_deref(), Some("order_already_ended"));
+    assert_eq!(stack.psp.succeeded(&order), 1);
+    assert_eq!(
+        stack.psp.refunds(&order),
+        1,
+        "paid once: the saga's charge goes back"
+    );
+    assert_eq!(stack.record(sale, &order).await.0, "paid");
+    saga.stop().await;
+}
