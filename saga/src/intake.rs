@@ -143,7 +143,11 @@ impl Intake {
                 Ok(()) => return true,
                 Err(Failure::Refused(_)) => break,
                 Err(Failure::Passing(err)) => {
-                    tracing::warn!(error = format!("{err:#}"), attempt, "storing payment requests failed; retrying");
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        attempt,
+                        "storing payment requests failed; retrying"
+                    );
                     tokio::select! {
                         () = tokio::time::sleep(backoff(attempt)) => {}
                         _ = shutdown.changed() => return false,
@@ -181,7 +185,11 @@ impl Intake {
             let Err(err) = done else {
                 return true;
             };
-            tracing::warn!(error = format!("{err:#}"), attempt, "storing a payment request failed; retrying");
+            tracing::warn!(
+                error = format!("{err:#}"),
+                attempt,
+                "storing a payment request failed; retrying"
+            );
             tokio::select! {
                 () = tokio::time::sleep(backoff(attempt)) => {}
                 _ = shutdown.changed() => return false,

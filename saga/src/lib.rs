@@ -3,8 +3,8 @@
 //!
 //! A payment's way: [`intake`] consumes the requests the gateways relay ([`decode`]) and
 //! stores them in `payments` ([`requests`]); [`worker`] claims due payments under a lease
-//! ([`store`]) and takes each through its steps ([`steps`], the decision table, with
-//! [`backoff`]), calling the provider ([`provider`]), the order's record in Redis ([`orders`])
+//! ([`store`]) and takes each through its steps (`work.rs`; [`steps`] is the decision table,
+//! with [`backoff`]), calling the provider ([`provider`]), the order's record in Redis ([`orders`])
 //! and announcing the outcome ([`publish`]); [`metrics`] and [`http`] show it, [`startup`]
 //! wires it.
 
@@ -21,4 +21,5 @@ pub mod requests;
 pub mod startup;
 pub mod steps;
 pub mod store;
+mod work;
 pub mod worker;
