@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# flashgate container image: one image, three binaries.
+# flashgate container image: one image, five binaries.
 #   flashgate-gateway   (default CMD; compose runs `flashgate-gateway serve`)
 #   flashgate-persister (compose runs `flashgate-persister run`)
+#   flashgate-saga      (compose runs `flashgate-saga run`)
+#   flashgate-psp       (the virtual payment provider; compose runs `flashgate-psp serve`)
 #   flashgate-batch
 # Configuration comes from FLASHGATE__SECTION__KEY environment variables;
 # see docker-compose.yml for a working set.
@@ -34,6 +36,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked \
         -p flashgate-gateway \
         -p flashgate-persister \
+        -p flashgate-saga \
+        -p flashgate-psp \
         -p flashgate-batch
 
 # ---------------------------------------------------------------------------
@@ -51,6 +55,8 @@ RUN groupadd --system --gid 10001 flashgate \
 
 COPY --from=builder /src/target/release/flashgate-gateway   /usr/local/bin/flashgate-gateway
 COPY --from=builder /src/target/release/flashgate-persister /usr/local/bin/flashgate-persister
+COPY --from=builder /src/target/release/flashgate-saga      /usr/local/bin/flashgate-saga
+COPY --from=builder /src/target/release/flashgate-psp       /usr/local/bin/flashgate-psp
 COPY --from=builder /src/target/release/flashgate-batch     /usr/local/bin/flashgate-batch
 
 # Redis Lua scripts loaded by the gateway, and the example config for reference.

@@ -59,7 +59,11 @@ pub async fn attach(
     .context("reading payment")
     .map_err(Failure::Mysql)?;
     view.payment = match row {
-        Some(row) => Some(from_row(&row).map_err(Failure::mysql)?),
+        // A row with nothing charged and no charge at the provider is the saga's record of a
+        // refund it did not need to make (a cancelled order paid outside flashgate): no
+        // payment to show.
+        Some(row) => Some(from_row(&row).map_err(Failure::mysql)?)
+            .filter(|p| p.amount > 0 || p.provider_ref.is_some()),
         None => record
             .filter(|record| record.state == "paying")
             .map(|record| PaymentView {
