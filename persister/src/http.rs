@@ -1,4 +1,5 @@
-//! `/healthz`, `/readyz` and `/metrics` of the persister.
+//! `/healthz`, `/readyz` and `/metrics` of the persister, and of every other background
+//! service that shows the same three (the payment saga).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,23 +13,25 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
-
-/// Serves the operational endpoints until the task is aborted.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) {
+/// Serves the operational endpoints until the task is aborted: `/metrics` answers what
+/// `render` gives, `/readyz` 200 while `ready` holds.
+pub async fn serve<R>(listener: TcpListener, render: R, ready: Arc<AtomicBool>)
+where
+    R: Fn() -> String + Clone + Send + Sync + 'static,
+{
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let metrics = metrics.clone();
+        let render = render.clone();
         let ready = ready.clone();
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let (status, body) = match req.uri().path() {
                 "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
                 "/readyz" if ready.load(Ordering::SeqCst) => (StatusCode::OK, "ready\n".to_owned()),
                 "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
-                "/metrics" => (StatusCode::OK, metrics.render()),
+                "/metrics" => (StatusCode::OK, render()),
                 _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
             };
             let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -42,7 +42,8 @@ pub async fn run_until(
     let listener = tokio::net::TcpListener::bind(settings.persister.listen)
         .await
         .with_context(|| format!("binding {}", settings.persister.listen))?;
-    let ops = tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
+    let shown = metrics.clone();
+    let ops = tokio::spawn(http::serve(listener, move || shown.render(), ready.clone()));
     let persister = Persister::new(settings, pool.clone(), metrics).await?;
     let (stop, stopped) = watch::channel(false);
     let consuming = tokio::spawn(persister.run(stopped));

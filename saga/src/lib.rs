@@ -4,13 +4,12 @@
 //! A payment's way: [`intake`] consumes the requests the gateways relay ([`decode`]) and
 //! stores them in `payments` ([`requests`]); [`worker`] claims due payments under a lease
 //! ([`store`]) and takes each through its steps (`work.rs`; [`steps`] is the decision table,
-//! with [`backoff`]), calling the provider ([`provider`]), the order's record in Redis ([`orders`])
-//! and announcing the outcome ([`publish`]); [`metrics`] and [`http`] show it, [`startup`]
-//! wires it.
+//! with [`backoff`]), calling the provider ([`provider`]), the order's record in Redis
+//! ([`orders`]) and announcing the outcome ([`publish`]); [`metrics`] shows it (served by the
+//! persister's operational endpoints), [`startup`] wires it.
 
 pub mod backoff;
 pub mod decode;
-pub mod http;
 pub mod intake;
 pub mod metrics;
 pub mod orders;

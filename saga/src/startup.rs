@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::backoff::Backoff;
-use crate::http;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::orders::Orders;
@@ -136,9 +135,10 @@ impl Saga {
     /// Consumes and works until `shutdown` resolves, then stops as the module says.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let ready = Arc::new(AtomicBool::new(true));
-        let ops = tokio::spawn(http::serve(
+        let shown = self.metrics.clone();
+        let ops = tokio::spawn(flashgate_persister::http::serve(
             self.listener,
-            self.metrics.clone(),
+            move || shown.render(),
             ready.clone(),
         ));
         let (stop, stopped) = watch::channel(false);

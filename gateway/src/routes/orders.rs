@@ -143,20 +143,25 @@ pub async fn end_and_answer(
         Closing::Final(record) | Closing::NotDue(record) => {
             Err(end_refused(asked.end, &record.state))
         }
-        Closing::WindowClosed(record) => Err(ApiError::conflict(
-            "payment_window_closed",
-            format!(
-                "the order had to be paid by {}",
-                record
-                    .pay_by
-                    .map_or_else(|| "its pay_by".to_owned(), |t| t.to_rfc3339())
-            ),
-        )),
+        Closing::WindowClosed(record) => Err(window_closed(&record)),
         Closing::KeyReused => Err(ApiError::IdempotencyKeyReused),
         // MySQL holds it open but Redis has no record of it: Redis lost it, and the sale's
         // restore (`POST /v1/admin/sales/restore`) brings the hold back.
         Closing::NotFound => Err(lost_hold(&order)),
     }
+}
+
+/// 409 `payment_window_closed`: the order's `pay_by` (of `record`) has passed.
+pub fn window_closed(record: &crate::lifecycle::close::Record) -> ApiError {
+    ApiError::conflict(
+        "payment_window_closed",
+        format!(
+            "the order had to be paid by {}",
+            record
+                .pay_by
+                .map_or_else(|| "its pay_by".to_owned(), |t| t.to_rfc3339())
+        ),
+    )
 }
 
 /// The order as it is now, after a step changed it.

@@ -11,7 +11,7 @@ use crate::http::request::{Call, idempotency_key, read_json};
 use crate::http::response::{Response, json_response};
 use crate::lifecycle::close::{self, CloseRequest, Closing};
 use crate::orders::status::order_of;
-use crate::routes::orders::{lost_hold, no_order, now};
+use crate::routes::orders::{lost_hold, no_order, now, window_closed};
 
 /// Longest payment token taken, in characters.
 const TOKEN_MAX_LEN: usize = 128;
@@ -113,15 +113,7 @@ pub async fn pay(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
             Err(not_payable(shown(&record.state)))
         }
         Closing::NotDue(record) => Err(not_payable(shown(&record.state))),
-        Closing::WindowClosed(record) => Err(ApiError::conflict(
-            "payment_window_closed",
-            format!(
-                "the order had to be paid by {}",
-                record
-                    .pay_by
-                    .map_or_else(|| "its pay_by".to_owned(), |t| t.to_rfc3339())
-            ),
-        )),
+        Closing::WindowClosed(record) => Err(window_closed(&record)),
         Closing::KeyReused => Err(ApiError::IdempotencyKeyReused),
         Closing::NotFound if open => Err(lost_hold(&order)),
         Closing::NotFound => Err(not_payable(&order.status)),
