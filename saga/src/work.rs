@@ -9,17 +9,7 @@ use crate::metrics::Metrics;
 use crate::payment::{Payment, RefundCause, Status, refund_key};
 use crate::steps::{self, AfterPay, Found, Move, RefundReply, Step, Then};
 use crate::store::{Claimed, Next};
-use crate::worker::Worker;
-
-/// Why a payment's work stopped before it was done or put off.
-pub(crate) enum Stop {
-    /// Another instance took it over, or the intake changed it: let go.
-    Lost,
-    /// A write failed: let go (if still possible); the lease runs out otherwise.
-    Database(sqlx::Error),
-    /// Shutdown: let go between steps.
-    Shutdown,
-}
+use crate::worker::{Stop, Worker};
 
 impl Worker {
     /// The steps of one payment, each written before the next.

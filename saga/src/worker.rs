@@ -22,7 +22,16 @@ use crate::orders::Orders;
 use crate::provider::Provider;
 use crate::publish::Publisher;
 use crate::store::{Claimed, Store};
-use crate::work::Stop;
+
+/// Why a payment's work stopped before it was done or put off.
+pub(crate) enum Stop {
+    /// Another instance took it over, or the intake changed it: let go.
+    Lost,
+    /// A write failed: let go (if still possible); the lease runs out otherwise.
+    Database(sqlx::Error),
+    /// Shutdown: let go between steps.
+    Shutdown,
+}
 
 /// Most payments claimed in one statement.
 const CLAIM_AT_ONCE: usize = 100;

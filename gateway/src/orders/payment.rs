@@ -6,7 +6,6 @@ use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 
 use crate::failure::Failure;
-use crate::orders::status::{OrderView, RedisOrder};
 
 /// One order's payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,43 +37,42 @@ pub fn shown_status(status: &str) -> &'static str {
     }
 }
 
-/// Puts the order's payment on `view`: the saga's row when there is one; else, while Redis's
-/// `record` says the payment is in flight, a `pending` payment of the amount it recorded.
-/// Orders that never asked for a payment read nothing.
-pub async fn attach(
+/// The payment of order `order_id`, whose shown status is `status`: the saga's row when there
+/// is one; else, while Redis's record says a charge is in flight (`paying_amount`), a
+/// `pending` payment of that amount. Orders that never asked for a payment read nothing (no
+/// query: reserved, confirmed or rejected).
+pub async fn of(
     db: &MySqlPool,
-    view: &mut OrderView,
-    record: Option<&RedisOrder>,
-) -> Result<(), Failure> {
-    if matches!(view.status.as_str(), "reserved" | "confirmed" | "rejected") {
-        return Ok(());
+    order_id: &str,
+    status: &str,
+    paying_amount: Option<u64>,
+) -> Result<Option<PaymentView>, Failure> {
+    if matches!(status, "reserved" | "confirmed" | "rejected") {
+        return Ok(None);
     }
     let row = sqlx::query(
         "SELECT status, amount, attempts, provider_ref, failure_code FROM payments \
          WHERE order_id = ?",
     )
-    .bind(&view.order_id)
+    .bind(order_id)
     .fetch_optional(db)
     .await
     .context("reading payment")
     .map_err(Failure::Mysql)?;
-    view.payment = match row {
+    Ok(match row {
         // A row with nothing charged and no charge at the provider is the saga's record of a
         // refund it did not need to make (a cancelled order paid outside flashgate): no
         // payment to show.
         Some(row) => Some(from_row(&row).map_err(Failure::mysql)?)
             .filter(|p| p.amount > 0 || p.provider_ref.is_some()),
-        None => record
-            .filter(|record| record.state == "paying")
-            .map(|record| PaymentView {
-                status: "pending".to_owned(),
-                amount: record.reason.parse().unwrap_or_default(),
-                attempts: 0,
-                provider_ref: None,
-                failure_code: None,
-            }),
-    };
-    Ok(())
+        None => paying_amount.map(|amount| PaymentView {
+            status: "pending".to_owned(),
+            amount,
+            attempts: 0,
+            provider_ref: None,
+            failure_code: None,
+        }),
+    })
 }
 
 fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<PaymentView, sqlx::Error> {

@@ -89,6 +89,13 @@ impl OrderView {
     }
 }
 
+/// The amount being charged, while Redis's record says a charge is in flight.
+fn paying(record: Option<&RedisOrder>) -> Option<u64> {
+    record
+        .filter(|record| record.state == "paying")
+        .and_then(|record| record.reason.parse().ok())
+}
+
 /// Whether Redis's record of an order is ahead of MySQL's `status` for it: an open order
 /// MySQL holds `confirmed` that Redis moved on, or a paid one being (or already) refunded.
 fn ahead_of(status: &str, record: &RedisOrder) -> bool {
@@ -218,7 +225,7 @@ pub async fn find(
         if let Some(record) = record.as_ref().filter(|r| ahead_of(&view.status, r)) {
             view.apply(record);
         }
-        payment::attach(db, &mut view, record.as_ref()).await?;
+        view.payment = payment::of(db, order_id, &view.status, paying(record.as_ref())).await?;
         return Ok(Some((owner, view)));
     }
     let Some(record) = record else {
@@ -244,7 +251,7 @@ pub async fn find(
         payment: None,
     };
     view.apply(&record);
-    payment::attach(db, &mut view, Some(&record)).await?;
+    view.payment = payment::of(db, order_id, &view.status, paying(Some(&record))).await?;
     Ok(Some((record.user_id, view)))
 }
 
