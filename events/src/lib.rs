@@ -23,8 +23,8 @@ pub use orders::{
     OrderEnd, OrderEnded, OrderRejected,
 };
 pub use payments::{
-    PAYMENT_COMPLETED, PAYMENT_FAILED, PAYMENT_REFUND_REQUESTED, PAYMENT_REFUNDED, PAYMENT_REQUESTED,
-    PaymentOutcome, PaymentRequested, RefundRequested,
+    PAYMENT_COMPLETED, PAYMENT_FAILED, PAYMENT_REFUND_REQUESTED, PAYMENT_REFUNDED,
+    PAYMENT_REQUESTED, PaymentOutcome, PaymentRequested, RefundRequested,
 };
 pub use points::{
     POINTS_REFUNDED, POINTS_REJECTED, POINTS_USED, PointsRefunded, PointsRejected, PointsUsed,
