@@ -23,7 +23,8 @@
 # FLASHGATE_BENCH_STANDARD (0: skip the Redis ceiling and the standard runs, for a payments
 # stage alone; 1 by default), FLASHGATE_BENCH_TOPIC_SUFFIX (topics flashgate.<name>.<suffix>
 # and consumer groups of this benchmark's own, created here, so that no other gateway,
-# persister or saga on the same broker shares its messages; unset: the standard topics).
+# persister or saga on the same broker shares its messages; unset: the standard topics; a new
+# suffix with each new database, or the last run's unconsumed backlog is replayed into it).
 #
 # The payments stage (issue 15) starts the virtual provider (flashgate-psp, its latency
 # FLASHGATE__PSP__LATENCY_MS, 20 ms by default) and the saga (flashgate-saga) beside the
