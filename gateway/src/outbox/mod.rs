@@ -2,7 +2,9 @@
 //! entries, and the one registry of which outboxes are active.
 
 pub mod delivery;
+mod discount_entry;
 pub mod entry;
+mod fields;
 pub mod registry;
 pub mod relay;
 pub mod stream;
