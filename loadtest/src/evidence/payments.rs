@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sqlx::MySqlPool;
 
-use super::facts::Sample;
+use super::sample::Sample;
 
 /// Ids per `IN (...)` list: one query per this many orders.
 const CHUNK: usize = 1_000;

@@ -10,8 +10,9 @@ use flashgate_events::keys::SaleKeys;
 use fred::prelude::{HashesInterface, LuaInterface, Pool};
 use sqlx::MySqlPool;
 
-use super::facts::{CouponEvidence, Evidence, Reconciled, SaleEvidence, Sample, Told};
+use super::facts::{CouponEvidence, Evidence, Reconciled, SaleEvidence, Told};
 use super::payments::{Settled, read_payments};
+use super::sample::Sample;
 use super::units::{Endings, Expiry, Holding, SaleCounters, Sampled, Units, peak_live_units};
 use crate::manager::PolicyCounters;
 use crate::scenario::user_id;

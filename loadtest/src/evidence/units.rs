@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::facts::Sample;
+use super::sample::Sample;
 
 /// Units of a sale's orders, by status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
