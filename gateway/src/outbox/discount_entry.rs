@@ -105,13 +105,7 @@ mod tests {
 
     use super::*;
     use crate::outbox::entry::{Topic, encode};
-
-    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::outbox::fields::tests::fields;
 
     #[test]
     fn policy_entries_become_coupon_events_keyed_by_coupon() {

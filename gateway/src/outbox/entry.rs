@@ -180,13 +180,7 @@ mod tests {
     use flashgate_events::Envelope;
 
     use super::*;
-
-    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::outbox::fields::tests::fields;
 
     #[test]
     fn a_payment_request_goes_to_the_saga_keyed_by_its_order() {

@@ -34,3 +34,16 @@ impl Fields<'_> {
             .ok_or_else(|| format!("field `{name}` is not a time"))
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::collections::HashMap;
+
+    /// An entry's fields from `(name, value)` pairs, as the codecs' tests write them.
+    pub(in crate::outbox) fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+}
