@@ -7,6 +7,17 @@ use serde::{Deserialize, Serialize};
 /// Kafka header that carries the trace id (also inside the envelope).
 pub const TRACE_HEADER: &str = "trace_id";
 
+/// Kafka header of a message sent back to its source topic from the dead-letter topic
+/// (`flashgate-persister dlq replay`); its value names the replay (the letter's
+/// `<partition>:<offset>` in the dead-letter topic), so a consumer acts on one replay once.
+/// The notifier delivers a replayed event again only where its delivery had ended dead.
+pub const REPLAY_HEADER: &str = "dlq_replay";
+
+/// Headers of a dead letter: why it can never succeed, and where it came from (the message
+/// itself is the letter's key and payload, as they were).
+pub const DEAD_LETTER_HEADERS: [&str; 4] =
+    ["reason", "source_topic", "source_partition", "source_offset"];
+
 /// Every message on every topic: what it is, which version of its shape, a unique id, when it
 /// happened, the trace it belongs to, and the data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
