@@ -31,6 +31,8 @@
 --   5  outbox bound: refuse with `overloaded` when the outbox holds this many entries
 --   6  idempotency TTL in seconds
 --   7  request fingerprint (the canonical request; compared on replay)
+--   8  pass_ok: "1" when the gateway verified a `Queue-Pass` for this user and sale, else "0"
+--      (a sale whose hash has `queued` = "1" admits only purchases with pass_ok = "1")
 -- Replies (array, first element is the code)
 --   {'admitted', order_id, remaining}                   remaining: units left now
 --   {'replay', code, order_id, quantity, admitted_ms, remaining}
@@ -38,12 +40,14 @@
 --                                                       request (remaining: of a `sold_out`)
 --   {'idempotency_key_reused'}                          same key, another request
 --   {'not_found'} | {'sale_not_active'} | {'limit_exceeded'} | {'overloaded'}
+--   {'queue_pass_required'}                             a queued sale, no verified pass
 --   {'sold_out', remaining}
 
 local sale_key, stock_key, buyers_key, outbox_key, orders_key, holds_key, idem_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local user, qty, order_id, trace_id = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local outbox_max, idem_ttl, fingerprint = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local pass_ok = ARGV[8]
 
 -- This call ran before (a re-send): the same answer, nothing taken again. (The record stays
 -- until the order has ended and MySQL holds the end, seconds at least; a re-send comes within
@@ -75,9 +79,15 @@ local function remember(code, oid, at, left)
 end
 
 local sale = redis.call('HMGET', sale_key, 'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'price',
-  'window_ms')
+  'window_ms', 'queued')
 if not sale[1] then
   return {'not_found'}
+end
+
+-- A sale behind a waiting room: only a shopper the queue admitted (the gateway verified the
+-- signed pass) may buy. Not remembered: the same request may pass with a pass.
+if sale[7] == '1' and pass_ok ~= '1' then
+  return {'queue_pass_required'}
 end
 
 local time = redis.call('TIME')

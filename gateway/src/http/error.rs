@@ -21,6 +21,13 @@ pub enum ApiError {
     /// 403: a valid token without the role the route needs.
     #[error("this route needs the `{0}` role")]
     Forbidden(&'static str),
+    /// 403 `queue_pass_required`: the sale is behind a waiting room and the purchase carried
+    /// no valid `Queue-Pass` for this user and sale.
+    #[error(
+        "this sale admits shoppers through its waiting room: join it (POST \
+         /v1/sales/{{id}}/queue) and send the pass it gives as the Queue-Pass header"
+    )]
+    QueuePassRequired,
     /// 404: no such route or resource.
     #[error("{0}")]
     NotFound(String),
@@ -179,7 +186,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::QueuePassRequired => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -197,6 +204,7 @@ impl ApiError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
+            Self::QueuePassRequired => "queue_pass_required",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict { code, .. } => code,

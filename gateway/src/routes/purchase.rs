@@ -43,6 +43,7 @@ pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
             quantity: body.quantity,
             idempotency_key: idempotency_key.as_deref(),
             trace_id: call.trace_id,
+            pass_ok: false,
         },
     )
     .await?;
@@ -77,5 +78,6 @@ pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
         Admission::NotFound => Err(no_sale()),
         Admission::Overloaded => Err(ApiError::overloaded(Overload::Backlog("orders"))),
         Admission::KeyReused => Err(ApiError::IdempotencyKeyReused),
+        Admission::QueuePassRequired => Err(ApiError::QueuePassRequired),
     }
 }

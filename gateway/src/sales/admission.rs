@@ -35,6 +35,8 @@ pub enum Admission {
     Overloaded,
     /// The idempotency key was used with another request.
     KeyReused,
+    /// The sale is behind a waiting room and the request carried no valid pass for it.
+    QueuePassRequired,
 }
 
 impl Admission {
@@ -48,6 +50,7 @@ impl Admission {
             Self::NotFound => "not_found",
             Self::Overloaded => "overloaded",
             Self::KeyReused => "idempotency_key_reused",
+            Self::QueuePassRequired => "queue_pass_required",
         }
     }
 }
@@ -72,6 +75,9 @@ pub struct PurchaseRequest<'a> {
     pub outbox_max: u64,
     /// How long an idempotent answer is kept, in seconds.
     pub idempotency_ttl_secs: u64,
+    /// The gateway verified a `Queue-Pass` for this user and sale (checked in the gateway, so
+    /// the script only needs the verdict: no extra round trip).
+    pub pass_ok: bool,
 }
 
 /// Runs the purchase script once and reads its reply.
@@ -100,6 +106,7 @@ pub async fn admit(
         int(request.outbox_max),
         int(request.idempotency_ttl_secs),
         fingerprint.into(),
+        if request.pass_ok { "1" } else { "0" }.into(),
     ];
     let reply: Vec<Value> = script.run(redis, keys, args).await?;
     parse_reply(&reply, request.quantity)
@@ -137,6 +144,7 @@ fn parse_reply(reply: &[Value], quantity: u32) -> Result<Admission, fred::error:
         "not_found" => Admission::NotFound,
         "overloaded" => Admission::Overloaded,
         "idempotency_key_reused" => Admission::KeyReused,
+        "queue_pass_required" => Admission::QueuePassRequired,
         other => return Err(unexpected_reply("purchase", other)),
     };
     Ok(outcome)
@@ -189,6 +197,10 @@ mod tests {
         assert_eq!(
             parse_reply(&reply(&["idempotency_key_reused"]), 1).unwrap(),
             Admission::KeyReused
+        );
+        assert_eq!(
+            parse_reply(&reply(&["queue_pass_required"]), 1).unwrap(),
+            Admission::QueuePassRequired
         );
         assert!(parse_reply(&reply(&["bogus"]), 1).is_err());
     }

@@ -22,6 +22,8 @@ pub struct Purchase<'a> {
     pub idempotency_key: Option<&'a str>,
     /// Trace id of the request, carried into the admitted event.
     pub trace_id: &'a str,
+    /// The request carried a `Queue-Pass` the gateway verified for this user and sale.
+    pub pass_ok: bool,
 }
 
 /// Admits the purchase or says why not. A sale sold out moments ago is answered from memory
@@ -52,6 +54,7 @@ pub async fn buy(app: &App, purchase: &Purchase<'_>) -> Result<Admission, Failur
         idempotency_key: purchase.idempotency_key,
         outbox_max: app.settings.gateway.outbox_max_len,
         idempotency_ttl_secs: app.settings.gateway.idempotency_ttl_secs,
+        pass_ok: purchase.pass_ok,
     };
     let admission = admit(&app.redis, &app.scripts.purchase, &request)
         .await
