@@ -15,8 +15,12 @@ pub const REPLAY_HEADER: &str = "dlq_replay";
 
 /// Headers of a dead letter: why it can never succeed, and where it came from (the message
 /// itself is the letter's key and payload, as they were).
-pub const DEAD_LETTER_HEADERS: [&str; 4] =
-    ["reason", "source_topic", "source_partition", "source_offset"];
+pub const DEAD_LETTER_HEADERS: [&str; 4] = [
+    "reason",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+];
 
 /// Every message on every topic: what it is, which version of its shape, a unique id, when it
 /// happened, the trace it belongs to, and the data.
