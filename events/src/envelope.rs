@@ -22,6 +22,12 @@ pub const DEAD_LETTER_HEADERS: [&str; 4] = [
     "source_offset",
 ];
 
+/// Header of a dead letter giving its reason as a short, stable code (`unknown_sale`,
+/// `undecodable`, ...: the persister's are listed in `flashgate_persister::dlq::reason`), which
+/// `dlq list --reason` and the dead-letter metrics go by; `reason` stays the human sentence. A
+/// letter without it (written before it existed) is classified from its `reason`.
+pub const REASON_CODE_HEADER: &str = "reason_code";
+
 /// Every message on every topic: what it is, which version of its shape, a unique id, when it
 /// happened, the trace it belongs to, and the data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,7 +17,9 @@ pub use coupons::{
     COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, COUPON_REJECTED, CouponIssued,
     CouponRedemption, CouponRejected,
 };
-pub use envelope::{DEAD_LETTER_HEADERS, Envelope, REPLAY_HEADER, TRACE_HEADER};
+pub use envelope::{
+    DEAD_LETTER_HEADERS, Envelope, REASON_CODE_HEADER, REPLAY_HEADER, TRACE_HEADER,
+};
 pub use orders::{
     ORDER_ADMITTED, ORDER_CANCELLED, ORDER_EXPIRED, ORDER_PAID, ORDER_REJECTED, OrderAdmitted,
     OrderEnd, OrderEnded, OrderRejected,
