@@ -6,6 +6,7 @@
 //! these types, so they can never disagree on a field name, a key or an id's length.
 
 mod coupons;
+pub mod draw;
 mod envelope;
 pub mod ids;
 pub mod keys;
