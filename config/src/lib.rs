@@ -11,6 +11,7 @@ mod gateway;
 mod kafka;
 mod load;
 mod mysql;
+mod notifier;
 mod payments;
 mod redis;
 mod secret;
@@ -23,6 +24,9 @@ pub use gateway::{GatewaySettings, JwtAlgorithm, JwtSettings};
 pub use kafka::KafkaSettings;
 pub use load::{CONFIG_FILE_VAR, ENV_PREFIX, Sources};
 pub use mysql::MysqlSettings;
+pub use notifier::{
+    Channel, EmailSettings, NotifierSettings, SlackSettings, SmtpTls, WebhookSettings,
+};
 pub use payments::{PaymentSettings, PspSettings, SagaSettings};
 pub use redis::RedisSettings;
 pub use secret::Secret;

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use crate::error::Invalid;
 use crate::{
-    GatewaySettings, KafkaSettings, MysqlSettings, PaymentSettings, PspSettings, RedisSettings,
-    SagaSettings,
+    GatewaySettings, KafkaSettings, MysqlSettings, NotifierSettings, PaymentSettings, PspSettings,
+    RedisSettings, SagaSettings,
 };
 
 /// Every setting of every flashgate binary. Each binary reads the sections it needs.
@@ -36,6 +36,8 @@ pub struct Settings {
     pub saga: SagaSettings,
     /// The virtual payment provider (`flashgate-psp`).
     pub psp: PspSettings,
+    /// The notifier (`flashgate-notifier`): routes, channels, retries, breakers.
+    pub notifier: NotifierSettings,
     /// Every binary's log lines: filter and format.
     pub log: LogSettings,
 }
@@ -54,6 +56,7 @@ impl Settings {
         self.payments.validate(&mut problems);
         self.saga.validate(&mut problems);
         self.psp.validate(&mut problems);
+        self.notifier.validate(&mut problems);
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             problems.push(Invalid::new("log.filter", err.to_string()));
         }
