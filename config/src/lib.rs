@@ -13,6 +13,7 @@ mod load;
 mod mysql;
 mod notifier;
 mod payments;
+pub mod process;
 mod redis;
 mod secret;
 mod settings;

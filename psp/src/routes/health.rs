@@ -30,12 +30,14 @@ pub async fn readyz(app: &App, _: Request, _: &str) -> Result<Response, ApiError
     ))
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition: the provider's metrics, then the process's (CPU, memory).
 pub async fn metrics(app: &App, _: Request, _: &str) -> Result<Response, ApiError> {
     let counts = app.provider.counts();
+    let mut text = app.metrics.render(counts);
+    text.push_str(&flashgate_config::process::render());
     Ok(text_response(
         StatusCode::OK,
-        app.metrics.render(counts),
+        text,
         "text/plain; version=0.0.4",
     ))
 }
