@@ -26,6 +26,9 @@
 --                 is kept for the answer to a re-sent call; it expires `keep_ms` after the
 --                 coupon
 --   6  idem       (optional) string: the stored answer for this user's Idempotency-Key
+--   last n (n = ARGV 7, after idem when given): the rate limits' GCRA keys, e.g.
+--              fg:{c:7}:rl:claim:u:<user> (per user per policy) and
+--              fg:{c:7}:rl:claim:a:<address>; they expire by themselves
 -- ARGV
 --   1  user id
 --   2  coupon id to use if issued (unique per call, made by the gateway)
@@ -33,13 +36,25 @@
 --   4  outbox bound: refuse with `overloaded` when the outbox holds this many entries
 --   5  idempotency TTL in seconds
 --   6  keep_ms: how long the coupon hash outlives the coupon's expiry, ms (absent: 0)
+--   7  n: how many rate limits (absent: 0)
+--   8.. per limit i (from 0): ARGV 8+2i its emission interval in µs, ARGV 9+2i its burst
+--       (judged first by the `rate_limit` function the gateway puts in front of this script
+--       from lua/rate_limit.lua; a refused claim takes nothing)
 -- Replies (array, first element is the code)
 --   {'issued', coupon_id, expires_ms, claim_no, remaining}   remaining: coupons left now
 --   {'replay', code, coupon_id, expires_ms}    the stored answer for this key
 --   {'not_found'} | {'policy_not_active'} | {'already_claimed'} | {'exhausted'} | {'overloaded'}
+--   {'rate_limited', index, retry_us}          limit `index` (from 1) refused; it allows
+--                                              this claim in retry_us µs
 
-local policy_key, remaining_key, holders_key, outbox_key, coupon_key, idem_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local limits = tonumber(ARGV[7] or '0') or 0
+local policy_key, remaining_key, holders_key, outbox_key, coupon_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- The idempotency key is there when the KEYS besides the limits' are six.
+local idem_key = nil
+if #KEYS - limits >= 6 then
+  idem_key = KEYS[6]
+end
 local user, coupon_id, trace_id = ARGV[1], ARGV[2], ARGV[3]
 local outbox_max, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local keep_ms = tonumber(ARGV[6] or '0') or 0
@@ -50,6 +65,15 @@ if issued[1] == user then
   local claim_no = issued[3] or redis.call('HGET', holders_key, user) or '1'
   return {'issued', coupon_id, tonumber(issued[2]), tonumber(claim_no),
     tonumber(redis.call('GET', remaining_key) or '0')}
+end
+
+-- Rate limits before anything else: a refused claim takes nothing (no coupon, no stored
+-- answer). After the re-send check, so that a re-sent call is not charged twice.
+if limits > 0 then
+  local verdict = rate_limit(KEYS, #KEYS - limits + 1, ARGV, 8, limits)
+  if verdict[1] == 'rate_limited' then
+    return verdict
+  end
 end
 
 -- Stored answers: code \n coupon_id \n expires_ms

@@ -23,6 +23,9 @@
 --               ends it)
 --   6  holds    sorted set: order id -> pay_by_ms of every open order (the expiry sweeper's)
 --   7  idem     (optional) string: the stored answer for this user's Idempotency-Key
+--   last n (n = ARGV 9, after idem when given): the rate limits' GCRA keys, e.g.
+--           fg:{s:42}:rl:purchase:u:<user> (per user per sale) and
+--           fg:{s:42}:rl:purchase:a:<address>; they expire by themselves
 -- ARGV
 --   1  user id
 --   2  quantity (integer >= 1)
@@ -33,6 +36,10 @@
 --   7  request fingerprint (the canonical request; compared on replay)
 --   8  pass_ok: "1" when the gateway verified a `Queue-Pass` for this user and sale, else "0"
 --      (a sale whose hash has `queued` = "1" admits only purchases with pass_ok = "1")
+--   9  n: how many rate limits (absent: 0)
+--   10.. per limit i (from 0): ARGV 10+2i its emission interval in µs, ARGV 11+2i its burst
+--       (the rate limits run first, by the `rate_limit` function the gateway puts in front
+--       of this script from lua/rate_limit.lua; a refused purchase takes nothing)
 -- Replies (array, first element is the code)
 --   {'admitted', order_id, remaining}                   remaining: units left now
 --   {'replay', code, order_id, quantity, admitted_ms, remaining}
@@ -40,11 +47,19 @@
 --                                                       request (remaining: of a `sold_out`)
 --   {'idempotency_key_reused'}                          same key, another request
 --   {'not_found'} | {'sale_not_active'} | {'limit_exceeded'} | {'overloaded'}
+--   {'rate_limited', index, retry_us}                   limit `index` (from 1) refused; it
+--                                                       allows this request in retry_us µs
 --   {'queue_pass_required'}                             a queued sale, no verified pass
 --   {'sold_out', remaining}
 
-local sale_key, stock_key, buyers_key, outbox_key, orders_key, holds_key, idem_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local limits = tonumber(ARGV[9] or '0') or 0
+local sale_key, stock_key, buyers_key, outbox_key, orders_key, holds_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- The idempotency key is there when the KEYS besides the limits' are seven.
+local idem_key = nil
+if #KEYS - limits >= 7 then
+  idem_key = KEYS[7]
+end
 local user, qty, order_id, trace_id = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local outbox_max, idem_ttl, fingerprint = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local pass_ok = ARGV[8]
@@ -54,6 +69,15 @@ local pass_ok = ARGV[8]
 -- the client's command timeout.)
 if redis.call('HEXISTS', orders_key, order_id) == 1 then
   return {'admitted', order_id, tonumber(redis.call('GET', stock_key) or '0')}
+end
+
+-- Rate limits before anything else: a refused purchase reads and takes nothing (no stock, no
+-- stored answer). After the re-send check, so that a re-sent call is not charged twice.
+if limits > 0 then
+  local verdict = rate_limit(KEYS, #KEYS - limits + 1, ARGV, 10, limits)
+  if verdict[1] == 'rate_limited' then
+    return verdict
+  end
 end
 
 -- Stored answers: fingerprint \n code \n order_id \n quantity \n admitted_ms [\n remaining]
