@@ -46,6 +46,18 @@ enum Next {
     Stop,
 }
 
+/// Kafka's time of the oldest message of `batch`, in ms since the Unix epoch (now when no
+/// message carries one, so a broker without timestamps shows no lag rather than decades).
+fn oldest_timestamp(batch: &[OwnedMessage]) -> u64 {
+    batch
+        .iter()
+        .filter_map(|message| message.timestamp().to_millis())
+        .filter_map(|ms| u64::try_from(ms).ok())
+        .filter(|&ms| ms > 0)
+        .min()
+        .unwrap_or_else(crate::metrics::now_ms)
+}
+
 /// The persister's moving parts.
 pub struct Persister {
     /// Most messages per batch.
@@ -119,9 +131,13 @@ impl Persister {
         loop {
             match self.receive(&mut shutdown, tick_due).await {
                 Next::Stop => break,
-                Next::Tick => {}
+                // Nothing came for a tick: nothing is held, the persister is not behind.
+                Next::Tick => self.metrics.oldest_held_ms.store(0, Ordering::Relaxed),
                 Next::Batch(batch) => {
                     Metrics::add(&self.metrics.consumed, batch.len() as u64);
+                    self.metrics
+                        .oldest_held_ms
+                        .store(oldest_timestamp(&batch), Ordering::Relaxed);
                     let Some(counts) = self.writer.write(&batch, &mut shutdown).await else {
                         break; // shutdown while retrying: nothing committed, the batch comes again
                     };

@@ -14,7 +14,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 /// Serves the operational endpoints until the task is aborted: `/metrics` answers what
-/// `render` gives, `/readyz` 200 while `ready` holds.
+/// `render` gives, followed by the process's own metrics (CPU, memory, file descriptors),
+/// `/readyz` 200 while `ready` holds.
 pub async fn serve<R>(listener: TcpListener, render: R, ready: Arc<AtomicBool>)
 where
     R: Fn() -> String + Clone + Send + Sync + 'static,
@@ -31,7 +32,11 @@ where
                 "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
                 "/readyz" if ready.load(Ordering::SeqCst) => (StatusCode::OK, "ready\n".to_owned()),
                 "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
-                "/metrics" => (StatusCode::OK, render()),
+                "/metrics" => {
+                    let mut text = render();
+                    text.push_str(&flashgate_config::process::render());
+                    (StatusCode::OK, text)
+                }
                 _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
             };
             let mut response = Response::new(Full::new(Bytes::from(body)));

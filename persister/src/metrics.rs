@@ -34,6 +34,10 @@ pub struct Metrics {
     pub batch_micros: AtomicU64,
     /// Messages behind the end of the assigned partitions at the last look.
     pub lag: AtomicU64,
+    /// Kafka time (ms since the Unix epoch) of the oldest message of the batch in hand, or of
+    /// the last one written; 0 once no message came for a tick. `/metrics` shows its age as
+    /// `flashgate_persister_lag_seconds`, which keeps growing while a batch is stuck.
+    pub oldest_held_ms: AtomicU64,
     /// Events waiting in `parked_events` for the record they change, at the last look.
     pub parked: AtomicU64,
     /// How long the oldest of them has waited, in seconds, at the last look.
@@ -370,6 +374,13 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        let name = "flashgate_persister_lag_seconds";
+        let lag = lag_seconds(self.oldest_held_ms.load(Ordering::Relaxed), now_ms());
+        let _ = writeln!(
+            out,
+            "# HELP {name} age of the oldest message the persister holds (or last wrote), 0 when idle\n\
+             # TYPE {name} gauge\n{name} {lag}"
+        );
         let name = "flashgate_persister_order_ends_total";
         let _ = writeln!(
             out,
@@ -387,9 +398,51 @@ impl Metrics {
     }
 }
 
+/// How far behind Kafka the persister is, in seconds: the age of the oldest message it holds
+/// (Kafka's timestamp, `oldest_ms`) at `now_ms`; 0 when it holds none.
+pub fn lag_seconds(oldest_ms: u64, now_ms: u64) -> f64 {
+    if oldest_ms == 0 {
+        return 0.0;
+    }
+    now_ms.saturating_sub(oldest_ms) as f64 / 1000.0
+}
+
+/// Now, in ms since the Unix epoch (Kafka's timestamps are wall-clock).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_message_held_and_zero_when_idle() {
+        assert_eq!(lag_seconds(0, 1_700_000_000_000), 0.0);
+        assert_eq!(lag_seconds(1_700_000_000_000, 1_700_000_007_500), 7.5);
+        // A producer's clock ahead of ours is no lag, not a wrap-around.
+        assert_eq!(lag_seconds(1_700_000_009_000, 1_700_000_007_500), 0.0);
+
+        let metrics = Metrics::default();
+        assert!(
+            metrics
+                .render()
+                .contains("\nflashgate_persister_lag_seconds 0\n")
+        );
+        metrics
+            .oldest_held_ms
+            .store(now_ms() - 60_000, Ordering::Relaxed);
+        let text = metrics.render();
+        let lag: f64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("flashgate_persister_lag_seconds "))
+            .expect("the lag is rendered")
+            .parse()
+            .expect("a number");
+        assert!((60.0..61.0).contains(&lag), "{lag}");
+    }
 
     #[test]
     fn ends_are_rendered_as_one_counter_labelled_by_end() {
