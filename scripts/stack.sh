@@ -42,7 +42,7 @@ SERVICES=(redis-6390 redis-6391 sentinel-26390 sentinel-26391 sentinel-26392 mar
 READY_TIMEOUT=${FLASHGATE_STACK_TIMEOUT:-60}  # seconds per server
 STOP_TIMEOUT=20                               # seconds between TERM and KILL
 CARGO_HOME_DIR=${CARGO_HOME:-$HOME/.cargo}
-APT_PACKAGES=(redis-server redis-sentinel mariadb-server mariadb-client sqlite3 prometheus)
+APT_PACKAGES=(redis-server redis-sentinel mariadb-server mariadb-client sqlite3 prometheus python3-aiosmtpd)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -327,6 +327,8 @@ ensure_tools() {
   find_bin sqlite3 >/dev/null || { missing+=(sqlite3); pkgs+=(sqlite3); }
   # promtool checks ops/'s alert rules (ops/check.sh); the stack never runs Prometheus itself.
   find_bin promtool >/dev/null || { missing+=(promtool); pkgs+=(prometheus); }
+  # The notifier's tests receive their emails with scripts/smtp_sink.py (Debian's aiosmtpd).
+  /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || { missing+=(aiosmtpd); pkgs+=(python3-aiosmtpd); }
 
   if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
