@@ -14,6 +14,7 @@ pub mod consumer;
 pub mod coupons;
 pub mod db;
 pub mod decode;
+pub mod dlq;
 pub mod failure;
 pub mod http;
 pub mod metrics;

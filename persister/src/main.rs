@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use flashgate_config::cli::{ConfigArgs, Program, Runtime};
+use flashgate_persister::dlq::command::{self as dlq, DlqCommand};
 use flashgate_persister::startup;
 
 const PROGRAM: Program = Program {
@@ -28,6 +29,11 @@ enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted), then exit.
     Config,
+    /// Look at and replay the dead letters (`kafka.dead_letter_topic`).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,6 +44,14 @@ fn main() -> ExitCode {
         Command::Migrate => PROGRAM.run(settings, Runtime::PerCore, async |settings| {
             startup::migrate(&settings).await
         }),
+        Command::Dlq { command } => {
+            return PROGRAM.report(
+                PROGRAM.run(settings, Runtime::Threads(1), async |settings| {
+                    dlq::run(&settings, command).await
+                }),
+                "dlq command failed",
+            );
+        }
         Command::Run => PROGRAM.run(settings, Runtime::PerCore, async |settings| {
             startup::run_until(settings, flashgate_config::shutdown_signal()).await?;
             tracing::info!("persister stopped cleanly");

@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::dlq::reason::{ByReason, Reason};
+
 /// Every counter of the persister.
 #[derive(Default)]
 pub struct Metrics {
@@ -24,6 +26,8 @@ pub struct Metrics {
     pub rejected: AtomicU64,
     /// Messages sent to the dead-letter topic.
     pub dead_lettered: AtomicU64,
+    /// The same, by reason ([`Reason::index`]).
+    pub dead_letters: [AtomicU64; Reason::COUNT],
     /// Batches retried after a transient failure.
     pub retries: AtomicU64,
     /// Batches written.
@@ -93,6 +97,8 @@ pub struct Counts {
     pub rejected: u64,
     /// Messages sent to the dead-letter topic.
     pub dead_lettered: u64,
+    /// The same, by reason ([`Reason::index`]).
+    pub dead_letters: ByReason,
     /// Events parked to wait for their record.
     pub parked: u64,
     /// Parked events decided.
@@ -139,6 +145,9 @@ impl Counts {
         self.duplicates += other.duplicates;
         self.rejected += other.rejected;
         self.dead_lettered += other.dead_lettered;
+        for (mine, theirs) in self.dead_letters.iter_mut().zip(other.dead_letters) {
+            *mine += theirs;
+        }
         self.parked += other.parked;
         self.unparked += other.unparked;
         self.isolated += other.isolated;
@@ -200,6 +209,9 @@ impl Metrics {
             (&self.batch_messages, counts.batch_messages),
             (&self.batch_micros, counts.batch_micros),
         ] {
+            Self::add(counter, n);
+        }
+        for (counter, n) in self.dead_letters.iter().zip(counts.dead_letters) {
             Self::add(counter, n);
         }
     }
@@ -394,6 +406,16 @@ impl Metrics {
             let value = counter.load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}{{end=\"{end}\"}} {value}");
         }
+        let name = "flashgate_persister_dead_letters_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} messages sent to the dead-letter topic, by reason (README: what each \
+             means and what to do)\n# TYPE {name} counter"
+        );
+        for reason in Reason::ALL {
+            let value = self.dead_letters[reason.index()].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {value}", reason.code());
+        }
         out
     }
 }
@@ -463,5 +485,32 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn dead_letters_are_rendered_by_reason_every_reason_shown_even_at_zero() {
+        let metrics = Metrics::default();
+        let mut dead_letters = [0; Reason::COUNT];
+        dead_letters[Reason::UnknownSale.index()] = 2;
+        let mut counts = Counts {
+            dead_lettered: 2,
+            dead_letters,
+            ..Counts::default()
+        };
+        counts.add(&counts.clone());
+        metrics.count(&counts);
+        let text = metrics.render();
+        assert!(
+            text.contains("flashgate_persister_dead_letters_total{reason=\"unknown_sale\"} 4\n")
+        );
+        assert!(
+            text.contains("flashgate_persister_dead_letters_total{reason=\"undecodable\"} 0\n")
+        );
+        assert_eq!(
+            text.matches("flashgate_persister_dead_letters_total{")
+                .count(),
+            Reason::COUNT
+        );
+        assert!(text.contains("flashgate_persister_dead_lettered_total 4\n"));
     }
 }

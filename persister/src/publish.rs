@@ -4,8 +4,11 @@
 //! topic. Again on every replay: a refusal or an end found stored is announced as when it was
 //! decided, under the same event id, so downstream dedupes. A refusal decided after its
 //! admission waited is announced from `parked_events` ([`Publisher::announce_waited`]).
-
-use std::time::Duration;
+//!
+//! Every send of a batch is queued to the producer first and all are awaited together: a
+//! batch's dead letters, refusals and ends cost one wait for the broker, not one each (a topic
+//! with 10 % poison ran at a sixth of a clean topic's rate when each dead letter waited for its
+//! own acknowledgement; docs/BENCHMARKS.md).
 
 use chrono::Utc;
 use flashgate_config::KafkaSettings;
@@ -14,14 +17,50 @@ use flashgate_events::{
     TRACE_HEADER,
 };
 use rdkafka::Message;
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, ToBytes};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::batch::{Decoded, Written};
+use crate::dlq::letter;
+use crate::dlq::reason::{self, ByReason, Reason};
 use crate::parked::Parked;
 
-/// How long a send waits for the broker before the batch is retried.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Sends queued to the producer, to be awaited together ([`Sends::acknowledged`]).
+#[derive(Default)]
+struct Sends(Vec<(DeliveryFuture, &'static str)>);
+
+impl Sends {
+    /// Hands `record` to the producer (which batches it with the others on its way to the
+    /// broker); `what` names it in errors.
+    fn queue<K, P>(
+        &mut self,
+        producer: &FutureProducer,
+        record: FutureRecord<'_, K, P>,
+        what: &'static str,
+    ) -> anyhow::Result<()>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(err, _)| anyhow::anyhow!("{what} not queued: {err}"))?;
+        self.0.push((delivery, what));
+        Ok(())
+    }
+
+    /// Waits until the broker acknowledged every send; the first failure fails them all
+    /// (the batch is retried, and every send is safe to repeat).
+    async fn acknowledged(self) -> anyhow::Result<()> {
+        for (delivery, what) in self.0 {
+            delivery
+                .await
+                .map_err(|_| anyhow::anyhow!("{what} delivery cancelled"))?
+                .map_err(|(err, _)| anyhow::anyhow!("{what} delivery failed: {err}"))?;
+        }
+        Ok(())
+    }
+}
 
 /// Sends dead letters and compensation events, each acknowledged by the broker before the
 /// batch's offsets are committed.
@@ -49,23 +88,30 @@ impl Publisher {
     }
 
     /// Dead-letters what the batch can never store, announces what the database refused and
-    /// the orders' ends it holds; returns how many messages were dead-lettered.
-    pub async fn publish(&self, decoded: &Decoded<'_>, written: &Written) -> anyhow::Result<u64> {
-        let poison = never_storable(decoded, written);
-        for (message, reason) in &poison {
-            self.dead_letter(message, reason).await?;
+    /// the orders' ends it holds, all sent before any is waited for; returns how many
+    /// messages were dead-lettered, by reason.
+    pub async fn publish(
+        &self,
+        decoded: &Decoded<'_>,
+        written: &Written,
+    ) -> anyhow::Result<ByReason> {
+        let mut sends = Sends::default();
+        let mut dead: ByReason = [0; Reason::COUNT];
+        for (message, reason, sentence) in never_storable(decoded, written) {
+            self.queue_dead_letter(&mut sends, message, reason, &sentence)?;
+            dead[reason.index()] += 1;
         }
-        self.announce_refusals(decoded, written).await?;
-        self.announce_ends(written).await?;
-        Ok(poison.len() as u64)
+        self.queue_refusals(&mut sends, decoded, written)?;
+        self.queue_ends(&mut sends, written)?;
+        sends.acknowledged().await?;
+        Ok(dead)
     }
 
-    /// Announces every end stored now or found stored (a replay: the same event again, under
-    /// its event id), all sent before any is waited for; in the order they were stored, and
-    /// keyed by order id, so one order's events keep their order on one partition.
-    async fn announce_ends(&self, written: &Written) -> anyhow::Result<()> {
+    /// Queues every end stored now or found stored (a replay: the same event again, under
+    /// its event id), in the order they were stored, and keyed by order id, so one order's
+    /// events keep their order on one partition.
+    fn queue_ends(&self, sends: &mut Sends, written: &Written) -> anyhow::Result<()> {
         let orders = &written.orders;
-        let mut deliveries = Vec::new();
         for end in orders.ended.iter().chain(&orders.ends_found) {
             let trace_id = end.trace_id.clone();
             let payload = serde_json::to_vec(&end.event.clone().into_envelope(trace_id))?;
@@ -76,66 +122,52 @@ impl Publisher {
                     key: TRACE_HEADER,
                     value: Some(end.trace_id.as_str()),
                 }));
-            deliveries.push(
-                self.producer
-                    .send_result(record)
-                    .map_err(|(err, _)| anyhow::anyhow!("lifecycle event not queued: {err}"))?,
-            );
-        }
-        for delivery in deliveries {
-            delivery
-                .await
-                .map_err(|_| anyhow::anyhow!("lifecycle event delivery cancelled"))?
-                .map_err(|(err, _)| anyhow::anyhow!("lifecycle event delivery failed: {err}"))?;
+            sends.queue(&self.producer, record, "lifecycle event")?;
         }
         Ok(())
     }
 
-    /// Sends `message` as it is to the dead-letter topic, with why and where it came from.
-    pub async fn dead_letter(&self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
+    /// Sends `message` alone to the dead-letter topic (see [`letter`] for the format) and
+    /// waits for the broker: for a message the database refuses, found alone by splitting.
+    pub async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        reason: Reason,
+        sentence: &str,
+    ) -> anyhow::Result<()> {
+        let mut sends = Sends::default();
+        self.queue_dead_letter(&mut sends, message, reason, sentence)?;
+        sends.acknowledged().await
+    }
+
+    /// Queues `message` as it is (key and payload) for the dead-letter topic, with why and
+    /// where it came from in its headers.
+    fn queue_dead_letter(
+        &self,
+        sends: &mut Sends,
+        message: &OwnedMessage,
+        reason: Reason,
+        sentence: &str,
+    ) -> anyhow::Result<()> {
         tracing::warn!(
+            topic = message.topic(),
             partition = message.partition(),
             offset = message.offset(),
-            reason,
+            reason = reason.code(),
+            sentence,
             "dead-lettering a message"
         );
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "source_topic",
-                value: Some(message.topic()),
-            })
-            .insert(Header {
-                key: "source_partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "source_offset",
-                value: Some(offset.as_str()),
-            });
-        let key = message.key().unwrap_or_default();
-        let payload = message.payload().unwrap_or_default();
-        self.producer
-            .send(
-                FutureRecord::to(&self.dead_letter_topic)
-                    .key(key)
-                    .payload(payload)
-                    .headers(headers),
-                DELIVERY_TIMEOUT,
-            )
-            .await
-            .map_err(|(err, _)| anyhow::anyhow!("dead-letter delivery failed: {err}"))?;
-        Ok(())
+        let record = FutureRecord::to(&self.dead_letter_topic)
+            .key(message.key().unwrap_or_default())
+            .payload(message.payload().unwrap_or_default())
+            .headers(letter::headers(message, reason, sentence));
+        sends.queue(&self.producer, record, "dead letter")
     }
 
-    /// Announces the orders, coupons and point changes the database refused.
-    async fn announce_refusals(
+    /// Queues the announcements of the orders, coupons and point changes the database refused.
+    fn queue_refusals(
         &self,
+        sends: &mut Sends,
         decoded: &Decoded<'_>,
         written: &Written,
     ) -> anyhow::Result<()> {
@@ -150,7 +182,7 @@ impl Publisher {
                 reason: reason.message().to_owned(),
             }
             .into_envelope(trace.clone(), Utc::now());
-            self.compensate(&order.order_id, &event, trace).await?;
+            self.compensate(sends, &order.order_id, &event, trace)?;
         }
         for coupon in &written.coupons.rejected {
             let trace = trace_of(&coupon.coupon_id);
@@ -162,7 +194,7 @@ impl Publisher {
             };
             let id = format!("{COUPON_REJECTED}:{}", coupon.coupon_id);
             let event = Envelope::v1(COUPON_REJECTED, id, Utc::now(), trace.clone(), data);
-            self.compensate(&coupon.coupon_id, &event, trace).await?;
+            self.compensate(sends, &coupon.coupon_id, &event, trace)?;
         }
         for refused in &written.points.refused {
             let data = PointsRejected {
@@ -174,19 +206,21 @@ impl Publisher {
             let id = format!("{POINTS_REJECTED}:{}", refused.txid);
             let trace = refused.trace_id.clone();
             let event = Envelope::v1(POINTS_REJECTED, id, Utc::now(), trace.clone(), data);
-            self.compensate(&refused.user_id, &event, trace).await?;
+            self.compensate(sends, &refused.user_id, &event, trace)?;
         }
         Ok(())
     }
 
     /// Announces the refusals of admissions that waited for units in vain (`parked_events`
     /// kind `announce`, each holding its `order.rejected` data), each acknowledged by the
-    /// broker; returns the keys (`waits_for`, `event_key`) of those announced. One that cannot
-    /// be read back is left where it is, logged, for an operator to look at.
+    /// broker (all sent before any is waited for); returns the keys (`waits_for`,
+    /// `event_key`) of those announced. One that cannot be read back is left where it is,
+    /// logged, for an operator to look at.
     pub async fn announce_waited(
         &self,
         waiting: &[Parked],
     ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut sends = Sends::default();
         let mut announced = Vec::with_capacity(waiting.len());
         for parked in waiting {
             let rejected: OrderRejected = match serde_json::from_str(&parked.data) {
@@ -203,62 +237,66 @@ impl Publisher {
             let key = rejected.order_id.clone();
             let trace = parked.trace_id.clone();
             let event = rejected.into_envelope(trace.clone(), Utc::now());
-            self.compensate(&key, &event, trace).await?;
+            self.compensate(&mut sends, &key, &event, trace)?;
             announced.push((parked.waits_for.clone(), parked.event_key.clone()));
         }
+        sends.acknowledged().await?;
         Ok(announced)
     }
 
-    /// Publishes a compensation event (a refused order, coupon or point change) and waits for
-    /// the broker.
-    async fn compensate<T: serde::Serialize>(
+    /// Queues a compensation event (a refused order, coupon or point change).
+    fn compensate<T: serde::Serialize>(
         &self,
+        sends: &mut Sends,
         key: &str,
         event: &Envelope<T>,
         trace_id: String,
     ) -> anyhow::Result<()> {
         let payload = serde_json::to_vec(event)?;
-        self.producer
-            .send(
-                FutureRecord::to(&self.compensations_topic)
-                    .key(key)
-                    .payload(&payload)
-                    .headers(OwnedHeaders::new().insert(Header {
-                        key: TRACE_HEADER,
-                        value: Some(trace_id.as_str()),
-                    })),
-                DELIVERY_TIMEOUT,
-            )
-            .await
-            .map_err(|(err, _)| anyhow::anyhow!("compensation delivery failed: {err}"))?;
-        Ok(())
+        let record = FutureRecord::to(&self.compensations_topic)
+            .key(key)
+            .payload(&payload)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: TRACE_HEADER,
+                value: Some(trace_id.as_str()),
+            }));
+        sends.queue(&self.producer, record, "compensation")
     }
 }
 
-/// The messages of the batch that can never be stored, and why: undecodable or invalid ones,
-/// and those whose sale, coupon policy or coupon does not exist, and ends of orders that do
-/// not exist in sales that do not either.
-fn never_storable<'m>(decoded: &Decoded<'m>, written: &Written) -> Vec<(&'m OwnedMessage, String)> {
-    let mut poison: Vec<(&OwnedMessage, String)> = decoded.poison.clone();
+/// The messages of the batch that can never be stored, why (the code) and the details:
+/// undecodable or invalid ones, and those whose sale, coupon policy or coupon does not exist,
+/// and ends of orders that do not exist in sales that do not either.
+fn never_storable<'m>(
+    decoded: &Decoded<'m>,
+    written: &Written,
+) -> Vec<(&'m OwnedMessage, Reason, String)> {
+    let mut poison: Vec<(&OwnedMessage, Reason, String)> = decoded
+        .poison
+        .iter()
+        .map(|(message, detail)| (*message, Reason::of_decode_error(detail), detail.clone()))
+        .collect();
     for order in &written.orders.unknown_sale {
         if let Some(message) = decoded.by_key(&order.order_id) {
-            poison.push((message, format!("sale {} does not exist", order.sale_id)));
+            let sentence = reason::unknown_sale(order.sale_id);
+            poison.push((message, Reason::UnknownSale, sentence));
         }
     }
     for coupon_id in &written.coupons.unknown_policy {
         if let Some(message) = decoded.by_key(coupon_id) {
-            poison.push((message, "its coupon policy does not exist".to_owned()));
+            let sentence = reason::UNKNOWN_COUPON_POLICY.to_owned();
+            poison.push((message, Reason::UnknownCouponPolicy, sentence));
         }
     }
     for &index in &written.orders.hopeless_ends {
         let message = decoded.end_messages[index];
-        let reason = "neither its order nor the order's sale exists".to_owned();
-        poison.push((message, reason));
+        let sentence = reason::ORPHAN_ORDER_END.to_owned();
+        poison.push((message, Reason::OrphanOrderEnd, sentence));
     }
     for &index in &written.coupons.hopeless_changes {
         let message = decoded.change_messages[index];
-        let reason = "neither its coupon nor the coupon's policy exists".to_owned();
-        poison.push((message, reason));
+        let sentence = reason::ORPHAN_COUPON_CHANGE.to_owned();
+        poison.push((message, Reason::OrphanCouponChange, sentence));
     }
     poison
 }

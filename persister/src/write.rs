@@ -21,6 +21,7 @@ use sqlx::MySqlPool;
 use tokio::sync::watch;
 
 use crate::batch::{self, Decoded, Written};
+use crate::dlq::reason::{self, ByReason, Reason};
 use crate::failure;
 use crate::metrics::{Counts, Metrics};
 use crate::orders::OrderRecords;
@@ -99,10 +100,16 @@ impl BatchWriter {
                         break;
                     }
                     Err(WriteFailure::Refused(reason)) if part.len() == 1 => {
-                        let reason = format!("the database refuses it: {reason}");
-                        match self.publisher.dead_letter(&part[0], &reason).await {
+                        let sentence = format!("{}: {reason}", reason::REFUSED_BY_DATABASE);
+                        let refused = Reason::RefusedByDatabase;
+                        match self
+                            .publisher
+                            .dead_letter(&part[0], refused, &sentence)
+                            .await
+                        {
                             Ok(()) => {
                                 counts.dead_lettered += 1;
+                                counts.dead_letters[refused.index()] += 1;
                                 counts.refused_by_database += 1;
                                 break;
                             }
@@ -210,7 +217,7 @@ impl BatchWriter {
             .settle(&written.points.settle)
             .await
             .map_err(WriteFailure::Transient)?;
-        let dead_lettered = self
+        let dead_letters = self
             .publisher
             .publish(&decoded, &written)
             .await
@@ -229,7 +236,7 @@ impl BatchWriter {
             .forget(written.orders.settled_ends())
             .await
             .map_err(WriteFailure::Transient)?;
-        let mut counts = counts(&written, dead_lettered);
+        let mut counts = counts(&written, dead_letters);
         counts.orders_forgotten = forgotten;
         counts.batch_messages = part.len() as u64;
         counts.batch_micros = started.elapsed().as_micros() as u64;
@@ -239,7 +246,7 @@ impl BatchWriter {
 
 /// What one written part adds to the counters; a refusal or duplicate found again on a
 /// replay is not counted as new.
-fn counts(written: &Written, dead_lettered: u64) -> Counts {
+fn counts(written: &Written, dead_letters: ByReason) -> Counts {
     let (orders, coupons, points) = (&written.orders, &written.coupons, &written.points);
     let newly_rejected = orders
         .rejected
@@ -265,7 +272,8 @@ fn counts(written: &Written, dead_lettered: u64) -> Counts {
         points_refused: points.refused.iter().filter(|r| !r.replayed).count() as u64,
         duplicates: duplicates as u64 + coupons.stale + points.duplicates,
         rejected: newly_rejected as u64,
-        dead_lettered,
+        dead_lettered: dead_letters.iter().sum(),
+        dead_letters,
         parked: coupons.parked + points.parked + orders.ends_parked + orders.admissions_parked,
         unparked: coupons.unparked
             + points.unparked
@@ -327,12 +335,16 @@ mod tests {
                 replayed,
             })
             .to_vec();
-        let counts = counts(&written, 3);
+        let mut dead = [0; Reason::COUNT];
+        dead[Reason::UnknownSale.index()] = 2;
+        dead[Reason::Undecodable.index()] = 1;
+        let counts = counts(&written, dead);
         assert_eq!(counts.persisted, 1);
         assert_eq!(counts.rejected, 1, "1-s only");
         assert_eq!(counts.duplicates, 3, "1-r and two stale changes");
         assert_eq!(counts.points_refused, 1);
         assert_eq!(counts.dead_lettered, 3);
+        assert_eq!(counts.dead_letters, dead);
         assert_eq!(counts.batches, 1);
     }
 
@@ -361,7 +373,7 @@ mod tests {
         written.orders.ends_parked = 2;
         written.orders.ends_unparked = 1;
         written.coupons.parked = 1;
-        let counts = counts(&written, 0);
+        let counts = counts(&written, [0; Reason::COUNT]);
         let by_end = (
             counts.orders_cancelled,
             counts.orders_expired,

@@ -4,6 +4,8 @@ mod coupons;
 mod crash;
 mod dead_letters;
 mod disruptive;
+mod dlq;
+mod dlq_throughput;
 mod helpers;
 mod identity;
 mod lifecycle;

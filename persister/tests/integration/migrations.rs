@@ -31,6 +31,7 @@ async fn migrations_create_the_schema_in_a_fresh_database_and_rerun_harmlessly()
             "_sqlx_migrations",
             "coupon_policies",
             "coupons",
+            "dlq_replays",
             "order_history",
             "orders",
             "parked_events",
