@@ -2,8 +2,10 @@
 //! reading requests and making responses, and the health and readiness endpoints.
 
 pub mod auth;
+pub mod docs_page;
 pub mod error;
 pub mod health;
+pub mod openapi;
 pub mod readiness;
 pub mod request;
 pub mod response;

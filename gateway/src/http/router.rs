@@ -10,9 +10,9 @@ use http::{HeaderValue, Method};
 use crate::app::App;
 use crate::http::auth::Role;
 use crate::http::error::{ApiError, Overload};
-use crate::http::health;
 use crate::http::request::{Call, Request};
 use crate::http::response::Response;
+use crate::http::{health, openapi};
 use crate::routes::{
     admin_orders, admin_policies, admin_sales, coupons, orders, payments, points, purchase,
 };
@@ -72,11 +72,13 @@ macro_rules! caller {
 }
 
 /// Every route, searched in order: the purchase, the hot path, comes first.
-static ROUTES: [Route; 27] = [
+static ROUTES: [Route; 29] = [
     caller!(POST "v1/sales/{sale_id}/purchases" "purchase", SHOPPER => purchase::purchase),
     public!(GET "healthz" "healthz" => health::healthz),
     public!(GET "readyz" "readyz" => health::readyz),
     public!(GET "metrics" "metrics" => health::metrics),
+    public!(GET "openapi.json" "openapi" => openapi::document),
+    public!(GET "docs" "docs" => openapi::page),
     caller!(GET "v1/orders/{order_id}" "order_status", SHOPPER => orders::get),
     caller!(GET "v1/me/orders" "my_orders", SHOPPER => orders::list_mine),
     caller!(POST "v1/orders/{order_id}/cancel" "order_cancel", SHOPPER => orders::cancel),
@@ -102,6 +104,37 @@ static ROUTES: [Route; 27] = [
     caller!(PATCH "v1/admin/coupon-policies/{policy_id}" "admin_patch_policy", MANAGER => admin_policies::patch),
 ];
 
+/// A route as the API's contract (`gateway/openapi.json`) describes it.
+pub struct RouteInfo {
+    /// Its method.
+    pub method: &'static Method,
+    /// Its path pattern, without the leading `/`.
+    pub pattern: &'static str,
+    /// Its name: the metrics' label, the document's `operationId`.
+    pub name: &'static str,
+    /// Whether it needs no token.
+    pub public: bool,
+    /// The roles that may call it (none: anyone when public, else any authenticated caller).
+    pub roles: &'static [Role],
+}
+
+/// Every route of the table, for the test that holds the contract to it.
+pub fn routes() -> impl Iterator<Item = RouteInfo> {
+    ROUTES.iter().map(|route| {
+        let (public, roles) = match &route.access {
+            Access::Public(_) => (true, &[][..]),
+            Access::Caller(roles, _) => (false, *roles),
+        };
+        RouteInfo {
+            method: &route.method,
+            pattern: route.pattern,
+            name: route.name,
+            public,
+            roles,
+        }
+    })
+}
+
 /// Handles one request; never fails (errors become JSON responses).
 pub async fn handle(app: &App, req: Request) -> Response {
     let started = Instant::now();
@@ -120,6 +153,12 @@ pub async fn handle(app: &App, req: Request) -> Response {
         Err(err) => ("not_found", Err(err)),
     };
     let mut response = result.unwrap_or_else(|err| err.into_response(&app.metrics));
+    if response.status() == http::StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110: a 405 names the methods the path has.
+        if let Ok(value) = HeaderValue::from_str(&allowed(path.trim_matches('/'))) {
+            response.headers_mut().insert(http::header::ALLOW, value);
+        }
+    }
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -194,6 +233,18 @@ fn fit<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
     segments.next().is_none().then_some(param)
 }
 
+/// The methods of the routes `path` (trimmed of `/`) fits: a 405's `Allow`.
+fn allowed(path: &str) -> String {
+    let mut methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|route| fit(route.pattern, path).is_some())
+        .map(|route| route.method.as_str())
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +293,13 @@ mod tests {
         assert_eq!(route_of(Method::GET, "/v1/sales/42"), Err("not_found"));
         assert_eq!(route_of(Method::GET, "/"), Err("not_found"));
         assert_eq!(route_of(Method::GET, "/v1/me/orders/x"), Err("not_found"));
+    }
+
+    #[test]
+    fn a_405_allows_the_methods_of_every_route_the_path_fits() {
+        assert_eq!(allowed("v1/sales/42/purchases"), "POST");
+        assert_eq!(allowed("v1/admin/sales/7"), "GET, PATCH");
+        assert_eq!(allowed("v1/admin/sales/restore"), "GET, PATCH, POST");
     }
 
     #[test]
