@@ -194,6 +194,15 @@ pub struct JwtSettings {
     pub audience: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds. Default 5.
     pub leeway_seconds: u64,
+    /// Token revocation (`POST /v1/auth/logout`, `POST /v1/admin/users/{id}/revoke-tokens`):
+    /// every gateway keeps the revoked tokens in memory, fed by Redis pub/sub, and answers them
+    /// 401 `token_revoked`. While on, a token must carry a `jti` and may not live longer than
+    /// `max_token_lifetime_seconds`. Default `true` (secure out of the box).
+    pub revocation: bool,
+    /// While revocation is on, the longest a token may live (`exp - iat`, or `exp - now` for a
+    /// token without `iat`), in seconds: a user's revocation is kept this long, after which
+    /// every token it covered has expired. Default 604800 (7 days).
+    pub max_token_lifetime_seconds: u64,
 }
 
 impl Default for JwtSettings {
@@ -206,6 +215,8 @@ impl Default for JwtSettings {
             issuer: None,
             audience: None,
             leeway_seconds: 5,
+            revocation: true,
+            max_token_lifetime_seconds: 7 * 86_400,
         }
     }
 }
@@ -225,6 +236,12 @@ impl JwtSettings {
             problems.push(Invalid::new(
                 "gateway.jwt.leeway_seconds",
                 "at most 300 seconds",
+            ));
+        }
+        if !(60..=366 * 86_400).contains(&self.max_token_lifetime_seconds) {
+            problems.push(Invalid::new(
+                "gateway.jwt.max_token_lifetime_seconds",
+                "must be between 60 seconds and 366 days",
             ));
         }
     }

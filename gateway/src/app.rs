@@ -11,6 +11,7 @@ use sqlx::MySqlPool;
 use crate::http::auth::Verifier;
 use crate::http::readiness::Readiness;
 use crate::metrics::Metrics;
+use crate::revocation::Revocations;
 use crate::sales::soldout::SoldOutCache;
 use crate::scripts::Scripts;
 
@@ -36,6 +37,8 @@ pub struct App {
     pub sold_out: SoldOutCache,
     /// `/readyz`'s dependency checks, cached so a flood of probes costs one check a second.
     pub readiness: Readiness,
+    /// Revoked tokens, checked in memory on every authenticated request.
+    pub revocation: Revocations,
     // Set once shutdown begins: `/readyz` fails from then on, so load balancers stop sending.
     draining: AtomicBool,
 }
@@ -49,6 +52,7 @@ impl App {
         producer: FutureProducer,
         verifier: Verifier,
     ) -> Self {
+        let revocation = Revocations::new(&settings);
         let sold_out = SoldOutCache::new(std::time::Duration::from_millis(
             settings.gateway.sold_out_cache_ms,
         ));
@@ -62,6 +66,7 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             sold_out,
             readiness: Readiness::default(),
+            revocation,
             draining: AtomicBool::new(false),
         }
     }

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod owned_state;
 pub mod points;
 pub mod restore;
+pub mod revocation;
 pub mod routes;
 pub mod sales;
 pub mod scripts;

@@ -54,6 +54,8 @@ pub struct Metrics {
     relay_events: Mutex<BTreeMap<&'static str, u64>>,
     // Order ends and the lifecycle sweeper's work, one counter per event.
     lifecycle_events: Mutex<BTreeMap<&'static str, u64>>,
+    /// Token revocation: entries loaded, tokens refused, subscriber reconnects.
+    pub revocation: crate::revocation::counters::RevocationCounters,
 }
 
 fn count(outcomes: &Mutex<BTreeMap<&'static str, u64>>, outcome: &'static str) {
@@ -231,6 +233,7 @@ impl Metrics {
                 "flashgate_lifecycle_events_total{{event=\"{event}\"}} {count}"
             );
         }
+        self.revocation.render(&mut out);
         out.push_str("# TYPE flashgate_outbox_length gauge\n");
         let outbox = self.outbox.lock().expect("metrics lock");
         for (owner, gauge) in outbox.iter() {

@@ -70,6 +70,8 @@ pub struct Scripts {
     pub order_close: Script,
     /// `lua/sale_cleanup.lua`: remove the keys of a sale whose life is over.
     pub sale_cleanup: Script,
+    /// `lua/revoke_token.lua`: record a token revocation and announce it.
+    pub revoke_token: Script,
 }
 
 macro_rules! script {
@@ -99,6 +101,7 @@ impl Scripts {
             order_discount: script!("order_discount"),
             order_close: script!("order_close"),
             sale_cleanup: script!("sale_cleanup"),
+            revoke_token: script!("revoke_token"),
         }
     }
 
@@ -122,6 +125,7 @@ impl Scripts {
             &self.order_discount,
             &self.order_close,
             &self.sale_cleanup,
+            &self.revoke_token,
         ] {
             script.load(redis).await?;
         }

@@ -52,6 +52,17 @@ impl Application {
             .load_all(&app.redis)
             .await
             .context("loading Lua scripts")?;
+        // Before serving: a token revoked earlier is refused from the first request on.
+        if app.revocation.is_on() {
+            let entries = crate::revocation::store::reload(
+                &app.redis,
+                &app.revocation,
+                crate::http::auth::unix_now(),
+            )
+            .await
+            .context("loading token revocations")?;
+            app.metrics.revocation.reloaded(entries);
+        }
         let (restored, restored_policies) = restore(&app).await?;
         tracing::info!(%local_addr, restored, restored_policies, "gateway ready");
         Ok(Self {
@@ -103,6 +114,11 @@ impl Application {
         let restock = tokio::spawn(restock::listen(settings.redis.clone(), app.clone()));
         let (stop_sweeper, sweeper_stopped) = watch::channel(false);
         let sweeper = tokio::spawn(crate::lifecycle::sweeper::run(app.clone(), sweeper_stopped));
+        let (stop_revocations, revocations_stopped) = watch::channel(false);
+        let revocations = tokio::spawn(crate::revocation::feed::run(
+            app.clone(),
+            revocations_stopped,
+        ));
 
         let served = server::serve(self.listener, app.clone(), shutdown).await;
 
@@ -118,6 +134,8 @@ impl Application {
             tracing::warn!("outbox relay did not stop within the grace period");
         }
         restock.abort();
+        let _ = stop_revocations.send(true);
+        let _ = revocations.await;
         app.db.close().await;
         served
     }

@@ -42,12 +42,29 @@ impl Role {
     }
 }
 
+/// Longest `jti` accepted, in characters: it is kept in memory and in Redis until the token's
+/// `exp` once the token is revoked.
+pub const JTI_MAX_LEN: usize = 128;
+
+/// What revocation needs to know of the token a caller presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFacts {
+    /// The `jti` claim (always present while revocation is on).
+    pub jti: Option<String>,
+    /// The `iat` claim, in whole seconds since the epoch.
+    pub issued_at: Option<u64>,
+    /// The `exp` claim, in whole seconds since the epoch (rounded up).
+    pub expires_at: u64,
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The `sub` claim.
     pub user_id: String,
     roles: Vec<Role>,
+    /// The presented token's identity and times.
+    pub token: TokenFacts,
 }
 
 impl Principal {
@@ -77,6 +94,12 @@ struct Claims {
     sub: String,
     #[serde(default)]
     roles: Vec<String>,
+    // NumericDate may be fractional (RFC 7519).
+    exp: f64,
+    #[serde(default)]
+    iat: Option<f64>,
+    #[serde(default)]
+    jti: Option<String>,
 }
 
 /// The `jsonwebtoken` algorithm for a configured one.
@@ -106,6 +129,9 @@ pub(crate) fn read_key_file<'a>(
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    // While revocation is on: a token must name itself (`jti`) and live at most this long,
+    // so that a user's revocation can be forgotten once every token it covered has expired.
+    revocation: Option<std::time::Duration>,
 }
 
 impl Verifier {
@@ -149,7 +175,14 @@ impl Verifier {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        Ok(Self { key, validation })
+        let revocation = settings
+            .revocation
+            .then(|| std::time::Duration::from_secs(settings.max_token_lifetime_seconds));
+        Ok(Self {
+            key,
+            validation,
+            revocation,
+        })
     }
 
     /// The caller behind the `Authorization: Bearer` header, or 401 saying why not.
@@ -168,7 +201,7 @@ impl Verifier {
             })?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|err| ApiError::Unauthenticated(describe(&err)))?;
-        let claims = data.claims;
+        let mut claims = data.claims;
         // The user id becomes part of Redis keys and MySQL rows.
         if !ids::fits(&claims.sub, USER_ID_MAX_LEN) {
             return Err(ApiError::Unauthenticated(format!(
@@ -180,12 +213,60 @@ impl Verifier {
                 "`sub` contains control characters".into(),
             ));
         }
+        let token = self.token_facts(claims.jti.take(), claims.iat, claims.exp)?;
         let roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
         Ok(Principal {
             user_id: claims.sub,
             roles,
+            token,
         })
     }
+
+    /// The token's `jti`, `iat` and `exp`, checked against what revocation needs.
+    fn token_facts(
+        &self,
+        jti: Option<String>,
+        iat: Option<f64>,
+        exp: f64,
+    ) -> Result<TokenFacts, ApiError> {
+        let jti = jti.filter(|jti| !jti.is_empty());
+        if let Some(jti) = &jti
+            && (jti.chars().count() > JTI_MAX_LEN || jti.chars().any(char::is_control))
+        {
+            return Err(ApiError::Unauthenticated(format!(
+                "`jti` must have 1 to {JTI_MAX_LEN} characters without control characters"
+            )));
+        }
+        let facts = TokenFacts {
+            jti,
+            issued_at: iat.map(|iat| iat.max(0.0).floor() as u64),
+            expires_at: exp.max(0.0).ceil() as u64,
+        };
+        if let Some(max_lifetime) = self.revocation {
+            if facts.jti.is_none() {
+                return Err(ApiError::Unauthenticated(
+                    "token lacks the `jti` claim (token revocation is on: every token must \
+                     carry a unique `jti`)"
+                        .into(),
+                ));
+            }
+            let from = facts.issued_at.unwrap_or_else(unix_now);
+            if facts.expires_at.saturating_sub(from) > max_lifetime.as_secs() {
+                return Err(ApiError::Unauthenticated(format!(
+                    "token lives longer than the {} seconds this server accepts",
+                    max_lifetime.as_secs()
+                )));
+            }
+        }
+        Ok(facts)
+    }
+}
+
+/// Seconds since the epoch by this host's clock.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A client-facing reason that says what failed without echoing the token.

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 401: missing, malformed, expired or wrongly signed token.
     #[error("{0}")]
     Unauthenticated(String),
+    /// 401 `token_revoked`: a valid token that was revoked (logout, or all of its user's).
+    #[error("{0}")]
+    TokenRevoked(&'static str),
     /// 403: a valid token without the role the route needs.
     #[error("this route needs the `{0}` role")]
     Forbidden(&'static str),
@@ -185,7 +188,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated(_) | Self::TokenRevoked(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::QueuePassRequired => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -203,6 +206,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::Unauthenticated(_) => "unauthenticated",
+            Self::TokenRevoked(_) => "token_revoked",
             Self::Forbidden(_) => "forbidden",
             Self::QueuePassRequired => "queue_pass_required",
             Self::NotFound(_) => "not_found",

@@ -15,6 +15,7 @@ use crate::http::response::Response;
 use crate::http::{health, openapi};
 use crate::routes::{
     admin_orders, admin_policies, admin_sales, coupons, orders, payments, points, purchase,
+    revocation,
 };
 
 /// Longest `X-Request-Id` taken as the trace id; a longer one is replaced by a fresh id.
@@ -46,6 +47,9 @@ struct Route {
 const SHOPPER: &[Role] = &[Role::Shopper];
 const MANAGER: &[Role] = &[Role::Manager];
 const MANAGER_OR_OPS: &[Role] = &[Role::Manager, Role::Ops];
+const OPS: &[Role] = &[Role::Ops];
+/// Any authenticated caller, whatever its roles.
+const ANYONE: &[Role] = &[];
 
 /// A route anyone may call.
 macro_rules! public {
@@ -72,7 +76,7 @@ macro_rules! caller {
 }
 
 /// Every route, searched in order: the purchase, the hot path, comes first.
-static ROUTES: [Route; 29] = [
+static ROUTES: [Route; 31] = [
     caller!(POST "v1/sales/{sale_id}/purchases" "purchase", SHOPPER => purchase::purchase),
     public!(GET "healthz" "healthz" => health::healthz),
     public!(GET "readyz" "readyz" => health::readyz),
@@ -102,6 +106,8 @@ static ROUTES: [Route; 29] = [
     caller!(GET "v1/admin/coupon-policies" "admin_list_policies", MANAGER => admin_policies::list),
     caller!(GET "v1/admin/coupon-policies/{policy_id}" "admin_get_policy", MANAGER => admin_policies::get),
     caller!(PATCH "v1/admin/coupon-policies/{policy_id}" "admin_patch_policy", MANAGER => admin_policies::patch),
+    caller!(POST "v1/auth/logout" "logout", ANYONE => revocation::logout),
+    caller!(POST "v1/admin/users/{user_id}/revoke-tokens" "admin_revoke_user_tokens", OPS => revocation::revoke_user_tokens),
 ];
 
 /// A route as the API's contract (`gateway/openapi.json`) describes it.
@@ -180,6 +186,7 @@ async fn serve(
         Access::Public(handler) => handler(app),
         Access::Caller(roles, handler) => {
             let caller = app.verifier.authenticate(req.headers())?;
+            app.revocation.check(&caller, &app.metrics)?;
             caller.require_any(roles)?;
             handler(
                 app,

@@ -13,6 +13,8 @@ use crate::http::auth::{Role, algorithm, read_key_file};
 #[derive(Serialize)]
 struct MintedClaims<'a> {
     sub: &'a str,
+    /// Unique per token, so that one token can be revoked (logout) without the others.
+    jti: String,
     roles: Vec<&'static str>,
     iat: u64,
     exp: u64,
@@ -61,11 +63,19 @@ impl Minter {
         })
     }
 
-    /// A token for `user` with `roles`, valid for `ttl` from now.
+    /// A token for `user` with `roles`, valid for `ttl` from now, with a fresh `jti` and `iat`.
     pub fn mint(&self, user: &str, roles: &[Role], ttl: Duration) -> anyhow::Result<String> {
+        let max = self.settings.max_token_lifetime_seconds;
+        if self.settings.revocation && ttl.as_secs() > max {
+            anyhow::bail!(
+                "a token may live at most {max} seconds while token revocation is on \
+                 (gateway.jwt.max_token_lifetime_seconds); the gateway would refuse this one"
+            );
+        }
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims = MintedClaims {
             sub: user,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
             roles: roles.iter().map(|r| r.as_str()).collect(),
             iat: now,
             exp: now + ttl.as_secs(),
@@ -132,6 +142,101 @@ mod tests {
         assert_eq!(principal.user_id, "alice");
         assert!(principal.require(Role::Shopper).is_ok());
         assert!(principal.require(Role::Manager).is_err());
+        let facts = &principal.token;
+        assert_eq!(facts.jti.as_deref().map(str::len), Some(32));
+        assert_eq!(facts.expires_at - facts.issued_at.unwrap(), 60);
+    }
+
+    #[test]
+    fn every_minted_token_has_its_own_jti() {
+        let minter = Minter::from_settings(&hs256()).unwrap();
+        let verifier = Verifier::from_settings(&hs256()).unwrap();
+        let jti = |token: String| {
+            verifier
+                .authenticate(&bearer(&token))
+                .unwrap()
+                .token
+                .jti
+                .unwrap()
+        };
+        let ttl = Duration::from_secs(60);
+        assert_ne!(
+            jti(minter.mint("a", &[Role::Shopper], ttl).unwrap()),
+            jti(minter.mint("a", &[Role::Shopper], ttl).unwrap())
+        );
+    }
+
+    fn hand_made(claims: serde_json::Value) -> String {
+        let secret = hs256().secret.unwrap();
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.expose().as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn without_jti_a_token_is_refused_while_revocation_is_on_and_accepted_when_off() {
+        let token = hand_made(serde_json::json!({"sub": "a", "exp": now() + 60}));
+        let refused = Verifier::from_settings(&hs256())
+            .unwrap()
+            .authenticate(&bearer(&token))
+            .unwrap_err();
+        assert!(refused.to_string().contains("`jti`"), "{refused}");
+        let off = JwtSettings {
+            revocation: false,
+            ..hs256()
+        };
+        let principal = Verifier::from_settings(&off)
+            .unwrap()
+            .authenticate(&bearer(&token))
+            .unwrap();
+        assert_eq!(principal.token.jti, None);
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused_while_revocation_is_on() {
+        let settings = JwtSettings {
+            max_token_lifetime_seconds: 3_600,
+            ..hs256()
+        };
+        let verifier = Verifier::from_settings(&settings).unwrap();
+        let now = now();
+        let claims = |iat: Option<u64>, exp: u64| {
+            let mut claims = serde_json::json!({"sub": "a", "jti": "j", "exp": exp});
+            if let Some(iat) = iat {
+                claims["iat"] = iat.into();
+            }
+            bearer(&hand_made(claims))
+        };
+        assert!(
+            verifier
+                .authenticate(&claims(Some(now), now + 3_600))
+                .is_ok()
+        );
+        assert!(
+            verifier
+                .authenticate(&claims(Some(now), now + 3_601))
+                .is_err()
+        );
+        assert!(verifier.authenticate(&claims(None, now + 3_000)).is_ok());
+        assert!(verifier.authenticate(&claims(None, now + 4_000)).is_err());
+    }
+
+    #[test]
+    fn a_token_longer_than_the_gateway_accepts_is_not_minted() {
+        let minter = Minter::from_settings(&hs256()).unwrap();
+        let max = hs256().max_token_lifetime_seconds;
+        assert!(minter.mint("a", &[], Duration::from_secs(max)).is_ok());
+        assert!(minter.mint("a", &[], Duration::from_secs(max + 1)).is_err());
     }
 
     #[test]

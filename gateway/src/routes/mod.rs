@@ -10,3 +10,4 @@ pub mod orders;
 pub mod payments;
 pub mod points;
 pub mod purchase;
+pub mod revocation;

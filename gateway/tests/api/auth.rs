@@ -60,7 +60,8 @@ async fn purchase_with_token(app: &TestApp, sale_id: u64, token: &str) -> crate:
 async fn forged_expired_and_foreign_tokens_get_401_and_change_nothing() {
     let app = spawn_app_with(|s| s.gateway.jwt.audience = Some("flashgate-test".into())).await;
     let sale_id = app.sale(json!({"stock": 1})).await;
-    let claims = |exp: u64, aud: &str| json!({"sub": "mallory", "roles": ["shopper"], "exp": exp, "aud": aud});
+    // A `jti` because token revocation is on by default (without one a token is refused).
+    let claims = |exp: u64, aud: &str| json!({"sub": "mallory", "roles": ["shopper"], "exp": exp, "aud": aud, "jti": crate::helpers::unique("jti")});
     let good = claims(now() + 600, "flashgate-test");
 
     let alg_none = format!(

@@ -55,6 +55,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub db: MySqlPool,
     pub redis: Pool,
+    /// The gateway's shared state, to look behind it.
+    pub state: Arc<flashgate_gateway::app::App>,
     client: Client<HttpConnector, Full<Bytes>>,
     minter: Minter,
     shutdown: Option<oneshot::Sender<()>>,
@@ -101,6 +103,7 @@ pub async fn start(settings: Settings, db: MySqlPool) -> TestApp {
         .await
         .expect("gateway builds");
     let addr = application.local_addr();
+    let state = application.app();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until(async {
         let _ = stop.await;
@@ -117,6 +120,7 @@ pub async fn start(settings: Settings, db: MySqlPool) -> TestApp {
         settings,
         db,
         redis,
+        state,
         client,
         minter,
         shutdown: Some(shutdown),

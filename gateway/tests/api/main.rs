@@ -24,6 +24,7 @@ mod readiness;
 mod relay_watch;
 mod replays;
 mod restore_pages;
+mod revocation;
 mod routes;
 mod shutdown;
 mod sweeper_crash;

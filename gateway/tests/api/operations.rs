@@ -152,7 +152,8 @@ async fn tokens_not_yet_valid_or_from_another_issuer_get_401_and_change_nothing(
     let app = spawn_app_with(|s| s.gateway.jwt.issuer = Some("flashgate-test-issuer".into())).await;
     let sale_id = app.sale(json!({"stock": 5, "per_user_limit": 5})).await;
     let claims = |extra: Value| {
-        let mut claims = json!({"sub": "nina", "roles": ["shopper"], "exp": now() + 600});
+        // A `jti` because token revocation is on by default (without one a token is refused).
+        let mut claims = json!({"sub": "nina", "roles": ["shopper"], "exp": now() + 600, "jti": crate::helpers::unique("jti")});
         if let (Value::Object(base), Value::Object(extra)) = (&mut claims, extra) {
             base.extend(extra);
         }
