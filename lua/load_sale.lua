@@ -25,6 +25,8 @@
 --   7  remaining stock   8 units already admitted (persisted)
 --   9  payment window in ms   10 units held by open orders   11 units in paid orders
 --   12 open (confirmed) orders in MySQL   13 paid orders in MySQL
+--   14 queued: "1" for a sale behind a waiting room (purchase.lua then wants a pass); absent
+--      or "0" otherwise
 -- Reply
 --   1  loaded now (its orders are to be loaded when ARGV 12 or 13 is not 0)
 --   0  the sale was already present, with all its orders loaded
@@ -44,6 +46,9 @@ redis.call('HSET', KEYS[1],
   'starts_ms', ARGV[2], 'ends_ms', ARGV[3], 'price', ARGV[4],
   'per_user_limit', ARGV[5], 'total', ARGV[6], 'admitted', ARGV[8], 'window_ms', ARGV[9],
   'held', ARGV[10], 'paid', ARGV[11], 'loaded_ms', now_ms)
+if ARGV[14] == '1' then
+  redis.call('HSET', KEYS[1], 'queued', 1)
+end
 if tonumber(ARGV[12]) + tonumber(ARGV[13]) > 0 then
   redis.call('HSET', KEYS[1], 'loading_status', ARGV[1], 'holds_loading', 1)
   -- A buyer list that survived already counts these orders.

@@ -16,6 +16,8 @@
 --
 -- KEYS (all share the sale's hash tag)
 --   1 sale   2 stock   3 buyers   4 outbox   5 orders   6 holds   7 discounts   8 compensate
+--   9.. (optional) more keys of the sale removed with it: its waiting room's (q, tickets,
+--       users, seen, pre, late, line, active), which hold nothing the sale still needs
 -- ARGV
 --   1  grace period after the end, in ms
 -- Replies
@@ -45,5 +47,5 @@ if redis.call('HEXISTS', sale_key, 'holds_loading') == 1
     or redis.call('HLEN', compensate_key) > 0 or redis.call('XLEN', outbox_key) > 0 then
   return 'busy'
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+redis.call('DEL', unpack(KEYS))
 return 'cleaned'

@@ -9,3 +9,4 @@ pub mod reconcile;
 pub mod retry;
 pub mod seed;
 pub mod stock;
+pub mod verify_draw;

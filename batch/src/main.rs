@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use flashgate_batch::reconcile::{self, ReconcileArgs};
 use flashgate_batch::seed::{self, SeedOptions};
 use flashgate_batch::stock::{self, StockArgs};
+use flashgate_batch::verify_draw::{self, VerifyDrawArgs};
 use flashgate_config::cli::{ConfigArgs, Program, Runtime};
 
 const PROGRAM: Program = Program {
@@ -36,6 +37,10 @@ enum Command {
     ReconcileStock(StockArgs),
     /// Fill empty points tables with realistic data, fast (bulk multi-row inserts in parallel).
     SeedPoints(SeedOptions),
+    /// Check a waiting room's draw from its public data (MySQL, or --file with the JSON of
+    /// `GET /v1/sales/{id}/queue/draw`): SHA-256(seed) is the commitment, and the seed gives the
+    /// published order. Exit 0: it checks out; 2: it does not (the reason on stderr); 1: failed.
+    VerifyDraw(VerifyDrawArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,9 @@ fn main() -> ExitCode {
                 println!("{report}");
             }
             Ok(report.exit_code)
+        }),
+        Command::VerifyDraw(args) => PROGRAM.run(settings, Runtime::Threads(1), async |s| {
+            verify_draw::run(&s, &args).await
         }),
         Command::SeedPoints(options) => PROGRAM.run(settings, Runtime::PerCore, async |s| {
             print_json(&seed::run(&s, &options).await?)?;

@@ -13,6 +13,7 @@ mod load;
 mod mysql;
 mod notifier;
 mod payments;
+mod queue;
 pub mod process;
 mod redis;
 mod secret;
@@ -29,6 +30,7 @@ pub use notifier::{
     Channel, EmailSettings, NotifierSettings, SlackSettings, SmtpTls, WebhookSettings,
 };
 pub use payments::{PaymentSettings, PspSettings, SagaSettings};
+pub use queue::QueueSettings;
 pub use redis::RedisSettings;
 pub use secret::Secret;
 pub use settings::{

@@ -40,6 +40,8 @@ pub struct Settings {
     pub notifier: NotifierSettings,
     /// Every binary's log lines: filter and format.
     pub log: LogSettings,
+    /// `[queue]`: the waiting room of queued sales (pass secret and lifetime, idle drop, tick).
+    pub queue: crate::QueueSettings,
 }
 
 impl Settings {
@@ -56,6 +58,7 @@ impl Settings {
         self.payments.validate(&mut problems);
         self.saga.validate(&mut problems);
         self.psp.validate(&mut problems);
+        self.queue.validate(&mut problems);
         self.notifier.validate(&mut problems);
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             problems.push(Invalid::new("log.filter", err.to_string()));

@@ -39,6 +39,9 @@ pub struct App {
     pub readiness: Readiness,
     /// Revoked tokens, checked in memory on every authenticated request.
     pub revocation: Revocations,
+    /// Signs and verifies waiting-room passes (no Redis trip on the purchase); `None` when no
+    /// secret is configured (queued sales cannot be created then).
+    pub queue_pass: Option<crate::queue::pass::PassKey>,
     // Set once shutdown begins: `/readyz` fails from then on, so load balancers stop sending.
     draining: AtomicBool,
 }
@@ -53,6 +56,7 @@ impl App {
         verifier: Verifier,
     ) -> Self {
         let revocation = Revocations::new(&settings);
+        let queue_pass = crate::queue::pass::PassKey::from_settings(&settings);
         let sold_out = SoldOutCache::new(std::time::Duration::from_millis(
             settings.gateway.sold_out_cache_ms,
         ));
@@ -67,6 +71,7 @@ impl App {
             sold_out,
             readiness: Readiness::default(),
             revocation,
+            queue_pass,
             draining: AtomicBool::new(false),
         }
     }

@@ -16,6 +16,7 @@ pub mod orders;
 pub mod outbox;
 pub mod owned_state;
 pub mod points;
+pub mod queue;
 pub mod restore;
 pub mod revocation;
 pub mod routes;

@@ -70,6 +70,18 @@ pub struct Scripts {
     pub order_close: Script,
     /// `lua/sale_cleanup.lua`: remove the keys of a sale whose life is over.
     pub sale_cleanup: Script,
+    /// `lua/queue_open.lua`: put a sale's waiting room into Redis unless it is there.
+    pub queue_open: Script,
+    /// `lua/queue_join.lua`: a shopper joins a waiting room, once.
+    pub queue_join: Script,
+    /// `lua/queue_ticket.lua`: a ticket as its owner polls it.
+    pub queue_ticket: Script,
+    /// `lua/queue_draw.lua`: apply the draw at the start.
+    pub queue_draw: Script,
+    /// `lua/queue_admit.lua`: one admitter tick of a waiting room.
+    pub queue_admit: Script,
+    /// `lua/queue_status.lua`: a waiting room's live counts.
+    pub queue_status: Script,
     /// `lua/revoke_token.lua`: record a token revocation and announce it.
     pub revoke_token: Script,
 }
@@ -101,6 +113,12 @@ impl Scripts {
             order_discount: script!("order_discount"),
             order_close: script!("order_close"),
             sale_cleanup: script!("sale_cleanup"),
+            queue_open: script!("queue_open"),
+            queue_join: script!("queue_join"),
+            queue_ticket: script!("queue_ticket"),
+            queue_draw: script!("queue_draw"),
+            queue_admit: script!("queue_admit"),
+            queue_status: script!("queue_status"),
             revoke_token: script!("revoke_token"),
         }
     }
@@ -125,6 +143,12 @@ impl Scripts {
             &self.order_discount,
             &self.order_close,
             &self.sale_cleanup,
+            &self.queue_open,
+            &self.queue_join,
+            &self.queue_ticket,
+            &self.queue_draw,
+            &self.queue_admit,
+            &self.queue_status,
             &self.revoke_token,
         ] {
             script.load(redis).await?;

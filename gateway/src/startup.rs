@@ -114,6 +114,11 @@ impl Application {
         let restock = tokio::spawn(restock::listen(settings.redis.clone(), app.clone()));
         let (stop_sweeper, sweeper_stopped) = watch::channel(false);
         let sweeper = tokio::spawn(crate::lifecycle::sweeper::run(app.clone(), sweeper_stopped));
+        // The waiting rooms' admitter: stops with the sweeper (a tick cut short loses nothing).
+        let admitter = tokio::spawn(crate::queue::admitter::run(
+            app.clone(),
+            stop_sweeper.subscribe(),
+        ));
         let (stop_revocations, revocations_stopped) = watch::channel(false);
         let revocations = tokio::spawn(crate::revocation::feed::run(
             app.clone(),
@@ -125,6 +130,7 @@ impl Application {
         // The sweeper stops first: its last ends go out with the relay's last pass. A pass
         // cut short loses nothing (every step is listed in Redis until done).
         let _ = stop_sweeper.send(true);
+        let _ = admitter.await;
         let grace = app.settings.gateway.shutdown_grace();
         if tokio::time::timeout(grace, sweeper).await.is_err() {
             tracing::warn!("lifecycle sweeper did not stop within the grace period");

@@ -15,7 +15,7 @@ use crate::http::response::Response;
 use crate::http::{health, openapi};
 use crate::routes::{
     admin_orders, admin_policies, admin_sales, coupons, orders, payments, points, purchase,
-    revocation,
+    queue, revocation,
 };
 
 /// Longest `X-Request-Id` taken as the trace id; a longer one is replaced by a fresh id.
@@ -37,7 +37,8 @@ enum Access {
 struct Route {
     method: Method,
     /// The path's segments after the leading `/`; `{name}` stands for any one segment, at
-    /// most once per pattern (the handler gets it as `Call::param`).
+    /// most twice per pattern (the handler gets the first as `Call::param` and reads a second
+    /// from the path).
     pattern: &'static str,
     /// The route's label in metrics.
     name: &'static str,
@@ -76,7 +77,7 @@ macro_rules! caller {
 }
 
 /// Every route, searched in order: the purchase, the hot path, comes first.
-static ROUTES: [Route; 31] = [
+static ROUTES: [Route; 35] = [
     caller!(POST "v1/sales/{sale_id}/purchases" "purchase", SHOPPER => purchase::purchase),
     public!(GET "healthz" "healthz" => health::healthz),
     public!(GET "readyz" "readyz" => health::readyz),
@@ -108,6 +109,10 @@ static ROUTES: [Route; 31] = [
     caller!(PATCH "v1/admin/coupon-policies/{policy_id}" "admin_patch_policy", MANAGER => admin_policies::patch),
     caller!(POST "v1/auth/logout" "logout", ANYONE => revocation::logout),
     caller!(POST "v1/admin/users/{user_id}/revoke-tokens" "admin_revoke_user_tokens", OPS => revocation::revoke_user_tokens),
+    caller!(POST "v1/sales/{sale_id}/queue" "queue_join", SHOPPER => queue::join),
+    caller!(GET "v1/sales/{sale_id}/queue" "queue_state", ANYONE => queue::state),
+    caller!(GET "v1/sales/{sale_id}/queue/draw" "queue_draw", ANYONE => queue::draw),
+    caller!(GET "v1/sales/{sale_id}/queue/{ticket_id}" "queue_ticket", SHOPPER => queue::ticket),
 ];
 
 /// A route as the API's contract (`gateway/openapi.json`) describes it.
@@ -228,11 +233,16 @@ fn find<'p>(method: &Method, path: &'p str) -> Result<(&'static Route, &'p str),
 /// the segments of `pattern`.
 fn fit<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
     let mut param = "";
+    let mut seen_param = false;
     let mut segments = path.split('/');
     for want in pattern.split('/') {
         let segment = segments.next()?;
         if want.starts_with('{') {
-            param = segment;
+            // The first parameter; a handler with a second reads it from the path.
+            if !seen_param {
+                param = segment;
+                seen_param = true;
+            }
         } else if want != segment {
             return None;
         }
@@ -310,9 +320,9 @@ mod tests {
     }
 
     #[test]
-    fn every_route_is_listed_once_with_at_most_one_parameter() {
+    fn every_route_is_listed_once_with_at_most_two_parameters() {
         for (i, route) in ROUTES.iter().enumerate() {
-            assert!(route.pattern.matches('{').count() <= 1, "{}", route.pattern);
+            assert!(route.pattern.matches('{').count() <= 2, "{}", route.pattern);
             for other in &ROUTES[i + 1..] {
                 assert!(
                     route.name != other.name

@@ -148,7 +148,9 @@ async fn finish_give_backs(app: &App, keys: &SaleKeys, now: DateTime<Utc>) -> an
 
 /// Removes the sale's keys when its life is over; true when removed now.
 async fn clean_up(app: &App, sale_id: u64, keys: &SaleKeys) -> anyhow::Result<bool> {
-    let names = keys.lifecycle();
+    // The waiting room's keys go with the sale's (the admitter then drops it from its list).
+    let mut names = keys.lifecycle();
+    names.extend(crate::queue::keys::QueueKeys::new(app.prefix(), sale_id).all());
     let grace = crate::scripts::int(app.settings.gateway.sale_cleanup_grace_ms);
     let outcome: String = app
         .scripts

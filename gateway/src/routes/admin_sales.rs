@@ -6,10 +6,10 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::http::error::ApiError;
-use crate::http::request::{Call, StatusBody, id_cursor, page_query, read_json};
+use crate::http::request::{Call, id_cursor, page_query, read_json};
 use crate::http::response::{Response, json_response, list_page};
 use crate::sales::admin;
-use crate::sales::sale::{NewSale, SaleView};
+use crate::sales::sale::{NewSale, SalePatch, SaleView};
 
 fn no_sale() -> ApiError {
     ApiError::NotFound("no such sale".into())
@@ -18,6 +18,13 @@ fn no_sale() -> ApiError {
 /// `POST /v1/admin/sales` → 201 with the sale.
 pub async fn create(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let new: NewSale = read_json(call.req, app.settings.gateway.body_limit_bytes).await?;
+    if new.queue.is_some() && app.queue_pass.is_none() {
+        return Err(ApiError::conflict(
+            "queue_unavailable",
+            "queued sales need a pass secret: set queue.pass_secret (or an HS256 \
+             gateway.jwt.secret to derive it from)",
+        ));
+    }
     let view = admin::create(app, &new).await?;
     Ok(json_response(StatusCode::CREATED, &view))
 }
@@ -39,13 +46,27 @@ pub async fn list(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     }))
 }
 
-/// `PATCH /v1/admin/sales/{sale_id}` `{"status": "paused" | "active"}` → the sale.
+/// `PATCH /v1/admin/sales/{sale_id}` `{"status": "paused" | "active", "queue":
+/// {"admit_per_second": N, "paused": bool}}` (either or both) → the sale.
 pub async fn patch(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let sale_id: u64 = call.param.parse().map_err(|_| no_sale())?;
-    let body: StatusBody = read_json(call.req, app.settings.gateway.body_limit_bytes).await?;
-    let view: SaleView = admin::set_status(app, sale_id, &body.status)
-        .await?
-        .ok_or_else(no_sale)?;
+    let body: SalePatch = read_json(call.req, app.settings.gateway.body_limit_bytes).await?;
+    let mut view: Option<SaleView> = None;
+    if let Some(queue) = &body.queue {
+        view = Some(
+            admin::change_queue(app, sale_id, queue)
+                .await?
+                .ok_or_else(no_sale)?,
+        );
+    }
+    if let Some(status) = &body.status {
+        view = Some(
+            admin::set_status(app, sale_id, status)
+                .await?
+                .ok_or_else(no_sale)?,
+        );
+    }
+    let view = view.ok_or_else(|| ApiError::invalid("give status, queue, or both"))?;
     Ok(json_response(StatusCode::OK, &view))
 }
 

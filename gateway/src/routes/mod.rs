@@ -10,4 +10,5 @@ pub mod orders;
 pub mod payments;
 pub mod points;
 pub mod purchase;
+pub mod queue;
 pub mod revocation;

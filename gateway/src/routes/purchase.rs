@@ -34,6 +34,7 @@ fn no_sale() -> ApiError {
 pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let sale_id: u64 = call.param.parse().map_err(|_| no_sale())?;
     let idempotency_key = idempotency_key(&call.req)?;
+    let pass_ok = crate::routes::queue::pass_ok(app, &call, sale_id);
     let body: PurchaseBody = read_json(call.req, app.settings.gateway.body_limit_bytes).await?;
     let admission = buy(
         app,
@@ -43,7 +44,7 @@ pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
             quantity: body.quantity,
             idempotency_key: idempotency_key.as_deref(),
             trace_id: call.trace_id,
-            pass_ok: false,
+            pass_ok,
         },
     )
     .await?;

@@ -3,6 +3,8 @@
 
 use crate::app::App;
 use crate::failure::{Failure, Invalid};
+use crate::queue;
+use crate::queue::spec::{QueuePatch, QueueView};
 use crate::sales::sale::{NewSale, Sale, SaleView};
 use crate::sales::{state, store};
 
@@ -18,11 +20,13 @@ pub async fn create(app: &App, new: &NewSale) -> Result<SaleView, Failure> {
             ))
         })?;
     tracing::info!(sale_id = sale.sale_id, stock = sale.stock, "sale created");
+    let queue = queue_view(app, sale.sale_id).await?;
     Ok(SaleView {
         remaining: Some(i64::from(sale.stock)),
         admitted: Some(0),
         persisted: sale.sold,
         sale,
+        queue,
     })
 }
 
@@ -37,12 +41,56 @@ pub async fn view(app: &App, sale_id: u64) -> Result<Option<SaleView>, Failure> 
     let (remaining, admitted) = state::live_counters(&app.redis, app.prefix(), sale_id)
         .await
         .map_err(Failure::Redis)?;
+    let queue = queue_view(app, sale_id).await?;
     Ok(Some(SaleView {
         persisted: sale.sold,
         sale,
         remaining,
         admitted,
+        queue,
     }))
+}
+
+/// The sale's waiting room with its live counts, if it has one.
+async fn queue_view(app: &App, sale_id: u64) -> Result<Option<QueueView>, Failure> {
+    let Some(stored) = queue::store::find(&app.db, sale_id)
+        .await
+        .map_err(Failure::Mysql)?
+    else {
+        return Ok(None);
+    };
+    let live = queue::room::counts(&app.redis, &app.scripts, app.prefix(), sale_id)
+        .await
+        .map_err(Failure::Redis)?;
+    Ok(Some(QueueView { stored, live }))
+}
+
+/// Changes the sale's waiting room (rate, pause), in MySQL and in Redis; the sale as it is
+/// now, or `None` when there is no such sale. A sale without a room: 400.
+pub async fn change_queue(
+    app: &App,
+    sale_id: u64,
+    patch: &QueuePatch,
+) -> Result<Option<SaleView>, Failure> {
+    patch.validate()?;
+    if !queue::store::update(&app.db, sale_id, patch)
+        .await
+        .map_err(Failure::Mysql)?
+    {
+        if store::find(&app.db, sale_id)
+            .await
+            .map_err(Failure::Mysql)?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        return Err(Invalid::new("queue: this sale has no waiting room").into());
+    }
+    queue::room::apply(&app.redis, app.prefix(), sale_id, patch)
+        .await
+        .map_err(Failure::Redis)?;
+    tracing::info!(sale_id, ?patch, "sale queue changed");
+    view(app, sale_id).await
 }
 
 /// Up to `limit` sales with ids below `before`, newest first.

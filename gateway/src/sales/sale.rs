@@ -41,6 +41,10 @@ pub struct NewSale {
     /// back, 30 to 86,400 seconds; default 600.
     #[serde(default = "default_payment_window")]
     pub payment_window_seconds: u32,
+    /// A waiting room with a verifiable draw (`{"mode": "draw", "opens_at", "admit_per_second",
+    /// "max_active"}`); purchases then need its pass. Default: none.
+    #[serde(default)]
+    pub queue: Option<crate::queue::spec::QueueSpec>,
 }
 
 impl NewSale {
@@ -77,6 +81,9 @@ impl NewSale {
                 PAYMENT_WINDOW_SECONDS.start(),
                 PAYMENT_WINDOW_SECONDS.end()
             )));
+        }
+        if let Some(queue) = &self.queue {
+            queue.validate(self.starts_at)?;
         }
         Ok(())
     }
@@ -124,4 +131,19 @@ pub struct SaleView {
     pub admitted: Option<i64>,
     /// Units in orders persisted (confirmed) in MySQL.
     pub persisted: u32,
+    /// The waiting room, with its live counts (absent for a sale without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::queue::spec::QueueView>,
+}
+
+/// `PATCH /v1/admin/sales/{id}` body: a status, a change of the waiting room, or both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalePatch {
+    /// `active` or `paused`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The waiting room's rate or pause.
+    #[serde(default)]
+    pub queue: Option<crate::queue::spec::QueuePatch>,
 }

@@ -50,6 +50,8 @@ pub async fn load_stopping_after(
     } else {
         HeldAndPaid::default()
     };
+    // A sale behind a waiting room is marked `queued` (purchase.lua then wants a pass).
+    let queue = crate::queue::store::find(db, sale.sale_id).await?;
     let args: Vec<Value> = vec![
         sale.status.as_str().into(),
         sale.starts_at.timestamp_millis().into(),
@@ -64,6 +66,7 @@ pub async fn load_stopping_after(
         counted.paid.into(),
         counted.open_orders.into(),
         counted.paid_orders.into(),
+        if queue.is_some() { "1" } else { "0" }.into(),
     ];
     let state = vec![keys.sale.clone(), keys.stock.clone(), keys.buyers.clone()];
     let reply: i64 = scripts
@@ -76,6 +79,15 @@ pub async fn load_stopping_after(
         1 | 2 => true,
         other => return Err(unexpected_reply("load_sale", &other.to_string()).into()),
     };
+    if let Some(queue) = &queue {
+        let drawn = match queue.drawn_at {
+            Some(_) => crate::queue::store::published(db, sale.sale_id)
+                .await?
+                .map_or(0, |draw| draw.tickets.len()),
+            None => 0,
+        };
+        crate::queue::room::open(redis, scripts, prefix, sale, queue, drawn).await?;
+    }
     // In a task of its own: a caller that stops waiting (the request timeout of
     // `POST /v1/admin/sales/restore`, a client gone) does not leave the sale closed and half
     // loaded, or unknown to the relay and the sweeper, until the next restore.

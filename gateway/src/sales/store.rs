@@ -29,6 +29,8 @@ fn sale_from_row(row: &sqlx::mysql::MySqlRow) -> Result<Sale, sqlx::Error> {
 
 /// Inserts the sale into MySQL and returns it with its id.
 pub async fn insert(db: &MySqlPool, new: &NewSale) -> anyhow::Result<Sale> {
+    // One transaction with the sale's waiting room: a queued sale never exists without it.
+    let mut tx = db.begin().await.context("inserting sale")?;
     let result = sqlx::query(
         "INSERT INTO sales (sku, title, price, total, per_user_limit, starts_at, ends_at, \
          payment_window_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -41,9 +43,13 @@ pub async fn insert(db: &MySqlPool, new: &NewSale) -> anyhow::Result<Sale> {
     .bind(new.starts_at.naive_utc())
     .bind(new.ends_at.naive_utc())
     .bind(new.payment_window_seconds)
-    .execute(db)
+    .execute(&mut *tx)
     .await
     .context("inserting sale")?;
+    if let Some(queue) = &new.queue {
+        crate::queue::store::insert(&mut tx, result.last_insert_id(), queue).await?;
+    }
+    tx.commit().await.context("inserting sale")?;
     find(db, result.last_insert_id())
         .await?
         .context("sale vanished after insert")

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod cleanup;
+mod contract;
 mod coupons;
 mod cursors;
 mod discounts;
