@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 #
-# flashgate container image: one image, five binaries.
+# flashgate container image: one image, six binaries.
 #   flashgate-gateway   (default CMD; compose runs `flashgate-gateway serve`)
 #   flashgate-persister (compose runs `flashgate-persister run`)
 #   flashgate-saga      (compose runs `flashgate-saga run`)
 #   flashgate-psp       (the virtual payment provider; compose runs `flashgate-psp serve`)
+#   flashgate-notifier  (compose runs `flashgate-notifier run`)
 #   flashgate-batch
 # Configuration comes from FLASHGATE__SECTION__KEY environment variables;
 # see docker-compose.yml for a working set.
@@ -15,13 +16,15 @@
 FROM rust:1-bookworm AS builder
 
 # rdkafka builds librdkafka from source (default features: libz), which needs
-# a C/C++ toolchain, cmake, pkg-config and the zlib headers.
+# a C/C++ toolchain, cmake, pkg-config and the zlib headers; the notifier's TLS (SMTP
+# STARTTLS, https webhooks) links the system's OpenSSL (libssl-dev).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         build-essential \
         cmake \
         pkg-config \
         zlib1g-dev \
+        libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -38,6 +41,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
         -p flashgate-persister \
         -p flashgate-saga \
         -p flashgate-psp \
+        -p flashgate-notifier \
         -p flashgate-batch
 
 # ---------------------------------------------------------------------------
@@ -46,7 +50,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim AS runtime
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 flashgate \
@@ -58,9 +62,12 @@ COPY --from=builder /src/target/release/flashgate-persister /usr/local/bin/flash
 COPY --from=builder /src/target/release/flashgate-saga      /usr/local/bin/flashgate-saga
 COPY --from=builder /src/target/release/flashgate-psp       /usr/local/bin/flashgate-psp
 COPY --from=builder /src/target/release/flashgate-batch     /usr/local/bin/flashgate-batch
+COPY --from=builder /src/target/release/flashgate-notifier  /usr/local/bin/flashgate-notifier
 
 # Redis Lua scripts loaded by the gateway, and the example config for reference.
 COPY lua/ /app/lua/
+# The notifier's email templates (notifier.templates_dir defaults to notifier/templates).
+COPY notifier/templates/ /app/notifier/templates/
 COPY config/flashgate.example.toml /app/config/flashgate.example.toml
 
 # flashgate-batch keeps checkpoints in .stack/batch (relative to the working
