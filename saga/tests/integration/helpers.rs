@@ -228,6 +228,11 @@ impl Drop for Stack {
 }
 
 impl Stack {
+    /// The gateway's address (its `/metrics` among the rest).
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.gateway
+    }
+
     /// Sends a request to the gateway as `user` with `role`.
     pub async fn request(
         &self,

@@ -9,6 +9,7 @@ mod helpers;
 mod intake;
 mod leases;
 mod measure;
+mod ops_metrics;
 mod outage;
 mod payments;
 mod refunds;
