@@ -195,9 +195,8 @@ impl Dispatcher {
                 }
                 let (channel, name) = &endpoint.label;
                 let target = (channel != "email").then_some(name.as_str());
-                // Rows in hand and due are read too (and skipped): ask for as many more.
-                let limit = endpoint.capacity.min(free + (endpoint.capacity - free));
-                match store::due(&self.db, channel, target, limit).await {
+                // Rows in hand and due are read too (and skipped): ask for a queue's worth.
+                match store::due(&self.db, channel, target, endpoint.capacity).await {
                     Ok(due) => due.into_iter().for_each(|delivery| self.offer(delivery)),
                     Err(err) => {
                         Metrics::inc(&self.metrics.mysql_errors);
@@ -220,59 +219,75 @@ impl Dispatcher {
         _held: OwnedSemaphorePermit,
     ) {
         let mut stop = self.stop.clone();
-        loop {
-            let outcome = self.attempt(&endpoint, &delivery).await;
-            delivery.attempts += 1;
-            let channel = delivery.channel.clone();
-            match outcome {
-                Ok(()) => {
-                    self.write(|| store::sent(&self.db, delivery.id, delivery.attempts))
-                        .await;
-                    self.metrics.delivery(&channel, "sent");
-                    break;
-                }
-                Err(reason) if delivery.attempts >= self.max_attempts => {
-                    let reason = format!(
-                        "{} delivery to {} failed {} times; last: {reason}",
-                        delivery.channel, delivery.target, delivery.attempts
-                    );
-                    if !self.dead_letter(&delivery, &reason).await {
+        // A row read by the sweep (or recorded by the intake) just before another worker sent
+        // it and let it go would otherwise be sent twice.
+        let pending = match store::still_pending(&self.db, delivery.id).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                Metrics::inc(&self.metrics.mysql_errors);
+                tracing::warn!(error = %err, "reading a delivery's status failed");
+                false
+            }
+        };
+        if pending {
+            loop {
+                let outcome = self.attempt(&endpoint, &delivery).await;
+                delivery.attempts += 1;
+                let channel = delivery.channel.clone();
+                match outcome {
+                    Ok(()) => {
+                        self.write(|| store::sent(&self.db, delivery.id, delivery.attempts))
+                            .await;
+                        self.metrics.delivery(&channel, "sent");
                         break;
                     }
-                    self.write(|| store::dead(&self.db, delivery.id, delivery.attempts, &reason))
+                    Err(reason) if delivery.attempts >= self.max_attempts => {
+                        let reason = format!(
+                            "{} delivery to {} failed {} times; last: {reason}",
+                            delivery.channel, delivery.target, delivery.attempts
+                        );
+                        if !self.dead_letter(&delivery, &reason).await {
+                            break;
+                        }
+                        self.write(|| {
+                            store::dead(&self.db, delivery.id, delivery.attempts, &reason)
+                        })
                         .await;
-                    self.metrics.delivery(&channel, "dead");
-                    tracing::warn!(
-                        event_id = delivery.event_id,
-                        channel,
-                        target = delivery.target,
-                        reason,
-                        "delivery dead-lettered"
-                    );
-                    break;
-                }
-                Err(reason) => {
-                    let delay = self.backoff.delay(delivery.attempts, breaker::random());
-                    let next_at = Utc::now()
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                    let attempts = delivery.attempts;
-                    self.write(|| store::failed(&self.db, delivery.id, attempts, &reason, next_at))
+                        self.metrics.delivery(&channel, "dead");
+                        tracing::warn!(
+                            event_id = delivery.event_id,
+                            channel,
+                            target = delivery.target,
+                            reason,
+                            "delivery dead-lettered"
+                        );
+                        break;
+                    }
+                    Err(reason) => {
+                        let delay = self.backoff.delay(delivery.attempts, breaker::random());
+                        let next_at = Utc::now()
+                            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                        let attempts = delivery.attempts;
+                        self.write(|| {
+                            store::failed(&self.db, delivery.id, attempts, &reason, next_at)
+                        })
                         .await;
-                    self.metrics.delivery(&channel, "retried");
-                    tracing::debug!(
-                        event_id = delivery.event_id,
-                        channel,
-                        reason,
-                        "attempt failed"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = stop.changed() => break,
+                        self.metrics.delivery(&channel, "retried");
+                        tracing::debug!(
+                            event_id = delivery.event_id,
+                            channel,
+                            reason,
+                            "attempt failed"
+                        );
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            _ = stop.changed() => break,
+                        }
                     }
                 }
-            }
-            if *stop.borrow() {
-                break;
+                if *stop.borrow() {
+                    break;
+                }
             }
         }
         lock(&self.in_hand).remove(&delivery.id);

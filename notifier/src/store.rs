@@ -152,6 +152,17 @@ pub async fn due(
         .collect()
 }
 
+/// Whether the delivery is still to make (taken in hand from a row read a moment ago, it may
+/// have been sent meanwhile by the worker that had it).
+pub async fn still_pending(db: &MySqlPool, id: u64) -> sqlx::Result<bool> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM notification_deliveries WHERE id = ?")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    Ok(status.as_deref() == Some("pending"))
+}
+
 /// The delivery went out: final.
 pub async fn sent(db: &MySqlPool, id: u64, attempts: u32) -> sqlx::Result<()> {
     sqlx::query(

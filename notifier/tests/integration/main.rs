@@ -1,0 +1,6 @@
+//! The notifier against the local stack: real MySQL, Kafka, an SMTP server on loopback and
+//! HTTP receivers in the test.
+
+mod deliveries;
+mod failures;
+mod helpers;
