@@ -20,6 +20,9 @@
 # so its drain waits ~35 s for the expiries — then flashgate-batch reconcile-stock on its sale;
 # 0, the default, leaves the standard runs alone; binaries without the scenario skip it),
 # FLASHGATE_BENCH_PAYMENTS (1: also the payments stage, see below; 0 by default),
+# FLASHGATE_BENCH_LIMITS (1: also purchase-rush, closed and open loop, against the gateway with
+# its default rate limits and against a second gateway with every limit off,
+# FLASHGATE_BENCH_NOLIMITS_ADDR (127.0.0.1:8095), in the same run, alternating; 0 by default),
 # FLASHGATE_BENCH_STANDARD (0: skip the Redis ceiling and the standard runs, for a payments
 # stage alone; 1 by default), FLASHGATE_BENCH_TOPIC_SUFFIX (topics flashgate.<name>.<suffix>
 # and consumer groups of this benchmark's own, created here, so that no other gateway,
@@ -249,6 +252,47 @@ if [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$addr/v1/admin/co
 fi
 fi
 
+# Rate limits on vs off (issue 16): the same purchase-rush runs against this gateway (default
+# limits: every shopper buys once, so none is refused; the cost measured is judging them, one
+# GCRA key per purchase inside purchase.lua) and against a second gateway with every limit
+# off. Their rows are kept out of the targets' table (its scenarios appear once each).
+limits=skipped
+if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
+  limits=ran
+  nolimits_addr=${FLASHGATE_BENCH_NOLIMITS_ADDR:-127.0.0.1:8095}
+  off=""
+  for class in purchase claim read admin; do
+    for key in user address; do
+      off+="${off:+, }{class = \"$class\", key = \"$key\", rate = 0}"
+    done
+  done
+  step "second gateway on $nolimits_addr, every rate limit off"
+  FLASHGATE__LOG__FILTER=warn FLASHGATE__GATEWAY__LISTEN=$nolimits_addr \
+    FLASHGATE__RATE_LIMITS="[$off]" "$bin/flashgate-gateway" serve >"$out/gateway-nolimits.log" 2>&1 &
+  nolimits=$!
+  trap 'kill "$gateway" "$persister" "$nolimits" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do
+    curl -fs "http://$nolimits_addr/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  on_gateway=$gateway
+  for loop in closed open; do
+    if [ "$loop" = closed ]; then
+      load=(--mode closed --shoppers "$max_shoppers" --stock "$max_shoppers")
+    else
+      load=(--mode open --rate "$rate" --shoppers $(( rate * seconds )) --stock $(( rate * seconds )))
+    fi
+    gateway=$nolimits addr=$nolimits_addr run "limits-off-$loop" --scenario purchase-rush "${load[@]}"
+    unset 'reports[-1]'
+    gateway=$on_gateway run "limits-on-$loop" --scenario purchase-rush "${load[@]}"
+    unset 'reports[-1]'
+  done
+  gateway=$on_gateway
+  kill "$nolimits" 2>/dev/null || true
+  wait "$nolimits" 2>/dev/null || true
+  trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
+fi
+
 # The order lifecycle: purchases, each order then paid, cancelled or abandoned (its unit
 # back on sale when cancelled or expired). Not in the targets; its invariants (checked after
 # every abandoned order expired) and the operators' stock reconciliation are.
@@ -377,6 +421,21 @@ PY
     cat "$out/recovery.md"
     printf '\n\nCPU time per paid order, µs (user + system, from /proc; run and drain):\n\n'
     cat "$out/cpu-payments.md"
+  fi
+  if [ "$limits" = ran ]; then
+    printf '\n## Rate limits on vs off (purchase-rush, same run)\n\n'
+    printf '| run | loop | throughput | p50 | p99 | statuses | invariants |\n|---|---|---|---|---|---|---|\n'
+    for name in limits-off-closed limits-on-closed limits-off-open limits-on-open; do
+      python3 - "$out/$name.json" "$name" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+l = r["latency_ms"]
+held = "all held" if all(c["held"] for c in r["invariants"]) else "**BROKEN**"
+statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["status_counts"].items()))
+print(f"| {sys.argv[2]} | {r['settings']['mode']} | {r['throughput']:.0f} req/s | {l['p50']:.2f} ms "
+      f"| {l['p99']:.2f} ms | {statuses} | {held} |")
+PY
+    done
   fi
   printf '\nCPU time per request, µs (user + system, from /proc; warm-up, run and drain):\n\n'
   cat "$out/cpu.md"

@@ -57,6 +57,16 @@ pub struct GatewaySettings {
     /// How long after a sale's end, once all its orders are final and persisted, its keys stay
     /// in Redis before the sweeper removes them, in milliseconds. Default 3600000 (1 h).
     pub sale_cleanup_grace_ms: u64,
+    /// Proxies and load balancers in front of the gateway (addresses or ranges such as
+    /// `10.0.0.0/8`): a request from one of them is judged by the client address it adds to
+    /// `X-Forwarded-For` / `Forwarded` (the rightmost hop not itself trusted); from anyone
+    /// else, by its peer address, whatever it claims. Setting it also turns on the per-address
+    /// rate limits by default (`[[rate_limits]]`). Default: empty.
+    #[serde(deserialize_with = "de::list")]
+    pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write the client address into: `x-forwarded-for` or
+    /// `forwarded` (RFC 7239); the other is ignored. Default `x-forwarded-for`.
+    pub forwarded_header: crate::ForwardedHeader,
     /// How shoppers' and managers' tokens are verified.
     pub jwt: JwtSettings,
 }
@@ -80,6 +90,8 @@ impl Default for GatewaySettings {
             lifecycle_sweep_interval_ms: 1_000,
             lifecycle_expire_batch: 100,
             sale_cleanup_grace_ms: 3_600_000,
+            trusted_proxies: Vec::new(),
+            forwarded_header: crate::ForwardedHeader::XForwardedFor,
             jwt: JwtSettings::default(),
         }
     }
@@ -156,7 +168,23 @@ impl GatewaySettings {
                 "must be between 1 and 10000 orders",
             ));
         }
+        for (i, proxy) in self.trusted_proxies.iter().enumerate() {
+            if let Err(message) = proxy.parse::<crate::Cidr>() {
+                problems.push(Invalid::new(
+                    &format!("gateway.trusted_proxies[{i}]"),
+                    message,
+                ));
+            }
+        }
         self.jwt.validate(problems);
+    }
+
+    /// The trusted proxies as address ranges (checked at load).
+    pub fn trusted_proxy_ranges(&self) -> Vec<crate::Cidr> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|proxy| proxy.parse().ok())
+            .collect()
     }
 }
 

@@ -9,6 +9,7 @@ mod de;
 mod error;
 mod gateway;
 mod kafka;
+mod limits;
 mod load;
 mod mysql;
 mod notifier;
@@ -24,6 +25,9 @@ pub mod telemetry;
 pub use error::{ConfigError, Invalid};
 pub use gateway::{GatewaySettings, JwtAlgorithm, JwtSettings};
 pub use kafka::KafkaSettings;
+pub use limits::{
+    Cidr, ForwardedHeader, Limit, RateClass, RateKey, RateLimit, RateTable, default_limit,
+};
 pub use load::{CONFIG_FILE_VAR, ENV_PREFIX, Sources};
 pub use mysql::MysqlSettings;
 pub use notifier::{

@@ -42,9 +42,18 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[queue]`: the waiting room of queued sales (pass secret and lifetime, idle drop, tick).
     pub queue: crate::QueueSettings,
+    /// `[[rate_limits]]`: each entry replaces the built-in limit of its class and key (see
+    /// [`crate::default_limit`]); `rate = 0` turns one off. Default: none (the built-in ones).
+    pub rate_limits: Vec<crate::RateLimit>,
 }
 
 impl Settings {
+    /// The rate limits in force: the configured entries over the defaults; per-address
+    /// defaults only behind trusted proxies.
+    pub fn rate_table(&self) -> crate::RateTable {
+        crate::RateTable::resolve(&self.rate_limits, !self.gateway.trusted_proxies.is_empty())
+    }
+
     /// Every problem with the values, each naming its key.
     pub(crate) fn validate(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
@@ -59,6 +68,7 @@ impl Settings {
         self.saga.validate(&mut problems);
         self.psp.validate(&mut problems);
         self.queue.validate(&mut problems);
+        crate::limits::validate(&self.rate_limits, &mut problems);
         self.notifier.validate(&mut problems);
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             problems.push(Invalid::new("log.filter", err.to_string()));

@@ -10,6 +10,7 @@ use sqlx::MySqlPool;
 
 use crate::http::auth::Verifier;
 use crate::http::readiness::Readiness;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::revocation::Revocations;
 use crate::sales::soldout::SoldOutCache;
@@ -42,6 +43,8 @@ pub struct App {
     /// Signs and verifies waiting-room passes (no Redis trip on the purchase); `None` when no
     /// secret is configured (queued sales cannot be created then).
     pub queue_pass: Option<crate::queue::pass::PassKey>,
+    /// The rate limits in force and the trusted proxies.
+    pub limiter: Limiter,
     // Set once shutdown begins: `/readyz` fails from then on, so load balancers stop sending.
     draining: AtomicBool,
 }
@@ -57,6 +60,7 @@ impl App {
     ) -> Self {
         let revocation = Revocations::new(&settings);
         let queue_pass = crate::queue::pass::PassKey::from_settings(&settings);
+        let limiter = Limiter::new(&settings);
         let sold_out = SoldOutCache::new(std::time::Duration::from_millis(
             settings.gateway.sold_out_cache_ms,
         ));
@@ -72,6 +76,7 @@ impl App {
             readiness: Readiness::default(),
             revocation,
             queue_pass,
+            limiter,
             draining: AtomicBool::new(false),
         }
     }

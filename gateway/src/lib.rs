@@ -12,6 +12,7 @@ pub mod failure;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod limits;
 pub mod orders;
 pub mod outbox;
 pub mod owned_state;

@@ -52,6 +52,8 @@ pub struct Metrics {
     readiness_checks: AtomicU64,
     // Outbox bookkeeping of the relay, one counter per event.
     relay_events: Mutex<BTreeMap<&'static str, u64>>,
+    // Requests refused by a rate limit (429), by class and key (user or address).
+    rate_limited: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     // Order ends and the lifecycle sweeper's work, one counter per event.
     lifecycle_events: Mutex<BTreeMap<&'static str, u64>>,
     /// Token revocation: entries loaded, tokens refused, subscriber reconnects.
@@ -133,6 +135,16 @@ impl Metrics {
     /// `group_recreated` (its consumer group was lost and made again).
     pub fn observe_relay_event(&self, event: &'static str) {
         count(&self.relay_events, event);
+    }
+
+    /// Counts one request refused by the `class` limit per `key` (a 429).
+    pub fn observe_rate_limited(&self, class: &'static str, key: &'static str) {
+        *self
+            .rate_limited
+            .lock()
+            .expect("metrics lock")
+            .entry((class, key))
+            .or_default() += 1;
     }
 
     /// Counts one lifecycle event: an order ended (`cancelled`, `expired`, `paid`), a give-back
@@ -224,6 +236,13 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "flashgate_relay_outbox_events_total{{event=\"{event}\"}} {count}"
+            );
+        }
+        out.push_str("# TYPE flashgate_rate_limited_total counter\n");
+        for ((class, key), count) in self.rate_limited.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "flashgate_rate_limited_total{{class=\"{class}\",key=\"{key}\"}} {count}"
             );
         }
         out.push_str("# TYPE flashgate_lifecycle_events_total counter\n");

@@ -16,6 +16,15 @@ impl Script {
         Self(LuaScript::from_lua(source))
     }
 
+    /// A script that judges rate limits in the same call: the GCRA function of
+    /// `lua/rate_limit.lua` (its text above `-- end of prelude`) put in front of `source`.
+    fn with_rate_limit(source: &'static str) -> Self {
+        let prelude = RATE_LIMIT
+            .split_once("\n-- end of prelude\n")
+            .map_or(RATE_LIMIT, |(prelude, _)| prelude);
+        Self(LuaScript::from_lua(format!("{prelude}\n{source}")))
+    }
+
     /// `SCRIPT LOAD` on the primary.
     pub async fn load(&self, redis: &Pool) -> Result<(), Error> {
         self.0.load(redis.next()).await
@@ -36,7 +45,7 @@ impl Script {
 /// Every script the gateway runs.
 #[derive(Debug, Clone)]
 pub struct Scripts {
-    /// `lua/purchase.lua`: admit one purchase.
+    /// `lua/purchase.lua`: admit one purchase (rate limits judged in the same call).
     pub purchase: Script,
     /// `lua/outbox_ack.lua`: acknowledge and delete relayed outbox entries.
     pub outbox_ack: Script,
@@ -46,7 +55,7 @@ pub struct Scripts {
     pub load_sale: Script,
     /// `lua/load_holds.lua`: hold again a page of a restored sale's open orders.
     pub load_holds: Script,
-    /// `lua/claim_coupon.lua`: claim one coupon of a policy.
+    /// `lua/claim_coupon.lua`: claim one coupon of a policy (rate limits judged in the same call).
     pub claim_coupon: Script,
     /// `lua/redeem_coupon.lua`: apply a coupon to an order, at most once.
     pub redeem_coupon: Script,
@@ -82,9 +91,14 @@ pub struct Scripts {
     pub queue_admit: Script,
     /// `lua/queue_status.lua`: a waiting room's live counts.
     pub queue_status: Script,
+    /// `lua/rate_limit.lua`: judge the rate limits of a route without a script of its own.
+    pub rate_limit: Script,
     /// `lua/revoke_token.lua`: record a token revocation and announce it.
     pub revoke_token: Script,
 }
+
+/// `lua/rate_limit.lua`: run on its own, and its prelude folded into the purchase and claim.
+const RATE_LIMIT: &str = include_str!("../../lua/rate_limit.lua");
 
 macro_rules! script {
     ($name:literal) => {
@@ -96,12 +110,12 @@ impl Scripts {
     /// The scripts of `lua/`.
     pub fn new() -> Self {
         Self {
-            purchase: script!("purchase"),
+            purchase: Script::with_rate_limit(include_str!("../../lua/purchase.lua")),
             outbox_ack: script!("outbox_ack"),
             outbox_retire: script!("outbox_retire"),
             load_sale: script!("load_sale"),
             load_holds: script!("load_holds"),
-            claim_coupon: script!("claim_coupon"),
+            claim_coupon: Script::with_rate_limit(include_str!("../../lua/claim_coupon.lua")),
             redeem_coupon: script!("redeem_coupon"),
             cancel_redemption: script!("cancel_redemption"),
             load_policy: script!("load_policy"),
@@ -119,6 +133,7 @@ impl Scripts {
             queue_draw: script!("queue_draw"),
             queue_admit: script!("queue_admit"),
             queue_status: script!("queue_status"),
+            rate_limit: Script::new(RATE_LIMIT),
             revoke_token: script!("revoke_token"),
         }
     }
@@ -149,6 +164,7 @@ impl Scripts {
             &self.queue_draw,
             &self.queue_admit,
             &self.queue_status,
+            &self.rate_limit,
             &self.revoke_token,
         ] {
             script.load(redis).await?;

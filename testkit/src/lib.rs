@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flashgate_config::{Secret, Settings, Sources};
+use flashgate_config::{RateClass, RateKey, RateLimit, Secret, Settings, Sources};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use sqlx::MySqlPool;
@@ -27,8 +27,33 @@ pub fn unique(prefix: &str) -> String {
 /// The settings the binaries would use here: defaults (the local stack) overridden by
 /// `FLASHGATE__...` variables when set. The environment is read, never written.
 pub fn stack_settings() -> Settings {
-    Settings::load(&Sources::from_process(None)).expect("test configuration is valid")
+    let mut settings =
+        Settings::load(&Sources::from_process(None)).expect("test configuration is valid");
+    if settings.rate_limits.is_empty() {
+        settings.rate_limits = roomy_rate_limits();
+    }
+    settings
 }
+
+/// Limits no test that does not test them reaches (100000/s, burst 100000, per user and per
+/// address in every class), still judged on every request so that every test runs the limiter.
+pub fn roomy_rate_limits() -> Vec<RateLimit> {
+    RateClass::ALL
+        .iter()
+        .flat_map(|&class| {
+            RateKey::ALL.map(|key| RateLimit {
+                class,
+                key,
+                rate: 100_000,
+                burst: Some(100_000),
+            })
+        })
+        .collect()
+}
+///
+/// Rate limits: unless the environment sets `FLASHGATE__RATE_LIMITS`, every class gets
+/// [`roomy_rate_limits`] (the defaults, 5 purchases a second per user, would refuse tests that
+/// fire many requests as one user); a test of the limits sets its own.
 
 /// Creates an empty database with a unique name, points `settings.mysql.url` at it and
 /// returns a pool connected to it.

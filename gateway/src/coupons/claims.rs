@@ -6,7 +6,10 @@ use crate::app::App;
 use crate::coupons::policy_store;
 use crate::failure::Failure;
 use crate::keys::PolicyKeys;
+use crate::limits::limiter::Verdict;
+use crate::limits::{Armed, Client};
 use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
+use flashgate_config::{RateClass, RateKey};
 
 /// What the claim script decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,13 @@ pub enum Claim {
     NotFound,
     /// The policy's outbox is over its bound.
     Overloaded,
+    /// A rate limit refused the claim (nothing was taken).
+    RateLimited {
+        /// Which limit: per user or per address.
+        key: RateKey,
+        /// Microseconds until it would allow the claim.
+        retry_us: u64,
+    },
 }
 
 impl Claim {
@@ -40,6 +50,7 @@ impl Claim {
             Self::NotActive => "policy_not_active",
             Self::NotFound => "not_found",
             Self::Overloaded => "overloaded",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -65,6 +76,8 @@ pub struct ClaimRequest<'a> {
     /// How long the coupon's hash outlives the coupon, in milliseconds: its TTL is its owner
     /// (`gateway.sale_cleanup_grace_ms`, the grace its policy's keys get too).
     pub coupon_keep_ms: u64,
+    /// The rate limits judged in the same call (keys under the policy's hash tag).
+    pub limits: &'a [Armed],
 }
 
 /// Claims a coupon of `policy_id` for `user_id` (one `EVALSHA`); the outcome is counted.
@@ -74,8 +87,13 @@ pub async fn claim_coupon(
     user_id: &str,
     idempotency_key: Option<&str>,
     trace_id: &str,
+    client: Option<Client>,
 ) -> Result<Claim, Failure> {
     let keys = PolicyKeys::new(app.prefix(), policy_id);
+    // Per user (and address) per policy: the keys share the policy's hash tag.
+    let limits = app.limiter.arm(RateClass::Claim, user_id, client, |who| {
+        keys.rate_limit(who)
+    });
     let coupon_id = format!("{policy_id}-{}", uuid::Uuid::now_v7().simple());
     let request = ClaimRequest {
         keys: &keys,
@@ -86,6 +104,7 @@ pub async fn claim_coupon(
         outbox_max: app.settings.gateway.outbox_max_len,
         idempotency_ttl_secs: app.settings.gateway.idempotency_ttl_secs,
         coupon_keep_ms: app.settings.gateway.sale_cleanup_grace_ms,
+        limits: &limits,
     };
     let mut outcome = claim(&app.redis, &app.scripts.claim_coupon, &request)
         .await
@@ -116,7 +135,7 @@ pub async fn claim(
     if let Some(key) = request.idempotency_key {
         names.push(keys.idempotency(request.user_id, key));
     }
-    let args: Vec<Value> = vec![
+    let mut args: Vec<Value> = vec![
         request.user_id.into(),
         request.coupon_id.into(),
         request.trace_id.into(),
@@ -125,8 +144,13 @@ pub async fn claim(
         int(request.coupon_keep_ms),
     ];
     let reply: Vec<Value> = script.run(redis, names, args).await?;
-    parse_claim(&reply)
+    parse_claim(&reply, request.limits)
+        int(request.limits.len() as u64),
 }
+    for limit in request.limits {
+        names.push(limit.redis_key.clone());
+        args.extend(limit.args());
+    }
 
 /// Whether MySQL holds the policy `policy_id`.
 async fn known_to_mysql(app: &App, policy_id: u64) -> Result<bool, Failure> {
@@ -136,7 +160,13 @@ async fn known_to_mysql(app: &App, policy_id: u64) -> Result<bool, Failure> {
     Ok(found.is_some())
 }
 
-fn parse_claim(reply: &[Value]) -> Result<Claim, fred::error::Error> {
+fn parse_claim(reply: &[Value], limits: &[Armed]) -> Result<Claim, fred::error::Error> {
+    if let Some(Verdict::Limited { index, retry_us }) = Verdict::parse(reply, 0) {
+        return Ok(Claim::RateLimited {
+            key: limits.get(index).map_or(RateKey::User, |limit| limit.key),
+            retry_us,
+        });
+    }
     let code = reply_text(reply, 0);
     // A replay carries the stored code one place further on.
     let (code, at) = if code == "replay" {
@@ -166,27 +196,27 @@ mod tests {
     #[test]
     fn claim_replies_map_to_outcomes_and_replays_give_the_same_coupon() {
         assert_eq!(
-            parse_claim(&reply(&["issued", "3-c", "1700", "1", "9"])).unwrap(),
+            parse_claim(&reply(&["issued", "3-c", "1700", "1", "9"]), &[]).unwrap(),
             Claim::Issued {
                 coupon_id: "3-c".into(),
                 expires_ms: 1700
             }
         );
         assert_eq!(
-            parse_claim(&reply(&["replay", "issued", "3-c", "1700"])).unwrap(),
+            parse_claim(&reply(&["replay", "issued", "3-c", "1700"]), &[]).unwrap(),
             Claim::Issued {
                 coupon_id: "3-c".into(),
                 expires_ms: 1700
             }
         );
         assert_eq!(
-            parse_claim(&reply(&["replay", "exhausted", "", "0"])).unwrap(),
+            parse_claim(&reply(&["replay", "exhausted", "", "0"]), &[]).unwrap(),
             Claim::Exhausted
         );
         assert_eq!(
-            parse_claim(&reply(&["already_claimed"])).unwrap(),
+            parse_claim(&reply(&["already_claimed"]), &[]).unwrap(),
             Claim::AlreadyClaimed
         );
-        assert!(parse_claim(&reply(&["bogus"])).is_err());
+        assert!(parse_claim(&reply(&["bogus"]), &[]).is_err());
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::failure::{Failure, Invalid};
 use crate::http::response::{Response, json_response};
+use crate::limits::Refusal;
 use crate::metrics::{Dependency, Metrics};
 use crate::scripts::may_have_run;
 
@@ -54,6 +55,10 @@ pub enum ApiError {
     /// 422: the idempotency key was used before with another request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
+    /// 429 `rate_limited`: a rate limit of the route's class refused the request; the client
+    /// retries after `Retry-After` (the `RateLimit` headers say which limit).
+    #[error("too many requests; retry after {} s", .0.retry_after())]
+    RateLimited(Refusal),
     /// 503 `overloaded`: the system sheds load; the client retries after `Retry-After`.
     #[error("{0}")]
     Overloaded(Overload),
@@ -196,6 +201,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded(_) | Self::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) | Self::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -215,6 +221,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::RateLimited(_) => "rate_limited",
             Self::Overloaded(_) => "overloaded",
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Internal(_) | Self::Failed(_) => "internal",
@@ -252,6 +259,10 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Self::RateLimited(refusal) = &error {
+            metrics.observe_rate_limited(refusal.class.name(), refusal.key.name());
+            refusal.add_headers(response.headers_mut());
         }
         response
     }

@@ -13,10 +13,16 @@ use crate::http::error::{ApiError, Overload};
 use crate::http::request::{Call, Request};
 use crate::http::response::Response;
 use crate::http::{health, openapi};
+use crate::limits::address::Peer;
+use crate::limits::headers::{POLICY, STATE};
+use crate::limits::limiter::Judged;
+use crate::limits::{Quota, class_of};
+use crate::metrics::Dependency;
 use crate::routes::{
     admin_orders, admin_policies, admin_sales, coupons, orders, payments, points, purchase,
     queue, revocation,
 };
+use flashgate_config::RateClass;
 
 /// Longest `X-Request-Id` taken as the trace id; a longer one is replaced by a fresh id.
 const TRACE_ID_MAX_LEN: usize = 64;
@@ -183,16 +189,22 @@ pub async fn handle(app: &App, req: Request) -> Response {
 async fn serve(
     app: &App,
     route: &'static Route,
-    req: Request,
+    mut req: Request,
     param: &str,
     trace_id: &str,
 ) -> Result<Response, ApiError> {
+    let mut limited = None;
     let reply = match &route.access {
         Access::Public(handler) => handler(app),
         Access::Caller(roles, handler) => {
             let caller = app.verifier.authenticate(req.headers())?;
             app.revocation.check(&caller, &app.metrics)?;
             caller.require_any(roles)?;
+            let class = class_of(route.name);
+            limited = Some((
+                class,
+                rate_limit(app, class, &caller.user_id, &mut req).await?,
+            ));
             handler(
                 app,
                 Call {
@@ -204,9 +216,59 @@ async fn serve(
             )
         }
     };
-    match tokio::time::timeout(app.settings.gateway.request_timeout(), reply).await {
+    let mut result = match tokio::time::timeout(app.settings.gateway.request_timeout(), reply).await
+    {
         Ok(result) => result,
         Err(_) => Err(ApiError::overloaded(Overload::Timeout)),
+    };
+    if let (Ok(response), Some((class, quota))) = (&mut result, limited) {
+        if let Some(policy) = app.limiter.policy(class) {
+            response.headers_mut().insert(POLICY, policy.clone());
+        }
+        if let Some(state) = quota.header() {
+            response.headers_mut().insert(STATE, state);
+        }
+    }
+    result
+}
+
+/// Judges the rate limits of a `class` request by `user`: the purchase and the claim in their
+/// own script (only the client address is found here, for it), every other class by
+/// `lua/rate_limit.lua` now. A 429 when a limit refuses; a limiter Redis cannot run lets the
+/// request through, counted as a Redis error.
+async fn rate_limit(
+    app: &App,
+    class: RateClass,
+    user: &str,
+    req: &mut Request,
+) -> Result<Quota, ApiError> {
+    let peer = req.extensions().get::<Peer>().map(|peer| peer.0);
+    let client = app.limiter.client(class, peer, req.headers());
+    if let Some(client) = client {
+        req.extensions_mut().insert(client);
+    }
+    if matches!(class, RateClass::Purchase | RateClass::Claim) {
+        return Ok(Quota::default());
+    }
+    let judged = app
+        .limiter
+        .check(
+            &app.redis,
+            &app.scripts.rate_limit,
+            app.prefix(),
+            class,
+            user,
+            client,
+        )
+        .await;
+    match judged {
+        Ok(quota) => Ok(quota),
+        Err(Judged::Limited(refusal)) => Err(ApiError::RateLimited(refusal)),
+        Err(Judged::Failed(err)) => {
+            app.metrics.dependency_error(Dependency::Redis);
+            tracing::debug!(error = %err, "rate limit not judged; request let through");
+            Ok(Quota::default())
+        }
     }
 }
 

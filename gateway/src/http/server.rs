@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::http::router;
+use crate::limits::address::Peer;
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, fails readiness, and
 /// gives in-flight requests the configured grace period.
@@ -33,11 +34,11 @@ pub async fn serve(
             permit = permits.clone().acquire_owned() => permit?,
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     accept_backoff = Duration::from_millis(5);
-                    stream
+                    (stream, peer)
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -51,7 +52,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            // The peer, for the per-address rate limits (`limits::address`).
+            req.extensions_mut().insert(Peer(peer));
             let app = app.clone();
             async move { Ok::<_, Infallible>(router::handle(&app, req).await) }
         });

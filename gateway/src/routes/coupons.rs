@@ -15,7 +15,9 @@ use crate::http::error::{ApiError, Overload};
 use crate::http::request::{Call, idempotency_key, page_query, read_json, time_id_cursor};
 use crate::http::response::{Response, json_response, list_page};
 use crate::keys::PolicyKeys;
+use crate::limits::Client;
 use crate::routes::orders::refused;
+use flashgate_config::RateClass;
 
 fn no_policy() -> ApiError {
     ApiError::NotFound("no such coupon policy".into())
@@ -42,12 +44,14 @@ struct Issued<'a> {
 pub async fn claim(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let policy_id: u64 = call.param.parse().map_err(|_| no_policy())?;
     let idempotency_key = idempotency_key(&call.req)?;
+    let client = call.req.extensions().get::<Client>().copied();
     let outcome = claim_coupon(
         app,
         policy_id,
         &call.caller.user_id,
         idempotency_key.as_deref(),
         call.trace_id,
+        client,
     )
     .await?;
     match outcome {
@@ -77,6 +81,11 @@ pub async fn claim(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
         )),
         Claim::NotFound => Err(no_policy()),
         Claim::Overloaded => Err(overloaded()),
+        Claim::RateLimited { key, retry_us } => Err(ApiError::RateLimited(app.limiter.refusal(
+            RateClass::Claim,
+            key,
+            retry_us,
+        ))),
     }
 }
 

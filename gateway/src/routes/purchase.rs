@@ -7,8 +7,10 @@ use crate::app::App;
 use crate::http::error::{ApiError, Overload};
 use crate::http::request::{Call, idempotency_key, read_json};
 use crate::http::response::{Response, json_response};
+use crate::limits::Client;
 use crate::sales::admission::Admission;
 use crate::sales::purchase::{Purchase, buy};
+use flashgate_config::RateClass;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +36,7 @@ fn no_sale() -> ApiError {
 pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let sale_id: u64 = call.param.parse().map_err(|_| no_sale())?;
     let idempotency_key = idempotency_key(&call.req)?;
+    let client = call.req.extensions().get::<Client>().copied();
     let pass_ok = crate::routes::queue::pass_ok(app, &call, sale_id);
     let body: PurchaseBody = read_json(call.req, app.settings.gateway.body_limit_bytes).await?;
     let admission = buy(
@@ -45,6 +48,7 @@ pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
             idempotency_key: idempotency_key.as_deref(),
             trace_id: call.trace_id,
             pass_ok,
+            client,
         },
     )
     .await?;
@@ -79,6 +83,9 @@ pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
         Admission::NotFound => Err(no_sale()),
         Admission::Overloaded => Err(ApiError::overloaded(Overload::Backlog("orders"))),
         Admission::KeyReused => Err(ApiError::IdempotencyKeyReused),
+        Admission::RateLimited { key, retry_us } => Err(ApiError::RateLimited(
+            app.limiter.refusal(RateClass::Purchase, key, retry_us),
+        )),
         Admission::QueuePassRequired => Err(ApiError::QueuePassRequired),
     }
 }

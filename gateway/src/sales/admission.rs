@@ -3,7 +3,10 @@
 use fred::prelude::{Pool, Value};
 
 use crate::keys::SaleKeys;
+use crate::limits::Armed;
+use crate::limits::limiter::Verdict;
 use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
+use flashgate_config::RateKey;
 
 /// What the purchase script decided. Business outcomes are values, not errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,13 @@ pub enum Admission {
     KeyReused,
     /// The sale is behind a waiting room and the request carried no valid pass for it.
     QueuePassRequired,
+    /// A rate limit refused the purchase (nothing was taken).
+    RateLimited {
+        /// Which limit: per user or per address.
+        key: RateKey,
+        /// Microseconds until it would allow the purchase.
+        retry_us: u64,
+    },
 }
 
 impl Admission {
@@ -51,6 +61,7 @@ impl Admission {
             Self::Overloaded => "overloaded",
             Self::KeyReused => "idempotency_key_reused",
             Self::QueuePassRequired => "queue_pass_required",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -78,6 +89,8 @@ pub struct PurchaseRequest<'a> {
     /// The gateway verified a `Queue-Pass` for this user and sale (checked in the gateway, so
     /// the script only needs the verdict: no extra round trip).
     pub pass_ok: bool,
+    /// The rate limits judged in the same call (keys under the sale's hash tag).
+    pub limits: &'a [Armed],
 }
 
 /// Runs the purchase script once and reads its reply.
@@ -98,7 +111,7 @@ pub async fn admit(
         keys.push(request.keys.idempotency(request.user_id, key));
     }
     let fingerprint = format!("quantity={}", request.quantity);
-    let args: Vec<Value> = vec![
+    let mut args: Vec<Value> = vec![
         request.user_id.into(),
         i64::from(request.quantity).into(),
         request.order_id.into(),
@@ -107,8 +120,21 @@ pub async fn admit(
         int(request.idempotency_ttl_secs),
         fingerprint.into(),
         if request.pass_ok { "1" } else { "0" }.into(),
+        int(request.limits.len() as u64),
     ];
+    // The limits' keys come last (after the optional idempotency key), their rates after
+    // ARGV 9.
+    for limit in request.limits {
+        keys.push(limit.redis_key.clone());
+        args.extend(limit.args());
+    }
     let reply: Vec<Value> = script.run(redis, keys, args).await?;
+    if let Some(Verdict::Limited { index, retry_us }) = Verdict::parse(&reply, 0) {
+        return Ok(Admission::RateLimited {
+            key: request.limits.get(index).map_or(RateKey::User, |l| l.key),
+            retry_us,
+        });
+    }
     parse_reply(&reply, request.quantity)
 }
 

@@ -4,7 +4,9 @@
 use crate::app::App;
 use crate::failure::{Failure, Invalid};
 use crate::keys::SaleKeys;
+use crate::limits::Client;
 use crate::sales::admission::{Admission, PurchaseRequest, admit};
+use flashgate_config::RateClass;
 
 /// Most units one request may ask for.
 pub const MAX_UNITS_PER_PURCHASE: u32 = 1_000;
@@ -24,6 +26,8 @@ pub struct Purchase<'a> {
     pub trace_id: &'a str,
     /// The request carried a `Queue-Pass` the gateway verified for this user and sale.
     pub pass_ok: bool,
+    /// The client's address, when a per-address limit needs it.
+    pub client: Option<Client>,
 }
 
 /// Admits the purchase or says why not. A sale sold out moments ago is answered from memory
@@ -44,6 +48,13 @@ pub async fn buy(app: &App, purchase: &Purchase<'_>) -> Result<Admission, Failur
         });
     }
     let keys = SaleKeys::new(app.prefix(), sale_id);
+    // Per user (and address) per sale: the keys share the sale's hash tag.
+    let limits = app.limiter.arm(
+        RateClass::Purchase,
+        purchase.user_id,
+        purchase.client,
+        |who| keys.rate_limit(who),
+    );
     let order_id = format!("{sale_id}-{}", uuid::Uuid::now_v7().simple());
     let request = PurchaseRequest {
         keys: &keys,
@@ -55,6 +66,7 @@ pub async fn buy(app: &App, purchase: &Purchase<'_>) -> Result<Admission, Failur
         outbox_max: app.settings.gateway.outbox_max_len,
         idempotency_ttl_secs: app.settings.gateway.idempotency_ttl_secs,
         pass_ok: purchase.pass_ok,
+        limits: &limits,
     };
     let admission = admit(&app.redis, &app.scripts.purchase, &request)
         .await

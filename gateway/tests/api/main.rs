@@ -25,6 +25,7 @@ mod queue;
 mod queue_draw;
 mod queue_support;
 mod readiness;
+mod rate_limits;
 mod relay_watch;
 mod replays;
 mod restore_pages;
