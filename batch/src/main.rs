@@ -55,7 +55,9 @@ fn main() -> ExitCode {
         }),
         Command::ReconcileStock(args) => PROGRAM.run(settings, Runtime::Threads(1), async |s| {
             let report = stock::run(&s, &args.options()).await?;
-            if args.json {
+            if args.prometheus {
+                print!("{}", report.exposition(chrono::Utc::now().timestamp()));
+            } else if args.json {
                 print_json(&report)?;
             } else {
                 println!("{report}");

@@ -55,8 +55,12 @@ pub struct StockArgs {
     #[arg(long, default_value_t = 5_000, value_name = "MS")]
     pub settle_ms: u64,
     /// Print the summary as JSON instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
+    /// Print the summary in the Prometheus text format instead of text, for a Pushgateway:
+    /// `reconcile-stock --prometheus | curl --data-binary @- $PUSHGATEWAY/metrics/job/flashgate_reconcile_stock`.
+    #[arg(long)]
+    pub prometheus: bool,
     /// A test's hook: wait at this file before each repair (see `Options`).
     #[arg(long, hide = true, value_name = "PATH")]
     pub pause_before_repair: Option<PathBuf>,

@@ -14,6 +14,7 @@
 mod job;
 pub mod judge;
 pub mod mysql;
+mod prometheus;
 pub mod redis;
 mod repair;
 pub mod report;

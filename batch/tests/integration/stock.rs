@@ -352,6 +352,46 @@ async fn drift_in_stock_held_or_paid_exits_2_naming_each_sale_and_fix_repairs_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_output_flags_each_drifting_sale_with_its_difference_for_the_drift_alert() {
+    // Arrange: two sales as the drain leaves them, one with a unit given back twice.
+    let stores = stores().await;
+    let orders = [("confirmed", 2), ("paid", 3)];
+    let drifting = sale(&stores, 20, &orders).await;
+    let clean = sale(&stores, 20, &orders).await;
+    load(&stores, drifting).await;
+    load(&stores, clean).await;
+    bump_stock(&stores, drifting, 1).await;
+
+    // Act
+    let run = reconcile_stock(&stores, &["--prometheus"]);
+
+    // Assert: what FlashgateStockDrift (ops/prometheus/rules) alerts on, and the exit code.
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stdout.contains(&format!(
+            "flashgate_stock_drifting_sale{{sale_id=\"{drifting}\",outcome=\"reported\"}} 1\n"
+        )),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "flashgate_stock_drift_units{{sale_id=\"{drifting}\",counter=\"stock\"}} 1\n"
+        )),
+        "{run}"
+    );
+    assert!(
+        !run.stdout.contains(&format!("sale_id=\"{clean}\"")),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("flashgate_stock_reconcile_sales{result=\"drifting\"} 1\n"),
+        "{run}"
+    );
+    stores.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_that_changes_between_the_check_and_the_repair_is_not_overwritten() {
     // Arrange: a sale whose stock is one unit high.
     let stores = stores().await;
