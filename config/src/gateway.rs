@@ -57,6 +57,12 @@ pub struct GatewaySettings {
     /// How long after a sale's end, once all its orders are final and persisted, its keys stay
     /// in Redis before the sweeper removes them, in milliseconds. Default 3600000 (1 h).
     pub sale_cleanup_grace_ms: u64,
+    /// Most purchases and claims one gateway may have waiting on Redis at once (a counter, no
+    /// lock): past it they get 503 `overloaded` at once instead of queueing into timeouts when
+    /// Redis slows down. Default 1024, 1 to 1000000.
+    pub redis_max_in_flight: u64,
+    /// The circuit breaker in front of MySQL on the routes that read it.
+    pub breaker: BreakerSettings,
     /// Proxies and load balancers in front of the gateway (addresses or ranges such as
     /// `10.0.0.0/8`): a request from one of them is judged by the client address it adds to
     /// `X-Forwarded-For` / `Forwarded` (the rightmost hop not itself trusted); from anyone
@@ -90,6 +96,8 @@ impl Default for GatewaySettings {
             lifecycle_sweep_interval_ms: 1_000,
             lifecycle_expire_batch: 100,
             sale_cleanup_grace_ms: 3_600_000,
+            redis_max_in_flight: 1_024,
+            breaker: BreakerSettings::default(),
             trusted_proxies: Vec::new(),
             forwarded_header: crate::ForwardedHeader::XForwardedFor,
             jwt: JwtSettings::default(),
@@ -168,6 +176,13 @@ impl GatewaySettings {
                 "must be between 1 and 10000 orders",
             ));
         }
+        if !(1..=1_000_000).contains(&self.redis_max_in_flight) {
+            problems.push(Invalid::new(
+                "gateway.redis_max_in_flight",
+                "must be between 1 and 1000000",
+            ));
+        }
+        self.breaker.validate(problems);
         for (i, proxy) in self.trusted_proxies.iter().enumerate() {
             if let Err(message) = proxy.parse::<crate::Cidr>() {
                 problems.push(Invalid::new(
@@ -185,6 +200,74 @@ impl GatewaySettings {
             .iter()
             .filter_map(|proxy| proxy.parse().ok())
             .collect()
+    }
+}
+
+/// The MySQL circuit breaker (`[gateway.breaker]`): after `failures_to_open` failed or timed
+/// out MySQL calls in a row, none older than `failure_window_ms`, the routes that read MySQL
+/// answer 503 `dependency_unavailable` at once for `open_ms`; then one call probes, and MySQL's
+/// answer closes the breaker (a failure opens it again).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Time allowed for one MySQL call of a read route (waiting for a connection included), in
+    /// milliseconds; past it the call counts as a failure. Default 2000.
+    pub mysql_timeout_ms: u64,
+    /// Failed or timed-out calls in a row that open the breaker. Default 5.
+    pub failures_to_open: u32,
+    /// The failures that open it all fall within this span, in milliseconds: an older failure
+    /// starts the count again. Default 10000.
+    pub failure_window_ms: u64,
+    /// How long the breaker stays open before one call may probe MySQL, in milliseconds
+    /// (clients are told to retry after this). Default 5000.
+    pub open_ms: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            mysql_timeout_ms: 2_000,
+            failures_to_open: 5,
+            failure_window_ms: 10_000,
+            open_ms: 5_000,
+        }
+    }
+}
+
+impl BreakerSettings {
+    /// Time allowed for one MySQL call of a read route.
+    pub fn mysql_timeout(&self) -> Duration {
+        Duration::from_millis(self.mysql_timeout_ms)
+    }
+
+    /// Span the failures that open the breaker fall within.
+    pub fn failure_window(&self) -> Duration {
+        Duration::from_millis(self.failure_window_ms)
+    }
+
+    /// How long the breaker stays open before a probe.
+    pub fn open_for(&self) -> Duration {
+        Duration::from_millis(self.open_ms)
+    }
+
+    fn validate(&self, problems: &mut Vec<Invalid>) {
+        Invalid::check_positive(
+            problems,
+            "gateway.breaker.mysql_timeout_ms",
+            self.mysql_timeout_ms,
+        );
+        if !(1..=1_000).contains(&self.failures_to_open) {
+            problems.push(Invalid::new(
+                "gateway.breaker.failures_to_open",
+                "must be between 1 and 1000",
+            ));
+        }
+        Invalid::check_positive(
+            problems,
+            "gateway.breaker.failure_window_ms",
+            self.failure_window_ms,
+        );
+        Invalid::check_positive(problems, "gateway.breaker.open_ms", self.open_ms);
     }
 }
 

@@ -14,8 +14,8 @@ mod load;
 mod mysql;
 mod notifier;
 mod payments;
-mod queue;
 pub mod process;
+mod queue;
 mod redis;
 mod secret;
 mod settings;
@@ -23,7 +23,7 @@ mod shutdown;
 pub mod telemetry;
 
 pub use error::{ConfigError, Invalid};
-pub use gateway::{GatewaySettings, JwtAlgorithm, JwtSettings};
+pub use gateway::{BreakerSettings, GatewaySettings, JwtAlgorithm, JwtSettings};
 pub use kafka::KafkaSettings;
 pub use limits::{
     Cidr, ForwardedHeader, Limit, RateClass, RateKey, RateLimit, RateTable, default_limit,

@@ -8,6 +8,7 @@ use fred::prelude::Pool;
 use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 
+use crate::breaker::Guards;
 use crate::http::auth::Verifier;
 use crate::http::readiness::Readiness;
 use crate::limits::Limiter;
@@ -40,11 +41,13 @@ pub struct App {
     pub readiness: Readiness,
     /// Revoked tokens, checked in memory on every authenticated request.
     pub revocation: Revocations,
+    /// The MySQL breaker of the read routes and the bound on Redis calls in flight.
+    pub guards: Guards,
+    /// The rate limits in force and the trusted proxies.
+    pub limiter: Limiter,
     /// Signs and verifies waiting-room passes (no Redis trip on the purchase); `None` when no
     /// secret is configured (queued sales cannot be created then).
     pub queue_pass: Option<crate::queue::pass::PassKey>,
-    /// The rate limits in force and the trusted proxies.
-    pub limiter: Limiter,
     // Set once shutdown begins: `/readyz` fails from then on, so load balancers stop sending.
     draining: AtomicBool,
 }
@@ -59,11 +62,12 @@ impl App {
         verifier: Verifier,
     ) -> Self {
         let revocation = Revocations::new(&settings);
-        let queue_pass = crate::queue::pass::PassKey::from_settings(&settings);
         let limiter = Limiter::new(&settings);
         let sold_out = SoldOutCache::new(std::time::Duration::from_millis(
             settings.gateway.sold_out_cache_ms,
         ));
+        let guards = Guards::new(&settings.gateway);
+        let queue_pass = crate::queue::pass::PassKey::from_settings(&settings);
         Self {
             settings,
             redis,
@@ -75,8 +79,9 @@ impl App {
             sold_out,
             readiness: Readiness::default(),
             revocation,
-            queue_pass,
+            guards,
             limiter,
+            queue_pass,
             draining: AtomicBool::new(false),
         }
     }

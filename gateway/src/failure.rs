@@ -30,6 +30,15 @@ pub enum Failure {
         /// The client's error.
         source: fred::error::Error,
     },
+    /// A dependency did not answer in time, or its breaker is open: 503
+    /// `dependency_unavailable` with `Retry-After` (counted as the dependency's failure when
+    /// a call was tried).
+    #[error(transparent)]
+    Unavailable(#[from] crate::breaker::Unavailable),
+    /// Past `gateway.redis_max_in_flight` calls waiting on Redis: shed at once, 503
+    /// `overloaded`, nothing tried.
+    #[error("too many calls waiting on Redis")]
+    Shed,
     /// MySQL failed: counted as a MySQL failure, then a generic 500.
     #[error("MySQL: {0:#}")]
     Mysql(anyhow::Error),

@@ -7,12 +7,13 @@
 //! thin handlers (parse, call the domain, answer).
 
 pub mod app;
+pub mod breaker;
 pub mod coupons;
 pub mod failure;
 pub mod http;
 pub mod lifecycle;
-pub mod metrics;
 pub mod limits;
+pub mod metrics;
 pub mod orders;
 pub mod outbox;
 pub mod owned_state;

@@ -1,5 +1,6 @@
 //! Test support for integration tests against the local stack (`scripts/stack.sh`): names no
-//! other test uses, the stack's settings, and a fresh database or topic per test.
+//! other test uses, the stack's settings, a fresh database or topic per test, and a relay that
+//! cuts one test's view of a server off (`relay.rs`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,6 +9,8 @@ use flashgate_config::{RateClass, RateKey, RateLimit, Secret, Settings, Sources}
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use sqlx::MySqlPool;
+
+pub mod relay;
 
 /// `prefix` followed by something no other test (or test run) uses; only `[A-Za-z0-9]` is
 /// added, so the result is a valid database, topic or key name when `prefix` is.
@@ -26,6 +29,10 @@ pub fn unique(prefix: &str) -> String {
 
 /// The settings the binaries would use here: defaults (the local stack) overridden by
 /// `FLASHGATE__...` variables when set. The environment is read, never written.
+///
+/// Rate limits: unless the environment sets `FLASHGATE__RATE_LIMITS`, every class gets
+/// [`roomy_rate_limits`] (the defaults, 5 purchases a second per user, would refuse tests that
+/// fire many requests as one user); a test of the limits sets its own.
 pub fn stack_settings() -> Settings {
     let mut settings =
         Settings::load(&Sources::from_process(None)).expect("test configuration is valid");
@@ -50,10 +57,6 @@ pub fn roomy_rate_limits() -> Vec<RateLimit> {
         })
         .collect()
 }
-///
-/// Rate limits: unless the environment sets `FLASHGATE__RATE_LIMITS`, every class gets
-/// [`roomy_rate_limits`] (the defaults, 5 purchases a second per user, would refuse tests that
-/// fire many requests as one user); a test of the limits sets its own.
 
 /// Creates an empty database with a unique name, points `settings.mysql.url` at it and
 /// returns a pool connected to it.

@@ -40,10 +40,12 @@ pub async fn create(app: &App, new: &NewPolicy) -> Result<PolicyView, Failure> {
 
 /// The policy with its live counters from Redis, if there is such a policy.
 pub async fn view(app: &App, policy_id: u64) -> Result<Option<PolicyView>, Failure> {
-    let Some(policy) = policy_store::find(&app.db, policy_id)
-        .await
-        .map_err(Failure::Mysql)?
-    else {
+    let find = async {
+        policy_store::find(&app.db, policy_id)
+            .await
+            .map_err(Failure::Mysql)
+    };
+    let Some(policy) = app.guards.mysql.call(find).await? else {
         return Ok(None);
     };
     let (remaining, issued) = policy_store::live_counters(&app.redis, app.prefix(), policy_id)
@@ -59,9 +61,14 @@ pub async fn view(app: &App, policy_id: u64) -> Result<Option<PolicyView>, Failu
 
 /// Up to `limit` policies with ids below `before`, newest first.
 pub async fn list(app: &App, before: Option<u64>, limit: u32) -> Result<Vec<Policy>, Failure> {
-    policy_store::list(&app.db, before, limit)
+    app.guards
+        .mysql
+        .call(async {
+            policy_store::list(&app.db, before, limit)
+                .await
+                .map_err(Failure::Mysql)
+        })
         .await
-        .map_err(Failure::Mysql)
 }
 
 /// Sets the policy's status (`active`, `paused` or `closed`), in MySQL and in Redis.

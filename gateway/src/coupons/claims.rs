@@ -106,9 +106,12 @@ pub async fn claim_coupon(
         coupon_keep_ms: app.settings.gateway.sale_cleanup_grace_ms,
         limits: &limits,
     };
+    // Past `gateway.redis_max_in_flight` calls waiting on Redis, shed now rather than queue.
+    let in_flight = app.guards.redis_in_flight.enter().ok_or(Failure::Shed)?;
     let mut outcome = claim(&app.redis, &app.scripts.claim_coupon, &request)
         .await
         .map_err(Failure::unreachable("claim"))?;
+    drop(in_flight);
     if outcome == Claim::NotFound && known_to_mysql(app, policy_id).await? {
         // Redis no longer holds a policy that is over (cleaned up, `coupons/cleanup.rs`), or
         // not yet again (restore pending): it exists, it is just not open for claims.
@@ -142,15 +145,15 @@ pub async fn claim(
         int(request.outbox_max),
         int(request.idempotency_ttl_secs),
         int(request.coupon_keep_ms),
-    ];
-    let reply: Vec<Value> = script.run(redis, names, args).await?;
-    parse_claim(&reply, request.limits)
         int(request.limits.len() as u64),
-}
+    ];
     for limit in request.limits {
         names.push(limit.redis_key.clone());
         args.extend(limit.args());
     }
+    let reply: Vec<Value> = script.run(redis, names, args).await?;
+    parse_claim(&reply, request.limits)
+}
 
 /// Whether MySQL holds the policy `policy_id`.
 async fn known_to_mysql(app: &App, policy_id: u64) -> Result<bool, Failure> {

@@ -111,9 +111,14 @@ pub async fn coupons_of(
     cursor: Option<(DateTime<Utc>, String)>,
     limit: u32,
 ) -> Result<Vec<CouponView>, Failure> {
-    list_for_user(&app.db, &app.redis, app.prefix(), user, cursor, limit)
+    app.guards
+        .mysql
+        .call(async {
+            list_for_user(&app.db, &app.redis, app.prefix(), user, cursor, limit)
+                .await
+                .map_err(Failure::Mysql)
+        })
         .await
-        .map_err(Failure::Mysql)
 }
 
 /// A page of `user`'s persisted coupons, newest first, after `cursor`. Redis holds the latest

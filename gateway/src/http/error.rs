@@ -4,6 +4,7 @@
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+use crate::breaker::Unavailable;
 use crate::failure::{Failure, Invalid};
 use crate::http::response::{Response, json_response};
 use crate::limits::Refusal;
@@ -62,6 +63,10 @@ pub enum ApiError {
     /// 503 `overloaded`: the system sheds load; the client retries after `Retry-After`.
     #[error("{0}")]
     Overloaded(Overload),
+    /// 503 `dependency_unavailable`: a dependency the route reads (MySQL) does not answer, or
+    /// its breaker is open; the client retries after `Retry-After`.
+    #[error(transparent)]
+    DependencyUnavailable(Unavailable),
     /// 503: a call that changes state was sent to Redis and its answer was lost (a timeout, a
     /// closed connection): it may have taken effect or not. The same request with the same
     /// `Idempotency-Key` answers what happened (and does it if it did not happen).
@@ -90,13 +95,16 @@ pub enum Overload {
     /// An outbox is over its bound (Kafka is behind or down): `{0}` are waiting.
     #[error("too many {0} waiting to be recorded; retry shortly")]
     Backlog(&'static str),
+    /// Past `gateway.redis_max_in_flight` calls waiting on Redis: shed without trying.
+    #[error("the service is busy; retry shortly")]
+    Busy,
 }
 
 impl Overload {
     /// Seconds the client should wait: a backlog drains slower than a blip passes.
     fn retry_after(self) -> u32 {
         match self {
-            Self::Timeout | Self::Unreachable(_) => 1,
+            Self::Timeout | Self::Unreachable(_) | Self::Busy => 1,
             Self::Backlog(_) => 2,
         }
     }
@@ -185,6 +193,14 @@ impl ApiError {
                 metrics.dependency_error(Dependency::Redis);
                 Self::Internal(err)
             }
+            Failure::Unavailable(unavailable) => {
+                if let Some(cause) = &unavailable.cause {
+                    metrics.dependency_error(unavailable.dependency);
+                    tracing::warn!(error = format!("{cause:#}"), "{unavailable}");
+                }
+                Self::DependencyUnavailable(unavailable)
+            }
+            Failure::Shed => Self::overloaded(Overload::Busy),
             Failure::Internal(err) => Self::Internal(err),
         }
     }
@@ -202,7 +218,9 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded(_) | Self::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded(_) | Self::DependencyUnavailable(_) | Self::OutcomeUnknown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) | Self::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -223,6 +241,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::RateLimited(_) => "rate_limited",
             Self::Overloaded(_) => "overloaded",
+            Self::DependencyUnavailable(_) => "dependency_unavailable",
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Internal(_) | Self::Failed(_) => "internal",
         }
@@ -253,6 +272,7 @@ impl ApiError {
             Self::Overloaded(why) => Some(why.retry_after()),
             // Soon: the answer is known as soon as Redis answers again.
             Self::OutcomeUnknown => Some(1),
+            Self::DependencyUnavailable(unavailable) => Some(unavailable.retry_after_secs()),
             _ => None,
         };
         if let Some(seconds) = retry_after {
@@ -288,6 +308,34 @@ mod tests {
             ApiError::overloaded(Overload::Backlog("orders")).into_response(&Metrics::default());
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn an_unavailable_dependency_is_503_with_retry_after_and_counted_only_when_it_was_tried() {
+        let metrics = Metrics::default();
+        let unavailable = |cause| {
+            Failure::Unavailable(crate::breaker::Unavailable {
+                dependency: crate::metrics::Dependency::Mysql,
+                retry_after: std::time::Duration::from_millis(1_500),
+                cause,
+            })
+        };
+        let response = ApiError::from(unavailable(None)).into_response(&metrics);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let body = crate::http::response::body_text(&response);
+        assert!(
+            body.contains(r#""code":"dependency_unavailable""#),
+            "{body}"
+        );
+        assert!(body.contains("MySQL is unavailable"), "{body}");
+        let tried = unavailable(Some(anyhow::anyhow!("no answer within 300 ms")));
+        let response = ApiError::from(tried).into_response(&metrics);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(dependency_errors(&metrics).contains(r#"{dependency="mysql"} 1"#));
+        let response = ApiError::from(Failure::Shed).into_response(&metrics);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert!(crate::http::response::body_text(&response).contains(r#""code":"overloaded""#));
     }
 
     #[test]

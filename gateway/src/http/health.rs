@@ -41,6 +41,7 @@ pub async fn readyz(app: &App) -> Result<Response, ApiError> {
 /// Prometheus text exposition.
 pub async fn metrics(app: &App) -> Result<Response, ApiError> {
     let mut text = app.metrics.render();
+    app.guards.render(&mut text);
     // Last: the process's CPU, memory and file descriptors, shared with every service.
     text.push_str(&flashgate_config::process::render());
     Ok(text_response(

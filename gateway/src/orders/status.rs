@@ -307,7 +307,16 @@ pub async fn order_of(app: &App, user: &str, order_id: &str) -> Result<Option<Or
     if !ids::fits(order_id, ids::ORDER_ID_MAX_LEN) {
         return Ok(None);
     }
-    find_for_user(&app.db, &app.redis, app.prefix(), order_id, user).await
+    app.guards
+        .mysql
+        .call(find_for_user(
+            &app.db,
+            &app.redis,
+            app.prefix(),
+            order_id,
+            user,
+        ))
+        .await
 }
 
 /// A page of the caller's persisted orders, newest first, after `cursor`.
@@ -317,9 +326,14 @@ pub async fn orders_of(
     cursor: Option<(DateTime<Utc>, String)>,
     limit: u32,
 ) -> Result<Vec<OrderView>, Failure> {
-    list_for_user(&app.db, user, cursor, limit)
+    app.guards
+        .mysql
+        .call(async {
+            list_for_user(&app.db, user, cursor, limit)
+                .await
+                .map_err(Failure::Mysql)
+        })
         .await
-        .map_err(Failure::Mysql)
 }
 
 /// The sale an order id belongs to: the gateway makes order ids `<sale id>-<uuid>`.

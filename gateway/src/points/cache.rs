@@ -27,6 +27,9 @@ pub enum PointsError {
     /// MySQL did not answer.
     #[error("MySQL: {0:#}")]
     Mysql(anyhow::Error),
+    /// MySQL did not answer in time, or its breaker is open.
+    #[error(transparent)]
+    Unavailable(#[from] crate::breaker::Unavailable),
     /// The persister kept moving the balance under every rebuild: no dependency failed.
     #[error("{0}")]
     Race(String),
@@ -40,6 +43,7 @@ impl From<PointsError> for Failure {
                 source,
             },
             PointsError::Mysql(err) => Failure::Mysql(err),
+            PointsError::Unavailable(unavailable) => Failure::Unavailable(unavailable),
             PointsError::Race(reason) => Failure::Internal(anyhow::anyhow!(reason)),
         }
     }
@@ -101,9 +105,20 @@ pub async fn rebuild(app: &App, user: &UserPoints<'_>) -> Result<i64, PointsErro
             .iter()
             .filter_map(|f| f.strip_prefix("tx:"))
             .collect();
-        let snapshot = snapshot(&app.db, user.user_id, &pending)
+        let snapshot = app
+            .guards
+            .mysql
+            .call(async {
+                snapshot(&app.db, user.user_id, &pending)
+                    .await
+                    .map_err(Failure::Mysql)
+            })
             .await
-            .map_err(PointsError::Mysql)?;
+            .map_err(|failure| match failure {
+                Failure::Unavailable(unavailable) => PointsError::Unavailable(unavailable),
+                Failure::Mysql(err) => PointsError::Mysql(err),
+                other => PointsError::Mysql(other.into()),
+            })?;
         let mut args: Vec<Value> = vec![
             snapshot.balance.into(),
             snapshot.version.into(),

@@ -79,9 +79,14 @@ pub async fn history_of(
     before: Option<u64>,
     limit: u32,
 ) -> Result<Vec<HistoryEntry>, Failure> {
-    history(&app.db, user_id, before, limit)
+    app.guards
+        .mysql
+        .call(async {
+            history(&app.db, user_id, before, limit)
+                .await
+                .map_err(Failure::Mysql)
+        })
         .await
-        .map_err(Failure::Mysql)
 }
 
 /// `user_id`'s ledger rows, newest first, before `before` (an `entry_id`) when given.

@@ -32,10 +32,8 @@ pub async fn create(app: &App, new: &NewSale) -> Result<SaleView, Failure> {
 
 /// The sale with its live counters from Redis, if there is such a sale.
 pub async fn view(app: &App, sale_id: u64) -> Result<Option<SaleView>, Failure> {
-    let Some(sale) = store::find(&app.db, sale_id)
-        .await
-        .map_err(Failure::Mysql)?
-    else {
+    let find = async { store::find(&app.db, sale_id).await.map_err(Failure::Mysql) };
+    let Some(sale) = app.guards.mysql.call(find).await? else {
         return Ok(None);
     };
     let (remaining, admitted) = state::live_counters(&app.redis, app.prefix(), sale_id)
@@ -95,9 +93,14 @@ pub async fn change_queue(
 
 /// Up to `limit` sales with ids below `before`, newest first.
 pub async fn list(app: &App, before: Option<u64>, limit: u32) -> Result<Vec<Sale>, Failure> {
-    store::list(&app.db, before, limit)
+    app.guards
+        .mysql
+        .call(async {
+            store::list(&app.db, before, limit)
+                .await
+                .map_err(Failure::Mysql)
+        })
         .await
-        .map_err(Failure::Mysql)
 }
 
 /// Pauses (`paused`) or resumes (`active`) the sale, in MySQL and in Redis; the sale as it is

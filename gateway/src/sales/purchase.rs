@@ -68,9 +68,12 @@ pub async fn buy(app: &App, purchase: &Purchase<'_>) -> Result<Admission, Failur
         pass_ok: purchase.pass_ok,
         limits: &limits,
     };
+    // Past `gateway.redis_max_in_flight` calls waiting on Redis, shed now rather than queue.
+    let in_flight = app.guards.redis_in_flight.enter().ok_or(Failure::Shed)?;
     let admission = admit(&app.redis, &app.scripts.purchase, &request)
         .await
         .map_err(Failure::unreachable("purchase"))?;
+    drop(in_flight);
     app.metrics.observe_admission(admission.label());
     match admission {
         Admission::Admitted { remaining: 0, .. } => app.sold_out.mark(sale_id),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod breakers;
 mod cleanup;
 mod contract;
 mod coupons;
@@ -24,8 +25,8 @@ mod purchase;
 mod queue;
 mod queue_draw;
 mod queue_support;
-mod readiness;
 mod rate_limits;
+mod readiness;
 mod relay_watch;
 mod replays;
 mod restore_pages;
