@@ -5,3 +5,4 @@ mod drift;
 mod helpers;
 mod resume;
 mod stock;
+mod verify_draw;
