@@ -104,10 +104,12 @@ async fn measure(poison_every: u32) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand (docs/BENCHMARKS.md)"]
 async fn dlq_throughput_a_topic_with_ten_percent_poison_against_one_without() {
+    // The first run of a process has been the slowest whatever it carried: a warm-up.
+    measure(0).await;
     let clean = measure(0).await;
     let poisoned = measure(10).await;
-    // Let the broker settle, then once more in the other order (the first run warms it up).
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once more in the other order.
     let poisoned_again = measure(10).await;
     let clean_again = measure(0).await;
     println!("clean {clean:?} {clean_again:?}; 10 % poison {poisoned:?} {poisoned_again:?}");
