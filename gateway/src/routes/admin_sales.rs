@@ -51,6 +51,17 @@ pub async fn list(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
 pub async fn patch(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     let sale_id: u64 = call.param.parse().map_err(|_| no_sale())?;
     let body: SalePatch = read_json(call.req, app.settings.gateway.body_limit_bytes).await?;
+    // Both checked before either is applied: a bad status must not leave the queue changed.
+    if let Some(status) = &body.status
+        && !matches!(status.as_str(), "active" | "paused")
+    {
+        return Err(ApiError::invalid(
+            "status: must be \"active\" or \"paused\"",
+        ));
+    }
+    if let Some(queue) = &body.queue {
+        queue.validate()?;
+    }
     let mut view: Option<SaleView> = None;
     if let Some(queue) = &body.queue {
         view = Some(

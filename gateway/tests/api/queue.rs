@@ -323,6 +323,18 @@ async fn bad_queue_input_is_refused_with_a_4xx() {
             reply.json
         );
     }
+    let half = patch_queue(
+        &app,
+        sale,
+        json!({ "status": "bogus", "queue": { "paused": true } }),
+    )
+    .await;
+    assert_eq!(half.status, StatusCode::BAD_REQUEST, "{}", half.json);
+    let view = app.get_sale(sale).await.json;
+    assert_eq!(
+        view["queue"]["paused"], false,
+        "a refused PATCH changes nothing: {view}"
+    );
     let ticket = ticket_of(&app, sale, "ann").await;
     assert_eq!(
         poll(&app, sale, "bob", &ticket).await.status,
