@@ -58,7 +58,7 @@ pub struct StockArgs {
     #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
     /// Print the summary in the Prometheus text format instead of text, for a Pushgateway:
-    /// `reconcile-stock --prometheus | curl --data-binary @- $PUSHGATEWAY/metrics/job/flashgate_reconcile_stock`.
+    /// `reconcile-stock --prometheus | curl --data-binary @- $PUSHGATEWAY/metrics/job/flashgate-reconcile-stock`.
     #[arg(long)]
     pub prometheus: bool,
     /// A test's hook: wait at this file before each repair (see `Options`).

@@ -1,7 +1,8 @@
 //! The dashboards and alert rules of `ops/` name only metrics the services really export: a
 //! gateway, a persister, a saga and the provider run in this process on the local stack, an
 //! order is bought and paid, then every metric name the Grafana dashboard's PromQL, the
-//! Prometheus rules and their unit tests use is looked up in the services' live `/metrics`.
+//! Prometheus rules and their unit tests use is looked up in the services' live `/metrics`
+//! and in what the stock reconciliation pushes (`reconcile-stock --prometheus`).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -67,7 +68,18 @@ async fn every_metric_the_dashboard_and_the_alert_rules_use_is_exported_by_a_run
         ("saga", saga_addr),
         ("psp", stack.psp.addr),
     ];
-    let mut exported = BTreeSet::new();
+    let stock = flashgate_batch::stock::run(
+        &stack.settings,
+        &flashgate_batch::stock::Options {
+            fix: false,
+            sales: vec![sale],
+            settle: Duration::from_secs(1),
+            pause_before_repair: None,
+        },
+    )
+    .await
+    .expect("the stock reconciliation runs");
+    let mut exported = exported_names(&stock.exposition(0));
     for (service, addr) in services {
         let text = scrape(addr)
             .await
