@@ -230,14 +230,18 @@ async fn dlq_list_filters_by_reason_and_since_and_replay_prints_what_happened() 
     assert!(recent[0].contains(&late.order_id), "{recent:?}");
     assert_eq!(listed(&recent_sales).len(), 2);
 
-    // The replay of one id prints what happened; a second is refused (exit 0: nothing failed).
+    // The sale is created; the replay of one id prints what happened; a second is refused
+    // (exit 0: nothing failed); a replay by reason sends the other letter of that reason and
+    // skips the one replayed.
+    create_sale(&running, unknown, 5).await;
     let id = recent[0].split_whitespace().next().expect("id").to_owned();
-    let (first, second, missing, show) = tokio::task::spawn_blocking(move || {
+    let (first, second, missing, show, by_reason) = tokio::task::spawn_blocking(move || {
         (
             dlq(&settings, &["replay", &id]),
             dlq(&settings, &["replay", &id]),
             dlq(&settings, &["replay", "0:999"]),
             dlq(&settings, &["show", &id]),
+            dlq(&settings, &["replay", "--reason", "unknown_sale"]),
         )
     })
     .await
@@ -268,6 +272,19 @@ async fn dlq_list_filters_by_reason_and_since_and_replay_prints_what_happened() 
         "{show:?}"
     );
     assert!(stdout(&show).contains("replay #1:      sent "), "{show:?}");
+    assert!(by_reason.status.success(), "{by_reason:?}");
+    let report = stdout(&by_reason);
+    assert_eq!(
+        report.matches(": skipped, replayed before").count(),
+        1,
+        "{report}"
+    );
+    assert!(report.contains("1 of 2 letters replayed"), "{report}");
+    assert_eq!(
+        wait_for(&running.metrics.persisted, 2).await,
+        2,
+        "both orders stored"
+    );
     running.stop().await;
 }
 
