@@ -25,6 +25,10 @@ seed=${FLASHGATE_FUZZ_SEED:-$RANDOM}
 addr=${FLASHGATE_FUZZ_ADDR:-127.0.0.1:8098}
 persister_addr=${FLASHGATE_FUZZ_PERSISTER_ADDR:-127.0.0.1:8099}
 
+if curl -s -o /dev/null "http://$addr/healthz"; then
+  echo "something answers on $addr already (another fuzz run?); set FLASHGATE_FUZZ_ADDR" >&2
+  exit 1
+fi
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 
@@ -162,12 +166,16 @@ for _ in 1 2 3; do
   coupons+=("$(api POST "/v1/coupon-policies/$policies/claims" "$shopper" | jq .coupon_id)")
 done
 tickets+=("$(api POST "/v1/sales/$queued/queue" "$shopper" | jq .ticket_id)")
-# Points: the persister credits 1 % of each order once it wrote it.
+# Points: 1 % of an order once it is paid (a manager marks two paid), credited by the persister.
+for order in "${orders[@]:2:2}"; do
+  api POST "/v1/admin/orders/${order//\"/}/mark-paid" "$manager" >/dev/null
+done
 uses=()
-for _ in $(seq 1 50); do
+for _ in $(seq 1 "$((${FLASHGATE_FUZZ_POINTS_WAIT:-20} * 5))"); do
   [ "$(api GET /v1/me/points "$shopper" | jq .balance)" -ge 2 ] && break
   sleep 0.2
 done
+echo "points after $SECONDS s: $(api GET /v1/me/points "$shopper")"
 for order in "${orders[@]:0:2}"; do
   use=$(api POST /v1/me/points/use "$shopper" "{\"amount\":1,\"order_id\":$order}") &&
     uses+=("$(jq .txid <<<"$use")") || echo "no points to use yet: $use"
