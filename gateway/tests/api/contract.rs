@@ -43,7 +43,11 @@ async fn a_405_carries_allow_with_the_methods_of_the_path() {
     let reply = app
         .request(Method::GET, "/openapi.json/", None, &[], None)
         .await;
-    assert_eq!(reply.status, StatusCode::OK, "a trailing slash is the same path");
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a trailing slash is the same path"
+    );
     let reply = app.request(Method::POST, "/docs", None, &[], None).await;
     assert_eq!(reply.headers["allow"], "GET");
     app.stop().await;
