@@ -62,6 +62,9 @@ const KNOWN_CODES: &[&str] = &[
     "idempotency_key_reused",
     "rate_limited",
     "overloaded",
+    "queue_pass_required",
+    "queue_not_open",
+    "token_revoked",
     "internal",
 ];
 
@@ -131,7 +134,8 @@ struct ErrorFields {
     code: String,
 }
 
-fn decode(status: StatusCode, body: &[u8]) -> Answer {
+/// What an answer says: its status, error code and order or coupon id.
+pub fn decode(status: StatusCode, body: &[u8]) -> Answer {
     let fields = serde_json::from_slice::<Fields>(body).ok();
     let (code, id) = match fields {
         Some(f) => (
@@ -193,9 +197,22 @@ impl Connection {
         authorization: &HeaderValue,
         body: Option<Bytes>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.call_with(method, path, authorization, None, body)
+            .await
+    }
+
+    /// [`Connection::call`] with one more header (a purchase's `Queue-Pass`).
+    pub async fn call_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        authorization: &HeaderValue,
+        extra: Option<(&'static str, HeaderValue)>,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let exchanged = tokio::time::timeout(
             self.timeout,
-            self.exchange(method.clone(), path, authorization, body),
+            self.exchange(method.clone(), path, authorization, extra, body),
         )
         .await
         .map_err(|_| anyhow::anyhow!("{method} {path}: timeout ({:?})", self.timeout))
@@ -211,6 +228,7 @@ impl Connection {
         method: Method,
         path: &str,
         authorization: &HeaderValue,
+        extra: Option<(&'static str, HeaderValue)>,
         body: Option<Bytes>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
         let sender = match self.sender.take() {
@@ -228,6 +246,9 @@ impl Connection {
             .header(header::AUTHORIZATION, authorization.clone());
         if body.is_some() {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some((name, value)) = extra {
+            builder = builder.header(name, value);
         }
         let request = builder.body(Full::new(body.unwrap_or_default()))?;
         let response = sender.send_request(request).await?;

@@ -10,6 +10,7 @@ pub mod invariants;
 pub mod manager;
 pub mod options;
 pub mod progress;
+pub mod queued;
 pub mod recovery;
 pub mod report;
 pub mod run;

@@ -118,6 +118,43 @@ impl Manager {
         .context("creating the sale")
     }
 
+    /// Creates a sale like [`Manager::create_sale`] starting at `starts_at`, behind a waiting
+    /// room in draw mode that opens at `queue_opens_at` and admits `admit_per_second`.
+    pub async fn create_queued_sale(
+        &mut self,
+        stock: u32,
+        per_user_limit: u32,
+        (queue_opens_at, starts_at, ends_at): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>),
+        payment_window: Option<Duration>,
+        admit_per_second: u32,
+    ) -> anyhow::Result<CreatedSale> {
+        let mut body = json!({
+            "sku": "LOADTEST-QUEUED",
+            "title": "flashgate-loadtest queued sale",
+            "price": 1000,
+            "stock": stock,
+            "per_user_limit": per_user_limit,
+            "starts_at": starts_at.to_rfc3339(),
+            "ends_at": ends_at.to_rfc3339(),
+            "queue": {
+                "mode": "draw",
+                "opens_at": queue_opens_at.to_rfc3339(),
+                "admit_per_second": admit_per_second,
+            },
+        });
+        if let Some(window) = payment_window {
+            body["payment_window_seconds"] = json!(window.as_secs());
+        }
+        self.call(
+            Method::POST,
+            "/v1/admin/sales",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+        .context("creating the queued sale")
+    }
+
     /// Creates a coupon policy of `total` coupons, `per_user_limit` each, claimable from
     /// `opens_at` for an hour.
     pub async fn create_policy(

@@ -27,6 +27,10 @@ pub enum Scenario {
     /// paid through the provider is final and every abandoned order has expired (its
     /// `pay_by` + 5 s).
     Lifecycle,
+    /// A sale behind a waiting room (draw mode): `joiners` shoppers join before its start,
+    /// poll their tickets, and buy with their pass once admitted at `admit_per_second`
+    /// (crate::queued).
+    QueuedRush,
 }
 
 impl Scenario {
@@ -38,6 +42,7 @@ impl Scenario {
             Scenario::CouponRush => "coupon-rush",
             Scenario::Mixed => "mixed",
             Scenario::Lifecycle => "lifecycle",
+            Scenario::QueuedRush => "queued-rush",
         }
     }
 }
@@ -263,6 +268,9 @@ pub struct RunOptions {
     /// No progress line, even on a terminal.
     #[arg(long)]
     pub quiet: bool,
+    /// The queued-rush scenario's options.
+    #[command(flatten)]
+    pub queue: crate::queued::options::QueueOptions,
 }
 
 fn seconds<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -350,6 +358,9 @@ impl RunOptions {
         }
         if self.pay_with == PayWith::Provider && self.payment_timeout.is_zero() {
             return Err("--payment-timeout must be at least 1s".into());
+        }
+        if self.scenario == Scenario::QueuedRush {
+            self.queue.validate()?;
         }
         if self.scenario == Scenario::Lifecycle && self.per_user_limit != 1 {
             // Each shopper buys once; a cancel lets them buy again, which this plan never does.

@@ -143,6 +143,9 @@ pub struct Report {
     pub observed: Tally,
     /// The tag of the run's user ids.
     pub tag: String,
+    /// The waiting room's side of a queued-rush run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::queued::QueueRun>,
 }
 
 impl Report {
@@ -243,6 +246,10 @@ impl Report {
             .and_then(|s| s.payments.as_ref())
         {
             payments_section(&mut out, payments);
+        }
+        if let Some(queue) = &self.queue {
+            // The latency above is the purchases' (with their pass), from their send.
+            let _ = writeln!(out, "{}", queue.markdown());
         }
         let _ = writeln!(out, "| answers | count |\n|---|---|");
         for (label, count) in &self.status_counts {

@@ -25,7 +25,7 @@ use crate::report::Report;
 use crate::report::{Latency, Machine, commit};
 use crate::scenario::{fates, needs_policy, needs_sale, phases, user_id};
 use crate::tally::Tally;
-use crate::{drain, progress};
+use crate::{drain, progress, queued};
 
 /// Traffic starts this long after the opening instant: the window is judged by Redis's clock.
 const OPENING_MARGIN: Duration = Duration::from_millis(20);
@@ -38,7 +38,11 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
 /// Runs `options` against the gateway; `Err` only when the run could not be carried out (a
 /// broken invariant is a report that did not pass).
-pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Report> {
+pub async fn run(settings: &Settings, mut options: RunOptions) -> anyhow::Result<Report> {
+    let queued = options.scenario == Scenario::QueuedRush;
+    if queued {
+        options.shoppers = options.queue.joiners;
+    }
     options.validate().map_err(anyhow::Error::msg)?;
     let started_at = Utc::now();
     let target_url = options
@@ -54,6 +58,8 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         + options.drain_timeout
         + options.open_in
         + options.payment_window().unwrap_or_default()
+        + options.queue.join_window
+        + options.queue.admission_timeout
         + Duration::from_secs(3600);
 
     // Tokens are minted before the sale opens: signing is not part of what is measured.
@@ -65,7 +71,19 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut manager = manager(&minter, &target, &tag, ttl, timeout)?;
     let opens_at = Utc::now() + options.open_in;
-    let sale_id = if needs_sale(&options) {
+    // queued-rush: the room opens at `opens_at`, the sale starts (the draw) a window later.
+    let starts_at = opens_at + options.queue.join_window;
+    let sale_id = if queued {
+        let times = (opens_at, starts_at, starts_at + options.sale_length);
+        let sale = manager.create_queued_sale(
+            options.stock,
+            options.per_user_limit,
+            times,
+            options.payment_window(),
+            options.queue.admit_per_second,
+        );
+        Some(sale.await?.sale_id)
+    } else if needs_sale(&options) {
         Some(
             manager
                 .create_sale(
@@ -160,7 +178,24 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         options.duration,
         !options.quiet,
     );
-    let measured = drive(context, Arc::new(plan), pace, start).await;
+    let (measured, queue) = match sale_id.filter(|_| queued) {
+        Some(sale_id) => {
+            let room = queued::Room {
+                sale_id,
+                starts_at,
+                pass_ttl_ms: i64::try_from(settings.queue.pass_ttl_seconds)
+                    .unwrap_or(i64::MAX / 2000)
+                    * 1000,
+                admission_timeout: options.queue.admission_timeout,
+                connections: options.connections,
+                admit_per_second: options.queue.admit_per_second,
+                manager: manager.authorization().clone(),
+            };
+            let (tally, run) = queued::drive(context, room).await?;
+            (tally, Some(run))
+        }
+        None => (drive(context, Arc::new(plan), pace, start).await, None),
+    };
     progress::finish(line);
     let traffic_ended = Instant::now();
     let measured_seconds = measured.last_answer.map_or(0.0, |last| {
@@ -233,7 +268,10 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         u64::from(options.per_user_limit),
     )
     .await?;
-    let checks = invariants::check(&evidence);
+    let mut checks = invariants::check(&evidence);
+    if let Some(queue) = &queue {
+        checks.extend(queued::checks(queue, u64::from(options.stock)));
+    }
     Ok(Report {
         target: target_url,
         sale_id,
@@ -257,6 +295,7 @@ pub async fn run(settings: &Settings, options: RunOptions) -> anyhow::Result<Rep
         evidence,
         observed: all,
         tag,
+        queue,
         settings: options,
     })
 }

@@ -164,7 +164,7 @@ impl Plan {
 pub fn phases(options: &RunOptions) -> (Option<Plan>, Plan) {
     let shoppers = options.shoppers;
     match options.scenario {
-        Scenario::PurchaseRush | Scenario::Lifecycle => {
+        Scenario::PurchaseRush | Scenario::Lifecycle | Scenario::QueuedRush => {
             (None, Plan::each_once(Kind::Purchase, 0, shoppers))
         }
         Scenario::CouponRush => (None, Plan::each_once(Kind::Claim, 0, shoppers)),
@@ -192,7 +192,9 @@ pub fn needs_policy(options: &RunOptions) -> bool {
     match options.scenario {
         Scenario::CouponRush => true,
         Scenario::Mixed => options.mix.claim > 0,
-        Scenario::PurchaseRush | Scenario::SoldOut | Scenario::Lifecycle => false,
+        Scenario::PurchaseRush | Scenario::SoldOut | Scenario::Lifecycle | Scenario::QueuedRush => {
+            false
+        }
     }
 }
 

@@ -5,4 +5,5 @@ mod helpers;
 mod invariants;
 mod lifecycle;
 mod payments;
+mod queued;
 mod scenarios;
