@@ -21,8 +21,15 @@
 # 0, the default, leaves the standard runs alone; binaries without the scenario skip it),
 # FLASHGATE_BENCH_PAYMENTS (1: also the payments stage, see below; 0 by default),
 # FLASHGATE_BENCH_LIMITS (1: also purchase-rush, closed and open loop, against the gateway with
-# its default rate limits and against a second gateway with every limit off,
-# FLASHGATE_BENCH_NOLIMITS_ADDR (127.0.0.1:8095), in the same run, alternating; 0 by default),
+# its default rate limits and token revocation on and against a second gateway with every limit
+# and revocation off (FLASHGATE__GATEWAY__JWT__REVOCATION=false),
+# FLASHGATE_BENCH_NOLIMITS_ADDR (127.0.0.1:8095), in the same run, alternating, and the
+# difference in throughput and p99; 0 by default),
+# FLASHGATE_BENCH_QUEUED (1: also the queued-rush scenario against the gateway, limits and
+# revocation on: FLASHGATE_BENCH_QUEUED_JOINERS (10000) join a draw-mode waiting room in a
+# 10 s window, admitted at FLASHGATE_BENCH_QUEUED_RATE (1000) per second, each buying one of
+# FLASHGATE_BENCH_QUEUED_STOCK (1000) units with its pass; its invariants and the time from the
+# draw to the last admission go in the summary; 0 by default),
 # FLASHGATE_BENCH_STANDARD (0: skip the Redis ceiling and the standard runs, for a payments
 # stage alone; 1 by default), FLASHGATE_BENCH_TOPIC_SUFFIX (topics flashgate.<name>.<suffix>
 # and consumer groups of this benchmark's own, created here, so that no other gateway,
@@ -252,10 +259,11 @@ if [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$addr/v1/admin/co
 fi
 fi
 
-# Rate limits on vs off (issue 16): the same purchase-rush runs against this gateway (default
-# limits: every shopper buys once, so none is refused; the cost measured is judging them, one
-# GCRA key per purchase inside purchase.lua) and against a second gateway with every limit
-# off. Their rows are kept out of the targets' table (its scenarios appear once each).
+# Rate limits and token revocation on vs off (issue 16): the same purchase-rush runs against
+# this gateway (default limits: every shopper buys once, so none is refused; the cost measured
+# is judging them, one GCRA key per purchase inside purchase.lua; and revocation: every token's
+# jti looked up in the in-memory denylist) and against a second gateway with every limit and
+# revocation off. Their rows are kept out of the targets' table (its scenarios appear once each).
 limits=skipped
 if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
   limits=ran
@@ -266,8 +274,9 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
       off+="${off:+, }{class = \"$class\", key = \"$key\", rate = 0}"
     done
   done
-  step "second gateway on $nolimits_addr, every rate limit off"
+  step "second gateway on $nolimits_addr, every rate limit and token revocation off"
   FLASHGATE__LOG__FILTER=warn FLASHGATE__GATEWAY__LISTEN=$nolimits_addr \
+    FLASHGATE__GATEWAY__JWT__REVOCATION=false \
     FLASHGATE__RATE_LIMITS="[$off]" "$bin/flashgate-gateway" serve >"$out/gateway-nolimits.log" 2>&1 &
   nolimits=$!
   trap 'kill "$gateway" "$persister" "$nolimits" 2>/dev/null || true' EXIT
@@ -291,6 +300,17 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
   kill "$nolimits" 2>/dev/null || true
   wait "$nolimits" 2>/dev/null || true
   trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
+fi
+
+# The waiting room (issue 16): queued-rush at 10,000 joiners against this gateway (limits and
+# revocation on). Out of the targets' table; its invariants fail the benchmark.
+queued=skipped
+if [ "${FLASHGATE_BENCH_QUEUED:-0}" = 1 ]; then
+  queued=ran
+  run queued-rush --scenario queued-rush --joiners "${FLASHGATE_BENCH_QUEUED_JOINERS:-10000}" \
+    --admit-per-second "${FLASHGATE_BENCH_QUEUED_RATE:-1000}" \
+    --stock "${FLASHGATE_BENCH_QUEUED_STOCK:-1000}" --join-window 10s --admission-timeout 180s
+  unset 'reports[-1]'
 fi
 
 # The order lifecycle: purchases, each order then paid, cancelled or abandoned (its unit
@@ -423,7 +443,7 @@ PY
     cat "$out/cpu-payments.md"
   fi
   if [ "$limits" = ran ]; then
-    printf '\n## Rate limits on vs off (purchase-rush, same run)\n\n'
+    printf '\n## Rate limits and token revocation on vs off (purchase-rush, same run)\n\n'
     printf '| run | loop | throughput | p50 | p99 | statuses | invariants |\n|---|---|---|---|---|---|---|\n'
     for name in limits-off-closed limits-on-closed limits-off-open limits-on-open; do
       python3 - "$out/$name.json" "$name" <<'PY'
@@ -436,6 +456,39 @@ print(f"| {sys.argv[2]} | {r['settings']['mode']} | {r['throughput']:.0f} req/s 
       f"| {l['p99']:.2f} ms | {statuses} | {held} |")
 PY
     done
+    # The goal: on within 10 % of off, in throughput and in p99.
+    printf '\n| loop | throughput on vs off | p99 on vs off | within 10 %% |\n|---|---|---|---|\n'
+    for loop in closed open; do
+      python3 - "$out/limits-off-$loop.json" "$out/limits-on-$loop.json" "$loop" <<'PY'
+import json, sys
+off, on = (json.load(open(p)) for p in sys.argv[1:3])
+def change(a, b):
+    return 100.0 * (b - a) / a if a else 0.0
+t = change(off["throughput"], on["throughput"])
+p = change(off["latency_ms"]["p99"], on["latency_ms"]["p99"])
+ok = "yes" if t >= -10.0 and p <= 10.0 else "no"
+print(f"| {sys.argv[3]} | {t:+.1f} % | {p:+.1f} % | {ok} |")
+PY
+    done
+  fi
+  if [ "$queued" = ran ]; then
+    printf '\n## Waiting room: queued-rush (draw, admission at a set rate, purchases with passes)\n\n'
+    python3 - "$out/queued-rush.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+q, l = r["queue"], r["latency_ms"]
+held = "all held" if all(c["held"] for c in r["invariants"]) else "**BROKEN**"
+print("| joiners | joined | in draw | admitted | bought | dropped/expired | unserved | admitted/s (set) "
+      "| draw → last admission | purchase p50 | p99 | invariants |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+rate = q["admitted_per_second"]
+print(f"| {q['joiners']} | {q['joined']} | {q['in_draw']} | {q['admitted']} | {q['bought']} "
+      f"| {q['dropped_or_expired']} | {q['unserved']} | {rate or 0:.0f} ({q['admit_per_second_set']}) "
+      f"| {q['draw_to_last_admission_ms']} ms | {l['p50']:.2f} ms | {l['p99']:.2f} ms | {held} |")
+for c in r["invariants"]:
+    if not c["held"]:
+        print(f"\n- BROKEN: {c['name']}: {c['evidence']}")
+PY
   fi
   printf '\nCPU time per request, µs (user + system, from /proc; warm-up, run and drain):\n\n'
   cat "$out/cpu.md"
@@ -446,6 +499,11 @@ PY
 } >>"$out/summary.md"
 cat "$out/summary.md"
 [ "$reconcile" = skipped ] || [ "$reconcile" = 0 ] || [ "$met" != 0 ] || met=1
+# The queued run's invariants fail the benchmark too.
+if [ "$queued" = ran ]; then
+  python3 -c 'import json,sys; sys.exit(0 if all(c["held"] for c in json.load(open(sys.argv[1]))["invariants"]) else 1)' \
+    "$out/queued-rush.json" || met=1
+fi
 # The payment runs' invariants, and a recovery that never came, fail the benchmark too.
 if [ "$payments" = ran ]; then
   for name in payments-open payments-outage; do
