@@ -13,6 +13,7 @@ pub mod keys;
 mod orders;
 mod payments;
 mod points;
+mod sales;
 
 pub use coupons::{
     COUPON_ISSUED, COUPON_REDEEMED, COUPON_REDEMPTION_CANCELLED, COUPON_REJECTED, CouponIssued,
@@ -33,3 +34,4 @@ pub use points::{
     POINTS_REFUNDED, POINTS_REJECTED, POINTS_USED, PointsRefunded, PointsRejected, PointsUsed,
     earn_txid, refund_txid, unearn_txid,
 };
+pub use sales::{SALE_SOLD_OUT, SaleSoldOut};

@@ -1,8 +1,9 @@
 //! What the persister sends to Kafka once a batch's transaction has committed: the messages
 //! that can never be stored go to the dead-letter topic, what the database refused is
-//! announced on the compensations topic, and the orders' ends MySQL now holds on the lifecycle
-//! topic. Again on every replay: a refusal or an end found stored is announced as when it was
-//! decided, under the same event id, so downstream dedupes. A refusal decided after its
+//! announced on the compensations topic, and the orders' ends MySQL now holds and the sales
+//! it sold out (`sale.sold_out`) on the lifecycle topic. Again on every replay: a refusal or
+//! an end found stored is announced as when it was decided, under the same event id, so
+//! downstream dedupes. A refusal decided after its
 //! admission waited is announced from `parked_events` ([`Publisher::announce_waited`]).
 //!
 //! Every send of a batch is queued to the producer first and all are awaited together: a
@@ -103,6 +104,7 @@ impl Publisher {
         }
         self.queue_refusals(&mut sends, decoded, written)?;
         self.queue_ends(&mut sends, written)?;
+        self.queue_sold_out(&mut sends, written)?;
         sends.acknowledged().await?;
         Ok(dead)
     }
@@ -123,6 +125,25 @@ impl Publisher {
                     value: Some(end.trace_id.as_str()),
                 }));
             sends.queue(&self.producer, record, "lifecycle event")?;
+        }
+        Ok(())
+    }
+
+    /// Queues a `sale.sold_out` for each sale the batch sold out (or found sold out again
+    /// on a replay: the same event id), keyed by sale id, on the lifecycle topic.
+    fn queue_sold_out(&self, sends: &mut Sends, written: &Written) -> anyhow::Result<()> {
+        for (event, trace_id) in &written.orders.sold_out {
+            let key = event.sale_id.to_string();
+            let envelope = event.clone().into_envelope(trace_id.clone(), Utc::now());
+            let payload = serde_json::to_vec(&envelope)?;
+            let record = FutureRecord::to(&self.order_events_topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: TRACE_HEADER,
+                    value: Some(trace_id.as_str()),
+                }));
+            sends.queue(&self.producer, record, "sold-out announcement")?;
         }
         Ok(())
     }

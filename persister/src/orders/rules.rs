@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use flashgate_events::OrderAdmitted;
+use flashgate_events::{OrderAdmitted, SaleSoldOut};
 
 use super::ends::End;
 use crate::points::PointChange;
@@ -88,6 +88,10 @@ pub struct OrdersOutcome {
     /// Parked admissions still refused once their wait was over: stored `rejected` now, their
     /// `order.rejected` left in `parked_events` (kind `announce`) to be published.
     pub admissions_rejected_after_wait: u64,
+    /// Sales whose last unit the batch sold (`sold` reached `total`), or whose admissions it
+    /// found stored again while sold out (a replay after a crash before the announcement
+    /// went out): announced `sale.sold_out`, with the trace of one of the batch's orders.
+    pub sold_out: Vec<(SaleSoldOut, String)>,
 }
 
 impl OrdersOutcome {
@@ -197,6 +201,31 @@ pub(super) fn decide<'o>(
         }
     }
     decisions
+}
+
+/// The sales that are sold out after the batch (`after`) and either were not before it
+/// (`before`: each sale's `sold` as locked) or had an admission found stored again (`replayed`):
+/// those to announce, by sale id. A sale sold out before and only touched by new refusals or
+/// ends is not announced again.
+pub(super) fn sold_out(
+    before: &HashMap<u64, u64>,
+    after: &HashMap<u64, SaleRow>,
+    replayed: &HashSet<u64>,
+) -> Vec<SaleSoldOut> {
+    let mut sold_out: Vec<SaleSoldOut> = after
+        .iter()
+        .filter(|(id, sale)| {
+            let was = before.get(id).copied().unwrap_or(sale.sold);
+            sale.total > 0 && sale.sold >= sale.total && (was < sale.total || replayed.contains(id))
+        })
+        .map(|(&sale_id, sale)| SaleSoldOut {
+            sale_id,
+            total: sale.total,
+            sold: sale.sold,
+        })
+        .collect();
+    sold_out.sort_by_key(|event| event.sale_id);
+    sold_out
 }
 
 #[cfg(test)]
@@ -326,5 +355,29 @@ mod tests {
         );
         assert_eq!(decided.outcome.unknown_sale, orders);
         assert!(decided.rows.is_empty());
+    }
+
+    #[test]
+    fn a_sale_is_announced_sold_out_when_the_batch_sells_its_last_unit_or_replays_an_admission() {
+        let row = |total, sold| SaleRow {
+            total,
+            sold,
+            per_user_limit: 1,
+        };
+        let after = HashMap::from([
+            (1, row(3, 3)),
+            (2, row(3, 3)),
+            (3, row(3, 2)),
+            (4, row(3, 3)),
+        ]);
+        let before = HashMap::from([(1, 2), (2, 3), (3, 1), (4, 3)]);
+        let ids = |events: Vec<SaleSoldOut>| events.iter().map(|e| e.sale_id).collect::<Vec<_>>();
+        assert_eq!(ids(sold_out(&before, &after, &HashSet::new())), [1]);
+        assert_eq!(
+            ids(sold_out(&before, &after, &HashSet::from([4, 3]))),
+            [1, 4]
+        );
+        let event = &sold_out(&before, &after, &HashSet::new())[0];
+        assert_eq!((event.total, event.sold), (3, 3));
     }
 }

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use flashgate_config::PointsSettings;
-use flashgate_events::{OrderAdmitted, OrderEnded};
+use flashgate_events::{OrderAdmitted, OrderEnded, SaleSoldOut};
 use sqlx::MySqlConnection;
 
 use super::ends::{self, End, EndDecisions};
@@ -74,6 +74,7 @@ pub async fn write(
         .chain(events.revisit.iter().copied())
         .collect();
     let sales = store::lock_sales(tx, &sale_ids).await?;
+    let sold_before: HashMap<u64, u64> = sales.iter().map(|(&id, s)| (id, s.sold)).collect();
     let mut steps = Steps {
         tx,
         sales,
@@ -159,7 +160,39 @@ pub async fn write(
     steps.outcome.ends_parked = park_ends.len() as u64;
     parked::park(steps.tx, parked::ORDER, &park_ends).await?;
     parked::release(steps.tx, parked::ORDER, &steps.released_ends).await?;
+    steps.outcome.sold_out = sold_out(events, &sold_before, &steps.sales, &steps.outcome);
     Ok(steps.outcome)
+}
+
+/// The sales to announce sold out ([`rules::sold_out`]), each with the trace of one of the
+/// batch's orders of it (empty when only parked ones sold it out).
+fn sold_out(
+    events: &OrderEvents<'_>,
+    before: &HashMap<u64, u64>,
+    after: &HashMap<u64, SaleRow>,
+    outcome: &OrdersOutcome,
+) -> Vec<(SaleSoldOut, String)> {
+    let duplicates: HashSet<&str> = outcome.duplicates.iter().map(String::as_str).collect();
+    let replayed: HashSet<u64> = events
+        .admitted
+        .iter()
+        .filter(|o| duplicates.contains(o.order_id.as_str()))
+        .map(|o| o.sale_id)
+        .collect();
+    rules::sold_out(before, after, &replayed)
+        .into_iter()
+        .map(|event| {
+            let trace = events
+                .admitted
+                .iter()
+                .rev()
+                .filter(|o| o.sale_id == event.sale_id)
+                .find_map(|o| events.traces.get(&o.order_id))
+                .cloned()
+                .unwrap_or_default();
+            (event, trace)
+        })
+        .collect()
 }
 
 /// The state the steps share.

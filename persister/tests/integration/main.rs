@@ -19,3 +19,4 @@ mod points;
 mod rejections;
 mod reorder;
 mod settling;
+mod sold_out;

@@ -32,13 +32,16 @@ async fn migrations_create_the_schema_in_a_fresh_database_and_rerun_harmlessly()
             "coupon_policies",
             "coupons",
             "dlq_replays",
+            "notification_deliveries",
             "order_history",
             "orders",
             "parked_events",
             "payments",
             "point_balances",
             "point_ledger",
+            "sale_queues",
             "sales",
+            "user_contacts",
         ]
     );
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
