@@ -1,12 +1,13 @@
 //! Dead letters of deliveries whose attempts ran out, in the persister's letter format (the
-//! event's key and payload as they were; headers `reason`, `source_topic`,
-//! `source_partition`, `source_offset`), plus `notify_channel` and `notify_target` saying
+//! event's key and payload as they were; headers `reason`, `reason_code` ([`REASON_CODE`],
+//! for `dlq list --reason`), `source_topic`, `source_partition`, `source_offset`), plus `notify_channel` and `notify_target` saying
 //! which delivery died. `flashgate-persister dlq replay` sends the letter back to its source
 //! topic with the `dlq_replay` header; the notifier then revives that dead delivery, once.
 
 use std::time::Duration;
 
 use flashgate_config::KafkaSettings;
+use flashgate_events::REASON_CODE_HEADER;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -14,6 +15,12 @@ use crate::store::Delivery;
 
 /// How long a send waits for the broker before it is tried again.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The notifier's one reason code (`reason_code` header): a delivery whose attempts ran out
+/// (the endpoint failed, timed out or kept its breaker open); `reason` says how it last
+/// failed. Replay them with `flashgate-persister dlq replay --reason delivery_failed` once the
+/// endpoint is back.
+pub const REASON_CODE: &str = "delivery_failed";
 
 /// Header naming the dead delivery's channel.
 pub const CHANNEL_HEADER: &str = "notify_channel";
@@ -47,6 +54,10 @@ impl DeadLetters {
             .insert(Header {
                 key: "reason",
                 value: Some(reason),
+            })
+            .insert(Header {
+                key: REASON_CODE_HEADER,
+                value: Some(REASON_CODE),
             })
             .insert(Header {
                 key: "source_topic",

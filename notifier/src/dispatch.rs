@@ -6,7 +6,8 @@
 //! sends the delivery to the dead-letter topic, then marks its row `dead`.
 //!
 //! One delivery is in hand at most once per process (`in_hand`): the sweep skips the rows
-//! being worked on. A delivery sent while the notifier dies before its row says `sent` is
+//! being worked on; and at most once across instances on one database: each attempt is made
+//! under the row's lease (`owner`, `leased_until`), taken by one conditional UPDATE. A delivery sent while the notifier dies before its row says `sent` is
 //! sent again after the restart (the receiver drops it by its event id).
 
 use std::collections::{BTreeMap, HashSet};
@@ -74,6 +75,11 @@ pub struct Dispatcher {
     max_attempts: u32,
     backoff: Backoff,
     sweep_interval: Duration,
+    /// This instance, as the `owner` of the rows it leases (unique per process).
+    owner: String,
+    /// How long a lease lasts: the slowest endpoint's deadline and a margin, renewed before
+    /// each attempt, so a lease never lapses while its attempt may still be under way.
+    lease: Duration,
     /// Turns true at shutdown: deliveries waiting for a retry are let go (their rows keep
     /// the time of the next attempt).
     stop: watch::Receiver<bool>,
@@ -151,6 +157,8 @@ impl Dispatcher {
                 cap_ms: settings.retry_cap_ms,
             },
             sweep_interval: settings.sweep_interval(),
+            owner: owner_id(),
+            lease: lease_of(settings),
             stop,
         })
     }
@@ -219,80 +227,92 @@ impl Dispatcher {
         _held: OwnedSemaphorePermit,
     ) {
         let mut stop = self.stop.clone();
-        // A row read by the sweep (or recorded by the intake) just before another worker sent
-        // it and let it go would otherwise be sent twice.
-        let pending = match store::still_pending(&self.db, delivery.id).await {
-            Ok(pending) => pending,
-            Err(err) => {
-                Metrics::inc(&self.metrics.mysql_errors);
-                tracing::warn!(error = %err, "reading a delivery's status failed");
-                false
+        loop {
+            // Each attempt under this instance's lease: a row read by the sweep (or
+            // recorded by the intake) just before another worker, here or in another
+            // instance, sent it — or while it has it in hand — is not sent twice.
+            if !self.leased(&delivery).await {
+                break;
             }
-        };
-        if pending {
-            loop {
-                let outcome = self.attempt(&endpoint, &delivery).await;
-                delivery.attempts += 1;
-                let channel = delivery.channel.clone();
-                match outcome {
-                    Ok(()) => {
-                        self.write(|| store::sent(&self.db, delivery.id, delivery.attempts))
-                            .await;
-                        self.metrics.delivery(&channel, "sent");
-                        break;
-                    }
-                    Err(reason) if delivery.attempts >= self.max_attempts => {
-                        let reason = format!(
-                            "{} delivery to {} failed {} times; last: {reason}",
-                            delivery.channel, delivery.target, delivery.attempts
-                        );
-                        if !self.dead_letter(&delivery, &reason).await {
-                            break;
-                        }
-                        self.write(|| {
-                            store::dead(&self.db, delivery.id, delivery.attempts, &reason)
-                        })
+            let outcome = self.attempt(&endpoint, &delivery).await;
+            delivery.attempts += 1;
+            let channel = delivery.channel.clone();
+            match outcome {
+                Ok(()) => {
+                    self.write(|| store::sent(&self.db, delivery.id, delivery.attempts))
                         .await;
-                        self.metrics.delivery(&channel, "dead");
-                        tracing::warn!(
-                            event_id = delivery.event_id,
-                            channel,
-                            target = delivery.target,
-                            reason,
-                            "delivery dead-lettered"
-                        );
-                        break;
-                    }
-                    Err(reason) => {
-                        let delay = self.backoff.delay(delivery.attempts, breaker::random());
-                        let next_at = Utc::now()
-                            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                        let attempts = delivery.attempts;
-                        self.write(|| {
-                            store::failed(&self.db, delivery.id, attempts, &reason, next_at)
-                        })
-                        .await;
-                        self.metrics.delivery(&channel, "retried");
-                        tracing::debug!(
-                            event_id = delivery.event_id,
-                            channel,
-                            reason,
-                            "attempt failed"
-                        );
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            _ = stop.changed() => break,
-                        }
-                    }
-                }
-                if *stop.borrow() {
+                    self.metrics.delivery(&channel, "sent");
                     break;
                 }
+                Err(reason) if delivery.attempts >= self.max_attempts => {
+                    let reason = format!(
+                        "{} delivery to {} failed {} times; last: {reason}",
+                        delivery.channel, delivery.target, delivery.attempts
+                    );
+                    if !self.dead_letter(&delivery, &reason).await {
+                        break;
+                    }
+                    self.write(|| store::dead(&self.db, delivery.id, delivery.attempts, &reason))
+                        .await;
+                    self.metrics.delivery(&channel, "dead");
+                    tracing::warn!(
+                        event_id = delivery.event_id,
+                        channel,
+                        target = delivery.target,
+                        reason,
+                        "delivery dead-lettered"
+                    );
+                    break;
+                }
+                Err(reason) => {
+                    let delay = self.backoff.delay(delivery.attempts, breaker::random());
+                    let next_at = Utc::now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                    let attempts = delivery.attempts;
+                    self.write(|| {
+                        store::failed(
+                            &self.db,
+                            delivery.id,
+                            attempts,
+                            &reason,
+                            next_at,
+                            self.lease,
+                        )
+                    })
+                    .await;
+                    self.metrics.delivery(&channel, "retried");
+                    tracing::debug!(
+                        event_id = delivery.event_id,
+                        channel,
+                        reason,
+                        "attempt failed"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
+            }
+            if *stop.borrow() {
+                break;
             }
         }
         lock(&self.in_hand).remove(&delivery.id);
         drop(_held);
         self.show_held(&endpoint);
+    }
+
+    /// Whether this instance holds `delivery`'s lease now (taken or renewed for
+    /// [`Dispatcher::lease`]); `false` when it is final or another instance holds it.
+    async fn leased(&self, delivery: &Delivery) -> bool {
+        match store::lease(&self.db, delivery.id, &self.owner, self.lease).await {
+            Ok(leased) => leased,
+            Err(err) => {
+                Metrics::inc(&self.metrics.mysql_errors);
+                tracing::warn!(error = %err, "leasing a delivery failed");
+                false
+            }
+        }
     }
 
     /// One attempt: refused at once by an open breaker, else sent within the endpoint's
@@ -429,4 +449,28 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How long a lease lasts: the slowest endpoint's deadline, plus 30 s for the wait for a
+/// sending slot and the writes around the attempt.
+fn lease_of(settings: &NotifierSettings) -> Duration {
+    let slowest = settings
+        .webhooks
+        .values()
+        .map(|hook| hook.timeout_ms)
+        .chain(settings.slack.values().map(|slack| slack.timeout_ms))
+        .chain([settings.email.timeout_ms])
+        .max()
+        .unwrap_or_default();
+    Duration::from_millis(slowest) + Duration::from_secs(30)
+}
+
+/// A name for this instance unique enough among notifiers on one database: the host, the
+/// process and the moment it started.
+fn owner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let started = Utc::now().timestamp_micros();
+    let mut id = format!("{}-{}-{started}", host.trim(), std::process::id());
+    id.truncate(64);
+    id
 }

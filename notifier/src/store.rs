@@ -1,6 +1,9 @@
 //! The notifier's MySQL part: the addresses of `user_contacts`, and `notification_deliveries`
 //! (migration 0007), one row per (event id, channel, target) written before the event's offset
-//! is committed and before anything is sent.
+//! is committed and before anything is sent, and leased (migration 0011) by the instance
+//! that sends it.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{MySql, MySqlPool, Row, Transaction};
@@ -152,15 +155,29 @@ pub async fn due(
         .collect()
 }
 
-/// Whether the delivery is still to make (taken in hand from a row read a moment ago, it may
-/// have been sent meanwhile by the worker that had it).
-pub async fn still_pending(db: &MySqlPool, id: u64) -> sqlx::Result<bool> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM notification_deliveries WHERE id = ?")
-            .bind(id)
-            .fetch_optional(db)
-            .await?;
-    Ok(status.as_deref() == Some("pending"))
+/// Takes (or renews) the lease of delivery `id` for `owner` until `lease` from now, if the
+/// row is still pending and its lease is free, lapsed or `owner`'s already (migration 0011);
+/// `false`: it is sent, dead, or another instance holds it — leave it alone. A row read a
+/// moment ago by the sweep may have been sent meanwhile by the worker that had it.
+pub async fn lease(db: &MySqlPool, id: u64, owner: &str, lease: Duration) -> sqlx::Result<bool> {
+    let taken = sqlx::query(
+        "UPDATE notification_deliveries SET owner = ?, \
+         leased_until = CURRENT_TIMESTAMP(3) + INTERVAL ? MICROSECOND \
+         WHERE id = ? AND status = 'pending' \
+         AND (leased_until IS NULL OR leased_until < CURRENT_TIMESTAMP(3) OR owner = ?)",
+    )
+    .bind(owner)
+    .bind(micros(lease))
+    .bind(id)
+    .bind(owner)
+    .execute(db)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+/// `duration` in microseconds, for an `INTERVAL`.
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The delivery went out: final.
@@ -176,21 +193,25 @@ pub async fn sent(db: &MySqlPool, id: u64, attempts: u32) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// An attempt failed; the next one is due at `next_at`.
+/// An attempt failed; the next one is due at `next_at`, and the lease is kept until `lease`
+/// after it (the instance waiting to make it keeps the row; if it dies, another takes it).
 pub async fn failed(
     db: &MySqlPool,
     id: u64,
     attempts: u32,
     error: &str,
     next_at: DateTime<Utc>,
+    lease: Duration,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE notification_deliveries SET attempts = ?, last_error = ?, next_attempt_at = ? \
-         WHERE id = ? AND status = 'pending'",
+        "UPDATE notification_deliveries SET attempts = ?, last_error = ?, next_attempt_at = ?, \
+         leased_until = ? + INTERVAL ? MICROSECOND WHERE id = ? AND status = 'pending'",
     )
     .bind(attempts)
     .bind(clip(error))
     .bind(next_at.naive_utc())
+    .bind(next_at.naive_utc())
+    .bind(micros(lease))
     .bind(id)
     .execute(db)
     .await?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flashgate_config::KafkaSettings;
-use flashgate_events::{PaymentOutcome, TRACE_HEADER};
+use flashgate_events::{PaymentOutcome, REASON_CODE_HEADER, TRACE_HEADER};
 use rdkafka::Message;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -73,7 +73,8 @@ impl Publisher {
         Ok(())
     }
 
-    /// Sends `message` as it is to the dead-letter topic, with why and where it came from.
+    /// Sends `message` as it is to the dead-letter topic, with why (the sentence and its
+    /// [`reason_code`]) and where it came from.
     pub async fn dead_letter(&self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
         tracing::warn!(
             partition = message.partition(),
@@ -87,6 +88,10 @@ impl Publisher {
             .insert(Header {
                 key: "reason",
                 value: Some(reason),
+            })
+            .insert(Header {
+                key: REASON_CODE_HEADER,
+                value: Some(reason_code(reason)),
             })
             .insert(Header {
                 key: "source_topic",
@@ -118,5 +123,50 @@ impl Publisher {
         if let Err(err) = self.producer.flush(within) {
             tracing::warn!(error = %err, "producer flush at shutdown");
         }
+    }
+}
+
+/// The stable code of a dead letter's `reason` sentence (its `reason_code` header, which
+/// `flashgate-persister dlq list --reason` and `dlq replay --reason` go by), in the codes the
+/// persister uses for the same failures: `undecodable`, `unsupported` (an event type or
+/// version the saga does not know), `refused_by_database`, else `invalid` (a rule of the
+/// request broken).
+pub fn reason_code(reason: &str) -> &'static str {
+    if reason == "empty message" || reason.starts_with("undecodable") {
+        "undecodable"
+    } else if reason.starts_with("unsupported version") || reason.starts_with("unknown event type")
+    {
+        "unsupported"
+    } else if reason.starts_with("the database refuses it") {
+        "refused_by_database"
+    } else {
+        "invalid"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reason_the_saga_dead_letters_for_has_the_persisters_code() {
+        assert_eq!(reason_code("empty message"), "undecodable");
+        assert_eq!(
+            reason_code("undecodable data: missing field"),
+            "undecodable"
+        );
+        assert_eq!(
+            reason_code("unknown event type `order.admitted`"),
+            "unsupported"
+        );
+        assert_eq!(
+            reason_code("unsupported version 2 of payment.requested"),
+            "unsupported"
+        );
+        assert_eq!(
+            reason_code("the database refuses it: Data too long"),
+            "refused_by_database"
+        );
+        assert_eq!(reason_code("give_up_at is before pay_by"), "invalid");
     }
 }

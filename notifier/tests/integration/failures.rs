@@ -156,6 +156,11 @@ async fn a_webhook_that_never_answers_opens_its_breaker_holds_no_one_up_and_ends
             harness.settings.kafka.order_events_topic
         );
         assert_eq!(letter.headers["notify_target"], "dead");
+        assert_eq!(
+            letter.headers.get("reason_code").map(String::as_str),
+            Some("delivery_failed"),
+            "dlq list --reason delivery_failed finds it"
+        );
         let event: serde_json::Value = serde_json::from_slice(&letter.payload).expect("event");
         assert_eq!(event["type"], "order.paid");
     }

@@ -46,6 +46,8 @@ pub enum Mode {
     Fail = 1,
     /// Never answers (holds the request open).
     Hang = 2,
+    /// Answers as `Ok` after half a second (a slow receiver: a delivery stays in hand a while).
+    Slow = 3,
 }
 
 /// One request a receiver accepted (answered 2xx).
@@ -192,6 +194,7 @@ async fn answer(request: Request<Incoming>, signed: bool, state: State) -> Respo
             tokio::time::sleep(Duration::from_secs(3_600)).await;
             return reply(StatusCode::GATEWAY_TIMEOUT);
         }
+        3 => tokio::time::sleep(Duration::from_millis(500)).await,
         _ => {}
     }
     if signed {

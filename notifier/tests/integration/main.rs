@@ -4,3 +4,5 @@
 mod deliveries;
 mod failures;
 mod helpers;
+mod instances;
+mod sold_out;
