@@ -109,6 +109,57 @@ wait_for_status() {
 }
 echo "and looks:          $(wait_for_status "$order_id" "$auth" paid)"
 
+# --- notifications (issue 17): the paid order's signed webhook and its email -------------
+step "notifications: shopper-$buyer's paid order reaches a signed webhook and an email"
+# An operator gives the shopper an address (user_contacts: the gateway never writes it); a
+# loopback SMTP sink and a webhook receiver that verifies Flashgate-Signature stand in for the
+# world. The notifier's own consumer group starts from the topic's beginning: the receiver
+# may get older paid orders too; the demo shows this one's.
+notify_dir=$(mktemp -d)
+notifier_addr=${FLASHGATE_DEMO_NOTIFIER_ADDR:-127.0.0.1:8084}
+smtp_port=${FLASHGATE_DEMO_SMTP_PORT:-2525}
+webhook_port=${FLASHGATE_DEMO_WEBHOOK_PORT:-8095}
+webhook_secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+mysql_url=${FLASHGATE__MYSQL__URL#mysql://}
+mysql_cred=${mysql_url%%@*} mysql_rest=${mysql_url#*@}
+mysql_host=${mysql_rest%%/*} mysql_db=${mysql_rest#*/}
+mariadb --protocol=tcp -u"${mysql_cred%%:*}" -p"${mysql_cred#*:}" -h"${mysql_host%%:*}" \
+  -P"${mysql_host##*:}" "${mysql_db%%\?*}" -e "INSERT INTO user_contacts (user_id, email) \
+  VALUES ('shopper-$buyer', 'shopper-$buyer@demo.test') ON DUPLICATE KEY UPDATE email = VALUES(email)"
+start_smtp_sink "$smtp_port" "$notify_dir/mail.jsonl"
+/usr/bin/python3 scripts/webhook_receiver.py --port "$webhook_port" --secret "$webhook_secret" \
+  --out "$notify_dir/webhooks.jsonl" &
+webhook_receiver=$!
+cat >"$notify_dir/notifier.toml" <<TOML
+[notifier]
+consumer_group = "flashgate-demo-notifier-$(date +%s)"
+templates_dir = "notifier/templates"
+[notifier.routes]
+"order.paid" = ["webhook:shop", "email"]
+[notifier.webhooks.shop]
+url = "http://127.0.0.1:$webhook_port/flashgate-events"
+secret = "$webhook_secret"
+[notifier.email]
+host = "127.0.0.1"
+port = $smtp_port
+tls = "none"
+from = "flashgate demo <noreply@demo.test>"
+TOML
+nlog=$(mktemp -t flashgate-demo-notifier.XXXXXX.log)
+start_notifier "$bin" "$notifier_addr" "$notify_dir/notifier.toml" "$nlog"
+trap 'kill "$gateway" "$persister" "$psp" "$saga" "$notifier" "$smtp_sink" "$webhook_receiver" 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  grep -qs "$order_id" "$notify_dir/webhooks.jsonl" && grep -qs "shopper-$buyer@" "$notify_dir/mail.jsonl" && break
+  sleep 0.1
+done
+echo "webhook: $(grep -s "$order_id" "$notify_dir/webhooks.jsonl" | head -n 1)"
+echo "email:   $(grep -s "shopper-$buyer@" "$notify_dir/mail.jsonl" | head -n 1)"
+kill "$notifier" "$smtp_sink" "$webhook_receiver" 2>/dev/null || true
+wait "$notifier" "$smtp_sink" "$webhook_receiver" 2>/dev/null || true
+trap 'kill "$gateway" "$persister" "$psp" "$saga" 2>/dev/null || true' EXIT
+rm -rf "$notify_dir"
+# --- end of notifications ------------------------------------------------------------------
+
 step "a declined payment (tok_declined) cancels the order; another shopper buys its unit"
 declined_id=$(sed -E 's/.*"order_id":"([^"]+)".*/\1/' "$results/$decliner.json")
 decline_auth="authorization: Bearer $(cat "$results/$decliner.token")"
