@@ -6,12 +6,14 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use http::{HeaderValue, Method};
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::http::auth::Role;
 use crate::http::error::{ApiError, Overload};
 use crate::http::request::{Call, Request};
 use crate::http::response::Response;
+use crate::http::trace::Trace;
 use crate::http::{health, openapi};
 use crate::limits::address::Peer;
 use crate::limits::headers::{POLICY, STATE};
@@ -19,13 +21,10 @@ use crate::limits::limiter::Judged;
 use crate::limits::{Quota, class_of};
 use crate::metrics::Dependency;
 use crate::routes::{
-    admin_orders, admin_policies, admin_sales, coupons, orders, payments, points, purchase,
-    queue, revocation,
+    admin_orders, admin_policies, admin_sales, console, coupons, orders, payments, points,
+    purchase, queue, revocation,
 };
 use flashgate_config::RateClass;
-
-/// Longest `X-Request-Id` taken as the trace id; a longer one is replaced by a fresh id.
-const TRACE_ID_MAX_LEN: usize = 64;
 
 /// A handler's answer, boxed once per request so that every route fits one table.
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send + 'a>>;
@@ -83,13 +82,14 @@ macro_rules! caller {
 }
 
 /// Every route, searched in order: the purchase, the hot path, comes first.
-static ROUTES: [Route; 35] = [
+static ROUTES: [Route; 37] = [
     caller!(POST "v1/sales/{sale_id}/purchases" "purchase", SHOPPER => purchase::purchase),
     public!(GET "healthz" "healthz" => health::healthz),
     public!(GET "readyz" "readyz" => health::readyz),
     public!(GET "metrics" "metrics" => health::metrics),
     public!(GET "openapi.json" "openapi" => openapi::document),
     public!(GET "docs" "docs" => openapi::page),
+    public!(GET "console" "console" => console::page),
     caller!(GET "v1/orders/{order_id}" "order_status", SHOPPER => orders::get),
     caller!(GET "v1/me/orders" "my_orders", SHOPPER => orders::list_mine),
     caller!(POST "v1/orders/{order_id}/cancel" "order_cancel", SHOPPER => orders::cancel),
@@ -101,6 +101,7 @@ static ROUTES: [Route; 35] = [
     caller!(POST "v1/admin/sales/restore" "admin_restore_sales", MANAGER_OR_OPS => admin_sales::restore),
     caller!(GET "v1/admin/sales/{sale_id}" "admin_get_sale", MANAGER => admin_sales::get),
     caller!(PATCH "v1/admin/sales/{sale_id}" "admin_patch_sale", MANAGER => admin_sales::patch),
+    caller!(GET "v1/admin/events" "admin_events", MANAGER => console::events),
     caller!(POST "v1/coupon-policies/{policy_id}/claims" "coupon_claim", SHOPPER => coupons::claim),
     caller!(GET "v1/me/coupons" "my_coupons", SHOPPER => coupons::list_mine),
     caller!(POST "v1/coupons/{coupon_id}/redeem" "coupon_redeem", SHOPPER => coupons::redeem),
@@ -155,29 +156,35 @@ pub fn routes() -> impl Iterator<Item = RouteInfo> {
 /// Handles one request; never fails (errors become JSON responses).
 pub async fn handle(app: &App, req: Request) -> Response {
     let started = Instant::now();
-    let trace_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty() && v.len() <= TRACE_ID_MAX_LEN && v.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    let trace = Trace::of(req.headers());
+    let trace_id = &trace.id;
+    // Every line logged while serving it (a 500's cause too) carries the trace id: the same
+    // span field the persister uses for an order's work.
+    let span = tracing::info_span!("request", trace_id = %trace_id);
     let path = req.uri().path().to_owned();
     let (name, result) = match find(req.method(), path.trim_matches('/')) {
-        Ok((route, param)) => (route.name, serve(app, route, req, param, &trace_id).await),
+        Ok((route, param)) => (
+            route.name,
+            serve(app, route, req, param, trace_id)
+                .instrument(span.clone())
+                .await,
+        ),
         Err(err @ ApiError::MethodNotAllowed) => ("method_not_allowed", Err(err)),
         Err(err) => ("not_found", Err(err)),
     };
-    let mut response = result.unwrap_or_else(|err| err.into_response(&app.metrics));
+    let mut response =
+        span.in_scope(|| result.unwrap_or_else(|err| err.into_response(&app.metrics)));
     if response.status() == http::StatusCode::METHOD_NOT_ALLOWED {
         // RFC 9110: a 405 names the methods the path has.
         if let Ok(value) = HeaderValue::from_str(&allowed(path.trim_matches('/'))) {
             response.headers_mut().insert(http::header::ALLOW, value);
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&trace_id) {
+    if let Ok(value) = HeaderValue::from_str(trace_id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if let Some(value) = trace.traceparent() {
+        response.headers_mut().insert("traceparent", value);
     }
     app.metrics
         .observe_request(name, response.status().as_u16(), started.elapsed());
