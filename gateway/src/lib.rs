@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod breaker;
+pub mod console;
 pub mod coupons;
 pub mod failure;
 pub mod http;

@@ -56,7 +56,11 @@ pub async fn serve(
             // The peer, for the per-address rate limits (`limits::address`).
             req.extensions_mut().insert(Peer(peer));
             let app = app.clone();
-            async move { Ok::<_, Infallible>(router::handle(&app, req).await) }
+            async move {
+                let response = router::handle(&app, req).await;
+                // The console's stream answers with a head whose body a task feeds.
+                Ok::<_, Infallible>(crate::console::stream::attach(&app, response))
+            }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())

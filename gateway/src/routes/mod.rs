@@ -5,6 +5,7 @@
 pub mod admin_orders;
 pub mod admin_policies;
 pub mod admin_sales;
+pub mod console;
 pub mod coupons;
 pub mod orders;
 pub mod payments;

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod breakers;
 mod cleanup;
+mod console;
 mod contract;
 mod coupons;
 mod cursors;

@@ -49,9 +49,9 @@ async fn every_route_answers_405_method_not_allowed_to_its_other_methods() {
     let app = spawn_app().await;
     let routes = documented_routes();
     let count: usize = routes.values().map(BTreeSet::len).sum();
-    // The table's 35 routes: the probes, the contract and its page, the shopper's, the
-    // manager's, logout and revoke-tokens, the waiting room's four.
-    assert_eq!(count, 35, "{routes:#?}");
+    // The table's 37 routes: the probes, the contract and its page, the console and its
+    // events, the shopper's, the manager's, logout and revoke-tokens, the waiting room's four.
+    assert_eq!(count, 37, "{routes:#?}");
 
     let others = [
         Method::GET,
