@@ -16,6 +16,7 @@ use crate::coupons::{self, CouponChange, CouponsOutcome};
 use crate::decode::{Event, event};
 use crate::orders::{self, End, OrderEvents, OrdersOutcome};
 use crate::points::{self, PointChange, PointsOutcome};
+use crate::trace;
 
 /// The batch transaction reads what other transactions committed up to each statement (READ
 /// COMMITTED): every decision is made under a row lock (the sale, the coupon policy, the
@@ -156,6 +157,7 @@ pub async fn persist(
         revisit,
     };
     let mut orders = orders::write(&mut tx, &events, earning, wait).await?;
+    trace::stamp(&mut tx, &decoded.orders, &decoded.traces).await?;
     let coupons = coupons::write(&mut tx, &decoded.issued, &decoded.changes).await?;
     // The paid orders' earnings first, then the point events, as they were admitted.
     let mut changes = std::mem::take(&mut orders.earns);

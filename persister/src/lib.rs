@@ -23,4 +23,5 @@ pub mod parked;
 pub mod points;
 pub mod publish;
 pub mod startup;
+pub mod trace;
 pub mod write;

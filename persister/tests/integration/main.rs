@@ -20,3 +20,4 @@ mod rejections;
 mod reorder;
 mod settling;
 mod sold_out;
+mod traces;

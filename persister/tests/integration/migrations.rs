@@ -132,6 +132,7 @@ async fn binary_identifiers_migrate_existing_rows_and_then_tell_apart_ids_differ
     for (table, column) in [
         ("orders", "order_id"),
         ("orders", "user_id"),
+        ("orders", "trace_id"),
         ("point_ledger", "txid"),
         ("point_ledger", "user_id"),
         ("point_ledger", "reference"),

@@ -1,0 +1,117 @@
+//! One trace per order: a batch stores each admitted order's trace id (from its envelope) on
+//! its row, a replay with another trace id leaves it, and the order's JSON log line carries
+//! it as `span.trace_id` (the lines as the binary prints them, captured in this process).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use flashgate_config::{LogFormat, LogSettings, telemetry};
+use flashgate_events::OrderAdmitted;
+use flashgate_persister::batch::{self, Decoded};
+use flashgate_persister::{db, trace};
+use rdkafka::Timestamp;
+use rdkafka::message::OwnedMessage;
+use serde_json::Value;
+
+use crate::helpers::{insert_sale, test_database};
+
+const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+/// The JSON lines logged in this process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lines").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn message(order: &OrderAdmitted, trace_id: &str) -> OwnedMessage {
+    let envelope = order.clone().into_envelope(trace_id.to_owned());
+    OwnedMessage::new(
+        Some(serde_json::to_vec(&envelope).expect("json")),
+        Some(order.order_id.as_bytes().to_vec()),
+        "flashgate.orders".to_owned(),
+        Timestamp::NotAvailable,
+        0,
+        0,
+        None,
+    )
+}
+
+#[tokio::test]
+async fn an_order_s_row_and_its_log_line_carry_the_trace_id_it_arrived_with_and_a_replay_keeps_it()
+{
+    // Arrange
+    let captured = Captured::default();
+    let writer = captured.clone();
+    telemetry::init_to(
+        &LogSettings {
+            format: LogFormat::Json,
+            filter: "info,flashgate_persister::trace=debug".to_owned(),
+        },
+        move || writer.clone(),
+    );
+    let (_, pool) = test_database().await;
+    db::migrate(&pool).await.expect("migrate");
+    let sale_id = insert_sale(&pool, 5).await;
+    let order = OrderAdmitted {
+        order_id: format!("{sale_id}-traced"),
+        sale_id,
+        user_id: "u1".to_owned(),
+        quantity: 1,
+        unit_price: 100,
+        amount: 100,
+        admitted_at: Utc::now(),
+        pay_by: None,
+    };
+    let earning = flashgate_testkit::stack_settings().points;
+
+    // Act: the order, then a replay of it under another trace id.
+    let first = [message(&order, TRACE)];
+    let decoded = Decoded::new(&first);
+    let written = batch::persist(&pool, &decoded, &[], &earning, Duration::from_secs(1))
+        .await
+        .expect("first batch");
+    trace::log_orders(&decoded, &written);
+    let replay = [message(&order, "another-trace")];
+    batch::persist(
+        &pool,
+        &Decoded::new(&replay),
+        &[],
+        &earning,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("replay");
+
+    // Assert
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT trace_id FROM orders WHERE order_id = ?")
+            .bind(&order.order_id)
+            .fetch_one(&pool)
+            .await
+            .expect("the order's row");
+    assert_eq!(stored.as_deref(), Some(TRACE));
+    let bytes = captured.0.lock().expect("lines").clone();
+    let lines: Vec<Value> = String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let about: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["trace_id"] == TRACE)
+        .collect();
+    assert_eq!(about.len(), 1, "{lines:#?}");
+    assert_eq!(about[0]["span"]["order_id"], order.order_id.as_str());
+    assert_eq!(about[0]["status"], "confirmed");
+    assert_eq!(about[0]["message"], "order persisted");
+}
