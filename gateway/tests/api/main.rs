@@ -35,3 +35,4 @@ mod revocation;
 mod routes;
 mod shutdown;
 mod sweeper_crash;
+mod trace;

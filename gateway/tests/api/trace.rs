@@ -1,0 +1,131 @@
+//! One trace per order: a purchase sent with a W3C `traceparent` ends as a MySQL order row
+//! carrying that trace id, and the persister's JSON log lines about the order carry it as
+//! `span.trace_id` (the lines are captured as the binary would print them).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use flashgate_config::telemetry;
+use flashgate_config::{LogFormat, LogSettings};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{eventually, spawn_app, unique};
+
+const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// The JSON lines logged in this process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lines").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<Value> {
+        let bytes = self.0.lock().expect("lines").clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_sent_with_a_traceparent_ends_as_an_order_row_and_persister_log_lines_with_its_trace_id()
+ {
+    // Arrange: the production JSON logs, with the persister's line per order.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    telemetry::init_to(
+        &LogSettings {
+            format: LogFormat::Json,
+            filter: "info,flashgate_persister::trace=debug".to_owned(),
+        },
+        move || writer.clone(),
+    );
+    let app = spawn_app().await;
+    let sale_id = app.sale(json!({"stock": 5})).await;
+    let persister = app.start_persister().await;
+
+    // Act
+    let reply = app
+        .purchase_with(
+            sale_id,
+            &unique("u"),
+            json!({"quantity": 1}),
+            &[
+                ("traceparent", TRACEPARENT),
+                ("x-request-id", "not-the-trace"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.json);
+    let order_id = reply.json["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_owned();
+    let stored = app
+        .wait_for_count(
+            &format!("SELECT COUNT(*) FROM orders WHERE order_id = '{order_id}'"),
+            1,
+        )
+        .await;
+    assert_eq!(stored, 1, "the order reached MySQL");
+    // Its line is written just after its batch commits.
+    eventually(|| {
+        let seen = captured
+            .lines()
+            .iter()
+            .any(|l| l["span"]["trace_id"] == TRACE && l["message"] == "order persisted");
+        async move { seen }
+    })
+    .await;
+
+    // Assert: the answer continues the trace under a span id of its own.
+    let answered = reply.headers["traceparent"].to_str().expect("ascii");
+    assert!(
+        answered.starts_with(&format!("00-{TRACE}-")) && answered.ends_with("-01"),
+        "{answered}"
+    );
+    assert_ne!(answered, TRACEPARENT);
+    assert_eq!(reply.headers["x-request-id"], TRACE);
+    // The order's row.
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT trace_id FROM orders WHERE order_id = ?")
+            .bind(&order_id)
+            .fetch_one(&app.db)
+            .await
+            .expect("the order's row");
+    assert_eq!(stored.as_deref(), Some(TRACE));
+    // The persister's lines about it.
+    let lines = captured.lines();
+    let about: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["trace_id"] == TRACE)
+        .filter(|l| {
+            l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("flashgate_persister"))
+        })
+        .collect();
+    assert!(
+        !about.is_empty(),
+        "no persister line with the trace id: {lines:#?}"
+    );
+    for line in about {
+        assert_eq!(line["span"]["order_id"], order_id.as_str(), "{line}");
+        assert_eq!(line["status"], "confirmed", "{line}");
+    }
+    persister.stop().await;
+    app.stop().await;
+}
