@@ -106,8 +106,11 @@ pub async fn record(
         return Ok(Recorded::Found);
     }
     sqlx::query(
+        // A revived row is free for any instance at once: the lease of whoever let it die
+        // (perhaps an instance gone since) is released.
         "UPDATE notification_deliveries SET status = 'pending', attempts = 0, \
-         next_attempt_at = CURRENT_TIMESTAMP(3), replayed_by = ? WHERE id = ?",
+         next_attempt_at = CURRENT_TIMESTAMP(3), replayed_by = ?, owner = NULL, \
+         leased_until = NULL WHERE id = ?",
     )
     .bind(replay)
     .bind(id)
