@@ -111,13 +111,7 @@ async fn scan(
     let (mut from, mut skip, mut read) = (min, 0, 0);
     loop {
         let page: Vec<Value> = redis
-            .zrangebyscore(
-                key,
-                from as i64,
-                "+inf",
-                true,
-                Some((skip, RELOAD_PAGE)),
-            )
+            .zrangebyscore(key, from as i64, "+inf", true, Some((skip, RELOAD_PAGE)))
             .await?;
         let entries = pairs(page);
         for (member, score) in &entries {
