@@ -30,7 +30,8 @@
 # 10 s window, admitted at FLASHGATE_BENCH_QUEUED_RATE (1000) per second, each buying one of
 # FLASHGATE_BENCH_QUEUED_STOCK (1000) units with its pass; its invariants and the time from the
 # draw to the last admission go in the summary; 0 by default),
-# FLASHGATE_BENCH_STANDARD (0: skip the Redis ceiling and the standard runs, for a payments
+# FLASHGATE_BENCH_STANDARD (0: skip the Redis ceiling and the standard runs (open loops then
+# offer FLASHGATE_BENCH_OPEN_RATE, 2000/s), for a payments
 # stage alone; 1 by default), FLASHGATE_BENCH_TOPIC_SUFFIX (topics flashgate.<name>.<suffix>
 # and consumer groups of this benchmark's own, created here, so that no other gateway,
 # persister or saga on the same broker shares its messages; unset: the standard topics; a new
@@ -244,6 +245,8 @@ run() { # name, then flashgate-loadtest run options; run_seconds= before it: ano
 reports=()
 max_shoppers=$(( 40000 * seconds ))
 rate=$(awk -v c="$before" -v s="$share" 'BEGIN { printf "%d", c * s + 0.999 }')
+# Without the ceiling (FLASHGATE_BENCH_STANDARD=0) the open loops offer a set rate.
+[ "$rate" -gt 0 ] || rate=${FLASHGATE_BENCH_OPEN_RATE:-2000}
 if [ "$standard" = 1 ]; then
 run purchase-rush-closed --scenario purchase-rush --mode closed \
   --shoppers "$max_shoppers" --stock "$max_shoppers"
