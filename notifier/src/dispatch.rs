@@ -157,7 +157,7 @@ impl Dispatcher {
                 cap_ms: settings.retry_cap_ms,
             },
             sweep_interval: settings.sweep_interval(),
-            owner: owner_id(),
+            owner: owner_id(settings.listen),
             lease: lease_of(settings),
             stop,
         })
@@ -465,12 +465,19 @@ fn lease_of(settings: &NotifierSettings) -> Duration {
     Duration::from_millis(slowest) + Duration::from_secs(30)
 }
 
-/// A name for this instance unique enough among notifiers on one database: the host, the
-/// process and the moment it started.
-fn owner_id() -> String {
+/// A name for this instance among notifiers on one database: its host and the address it
+/// listens on, which no other live instance can hold — so an instance restarted after a crash
+/// takes back at once the rows its previous process had leased, instead of waiting for their
+/// leases to lapse. Without a fixed port (port 0, as in tests) the process and the moment it
+/// started make the name.
+fn owner_id(listen: std::net::SocketAddr) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let started = Utc::now().timestamp_micros();
-    let mut id = format!("{}-{}-{started}", host.trim(), std::process::id());
+    let mut id = if listen.port() != 0 {
+        format!("{}-{listen}", host.trim())
+    } else {
+        let started = Utc::now().timestamp_micros();
+        format!("{}-{}-{started}", host.trim(), std::process::id())
+    };
     id.truncate(64);
     id
 }
