@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use flashgate_events::OrderAdmitted;
 use sqlx::{MySqlConnection, QueryBuilder};
 
-use crate::batch::{Decoded, Written};
+use crate::orders::OrdersOutcome;
 
 /// The longest trace id kept on an order's row (the column's width).
 const TRACE_CHARS: usize = 255;
@@ -51,14 +51,17 @@ pub async fn stamp(
 /// One line per admitted order of a committed batch, in a span carrying its `trace_id` and
 /// `order_id`: what became of it. Debug level (a line per order is much at full rush); an
 /// operator turns it on with `RUST_LOG=info,flashgate_persister::trace=debug`.
-pub fn log_orders(decoded: &Decoded<'_>, written: &Written) {
+pub fn log_orders(
+    orders: &[OrderAdmitted],
+    traces: &HashMap<String, String>,
+    outcome: &OrdersOutcome,
+) {
     if !tracing::enabled!(tracing::Level::DEBUG) {
         return;
     }
-    let outcome = &written.orders;
-    for order in &decoded.orders {
+    for order in orders {
         let id = order.order_id.as_str();
-        let trace = decoded.traces.get(id).map_or("", String::as_str);
+        let trace = traces.get(id).map_or("", String::as_str);
         let status = if outcome.duplicates.iter().any(|d| d == id) {
             "already stored"
         } else if outcome.confirmed.iter().any(|c| c == id) {

@@ -213,7 +213,7 @@ impl BatchWriter {
         let written = batch::persist(&self.db, &decoded, revisit, &self.earning, self.wait)
             .await
             .map_err(WriteFailure::of_database)?;
-        crate::trace::log_orders(&decoded, &written);
+        crate::trace::log_orders(&decoded.orders, &decoded.traces, &written.orders);
         self.caches
             .settle(&written.points.settle)
             .await

@@ -81,7 +81,7 @@ async fn an_order_s_row_and_its_log_line_carry_the_trace_id_it_arrived_with_and_
     let written = batch::persist(&pool, &decoded, &[], &earning, Duration::from_secs(1))
         .await
         .expect("first batch");
-    trace::log_orders(&decoded, &written);
+    trace::log_orders(&decoded.orders, &decoded.traces, &written.orders);
     let replay = [message(&order, "another-trace")];
     batch::persist(
         &pool,
