@@ -56,6 +56,9 @@ pub struct Metrics {
     rate_limited: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     // Order ends and the lifecycle sweeper's work, one counter per event.
     lifecycle_events: Mutex<BTreeMap<&'static str, u64>>,
+    // The waiting rooms' admitter: tickets admitted, passes expired, tickets dropped, draws,
+    // failed ticks (this gateway's share of the work).
+    queue_events: Mutex<BTreeMap<&'static str, u64>>,
     /// Token revocation: entries loaded, tokens refused, subscriber reconnects.
     pub revocation: crate::revocation::counters::RevocationCounters,
 }
@@ -145,6 +148,20 @@ impl Metrics {
             .expect("metrics lock")
             .entry((class, key))
             .or_default() += 1;
+    }
+
+    /// Counts `n` waiting-room events of one kind: `admitted`, `expired` (a pass unused),
+    /// `dropped` (a ticket idle too long), `drawn` (a draw this gateway applied) or
+    /// `tick_failed`.
+    pub fn observe_queue(&self, event: &'static str, n: u64) {
+        if n > 0 {
+            *self
+                .queue_events
+                .lock()
+                .expect("metrics lock")
+                .entry(event)
+                .or_default() += n;
+        }
     }
 
     /// Counts one lifecycle event: an order ended (`cancelled`, `expired`, `paid`), a give-back
@@ -250,6 +267,13 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "flashgate_lifecycle_events_total{{event=\"{event}\"}} {count}"
+            );
+        }
+        out.push_str("# TYPE flashgate_queue_events_total counter\n");
+        for (event, count) in self.queue_events.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "flashgate_queue_events_total{{event=\"{event}\"}} {count}"
             );
         }
         self.revocation.render(&mut out);

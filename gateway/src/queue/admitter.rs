@@ -63,8 +63,18 @@ pub async fn tick_all(app: &App) -> anyhow::Result<()> {
         .await
         .context("listing waiting rooms")?;
     for sale_id in sales {
-        if let Err(err) = tick(app, sale_id).await {
-            tracing::warn!(sale_id, error = format!("{err:#}"), "queue tick failed");
+        match tick(app, sale_id).await {
+            Ok(ticked) => {
+                let metrics = &app.metrics;
+                metrics.observe_queue("admitted", ticked.admitted.max(0) as u64);
+                metrics.observe_queue("expired", ticked.expired.max(0) as u64);
+                metrics.observe_queue("dropped", ticked.dropped.max(0) as u64);
+                metrics.observe_queue("drawn", u64::from(ticked.drew));
+            }
+            Err(err) => {
+                app.metrics.observe_queue("tick_failed", 1);
+                tracing::warn!(sale_id, error = format!("{err:#}"), "queue tick failed");
+            }
         }
     }
     Ok(())

@@ -58,7 +58,8 @@ pub struct QueueRun {
     pub polls: u64,
     /// Joins and polls answered other than 200/201, by label.
     pub odd_answers: BTreeMap<String, u64>,
-    /// The probes and their answers (each must be 403 queue_pass_required).
+    /// The probes and their answers (each must be 403 queue_pass_required, or 409 sold_out
+    /// once the stock is gone).
     pub probes: Vec<(String, String)>,
     /// The commitment `GET .../queue` showed before anyone joined.
     pub commitment_before: String,
@@ -228,10 +229,13 @@ fn judge_draw(draw: &PublishedDraw, before: &str, joiners: &[Joiner]) -> (String
 
 /// The invariants of a queued-rush run on a sale of `stock` units.
 pub fn checks(run: &QueueRun, stock: u64) -> Vec<Check> {
+    // A probe without its own pass must be refused. Once the stock is gone the gateway's
+    // sold-out memory answers 409 `sold_out` before any pass is looked at: a refusal too,
+    // and true, so it is accepted; anything else (a 202 above all) breaks the rule.
     let probes_refused = run
         .probes
         .iter()
-        .all(|(_, label)| label == "403 queue_pass_required");
+        .all(|(_, label)| label == "403 queue_pass_required" || label == "409 sold_out");
     vec![
         Check {
             name: "queued: the published draw checks out (verify-draw's procedure)",
@@ -258,7 +262,7 @@ pub fn checks(run: &QueueRun, stock: u64) -> Vec<Check> {
             ),
         },
         Check {
-            name: "queued: a purchase needs its own pass (none, or another's: 403)",
+            name: "queued: a purchase needs its own pass (none, or another's: 403; 409 once sold out)",
             held: probes_refused && !run.probes.is_empty(),
             evidence: format!("{:?}", run.probes),
         },
@@ -344,6 +348,26 @@ mod tests {
             checks(&run, 3)
         );
         assert_eq!(run.draw_to_last_admission_ms, Some(750));
+
+        // A probe sent after the stock ran out is refused as sold out: still a refusal.
+        let sold_out_probes = vec![
+            ("none".into(), "403 queue_pass_required".into()),
+            ("another's".into(), "409 sold_out".into()),
+        ];
+        let run = QueueRun::new(
+            &room,
+            commitment.clone(),
+            Some(published_again()),
+            good.clone(),
+            BTreeMap::new(),
+            sold_out_probes,
+            1.0,
+        );
+        assert!(
+            checks(&run, 3).iter().all(|c| c.held),
+            "{:?}",
+            checks(&run, 3)
+        );
 
         let mut swapped = good.clone();
         swapped[0].position = Some(2);
