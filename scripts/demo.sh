@@ -4,8 +4,20 @@
 # and shows what happened (an order paid through the provider, a declined payment and a
 # cancellation whose units are sold again, points), then a rush of a few thousand virtual
 # shoppers with flashgate-loadtest, whose report checks the invariants.
+#
+# Usage: scripts/demo.sh [--keep]
+#   --keep  after the demo, leave the gateway and its services running (the console, the
+#           metrics, the sales) until Ctrl-C, then shut them down gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+keep=0
+for arg in "$@"; do
+  case "$arg" in
+    --keep) keep=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $arg (try --help)" >&2; exit 64 ;;
+  esac
+done
 # shellcheck source=scripts/build-deps.sh
 . scripts/build-deps.sh
 # shellcheck source=scripts/servers.sh
@@ -50,6 +62,8 @@ trap 'kill "$gateway" "$persister" "$psp" "$saga" 2>/dev/null || true' EXIT
 curl -fs "http://$saga_addr/readyz"; echo
 
 manager=$("$bin/flashgate-gateway" token --sub demo-manager --role manager)
+step "the live sale console: http://$addr/console (sign in with this manager token)"
+echo "$manager"
 starts=$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)
 ends=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
 
@@ -266,8 +280,21 @@ step "payments: the saga's outcomes and the provider's charges"
 curl -fs "http://$saga_addr/metrics" | grep -E "^flashgate_saga_payments_total" || true
 curl -fs "http://$psp_addr/metrics" | grep -E "^flashgate_psp_charges_total" || true
 
+if [ "$keep" = 1 ]; then
+  step "left running (--keep): Ctrl-C stops it"
+  echo "console:  http://$addr/console   (manager token above, or: $bin/flashgate-gateway token --sub you --role manager)"
+  echo "gateway:  http://$addr/docs  http://$addr/metrics   log $log"
+  echo "persister http://${FLASHGATE_DEMO_PERSISTER_ADDR:-127.0.0.1:8089}/metrics   log $plog"
+  echo "saga:     http://$saga_addr/metrics   log $salog;  provider http://$psp_addr"
+  # Ctrl-C (or SIGTERM) ends the wait; the graceful shutdown below runs either way.
+  trap 'echo' INT TERM
+  wait "$gateway" || true
+  trap - INT TERM
+fi
+
 step "graceful shutdown (SIGTERM)"
-kill -TERM "$gateway" "$persister" "$saga" "$psp"
+# (after --keep a terminal's Ctrl-C has reached them too: some may be gone already)
+kill -TERM "$gateway" "$persister" "$saga" "$psp" 2>/dev/null || true
 wait "$gateway" "$persister" "$saga" "$psp" || true
 trap - EXIT
 rm -rf "$results"
