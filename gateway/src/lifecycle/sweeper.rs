@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use fred::prelude::{ClientLike, HashesInterface, Pool, SetsInterface};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::app::App;
 use crate::keys::{self, SaleKeys};
@@ -94,11 +95,17 @@ pub async fn sweep(app: &App) -> anyhow::Result<Swept> {
 /// their `compensate` entries are due.
 async fn expire_due(app: &App, sale_id: u64) -> anyhow::Result<u64> {
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    // The pass's trace id is each expired order's (its end's outbox entry carries it): the
+    // relay's and the persister's lines about the order name both, and lead here.
+    let span = tracing::info_span!("sweep", trace_id = %trace_id);
+    expire_in(app, sale_id, &trace_id).instrument(span).await
+}
+
+async fn expire_in(app: &App, sale_id: u64, trace_id: &str) -> anyhow::Result<u64> {
     let batch = app.settings.gateway.lifecycle_expire_batch;
     let mut expired = 0;
     loop {
-        let (now, due) =
-            close::expire_due(app, sale_id, batch, NOT_PAID_IN_TIME, &trace_id).await?;
+        let (now, due) = close::expire_due(app, sale_id, batch, NOT_PAID_IN_TIME, trace_id).await?;
         expired += now;
         for _ in 0..now {
             app.metrics.observe_lifecycle("expired");
@@ -108,12 +115,7 @@ async fn expire_due(app: &App, sale_id: u64) -> anyhow::Result<u64> {
         }
     }
     if expired > 0 {
-        tracing::info!(
-            sale_id,
-            expired,
-            trace_id,
-            "orders expired: not paid in time"
-        );
+        tracing::info!(sale_id, expired, "orders expired: not paid in time");
     }
     Ok(expired)
 }
@@ -133,7 +135,9 @@ async fn finish_give_backs(app: &App, keys: &SaleKeys, now: DateTime<Utc>) -> an
             continue;
         }
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
-        if give_back(app, &owed, &trace_id).await {
+        // Its lines carry the order, as its request's and the other binaries' lines do.
+        let span = tracing::info_span!("order", order_id = %order_id, trace_id = %trace_id);
+        if give_back(app, &owed, &trace_id).instrument(span).await {
             // The order's discount reservations go first, then the entry: a crash between
             // the two leaves the entry, and the next pass does it all again harmlessly.
             let mut fields = vec![order_id.clone(), format!("{order_id}\nrefs")];

@@ -24,7 +24,7 @@ impl Relay {
             return Ok(0);
         }
         let mut in_flight = Vec::with_capacity(entries.len());
-        for (id, fields) in &entries {
+        for (at, (id, fields)) in entries.iter().enumerate() {
             let (topic, key, payload, trace_id) = match encode(outbox, fields) {
                 Ok(record) => (
                     self.topics.of(record.topic),
@@ -52,7 +52,7 @@ impl Relay {
                 }),
             );
             match self.producer.send_result(record) {
-                Ok(delivery) => in_flight.push((id.clone(), delivery)),
+                Ok(delivery) => in_flight.push((at, delivery)),
                 Err((err, _)) => {
                     // The producer's queue is full: stop here; what was queued still counts.
                     self.metrics.dependency_error(Dependency::Kafka);
@@ -63,9 +63,9 @@ impl Relay {
         }
         let mut delivered_ids = Vec::with_capacity(in_flight.len());
         let mut failure = None;
-        for (id, delivery) in in_flight {
+        for (at, delivery) in in_flight {
             match delivery.await {
-                Ok(Ok(_)) => delivered_ids.push(id),
+                Ok(Ok(_)) => delivered_ids.push(at),
                 Ok(Err((err, _))) => {
                     self.metrics.dependency_error(Dependency::Kafka);
                     failure = Some(err.to_string());
@@ -75,9 +75,14 @@ impl Relay {
         }
         let delivered = delivered_ids.len();
         if delivered > 0 {
+            log_relayed(stream, &entries, &delivered_ids);
             let mut args: Vec<Value> = Vec::with_capacity(delivered + 1);
             args.push(GROUP.into());
-            args.extend(delivered_ids.into_iter().map(Value::from));
+            args.extend(
+                delivered_ids
+                    .into_iter()
+                    .map(|at| Value::from(entries[at].0.as_str())),
+            );
             let _: i64 = self
                 .ack_script
                 .run(&self.redis, vec![stream.to_owned()], args)
@@ -98,5 +103,28 @@ impl Relay {
             }
             _ => Ok(delivered),
         }
+    }
+}
+
+/// A debug line per delivered entry, in a span with its order (when it names one) and trace
+/// id, as every binary's lines about an order are. The relay is a hot path: nothing is done
+/// unless debug is on for this file (`RUST_LOG=info,flashgate_gateway::outbox::delivery=debug`).
+fn log_relayed(stream: &str, entries: &[Entry], delivered: &[usize]) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    for &at in delivered {
+        let (id, fields) = &entries[at];
+        let trace_id = fields.get("trace_id").map_or("", String::as_str);
+        let order_id = fields.get("order_id").map(String::as_str);
+        let span = tracing::info_span!("order", order_id, trace_id);
+        span.in_scope(|| {
+            tracing::debug!(
+                outbox = stream,
+                entry = id.as_str(),
+                kind = fields.get("type").map(String::as_str),
+                "relayed"
+            );
+        });
     }
 }

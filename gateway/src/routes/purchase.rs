@@ -55,16 +55,20 @@ pub async fn purchase(app: &App, call: Call<'_>) -> Result<Response, ApiError> {
     match admission {
         Admission::Admitted {
             order_id, quantity, ..
-        } => Ok(json_response(
-            StatusCode::ACCEPTED,
-            &ReservedOrder {
-                order_id: &order_id,
-                sale_id,
-                quantity,
-                status: "reserved",
-                status_url: format!("/v1/orders/{order_id}"),
-            },
-        )),
+        } => {
+            // The request span (`http/router.rs`) names the order from now on.
+            tracing::Span::current().record("order_id", order_id.as_str());
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &ReservedOrder {
+                    order_id: &order_id,
+                    sale_id,
+                    quantity,
+                    status: "reserved",
+                    status_url: format!("/v1/orders/{order_id}"),
+                },
+            ))
+        }
         Admission::SoldOut { remaining, .. } if remaining <= 0 => {
             Err(ApiError::conflict("sold_out", "the sale is sold out"))
         }

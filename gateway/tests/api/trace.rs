@@ -129,3 +129,80 @@ async fn a_purchase_sent_with_a_traceparent_ends_as_an_order_row_and_persister_l
     persister.stop().await;
     app.stop().await;
 }
+
+const CANCEL_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CANCEL_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_s_cancel_is_logged_with_its_order_id_and_the_cancel_s_trace_id_by_the_request_and_the_relay()
+ {
+    // Arrange: the production JSON logs, with the relay's line per entry.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    telemetry::init_to(
+        &LogSettings {
+            format: LogFormat::Json,
+            filter: "info,flashgate_gateway::outbox::delivery=debug".to_owned(),
+        },
+        move || writer.clone(),
+    );
+    let app = spawn_app().await;
+    let sale_id = app.sale(json!({"stock": 5})).await;
+    let user = unique("u");
+    let bought = app
+        .purchase_with(
+            sale_id,
+            &user,
+            json!({"quantity": 1}),
+            &[("traceparent", TRACEPARENT)],
+        )
+        .await;
+    assert_eq!(bought.status, StatusCode::ACCEPTED, "{}", bought.json);
+    let order_id = bought.json["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_owned();
+
+    // Act: the shopper cancels it, in a trace of another request.
+    let token = app.token(&user, flashgate_gateway::auth::Role::Shopper);
+    let cancelled = app
+        .request(
+            http::Method::POST,
+            &format!("/v1/orders/{order_id}/cancel"),
+            Some(&token),
+            &[("traceparent", CANCEL_TRACEPARENT)],
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.json);
+    // The relay sends both entries (admission, end) soon after.
+    let relayed = |trace: &str| {
+        captured.lines().iter().any(|l| {
+            l["message"] == "relayed" && l["span"]["order_id"] == order_id.as_str() && {
+                l["span"]["trace_id"] == trace
+            }
+        })
+    };
+    let both = eventually(|| {
+        let seen = relayed(TRACE) && relayed(CANCEL_TRACE);
+        async move { seen }
+    })
+    .await;
+
+    // Assert: the relay named the order and each step's trace id.
+    let lines = captured.lines();
+    assert!(both, "no relay line per entry of the order: {lines:#?}");
+    // The cancel request's line names the order under the cancel's trace id.
+    let ended: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "order ended")
+        .collect();
+    assert_eq!(ended.len(), 1, "{lines:#?}");
+    assert_eq!(
+        ended[0]["span"]["order_id"],
+        order_id.as_str(),
+        "{lines:#?}"
+    );
+    assert_eq!(ended[0]["span"]["trace_id"], CANCEL_TRACE, "{lines:#?}");
+    app.stop().await;
+}
