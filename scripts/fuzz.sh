@@ -194,14 +194,6 @@ positive_data_acceptance.enabled = false
 include-operation-id = "readyz"
 checks.not_a_server_error.enabled = false
 
-# The route table serves /v1/admin/sales/{sale_id} for any segment, so GET and PATCH of
-# /v1/admin/sales/restore are the sale "restore" (404 no such sale), not 405, and its 405
-# allows them (OpenAPI would have the concrete path win).
-[[operations]]
-include-path = "/v1/admin/sales/restore"
-checks.unsupported_method.enabled = false
-checks.allow_header_conformance.enabled = false
-
 [dictionaries.sales]
 values = [$sales]
 [dictionaries.policies]

@@ -293,21 +293,41 @@ async fn rate_limit(
 }
 
 /// The route for `method` on `path` (trimmed of `/`) and the path's parameter; 405 when the
-/// path is a route's but the method is not, 404 when no route has the path.
+/// path is a route's but the method is not, 404 when no route has the path. Among the routes
+/// the path fits, only the most literal ones count (as OpenAPI has a concrete path win over a
+/// templated one): `/v1/admin/sales/restore` is the restore route's path, not sale "restore".
 fn find<'p>(method: &Method, path: &'p str) -> Result<(&'static Route, &'p str), ApiError> {
     let mut path_known = false;
-    for route in &ROUTES {
-        if let Some(param) = fit(route.pattern, path) {
-            if route.method == method {
-                return Ok((route, param));
-            }
-            path_known = true;
+    for (route, param) in fitting(path) {
+        if route.method == method {
+            return Ok((route, param));
         }
+        path_known = true;
     }
     Err(if path_known {
         ApiError::MethodNotAllowed
     } else {
         ApiError::NotFound("no such route".into())
+    })
+}
+
+/// The routes `path` fits that have the most literal segments, with the path's parameter.
+fn fitting(path: &str) -> impl Iterator<Item = (&'static Route, &str)> {
+    let literal = |route: &Route| {
+        route
+            .pattern
+            .split('/')
+            .filter(|s| !s.starts_with('{'))
+            .count()
+    };
+    let best = ROUTES
+        .iter()
+        .filter(|route| fit(route.pattern, path).is_some())
+        .map(literal)
+        .max();
+    ROUTES.iter().filter_map(move |route| {
+        let param = fit(route.pattern, path)?;
+        (Some(literal(route)) == best).then_some((route, param))
     })
 }
 
@@ -334,10 +354,8 @@ fn fit<'p>(pattern: &str, path: &'p str) -> Option<&'p str> {
 
 /// The methods of the routes `path` (trimmed of `/`) fits: a 405's `Allow`.
 fn allowed(path: &str) -> String {
-    let mut methods: Vec<&str> = ROUTES
-        .iter()
-        .filter(|route| fit(route.pattern, path).is_some())
-        .map(|route| route.method.as_str())
+    let mut methods: Vec<&str> = fitting(path)
+        .map(|(route, _)| route.method.as_str())
         .collect();
     methods.sort_unstable();
     methods.dedup();
@@ -369,8 +387,8 @@ mod tests {
             Ok(("admin_restore_sales", ""))
         );
         assert_eq!(
-            route_of(Method::GET, "/v1/admin/sales/restore"),
-            Ok(("admin_get_sale", "restore"))
+            route_of(Method::GET, "/v1/admin/sales/7"),
+            Ok(("admin_get_sale", "7"))
         );
         assert_eq!(route_of(Method::GET, "/healthz"), Ok(("healthz", "")));
     }
@@ -389,16 +407,25 @@ mod tests {
             route_of(Method::POST, "/metrics"),
             Err("method_not_allowed")
         );
+        // The restore route's own path: its other methods are 405, not a sale "restore".
+        assert_eq!(
+            route_of(Method::PATCH, "/v1/admin/sales/restore"),
+            Err("method_not_allowed")
+        );
+        assert_eq!(
+            route_of(Method::GET, "/v1/admin/sales/restore"),
+            Err("method_not_allowed")
+        );
         assert_eq!(route_of(Method::GET, "/v1/sales/42"), Err("not_found"));
         assert_eq!(route_of(Method::GET, "/"), Err("not_found"));
         assert_eq!(route_of(Method::GET, "/v1/me/orders/x"), Err("not_found"));
     }
 
     #[test]
-    fn a_405_allows_the_methods_of_every_route_the_path_fits() {
+    fn a_405_allows_the_methods_of_the_most_literal_routes_the_path_fits() {
         assert_eq!(allowed("v1/sales/42/purchases"), "POST");
         assert_eq!(allowed("v1/admin/sales/7"), "GET, PATCH");
-        assert_eq!(allowed("v1/admin/sales/restore"), "GET, PATCH, POST");
+        assert_eq!(allowed("v1/admin/sales/restore"), "POST");
     }
 
     #[test]

@@ -63,10 +63,17 @@ async fn every_route_answers_405_method_not_allowed_to_its_other_methods() {
     ];
     for pattern in routes.keys() {
         let path = pattern.replace("{}", "1");
-        // `/v1/admin/sales/restore` is a sale's path too: every route whose pattern fits.
-        let methods: BTreeSet<&str> = routes
+        // `/v1/admin/sales/restore` fits a sale's pattern too, but the concrete path wins (as
+        // in OpenAPI): only the most literal patterns that fit count.
+        let literal = |pattern: &str| pattern.split('/').filter(|s| *s != "{}").count();
+        let fitting: Vec<_> = routes
             .iter()
             .filter(|(other, _)| fits(other, &path))
+            .collect();
+        let best = fitting.iter().map(|(other, _)| literal(other)).max();
+        let methods: BTreeSet<&str> = fitting
+            .iter()
+            .filter(|(other, _)| Some(literal(other)) == best)
             .flat_map(|(_, methods)| methods.iter().map(String::as_str))
             .collect();
         for method in &others {
