@@ -1,13 +1,15 @@
 //! Each admitted order's trace id (from its envelope): stamped on its MySQL row, and the
 //! `trace_id` field of the span its log lines are written in — the same field the gateway's
-//! request span carries, so one id finds the order's lines in every binary.
+//! request span carries, so one id finds the order's lines in every binary. An order's later
+//! events (cancelled, expired, paid, a paid order cancelled and refunded) are logged the same
+//! way, each under its own event's trace id and the order's `order_id`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use flashgate_events::OrderAdmitted;
 use sqlx::{MySqlConnection, QueryBuilder};
 
-use crate::orders::OrdersOutcome;
+use crate::orders::{End, OrdersOutcome};
 
 /// The longest trace id kept on an order's row (the column's width).
 const TRACE_CHARS: usize = 255;
@@ -76,4 +78,49 @@ pub fn log_orders(
         let span = tracing::info_span!("order", trace_id = %trace, order_id = %id);
         span.in_scope(|| tracing::debug!(sale_id = order.sale_id, status, "order persisted"));
     }
+}
+
+/// One line per order end a committed batch decided (its own, and those it took out of
+/// waiting), in a span carrying the end's `trace_id` and its `order_id`: what became of it.
+/// Debug level, under the same switch as [`log_orders`].
+pub fn log_ends(ends: &[End], outcome: &OrdersOutcome) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let decided = [
+        (&outcome.ended, "stored"),
+        (&outcome.ends_found, "already stored"),
+        (&outcome.ends_stale, "order final otherwise"),
+    ];
+    let mut logged: HashSet<(&str, &str)> = HashSet::new();
+    for (list, status) in decided {
+        for end in list {
+            logged.insert((end.event.order_id.as_str(), end.event.end.status()));
+            log_end(end, status);
+        }
+    }
+    for (at, end) in ends.iter().enumerate() {
+        if logged.contains(&(end.event.order_id.as_str(), end.event.end.status())) {
+            continue;
+        }
+        let status = if outcome.hopeless_ends.contains(&at) {
+            "unknown order"
+        } else {
+            "waiting for its order"
+        };
+        log_end(end, status);
+    }
+}
+
+fn log_end(end: &End, status: &str) {
+    let event = &end.event;
+    let span = tracing::info_span!("order", trace_id = %end.trace_id, order_id = %event.order_id);
+    span.in_scope(|| {
+        tracing::debug!(
+            sale_id = event.sale_id,
+            end = event.end.status(),
+            status,
+            "order end persisted"
+        );
+    });
 }

@@ -214,6 +214,7 @@ impl BatchWriter {
             .await
             .map_err(WriteFailure::of_database)?;
         crate::trace::log_orders(&decoded.orders, &decoded.traces, &written.orders);
+        crate::trace::log_ends(&decoded.ends, &written.orders);
         self.caches
             .settle(&written.points.settle)
             .await

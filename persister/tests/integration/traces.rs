@@ -1,6 +1,8 @@
 //! One trace per order: a batch stores each admitted order's trace id (from its envelope) on
 //! its row, a replay with another trace id leaves it, and the order's JSON log line carries
-//! it as `span.trace_id` (the lines as the binary prints them, captured in this process).
+//! it as `span.trace_id` (the lines as the binary prints them, captured in this process); a
+//! later end of the order (a cancel) is logged under the order's `span.order_id` and the
+//! end's own trace id.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flashgate_config::{LogFormat, LogSettings, telemetry};
-use flashgate_events::OrderAdmitted;
+use flashgate_events::{OrderAdmitted, OrderEnd};
 use flashgate_persister::batch::{self, Decoded};
 use flashgate_persister::{db, trace};
 use rdkafka::Timestamp;
@@ -114,4 +116,60 @@ async fn an_order_s_row_and_its_log_line_carry_the_trace_id_it_arrived_with_and_
     assert_eq!(about[0]["span"]["order_id"], order.order_id.as_str());
     assert_eq!(about[0]["status"], "confirmed");
     assert_eq!(about[0]["message"], "order persisted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_s_cancel_is_logged_with_its_order_id_and_the_cancel_s_trace_id() {
+    // Arrange: the production JSON logs, with the persister's lines per order; an order stored.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    telemetry::init_to(
+        &LogSettings {
+            format: LogFormat::Json,
+            filter: "info,flashgate_persister::trace=debug".to_owned(),
+        },
+        move || writer.clone(),
+    );
+    let running = crate::persisting::start().await;
+    let sale_id = running.sale(5).await;
+    let order = crate::lifecycle::admitted(sale_id, 1, 1);
+    running.send(&order).await;
+    crate::lifecycle::wait_status(&running, &order.order_id, "confirmed").await;
+
+    // Act: its cancel arrives under the trace of the request that asked for it.
+    let cancel = crate::lifecycle::ended(&order, OrderEnd::Cancelled, "cancelled_by_shopper");
+    let envelope = cancel.into_envelope(TRACE.to_owned());
+    let topic = running.settings.kafka.orders_topic.clone();
+    running
+        .send_to(
+            &topic,
+            &order.order_id,
+            &serde_json::to_vec(&envelope).expect("json"),
+        )
+        .await;
+    crate::lifecycle::wait_status(&running, &order.order_id, "cancelled").await;
+
+    // Assert: its line is written just after the batch commits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let bytes = captured.0.lock().expect("lines").clone();
+        let found = String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["message"] == "order end persisted");
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no line about the cancel: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["span"]["order_id"], order.order_id.as_str(), "{line}");
+    assert_eq!(line["span"]["trace_id"], TRACE, "{line}");
+    assert_eq!(line["end"], "cancelled", "{line}");
+    assert_eq!(line["status"], "stored", "{line}");
+    running.stop().await;
 }
