@@ -9,6 +9,8 @@ ensure_build_deps
 
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
+# The console's browser test (api console_browser) drives chromium through playwright-core.
+scripts/browser.sh
 
 # Tests in modules named `disruptive` stop shared servers (the Redis primary, MariaDB): they
 # run after the others, one at a time. A full run must find some: a renamed module would

@@ -6,6 +6,7 @@ mod auth;
 mod breakers;
 mod cleanup;
 mod console;
+mod console_browser;
 mod contract;
 mod coupons;
 mod cursors;
