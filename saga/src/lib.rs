@@ -20,5 +20,6 @@ pub mod requests;
 pub mod startup;
 pub mod steps;
 pub mod store;
+pub mod trace;
 mod work;
 pub mod worker;

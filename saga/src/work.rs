@@ -68,6 +68,7 @@ impl Worker {
                         .provider
                         .refund(&charge, &refund_key(&payment.order_id))
                         .await;
+                    tracing::debug!(charge, reply = ?reply, "refund answered");
                     if let RefundReply::Refused(why) = &reply {
                         tracing::error!(
                             order_id = payment.order_id,
@@ -123,10 +124,17 @@ impl Worker {
     async fn charge(&self, keyed: &Payment) -> Move {
         Metrics::inc(&self.metrics.attempts);
         let key = keyed.charge_key.as_deref().unwrap_or_default();
+        tracing::debug!(
+            attempt = keyed.attempts,
+            key,
+            amount = keyed.amount,
+            "charge attempt"
+        );
         let reply = self
             .provider
             .charge(key, keyed.amount, &keyed.payment_token, &keyed.order_id)
             .await;
+        tracing::debug!(attempt = keyed.attempts, reply = ?reply, "charge answered");
         steps::after_charge(keyed, &reply)
     }
 
@@ -239,6 +247,12 @@ impl Worker {
             Ok(false) => return Err(Stop::Lost),
             Err(err) => return Err(Stop::Database(err)),
         }
+        tracing::debug!(
+            status = after.status.as_str(),
+            attempts = after.attempts,
+            put_off = matches!(next, Next::At(_)),
+            "payment step saved"
+        );
         if after.status.is_final() && after.status != before.status {
             self.metrics.outcome(after.status.as_str());
             tracing::info!(

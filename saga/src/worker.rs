@@ -118,8 +118,25 @@ impl Worker {
         tracing::info!("saga stopped working");
     }
 
-    /// Works one claimed payment until it is done, put off, or let go.
+    /// Works one claimed payment until it is done, put off, or let go; its lines carry the
+    /// order and the trace id of the request that asked for the payment.
     async fn work(self: Arc<Self>, claim: Claimed, owner: String, shutdown: watch::Receiver<bool>) {
+        let span = crate::trace::payment_span(&claim.payment);
+        tracing::Instrument::instrument(self.work_traced(claim, owner, shutdown), span).await;
+    }
+
+    /// [`Worker::work`], in the payment's span.
+    async fn work_traced(
+        self: Arc<Self>,
+        claim: Claimed,
+        owner: String,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        tracing::debug!(
+            status = claim.payment.status.as_str(),
+            attempts = claim.payment.attempts,
+            "payment claimed"
+        );
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let order_id = claim.payment.order_id.clone();
         let stop = self.steps(&claim, &owner, &shutdown).await;

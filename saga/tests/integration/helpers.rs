@@ -519,3 +519,29 @@ where
     }
     false
 }
+
+impl Stack {
+    /// `POST /v1/orders/{id}/payment` with `token`, sent with a W3C `traceparent`, asserting
+    /// the 202.
+    pub async fn pay_traced(&self, order_id: &str, user: &str, token: &str, traceparent: &str) {
+        let bearer = self
+            .minter
+            .mint(user, &[Role::Shopper], Duration::from_secs(3600))
+            .expect("mint");
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!(
+                "http://{}/v1/orders/{order_id}/payment",
+                self.gateway
+            ))
+            .header("authorization", format!("Bearer {bearer}"))
+            .header("content-type", "application/json")
+            .header("traceparent", traceparent)
+            .body(Full::new(Bytes::from(
+                json!({"payment_token": token}).to_string(),
+            )))
+            .expect("request");
+        let response = self.client.request(request).await.expect("gateway answers");
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+}

@@ -13,3 +13,4 @@ mod ops_metrics;
 mod outage;
 mod payments;
 mod refunds;
+mod traces;
