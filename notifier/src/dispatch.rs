@@ -189,7 +189,12 @@ impl Dispatcher {
         in_hand.insert(delivery.id);
         drop(in_hand);
         self.show_held(&endpoint);
-        tokio::spawn(self.clone().work(endpoint, delivery, permit));
+        // Its lines carry the order and the event's trace id (`trace.rs`).
+        let span = crate::trace::delivery_span(&delivery);
+        tokio::spawn(tracing::Instrument::instrument(
+            self.clone().work(endpoint, delivery, permit),
+            span,
+        ));
     }
 
     /// Finds due deliveries in MySQL every `sweep_interval` until shutdown.
@@ -242,6 +247,12 @@ impl Dispatcher {
                     self.write(|| store::sent(&self.db, delivery.id, delivery.attempts))
                         .await;
                     self.metrics.delivery(&channel, "sent");
+                    tracing::debug!(
+                        event_id = delivery.event_id,
+                        channel,
+                        attempts = delivery.attempts,
+                        "delivery sent"
+                    );
                     break;
                 }
                 Err(reason) if delivery.attempts >= self.max_attempts => {

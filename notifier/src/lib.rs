@@ -19,3 +19,4 @@ pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod templates;
+pub mod trace;

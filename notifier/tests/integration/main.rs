@@ -6,3 +6,4 @@ mod failures;
 mod helpers;
 mod instances;
 mod sold_out;
+mod traces;
