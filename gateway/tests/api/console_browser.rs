@@ -68,6 +68,10 @@ async fn a_manager_watches_a_rush_live_in_a_real_browser_and_pauses_the_sale_fro
             "per_user_limit": 100_000,
         }))
         .await;
+    // Another open sale, which the page shows too and the first one's buttons leave alone.
+    let other_sale_id = app
+        .sale(json!({"title": "Winter jacket restock", "sku": "JKT-0007", "stock": 500}))
+        .await;
     let manager = app.token("console-manager", Role::Manager);
     let shoppers: Vec<String> = (0..SHOPPERS)
         .map(|i| app.token(&format!("console-shopper-{i}"), Role::Shopper))
@@ -82,6 +86,7 @@ async fn a_manager_watches_a_rush_live_in_a_real_browser_and_pauses_the_sale_fro
         .env("FLASHGATE_CONSOLE_MANAGER_TOKEN", &manager)
         .env("FLASHGATE_CONSOLE_SHOPPER_TOKENS", shoppers.join(","))
         .env("FLASHGATE_CONSOLE_SALE_ID", sale_id.to_string())
+        .env("FLASHGATE_CONSOLE_OTHER_SALE_ID", other_sale_id.to_string())
         .kill_on_drop(true)
         .output();
     // The script bounds each of its waits (15 s) and its whole run (90 s); this is the backstop.
@@ -105,6 +110,8 @@ async fn a_manager_watches_a_rush_live_in_a_real_browser_and_pauses_the_sale_fro
     let refused = app.purchase(sale_id, "console-shopper-0", 1).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.json);
     assert_eq!(refused.code(), "sale_not_active");
+    let other = app.get_sale(other_sale_id).await;
+    assert_eq!(other.json["status"], "active", "{}", other.json);
 
     persister.stop().await;
     app.stop().await;

@@ -10,6 +10,8 @@
 //!   FLASHGATE_CONSOLE_MANAGER_TOKEN  a manager's bearer token
 //!   FLASHGATE_CONSOLE_SHOPPER_TOKENS shoppers' bearer tokens, comma separated
 //!   FLASHGATE_CONSOLE_SALE_ID        an open, active sale with room for the rush
+//!   FLASHGATE_CONSOLE_OTHER_SALE_ID  (optional) another open sale: shown too, and left alone
+//!                                    by the first one's buttons
 //!   FLASHGATE_CONSOLE_SCREENSHOT     (optional) where to save a PNG of the console mid-rush
 //!   FLASHGATE_CONSOLE_WAIT_MS        (optional) the timeout of each wait, 15000 by default
 //!   FLASHGATE_CHROMIUM               (optional) the browser; else chromium found on PATH
@@ -183,6 +185,8 @@ async function main() {
   const managerToken = need("FLASHGATE_CONSOLE_MANAGER_TOKEN");
   const shopperTokens = need("FLASHGATE_CONSOLE_SHOPPER_TOKENS").split(",").map((t) => t.trim()).filter(Boolean);
   const saleId = Number(need("FLASHGATE_CONSOLE_SALE_ID"));
+  const otherSaleId = process.env.FLASHGATE_CONSOLE_OTHER_SALE_ID
+    ? Number(process.env.FLASHGATE_CONSOLE_OTHER_SALE_ID) : null;
   const screenshot = process.env.FLASHGATE_CONSOLE_SCREENSHOT;
   const base = addr.startsWith("http") ? addr : `http://${addr}`;
   const { chromium } = loadPlaywright();
@@ -210,6 +214,10 @@ async function main() {
     await page.click("form#signin-form button[type=submit]");
     await waitInPage(page, `the sale ${saleId} in the table`,
       ([id]) => !!document.querySelector(`#sales tr[data-sale="${id}"]`), [saleId]);
+    if (otherSaleId !== null) {
+      await waitInPage(page, `the other sale ${otherSaleId} in the table`,
+        ([id]) => !!document.querySelector(`#sales tr[data-sale="${id}"]`), [otherSaleId]);
+    }
     await waitInPage(page, "the stream to say live",
       () => document.getElementById("state").textContent === "live");
     if (page.url().includes(managerToken)) fail("the token is in the page's address");
@@ -224,25 +232,29 @@ async function main() {
     console.log(`console: signed in; sale ${saleId} shows remaining ${before.remaining}, admitted ${before.admitted}`);
     const navigationsBefore = navigations;
 
-    // The rush, while the page stays open: the numbers move during it, on two snapshots.
+    // The rush, while the page stays open: the numbers move during it, on two snapshots at
+    // least (more for a screenshot, so that the sparkline has a few points to draw).
+    const moves = screenshot ? 6 : 2;
     const rush = startRush(base, saleId, shopperTokens);
     // Rejects as soon as a purchase of the rush fails, so no wait sits out its timeout then.
     const rushFailed = rush.done.then(() => new Promise(() => {}));
     rushFailed.catch(() => {}); // raced below; must not count as unhandled before then
-    let during;
+    const seen = [];
+    let during = before;
     try {
-      await Promise.race([rushFailed, waitInPage(page, "the page to show the rush's first admissions",
-        rowShows, [saleId, { admittedAbove: before.admitted }])]);
-      const first = await readRow(page, saleId);
-      await Promise.race([rushFailed, waitInPage(page, "the page to show the rush moving on (a second, later snapshot)",
-        rowShows, [saleId, { admittedAbove: first.admitted }])]);
-      during = await readRow(page, saleId);
-      if (!rush.running()) fail("the rush ended before the page showed it moving twice (raise FLASHGATE_CONSOLE_RUSH_MAX)");
+      while (seen.length < moves) {
+        await Promise.race([rushFailed, waitInPage(page,
+          `the page to show the rush moving (snapshot ${seen.length + 1} of ${moves} with more admitted than ${during.admitted})`,
+          rowShows, [saleId, { admittedAbove: during.admitted }])]);
+        during = await readRow(page, saleId);
+        seen.push(during.admitted);
+      }
+      if (!rush.running()) fail("the rush ended before the page showed it moving (raise FLASHGATE_CONSOLE_RUSH_MAX)");
       if (screenshot) {
         await page.screenshot({ path: screenshot });
         console.log(`console: screenshot mid-rush saved to ${screenshot}`);
       }
-      console.log(`console: mid-rush the page shows admitted ${first.admitted}, then ${during.admitted}` +
+      console.log(`console: mid-rush the page shows admitted ${seen.join(", then ")}` +
         ` (${rush.accepted()} purchases answered so far)`);
     } finally {
       rush.stop();
@@ -268,6 +280,10 @@ async function main() {
     };
     await setStatusFromPage(page, saleId, "paused");
     await expectRefused("after Pause on the page");
+    if (otherSaleId !== null) {
+      const other = await readRow(page, otherSaleId);
+      if (!other || other.status !== "active") fail(`Pause on sale ${saleId} changed sale ${otherSaleId}: ${JSON.stringify(other)}`);
+    }
     console.log("console: Pause on the page: the sale shows paused, a purchase answers 409 sale_not_active");
 
     // Resume opens it again; a last Pause leaves it paused for the caller to check.
