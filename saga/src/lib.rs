@@ -8,6 +8,7 @@
 //! ([`orders`]) and announcing the outcome ([`publish`]); [`metrics`] shows it (served by the
 //! persister's operational endpoints), [`startup`] wires it.
 
+pub mod announce;
 pub mod backoff;
 pub mod decode;
 pub mod intake;

@@ -17,6 +17,7 @@ use sqlx::MySqlPool;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::announce::{self, Announcing};
 use crate::backoff::Backoff;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Saga {
     metrics: Arc<Metrics>,
     intake: Intake,
     worker: Arc<Worker>,
+    /// Announces outcomes off the workers' slots.
+    announcing: Announcing,
     publisher: Publisher,
     /// How long the payments in hand may take to finish their step at shutdown.
     drain: Duration,
@@ -82,11 +85,25 @@ impl Saga {
             metrics.clone(),
         )?;
         let instance = format!("saga-{}", uuid::Uuid::new_v4().simple());
+        let store = Store {
+            db: db.clone(),
+            lease: Duration::from_millis(saga.lease_ms),
+        };
+        let backoff = Backoff {
+            base_ms: saga.retry_base_ms,
+            cap_ms: saga.retry_cap_ms,
+        };
+        // Room for every slot's outcome four times over: the workers wait (backpressure) only
+        // when the broker has fallen that far behind.
+        let (announcer, announcing) = announce::queue(
+            saga.concurrency.saturating_mul(4),
+            publisher.clone(),
+            store.clone(),
+            metrics.clone(),
+            backoff,
+        );
         let worker = Arc::new(Worker {
-            store: Store {
-                db: db.clone(),
-                lease: Duration::from_millis(saga.lease_ms),
-            },
+            store,
             provider,
             orders: Orders {
                 redis,
@@ -94,12 +111,9 @@ impl Saga {
                 prefix: settings.redis.key_prefix.clone(),
                 settle_ms: settings.gateway.request_timeout_ms.saturating_mul(2),
             },
-            publisher: publisher.clone(),
+            announcer,
             metrics: metrics.clone(),
-            backoff: Backoff {
-                base_ms: saga.retry_base_ms,
-                cap_ms: saga.retry_cap_ms,
-            },
+            backoff,
             concurrency: saga.concurrency,
             poll_interval: Duration::from_millis(saga.poll_interval_ms),
             instance: instance.clone(),
@@ -117,6 +131,7 @@ impl Saga {
             metrics,
             intake,
             worker,
+            announcing,
             publisher,
             drain: saga.provider_timeout() * 3 + Duration::from_secs(5),
         })
@@ -144,6 +159,9 @@ impl Saga {
         let (stop, stopped) = watch::channel(false);
         let consuming = tokio::spawn(self.intake.run(stopped.clone()));
         let working = tokio::spawn(self.worker.clone().run(stopped.clone()));
+        // Stopped after the worker, so the outcomes of the payments it finishes are announced.
+        let (stop_announcing, announcing_stopped) = watch::channel(false);
+        let announcing = tokio::spawn(self.announcing.run(announcing_stopped));
         let gauges = tokio::spawn(gauges(self.worker.store.clone(), self.metrics.clone()));
         tracing::info!("saga running");
         shutdown.await;
@@ -155,6 +173,8 @@ impl Saga {
                 "payments in hand did not finish their step in time; their leases run out"
             );
         }
+        let _ = stop_announcing.send(true);
+        let _ = announcing.await;
         gauges.abort();
         self.publisher.flush(Duration::from_secs(5));
         ops.abort();

@@ -110,49 +110,30 @@ impl Store {
         after: &Payment,
         next: Next,
     ) -> Result<bool, sqlx::Error> {
-        let (keep, next_at) = match next {
-            Next::Keep => (true, None),
-            Next::At(at) => (false, Some(at)),
-            Next::Never => (false, None),
-        };
-        let due_now = keep;
-        let done = matches!(next, Next::Never);
-        let result = sqlx::query(
-            "UPDATE payments SET status = ?, attempts = ?, charge_key = ?, provider_ref = ?, \
-             failure_code = ?, refund_ref = ?, refund_reason = ?, refund_cause = ?, retries = ?, \
-             charged_at = IF(? AND charged_at IS NULL, NOW(3), charged_at), \
-             refunded_at = IF(? AND refunded_at IS NULL, NOW(3), refunded_at), \
-             published_at = IF(?, COALESCE(published_at, NOW(3)), NULL), \
-             next_at = IF(?, NOW(3), IF(?, NULL, ?)), \
-             lease_owner = IF(?, lease_owner, NULL), \
-             lease_until = IF(?, NOW(3) + INTERVAL ? MICROSECOND, NULL) \
-             WHERE order_id = ? AND lease_owner = ? AND status = ? AND refund_cause <=> ?",
-        )
-        .bind(after.status.as_str())
-        .bind(after.attempts)
-        .bind(after.charge_key.as_deref())
-        .bind(after.provider_ref.as_deref())
-        .bind(after.failure_code.as_deref())
-        .bind(after.refund_ref.as_deref())
-        .bind(after.refund_reason.as_deref())
-        .bind(after.refund_cause.map(RefundCause::as_str))
-        .bind(after.retries)
-        .bind(after.provider_ref.is_some())
-        .bind(after.refund_ref.is_some())
-        .bind(after.published)
-        .bind(due_now)
-        .bind(done)
-        .bind(next_at)
-        .bind(keep)
-        .bind(keep)
-        .bind(micros(self.lease))
-        .bind(&before.order_id)
-        .bind(owner)
-        .bind(before.status.as_str())
-        .bind(before.refund_cause.map(RefundCause::as_str))
-        .execute(&self.db)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        save_on(&self.db, self.lease, owner, before, after, next).await
+    }
+
+    /// Writes several payments' rows in one transaction (one commit, one flush to disk for
+    /// them all), each fenced as [`Store::save`] fences it: whether each was written, in
+    /// order. A row another instance took over is simply not written; the others are.
+    pub async fn save_many(&self, writes: &[Write<'_>]) -> Result<Vec<bool>, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let mut written = Vec::with_capacity(writes.len());
+        for write in writes {
+            written.push(
+                save_on(
+                    &mut *tx,
+                    self.lease,
+                    write.owner,
+                    write.before,
+                    &write.after,
+                    write.next,
+                )
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// Lets go of `order_id` (due again now, for whoever claims it next), if `owner` holds it.
@@ -195,6 +176,75 @@ impl Store {
             u64::try_from(age / 1000).unwrap_or(0),
         ))
     }
+}
+
+/// One fenced write of [`Store::save_many`].
+pub struct Write<'a> {
+    /// The claim (lease owner) it is written under.
+    pub owner: &'a str,
+    /// The row as this instance last wrote it (the fence).
+    pub before: &'a Payment,
+    /// The row to write.
+    pub after: Payment,
+    /// When it is looked at next.
+    pub next: Next,
+}
+
+/// The fenced write of [`Store::save`], on a pool or inside a transaction.
+async fn save_on<'c, E>(
+    db: E,
+    lease: Duration,
+    owner: &str,
+    before: &Payment,
+    after: &Payment,
+    next: Next,
+) -> Result<bool, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::MySql>,
+{
+    let (keep, next_at) = match next {
+        Next::Keep => (true, None),
+        Next::At(at) => (false, Some(at)),
+        Next::Never => (false, None),
+    };
+    let due_now = keep;
+    let done = matches!(next, Next::Never);
+    let result = sqlx::query(
+        "UPDATE payments SET status = ?, attempts = ?, charge_key = ?, provider_ref = ?, \
+         failure_code = ?, refund_ref = ?, refund_reason = ?, refund_cause = ?, retries = ?, \
+         charged_at = IF(? AND charged_at IS NULL, NOW(3), charged_at), \
+         refunded_at = IF(? AND refunded_at IS NULL, NOW(3), refunded_at), \
+         published_at = IF(?, COALESCE(published_at, NOW(3)), NULL), \
+         next_at = IF(?, NOW(3), IF(?, NULL, ?)), \
+         lease_owner = IF(?, lease_owner, NULL), \
+         lease_until = IF(?, NOW(3) + INTERVAL ? MICROSECOND, NULL) \
+         WHERE order_id = ? AND lease_owner = ? AND status = ? AND refund_cause <=> ?",
+    )
+    .bind(after.status.as_str())
+    .bind(after.attempts)
+    .bind(after.charge_key.as_deref())
+    .bind(after.provider_ref.as_deref())
+    .bind(after.failure_code.as_deref())
+    .bind(after.refund_ref.as_deref())
+    .bind(after.refund_reason.as_deref())
+    .bind(after.refund_cause.map(RefundCause::as_str))
+    .bind(after.retries)
+    .bind(after.provider_ref.is_some())
+    .bind(after.refund_ref.is_some())
+    .bind(after.published)
+    .bind(due_now)
+    .bind(done)
+    .bind(next_at)
+    .bind(keep)
+    .bind(keep)
+    .bind(micros(lease))
+    .bind(&before.order_id)
+    .bind(owner)
+    .bind(before.status.as_str())
+    .bind(before.refund_cause.map(RefundCause::as_str))
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 fn micros(duration: Duration) -> u64 {

@@ -4,6 +4,7 @@
 
 use tokio::sync::watch;
 
+use crate::announce::Announcement;
 use crate::backoff;
 use crate::metrics::Metrics;
 use crate::payment::{Payment, RefundCause, Status, refund_key};
@@ -91,7 +92,7 @@ impl Worker {
                     }
                 }
                 Step::EndRefund(RefundCause::Late) => steps::refunded(&payment),
-                Step::Announce => self.announce(&payment).await,
+                Step::Announce => return self.announce(claim, owner, payment).await,
                 Step::Done => Move {
                     payment: payment.clone(),
                     then: Then::Go,
@@ -187,25 +188,19 @@ impl Worker {
         steps::after_give_up(payment, &found)
     }
 
-    /// Announces a final payment's outcome.
-    async fn announce(&self, payment: &Payment) -> Move {
-        let Some(kind) = steps::outcome_kind(payment.status) else {
-            return steps::announced(payment);
+    /// Hands a final payment, written, to the announcer and frees this slot; the announcer
+    /// records it announced (or puts it off to be claimed again). At shutdown, when the
+    /// announcer is gone, the payment is let go unannounced for the next claim.
+    async fn announce(&self, claim: &Claimed, owner: &str, payment: Payment) -> Result<(), Stop> {
+        let announcement = Announcement {
+            owner: owner.to_owned(),
+            payment,
+            claimed_at: claim.claimed_at,
+            claimed: claim.claimed,
         };
-        match self.publisher.announce(payment, kind).await {
-            Ok(()) => {
-                Metrics::inc(&self.metrics.announced);
-                steps::announced(payment)
-            }
-            Err(err) => {
-                Metrics::inc(&self.metrics.kafka_errors);
-                tracing::warn!(
-                    order_id = payment.order_id,
-                    error = format!("{err:#}"),
-                    "announcing a payment's outcome failed"
-                );
-                steps::retry(payment)
-            }
+        match self.announcer.submit(announcement).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Stop::Shutdown),
         }
     }
 

@@ -16,11 +16,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::announce::Announcer;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::orders::Orders;
 use crate::provider::Provider;
-use crate::publish::Publisher;
 use crate::store::{Claimed, Store};
 
 /// Why a payment's work stopped before it was done or put off.
@@ -44,8 +44,8 @@ pub struct Worker {
     pub provider: Provider,
     /// The orders' records in Redis.
     pub orders: Orders,
-    /// Outcomes.
-    pub publisher: Publisher,
+    /// Outcomes: final rows are queued here and announced off the workers' slots.
+    pub announcer: Announcer,
     /// Counted as they happen.
     pub metrics: Arc<Metrics>,
     /// `saga.retry_base_ms`, `saga.retry_cap_ms`.

@@ -14,3 +14,4 @@ mod outage;
 mod payments;
 mod refunds;
 mod traces;
+mod throughput;
