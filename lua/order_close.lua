@@ -76,8 +76,9 @@
 --   {'not_due', ...}         expire: the deadline not reached
 --   {'window_closed', ...}   pay, pay_start: the deadline passed
 --   {'not_found'}            no such open or recently ended order (of this user)
---   {'expired', n, due}      expire_due: n orders expired of the `due` found (a full batch
---                            means more may be due: call again)
+--   {'expired', n, due, id...}  expire_due: n orders expired of the `due` found (a full
+--                            batch means more may be due: call again), then the n expired
+--                            orders' ids (the sweeper logs each under the pass's trace id)
 --   {'idempotency_key_reused'}  the key names another request
 
 local sale_key, stock_key, buyers_key, outbox_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -232,11 +233,12 @@ end
 if op == 'expire_due' then
   local due = redis.call('ZRANGEBYSCORE', holds_key, '-inf', now_ms, 'LIMIT', 0,
     tonumber(order_id))
-  local expired = 0
+  local expired, reply = 0, {'expired', 0, #due}
   for _, id in ipairs(due) do
     local code = close('expire', id, '')[1]
     if code == 'closed' then
       expired = expired + 1
+      reply[3 + expired] = id
     elseif code ~= 'not_due' then
       -- A hold without an open record (never written so by these scripts): drop it, or it
       -- would stay first in line and stop every later expiry.
@@ -246,7 +248,8 @@ if op == 'expire_due' then
   if expired > 0 then
     redis.call('PUBLISH', channel, sale_id)
   end
-  return {'expired', expired, #due}
+  reply[2] = expired
+  return reply
 end
 
 if not targets[op] then

@@ -213,15 +213,15 @@ async fn run(
     parse(&reply)
 }
 
-/// What one `expire_due` batch did: `(expired, due)`, the orders expired now and the due
-/// ones found (a full batch means more may be due).
+/// What one `expire_due` batch did: `(expired, due)`, the ids of the orders expired now and
+/// how many due ones were found (a full batch means more may be due).
 pub async fn expire_due(
     app: &App,
     sale_id: u64,
     batch: u64,
     reason: &str,
     trace_id: &str,
-) -> Result<(u64, u64), fred::error::Error> {
+) -> Result<(Vec<String>, u64), fred::error::Error> {
     let prefix = app.prefix();
     let keys = SaleKeys::new(prefix, sale_id);
     let args: Vec<Value> = vec![
@@ -238,7 +238,7 @@ pub async fn expire_due(
     let reply: Vec<Value> = script.run(&app.redis, keys.lifecycle(), args).await?;
     match reply_text(&reply, 0).as_str() {
         "expired" => Ok((
-            u64::try_from(reply_int(&reply, 1)).unwrap_or(0),
+            (3..reply.len()).map(|at| reply_text(&reply, at)).collect(),
             u64::try_from(reply_int(&reply, 2)).unwrap_or(0),
         )),
         other => Err(unexpected_reply("order_close", other)),

@@ -105,7 +105,9 @@ async fn expire_in(app: &App, sale_id: u64, trace_id: &str) -> anyhow::Result<u6
     let batch = app.settings.gateway.lifecycle_expire_batch;
     let mut expired = 0;
     loop {
-        let (now, due) = close::expire_due(app, sale_id, batch, NOT_PAID_IN_TIME, trace_id).await?;
+        let (ids, due) = close::expire_due(app, sale_id, batch, NOT_PAID_IN_TIME, trace_id).await?;
+        log_expired(&ids, trace_id);
+        let now = ids.len() as u64;
         expired += now;
         for _ in 0..now {
             app.metrics.observe_lifecycle("expired");
@@ -118,6 +120,19 @@ async fn expire_in(app: &App, sale_id: u64, trace_id: &str) -> anyhow::Result<u6
         tracing::info!(sale_id, expired, "orders expired: not paid in time");
     }
     Ok(expired)
+}
+
+/// A debug line per order expired, in a span with its `order_id` and the pass's `trace_id`
+/// (that of its end's outbox entry), as every binary's lines about an order are. A rush can
+/// expire thousands at once: nothing is done unless debug is on for this file.
+fn log_expired(ids: &[String], trace_id: &str) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    for order_id in ids {
+        let span = tracing::info_span!("order", order_id = %order_id, trace_id = %trace_id);
+        span.in_scope(|| tracing::debug!(reason = NOT_PAID_IN_TIME, "order expired"));
+    }
 }
 
 /// Finishes the give-backs of the sale that are due and removes each entry once done.

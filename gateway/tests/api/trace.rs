@@ -10,7 +10,7 @@ use flashgate_config::{LogFormat, LogSettings};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{eventually, spawn_app, unique};
+use crate::helpers::{eventually, run_out_window, spawn_app, unique};
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -204,5 +204,77 @@ async fn an_order_s_cancel_is_logged_with_its_order_id_and_the_cancel_s_trace_id
         "{lines:#?}"
     );
     assert_eq!(ended[0]["span"]["trace_id"], CANCEL_TRACE, "{lines:#?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_expired_by_the_sweeper_is_logged_with_its_order_id_and_the_pass_s_trace_id_by_the_sweeper_and_the_relay()
+ {
+    // Arrange: the production JSON logs, with the sweeper's and the relay's lines per order.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    telemetry::init_to(
+        &LogSettings {
+            format: LogFormat::Json,
+            filter: "info,flashgate_gateway::lifecycle::sweeper=debug,\
+                     flashgate_gateway::outbox::delivery=debug"
+                .to_owned(),
+        },
+        move || writer.clone(),
+    );
+    let app = spawn_app().await;
+    let sale_id = app.sale(json!({"stock": 5})).await;
+    let bought = app.purchase(sale_id, &unique("u"), 1).await;
+    assert_eq!(bought.status, StatusCode::ACCEPTED, "{}", bought.json);
+    let order_id = bought.json["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_owned();
+
+    // Act: its payment window runs out; the sweeper expires it.
+    run_out_window(&app, sale_id, &order_id).await;
+    let expired_line = || {
+        captured
+            .lines()
+            .into_iter()
+            .find(|l| l["message"] == "order expired" && l["span"]["order_id"] == order_id.as_str())
+    };
+    let seen = eventually(|| {
+        let seen = expired_line().is_some();
+        async move { seen }
+    })
+    .await;
+    assert!(
+        seen,
+        "no sweeper line about the order: {:#?}",
+        captured.lines()
+    );
+    let trace = expired_line().expect("line")["span"]["trace_id"]
+        .as_str()
+        .expect("trace id")
+        .to_owned();
+    let relayed = eventually(|| {
+        let seen = captured.lines().iter().any(|l| {
+            l["message"] == "relayed"
+                && l["kind"] == "order.expired"
+                && l["span"]["order_id"] == order_id.as_str()
+                && l["span"]["trace_id"] == trace.as_str()
+        });
+        async move { seen }
+    })
+    .await;
+
+    // Assert: the relay sent its end under the pass's trace id, and the pass's own line
+    // carries that trace id too.
+    let lines = captured.lines();
+    assert!(relayed, "no relay line for the order's end: {lines:#?}");
+    assert!(!trace.is_empty());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "orders expired: not paid in time"
+                && l["span"]["trace_id"] == trace.as_str()),
+        "{lines:#?}"
+    );
     app.stop().await;
 }
