@@ -301,6 +301,22 @@ pub fn announced(payment: &Payment) -> Move {
     go(next)
 }
 
+/// Whether `moved` may go unwritten, carried by the next step's write instead (one commit
+/// fewer per payment): only a charge found or made under the key `written` has on record.
+/// Should the process die before the next write, the row still says "pending, attempt
+/// outstanding under this key", and whoever claims it looks the key up and finds the same
+/// charge (never charging again); a Redis `pay` made meanwhile answers `already`. Everything
+/// else (the key before the call, a decline, every final row) is written before going on.
+pub fn may_hold_back(written: &Payment, moved: &Move) -> bool {
+    moved.then == Then::Go
+        && moved.payment.status == Status::Charged
+        && written.status == Status::Pending
+        && written.charge_key.is_some()
+        && written.charge_key == moved.payment.charge_key
+        && written.attempts == moved.payment.attempts
+        && moved.payment.provider_ref.is_some()
+}
+
 /// The event type announcing a final payment, `None` for one not final.
 pub fn outcome_kind(status: Status) -> Option<&'static str> {
     match status {

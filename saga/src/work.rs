@@ -21,15 +21,15 @@ impl Worker {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), Stop> {
         let mut payment = claim.payment.clone();
+        // The row as this claim last wrote it: the fence of the next write. It differs from
+        // `payment` while a move is held back (`steps::may_hold_back`).
+        let mut written = payment.clone();
         loop {
             if *shutdown.borrow() {
                 return Err(Stop::Shutdown);
             }
             let overdue = claim.now() >= payment.give_up_at;
             let step = steps::next_step(&payment, overdue);
-            // The row the move is written over: the one in hand, or for a charge the one
-            // written with its key before the call.
-            let mut before = payment.clone();
             let moved = match step {
                 Step::GiveUp => steps::give_up(&payment),
                 Step::LookUp(key) => match self.provider.lookup(&key).await {
@@ -40,7 +40,7 @@ impl Worker {
                                 return Ok(());
                             };
                             let moved = self.charge(&keyed).await;
-                            before = keyed;
+                            written = keyed;
                             moved
                         }
                     },
@@ -51,7 +51,7 @@ impl Worker {
                         return Ok(());
                     };
                     let moved = self.charge(&keyed).await;
-                    before = keyed;
+                    written = keyed;
                     moved
                 }
                 Step::Pay => self.pay(&payment).await?,
@@ -98,8 +98,16 @@ impl Worker {
                     then: Then::Go,
                 },
             };
-            match self.save(claim, owner, &before, moved).await? {
-                Some(next) => payment = next,
+            if steps::may_hold_back(&written, &moved) {
+                // Not written: the next step's write carries it (one commit fewer).
+                payment = moved.payment;
+                continue;
+            }
+            match self.save(claim, owner, &written, moved).await? {
+                Some(next) => {
+                    written = next.clone();
+                    payment = next;
+                }
                 None => return Ok(()),
             }
         }

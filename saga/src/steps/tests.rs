@@ -290,3 +290,29 @@ fn every_final_payment_is_announced_once_under_its_type() {
     let done = announced(&completed).payment;
     assert_eq!(next_step(&done, false), Step::Done);
 }
+
+#[test]
+fn only_a_charge_found_under_the_key_on_record_may_wait_for_the_next_write() {
+    let keyed = before_charge(&pending(), 1);
+    // Charged under the key written before the call: the lookup finds it again after a crash.
+    let charged = after_charge(&keyed, &ChargeReply::Succeeded("ch_1".to_owned()));
+    assert!(may_hold_back(&keyed, &charged));
+    let found = after_lookup(&keyed, &Found::Succeeded("ch_1".to_owned())).expect("a move");
+    assert!(may_hold_back(&keyed, &found));
+    // A decline, a retry, or a row with no key on record is written before going on.
+    let declined = after_charge(&keyed, &ChargeReply::Declined("card_declined".to_owned()));
+    assert!(!may_hold_back(&keyed, &declined));
+    let unknown = after_charge(&keyed, &ChargeReply::Unknown("timeout".to_owned()));
+    assert!(!may_hold_back(&keyed, &unknown));
+    assert!(!may_hold_back(&pending(), &charged));
+    // The key written for another attempt than the one charged: written first.
+    let other = before_charge(&keyed, 2);
+    assert!(!may_hold_back(&other, &charged));
+    // Whatever follows the charged row (paid, refunding, final) is written.
+    let paid = match after_pay(&charged_one(), OrderAnswer::Closed) {
+        AfterPay::Done(moved) => moved,
+        other => panic!("{other:?}"),
+    };
+    assert!(!may_hold_back(&charged_one(), &paid));
+    assert!(!may_hold_back(&keyed, &paid));
+}
