@@ -17,9 +17,11 @@ use sqlx::MySqlPool;
 use tokio::sync::{Notify, watch};
 
 use crate::decode::{self, Request};
+use crate::handoff::{Handed, Handoff};
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::requests::{self, RefundIntake};
+use crate::store;
 
 /// Most messages taken in one batch.
 const BATCH_SIZE: usize = 256;
@@ -44,6 +46,8 @@ pub struct Intake {
     wake: Arc<Notify>,
     /// Counted as they happen.
     metrics: Arc<Metrics>,
+    /// Fresh payments straight to idle workers (`None`: the workers claim them).
+    handoff: Option<Handoff>,
 }
 
 /// A message decoded, with its request and trace id.
@@ -89,7 +93,14 @@ impl Intake {
             publisher,
             wake,
             metrics,
+            handoff: None,
         })
+    }
+
+    /// Hands fresh payments to this instance's workers through `handoff`.
+    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
+        self.handoff = Some(handoff);
+        self
     }
 
     /// Consumes until `shutdown` turns true; the batch in hand is stored and committed first
@@ -105,7 +116,6 @@ impl Intake {
                 break;
             }
             self.commit(&batch);
-            self.wake.notify_one();
         }
         tracing::info!("saga stopped consuming");
         Ok(())
@@ -238,15 +248,22 @@ impl Intake {
         }
     }
 
-    /// Writes what `requests` ask for, in one transaction.
+    /// Writes what `requests` ask for, in one transaction; the fresh payments it can, leased
+    /// in that transaction and handed to the workers after it commits; the workers are woken
+    /// for the rest.
     async fn apply(&self, requests: &[Decoded<'_>]) -> Result<(), Failure> {
         let written = async {
             let mut tx = self.db.begin().await?;
             let (mut stored, mut duplicates) = (0, 0);
+            let mut fresh = Vec::new();
             for (_, request, trace_id) in requests {
                 let new = match request {
                     Request::Payment(payment) => {
-                        requests::store_payment(&mut tx, payment, trace_id).await?
+                        let new = requests::store_payment(&mut tx, payment, trace_id).await?;
+                        if new {
+                            fresh.push(payment.order_id.as_str());
+                        }
+                        new
                     }
                     Request::Refund(refund) => {
                         requests::store_refund(&mut tx, refund, trace_id).await?
@@ -255,13 +272,41 @@ impl Intake {
                 };
                 if new { stored += 1 } else { duplicates += 1 }
             }
+            let reserved = self
+                .handoff
+                .as_ref()
+                .and_then(|h| Some((h.reserve(fresh.len())?, h.lease)));
+            let mut handed = Vec::new();
+            let mut permits = None;
+            if let Some(((reserved, owner), lease)) = reserved {
+                let room = reserved.len();
+                let claims = store::lease_fresh(&mut tx, &owner, lease, &fresh[..room]).await?;
+                handed = claims
+                    .into_iter()
+                    .map(|claim| Handed {
+                        owner: owner.clone(),
+                        claim,
+                    })
+                    .collect();
+                permits = Some(reserved);
+            }
             tx.commit().await?;
-            Ok::<_, sqlx::Error>((stored, duplicates))
+            let n = handed.len() as u64;
+            if let Some(permits) = permits {
+                for (permit, one) in permits.zip(handed) {
+                    permit.send(one);
+                }
+            }
+            Ok::<_, sqlx::Error>((stored, duplicates, n))
         };
         match written.await {
-            Ok((stored, duplicates)) => {
+            Ok((stored, duplicates, handed)) => {
                 Metrics::add(&self.metrics.requests_stored, stored);
                 Metrics::add(&self.metrics.duplicates, duplicates);
+                Metrics::add(&self.metrics.handed_off, handed);
+                if stored > handed {
+                    self.wake.notify_one();
+                }
                 Ok(())
             }
             Err(err) => {

@@ -11,6 +11,7 @@
 pub mod announce;
 pub mod backoff;
 pub mod decode;
+pub mod handoff;
 pub mod intake;
 pub mod metrics;
 pub mod orders;

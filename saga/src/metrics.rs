@@ -71,6 +71,8 @@ pub struct Metrics {
     pub dead_lettered: AtomicU64,
     /// Outcomes announced on the lifecycle topic.
     pub announced: AtomicU64,
+    /// Fresh payments the intake leased and handed to this instance's workers (no claim).
+    pub handed_off: AtomicU64,
     /// Rows another instance (or the intake) changed under this one: it let go.
     pub leases_lost: AtomicU64,
     /// Redis calls that failed.
@@ -228,6 +230,12 @@ impl Metrics {
                 "counter",
                 "payment outcomes announced on the lifecycle topic",
                 &self.announced,
+            ),
+            (
+                "flashgate_saga_handed_off_total",
+                "counter",
+                "fresh payments handed from the intake to the workers without a claim",
+                &self.handed_off,
             ),
             (
                 "flashgate_saga_leases_lost_total",

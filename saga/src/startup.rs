@@ -15,10 +15,11 @@ use flashgate_gateway::scripts::Scripts;
 use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::announce::{self, Announcing};
 use crate::backoff::Backoff;
+use crate::handoff::{self, Handed};
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::orders::Orders;
@@ -38,6 +39,8 @@ pub struct Saga {
     metrics: Arc<Metrics>,
     intake: Intake,
     worker: Arc<Worker>,
+    /// Fresh payments from the intake to the worker.
+    handed: mpsc::Receiver<Handed>,
     /// Announces outcomes off the workers' slots.
     announcing: Announcing,
     publisher: Publisher,
@@ -93,6 +96,8 @@ impl Saga {
             base_ms: saga.retry_base_ms,
             cap_ms: saga.retry_cap_ms,
         };
+        let (handoff, handed) = handoff::channel(saga.concurrency, &instance, store.lease);
+        let intake = intake.with_handoff(handoff);
         // Room for every slot's outcome four times over: the workers wait (backpressure) only
         // when the broker has fallen that far behind.
         let (announcer, announcing) = announce::queue(
@@ -131,6 +136,7 @@ impl Saga {
             metrics,
             intake,
             worker,
+            handed,
             announcing,
             publisher,
             drain: saga.provider_timeout() * 3 + Duration::from_secs(5),
@@ -158,7 +164,7 @@ impl Saga {
         ));
         let (stop, stopped) = watch::channel(false);
         let consuming = tokio::spawn(self.intake.run(stopped.clone()));
-        let working = tokio::spawn(self.worker.clone().run(stopped.clone()));
+        let working = tokio::spawn(self.worker.clone().run(stopped.clone(), Some(self.handed)));
         // Stopped after the worker, so the outcomes of the payments it finishes are announced.
         let (stop_announcing, announcing_stopped) = watch::channel(false);
         let announcing = tokio::spawn(self.announcing.run(announcing_stopped));

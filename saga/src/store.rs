@@ -247,6 +247,53 @@ where
     Ok(result.rows_affected() == 1)
 }
 
+/// Leases the rows of `order_ids` that nobody holds to `owner` for `lease`, inside the
+/// intake's transaction that has just written them, and reads them back as claims: the
+/// hand-off of fresh payments to this instance's idle workers without a claim of their own.
+/// Rows held by someone (a re-sent request of a payment in flight) are left alone.
+pub async fn lease_fresh(
+    tx: &mut sqlx::MySqlConnection,
+    owner: &str,
+    lease: Duration,
+    order_ids: &[&str],
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    if order_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut update = sqlx::QueryBuilder::new("UPDATE payments SET lease_owner = ");
+    update
+        .push_bind(owner)
+        .push(", lease_until = NOW(3) + INTERVAL ")
+        .push_bind(micros(lease))
+        .push(" MICROSECOND WHERE lease_owner IS NULL AND next_at IS NOT NULL AND order_id IN (");
+    let mut ids = update.separated(", ");
+    for id in order_ids {
+        ids.push_bind(*id);
+    }
+    update.push(")");
+    update.build().execute(&mut *tx).await?;
+    let mut select = sqlx::QueryBuilder::new(format!(
+        "SELECT {COLUMNS}, NOW(3) AS db_now FROM payments WHERE lease_owner = "
+    ));
+    select.push_bind(owner).push(" AND order_id IN (");
+    let mut ids = select.separated(", ");
+    for id in order_ids {
+        ids.push_bind(*id);
+    }
+    select.push(")");
+    let rows = select.build().fetch_all(&mut *tx).await?;
+    let claimed = Instant::now();
+    rows.iter()
+        .map(|row| {
+            Ok(Claimed {
+                payment: payment(row)?,
+                claimed_at: row.try_get("db_now")?,
+                claimed,
+            })
+        })
+        .collect()
+}
+
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

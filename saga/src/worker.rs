@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::announce::Announcer;
 use crate::backoff::Backoff;
+use crate::handoff::Handed;
 use crate::metrics::Metrics;
 use crate::orders::Orders;
 use crate::provider::Provider;
@@ -64,7 +65,12 @@ pub struct Worker {
 impl Worker {
     /// Claims and works payments until `shutdown` turns true, then lets the payments in hand
     /// finish their current step and go.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Payments the intake leased for it come through `handed` (`None`: claims only).
+    pub async fn run(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+        mut handed: Option<mpsc::Receiver<Handed>>,
+    ) {
         let mut tasks = JoinSet::new();
         let mut claims = 0u64;
         // After a full claim, claim again once this many places are free: one claim (a
@@ -104,6 +110,17 @@ impl Worker {
             loop {
                 tokio::select! {
                     () = self.wake.notified() => break,
+                    one = next_handed(&mut handed), if tasks.len() < self.concurrency => {
+                        match one {
+                            Some(Handed { owner, claim }) => {
+                                let worker = self.clone();
+                                let stop = shutdown.clone();
+                                tasks.spawn(async move { worker.work(claim, owner, stop).await });
+                            }
+                            // The intake is gone: claims only.
+                            None => handed = None,
+                        }
+                    }
                     () = &mut poll => break,
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                         if full && self.concurrency - tasks.len() >= refill {
@@ -111,6 +128,16 @@ impl Worker {
                         }
                     }
                     _ = shutdown.changed() => break,
+                }
+            }
+        }
+        // Payments handed over but not begun: let go now rather than after their leases.
+        if let Some(handed) = handed.as_mut() {
+            handed.close();
+            while let Ok(Handed { owner, claim }) = handed.try_recv() {
+                if let Err(err) = self.store.release(&owner, &claim.payment.order_id).await {
+                    Metrics::inc(&self.metrics.mysql_errors);
+                    tracing::warn!(error = %err, "letting a handed payment go failed");
                 }
             }
         }
@@ -163,5 +190,13 @@ impl Worker {
             self.wake.notify_one();
         }
         self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The next payment the intake handed over; never, when there is no hand-off.
+async fn next_handed(handed: &mut Option<mpsc::Receiver<Handed>>) -> Option<Handed> {
+    match handed {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -1,6 +1,7 @@
-//! What makes a payment cheaper and sooner without weakening it: outcomes announced off the
-//! workers' slots (a failed announcement put off and announced later, never lost), and
-//! several payments' rows written in one commit, each still fenced by its own lease.
+//! What makes a payment cheaper and sooner without weakening it: fresh payments handed from
+//! the intake to idle workers (no claim, no poll), outcomes announced off the workers' slots
+//! (a failed announcement put off and announced later, never lost), and several payments'
+//! rows written in one commit, each still fenced by its own lease.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,6 +18,8 @@ use flashgate_saga::steps::{self, Step};
 use flashgate_saga::store::{Claimed, Next, Store, Write};
 use rdkafka::producer::FutureProducer;
 use sqlx::{MySqlPool, Row};
+
+use crate::helpers::{psp_settings, stack_with, unique};
 
 async fn database() -> (flashgate_config::Settings, MySqlPool) {
     let mut settings = flashgate_testkit::stack_settings();
@@ -79,6 +82,32 @@ async fn row(db: &MySqlPool, order_id: &str) -> (String, bool, bool, bool, u32) 
         row.get::<i64, _>("leased") != 0,
         row.get("retries"),
     )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_payment_is_handed_to_a_worker_without_waiting_for_a_claim() {
+    // A poll so rare that only the hand-off (or the intake's wake) can start the payment soon.
+    let stack = stack_with(psp_settings(), |settings| {
+        settings.saga.poll_interval_ms = 60_000;
+    })
+    .await;
+    let saga = stack.start_saga().await;
+    let sale = stack.sale(5).await;
+    let user = unique("ann");
+    let order = stack.buy(sale, &user).await;
+
+    stack.pay(&order, &user, "tok_ok").await;
+
+    let row = stack.settled(&order, "completed").await;
+    assert_eq!(row.attempts, 1);
+    assert_eq!(stack.psp.succeeded(&order), 1);
+    assert_eq!(
+        saga.metrics.handed_off.load(Ordering::Relaxed),
+        1,
+        "the intake leased the fresh row and handed it over"
+    );
+    assert_eq!(stack.outcomes(1).len(), 1, "announced once");
+    saga.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
