@@ -29,19 +29,23 @@ pub async fn load_and_register(
 }
 
 /// Live counters of an owner: the string `left` (units or coupons left) and the `field`
-/// counter of its state hash, `(left, field)`; `None` where Redis does not hold them.
+/// counter of its state hash, `(left, field)`, read in one step (`lua/read_counters.lua`) so
+/// they add up even mid-rush; `None` where Redis does not hold them.
 pub async fn counters(
     redis: &Pool,
+    read_counters: &Script,
     left: &str,
     state: &str,
     field: &str,
 ) -> anyhow::Result<(Option<i64>, Option<i64>)> {
-    let remaining: Option<i64> = redis.get(left).await.context("reading what is left")?;
-    let counted: Option<i64> = redis
-        .hget(state, field)
+    read_counters
+        .run(
+            redis,
+            vec![left.to_owned(), state.to_owned()],
+            vec![field.to_owned()],
+        )
         .await
-        .with_context(|| format!("reading {field}"))?;
-    Ok((remaining, counted))
+        .with_context(|| format!("reading what is left and {field}"))
 }
 
 /// Sets `status` in the state hash of a sale or policy, only when Redis holds it: a missing

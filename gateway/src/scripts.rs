@@ -95,6 +95,8 @@ pub struct Scripts {
     pub rate_limit: Script,
     /// `lua/revoke_token.lua`: record a token revocation and announce it.
     pub revoke_token: Script,
+    /// `lua/read_counters.lua`: a sale's or policy's left and given-out counters, together.
+    pub read_counters: Script,
 }
 
 /// `lua/rate_limit.lua`: run on its own, and its prelude folded into the purchase and claim.
@@ -135,6 +137,7 @@ impl Scripts {
             queue_status: script!("queue_status"),
             rate_limit: Script::new(RATE_LIMIT),
             revoke_token: script!("revoke_token"),
+            read_counters: script!("read_counters"),
         }
     }
 

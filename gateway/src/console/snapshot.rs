@@ -90,9 +90,10 @@ pub async fn take(app: &App, rates: &mut Rates) -> anyhow::Result<Snapshot> {
     let ended = ended_units(app, sales.iter().map(|s| s.sale_id).collect()).await?;
     let mut lines = Vec::with_capacity(sales.len());
     for sale in sales {
-        let (remaining, admitted) = state::live_counters(&app.redis, app.prefix(), sale.sale_id)
-            .await
-            .context("reading a sale's counters")?;
+        let (remaining, admitted) =
+            state::live_counters(&app.redis, &app.scripts, app.prefix(), sale.sale_id)
+                .await
+                .context("reading a sale's counters")?;
         let (outbox_length, outbox_lag_seconds) = outbox(app, sale.sale_id).await?;
         let units = |status: &str| {
             ended

@@ -48,9 +48,10 @@ pub async fn view(app: &App, policy_id: u64) -> Result<Option<PolicyView>, Failu
     let Some(policy) = app.guards.mysql.call(find).await? else {
         return Ok(None);
     };
-    let (remaining, issued) = policy_store::live_counters(&app.redis, app.prefix(), policy_id)
-        .await
-        .map_err(Failure::Redis)?;
+    let (remaining, issued) =
+        policy_store::live_counters(&app.redis, &app.scripts, app.prefix(), policy_id)
+            .await
+            .map_err(Failure::Redis)?;
     Ok(Some(PolicyView {
         persisted: policy.persisted,
         policy,

@@ -9,7 +9,7 @@ use sqlx::{MySqlPool, Row};
 use crate::coupons::policy::{Discount, DiscountKind, NewPolicy, Policy};
 use crate::keys::{self, PolicyKeys};
 use crate::owned_state::{self, set_status_in_redis};
-use crate::scripts::Script;
+use crate::scripts::{Script, Scripts};
 
 const COLUMNS: &str = "policy_id, name, discount_kind, discount_value, min_order_amount, \
      total_quantity, issued, per_user_limit, claim_starts_at, claim_ends_at, \
@@ -209,11 +209,13 @@ pub async fn restore(
 /// Live counters of a policy from Redis: `(remaining, issued)`.
 pub async fn live_counters(
     redis: &Pool,
+    scripts: &Scripts,
     prefix: &str,
     policy_id: u64,
 ) -> anyhow::Result<(Option<i64>, Option<i64>)> {
     let keys = PolicyKeys::new(prefix, policy_id);
-    owned_state::counters(redis, &keys.remaining, &keys.policy, "issued").await
+    let read = &scripts.read_counters;
+    owned_state::counters(redis, read, &keys.remaining, &keys.policy, "issued").await
 }
 
 /// What a status change did.

@@ -36,9 +36,10 @@ pub async fn view(app: &App, sale_id: u64) -> Result<Option<SaleView>, Failure> 
     let Some(sale) = app.guards.mysql.call(find).await? else {
         return Ok(None);
     };
-    let (remaining, admitted) = state::live_counters(&app.redis, app.prefix(), sale_id)
-        .await
-        .map_err(Failure::Redis)?;
+    let (remaining, admitted) =
+        state::live_counters(&app.redis, &app.scripts, app.prefix(), sale_id)
+            .await
+            .map_err(Failure::Redis)?;
     let queue = queue_view(app, sale_id).await?;
     Ok(Some(SaleView {
         persisted: sale.sold,

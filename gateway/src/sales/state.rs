@@ -293,11 +293,13 @@ pub async fn restore(
 /// Live counters of a sale from Redis: `(remaining, admitted)`.
 pub async fn live_counters(
     redis: &Pool,
+    scripts: &Scripts,
     prefix: &str,
     sale_id: u64,
 ) -> anyhow::Result<(Option<i64>, Option<i64>)> {
     let keys = SaleKeys::new(prefix, sale_id);
-    owned_state::counters(redis, &keys.stock, &keys.sale, "admitted").await
+    let read = &scripts.read_counters;
+    owned_state::counters(redis, read, &keys.stock, &keys.sale, "admitted").await
 }
 
 /// Sets a sale's status (`active` or `paused`) in MySQL and in Redis. Returns false when

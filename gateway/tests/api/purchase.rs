@@ -218,6 +218,44 @@ async fn two_thousand_concurrent_buyers_for_one_hundred_units_never_oversell() {
 }
 
 #[tokio::test]
+async fn the_managers_view_of_a_sale_adds_up_to_its_stock_even_mid_rush() {
+    // remaining + admitted is the stock at every instant; a view that read the two apart
+    // could straddle an admission and show one unit twice or not at all.
+    let app = Arc::new(spawn_app().await);
+    let stock = 1_500;
+    let sale_id = app.sale(json!({"stock": stock, "per_user_limit": 1})).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..stock {
+        let app = app.clone();
+        tasks.spawn(async move { app.purchase(sale_id, &format!("buyer-{i}"), 1).await });
+    }
+    let mut views = 0;
+    let mut off = Vec::new();
+    while !tasks.is_empty() {
+        let view = app.get_sale(sale_id).await.json;
+        let (remaining, admitted) = (view["remaining"].as_i64(), view["admitted"].as_i64());
+        views += 1;
+        if remaining.zip(admitted).map(|(r, a)| r + a) != Some(stock) {
+            off.push(view);
+        }
+        while let Some(done) = tasks.try_join_next() {
+            assert_eq!(done.expect("task").status, StatusCode::ACCEPTED);
+        }
+    }
+    assert!(
+        off.is_empty(),
+        "{} of {views} views did not add up: {off:?}",
+        off.len()
+    );
+    let view = app.get_sale(sale_id).await.json;
+    assert_eq!(
+        (view["remaining"].as_i64(), view["admitted"].as_i64()),
+        (Some(0), Some(stock))
+    );
+    Arc::into_inner(app).expect("sole owner").stop().await;
+}
+
+#[tokio::test]
 async fn one_shopper_firing_fifty_parallel_purchases_gets_exactly_the_limit() {
     let app = Arc::new(spawn_app().await);
     let sale_id = app.sale(json!({"stock": 100, "per_user_limit": 2})).await;
