@@ -211,11 +211,21 @@ impl Inner {
             let (after, next) = match result {
                 Ok(()) => {
                     Metrics::inc(&self.metrics.announced);
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        // In the payment's span, as its steps are (`trace.rs`).
+                        crate::trace::payment_span(&one.payment).in_scope(|| {
+                            tracing::debug!(
+                                status = one.payment.status.as_str(),
+                                "payment outcome announced"
+                            );
+                        });
+                    }
                     (steps::announced(&one.payment).payment, Next::Never)
                 }
                 Err(err) => {
                     Metrics::inc(&self.metrics.kafka_errors);
                     Metrics::inc(&self.metrics.retries);
+                    let _span = crate::trace::payment_span(&one.payment).entered();
                     tracing::warn!(
                         order_id = one.payment.order_id,
                         error = format!("{err:#}"),

@@ -1,5 +1,5 @@
 //! One trace per order in the saga: a payment's steps (claimed, the charge attempt and its
-//! answer, each step saved, its end) are logged in a span carrying the order's `order_id` and
+//! answer, each step saved, its end, its outcome announced) are logged in a span carrying the order's `order_id` and
 //! the trace id of the request that asked for the payment (the JSON lines as the binary
 //! prints them, captured in this process).
 
@@ -79,6 +79,7 @@ async fn a_payment_s_steps_are_logged_with_its_order_id_and_the_trace_id_of_the_
         "charge answered",
         "payment step saved",
         "payment ended",
+        "payment outcome announced",
     ] {
         assert!(
             saga_lines.iter().any(|l| l["message"] == step),
