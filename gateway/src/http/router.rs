@@ -158,30 +158,32 @@ pub async fn handle(app: &App, req: Request) -> Response {
     let started = Instant::now();
     let trace = Trace::of(req.headers());
     let trace_id = &trace.id;
-    // Every line logged while serving it (a 500's cause too) carries the trace id: the same
-    // span field the persister uses for an order's work.
-    // `order_id` too, once known (the path's, or the purchase's new order): an order's lines
-    // in every binary are found by it.
-    let span = tracing::info_span!(
-        "request",
-        trace_id = %trace_id,
-        order_id = tracing::field::Empty
-    );
     let path = req.uri().path().to_owned();
-    let (name, result) = match find(req.method(), path.trim_matches('/')) {
-        Ok((route, param)) => {
+    let found = find(req.method(), path.trim_matches('/'));
+    // Every line logged while serving it (a 500's cause too) carries the trace id: the same
+    // span field the persister uses for an order's work. A route on an order names it too,
+    // from the path, so an order's lines in every binary are found by its id. The field is
+    // set as the span is made: recording it later costs the JSON log layer a re-encoding.
+    let order_id = match &found {
+        Ok((route, param))
             if route.pattern.contains("{order_id}")
-                && flashgate_events::ids::fits(param, flashgate_events::ids::ORDER_ID_MAX_LEN)
-            {
-                span.record("order_id", param);
-            }
-            (
-                route.name,
-                serve(app, route, req, param, trace_id)
-                    .instrument(span.clone())
-                    .await,
-            )
+                && flashgate_events::ids::fits(param, flashgate_events::ids::ORDER_ID_MAX_LEN) =>
+        {
+            Some(*param)
         }
+        _ => None,
+    };
+    let span = match order_id {
+        Some(order_id) => tracing::info_span!("request", trace_id = %trace_id, order_id),
+        None => tracing::info_span!("request", trace_id = %trace_id),
+    };
+    let (name, result) = match found {
+        Ok((route, param)) => (
+            route.name,
+            serve(app, route, req, param, trace_id)
+                .instrument(span.clone())
+                .await,
+        ),
         Err(err @ ApiError::MethodNotAllowed) => ("method_not_allowed", Err(err)),
         Err(err) => ("not_found", Err(err)),
     };
