@@ -1,6 +1,6 @@
 //! Test support for integration tests against the local stack (`scripts/stack.sh`): names no
 //! other test uses, the stack's settings, a fresh database or topic per test, and a relay that
-//! cuts one test's view of a server off (`relay.rs`).
+//! cuts one test's view of a server off (`relay.rs`), and this process's JSON log lines (`logs.rs`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +10,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use sqlx::MySqlPool;
 
+pub mod logs;
 pub mod relay;
 
 /// `prefix` followed by something no other test (or test run) uses; only `[A-Za-z0-9]` is

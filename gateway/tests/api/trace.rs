@@ -2,11 +2,7 @@
 //! carrying that trace id, and the persister's JSON log lines about the order carry it as
 //! `span.trace_id` (the lines are captured as the binary would print them).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use flashgate_config::telemetry;
-use flashgate_config::{LogFormat, LogSettings};
+use flashgate_testkit::logs::Captured;
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -15,44 +11,11 @@ use crate::helpers::{eventually, run_out_window, spawn_app, unique};
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
-/// The JSON lines logged in this process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lines").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        let bytes = self.0.lock().expect("lines").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purchase_sent_with_a_traceparent_ends_as_an_order_row_and_persister_log_lines_with_its_trace_id()
  {
     // Arrange: the production JSON logs, with the persister's line per order.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    telemetry::init_to(
-        &LogSettings {
-            format: LogFormat::Json,
-            filter: "info,flashgate_persister::trace=debug".to_owned(),
-        },
-        move || writer.clone(),
-    );
+    let captured = Captured::install("info,flashgate_persister::trace=debug");
     let app = spawn_app().await;
     let sale_id = app.sale(json!({"stock": 5})).await;
     let persister = app.start_persister().await;
@@ -137,15 +100,7 @@ const CANCEL_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0b
 async fn an_order_s_cancel_is_logged_with_its_order_id_and_the_cancel_s_trace_id_by_the_request_and_the_relay()
  {
     // Arrange: the production JSON logs, with the relay's line per entry.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    telemetry::init_to(
-        &LogSettings {
-            format: LogFormat::Json,
-            filter: "info,flashgate_gateway::outbox::delivery=debug".to_owned(),
-        },
-        move || writer.clone(),
-    );
+    let captured = Captured::install("info,flashgate_gateway::outbox::delivery=debug");
     let app = spawn_app().await;
     let sale_id = app.sale(json!({"stock": 5})).await;
     let user = unique("u");
@@ -211,16 +166,9 @@ async fn an_order_s_cancel_is_logged_with_its_order_id_and_the_cancel_s_trace_id
 async fn an_order_expired_by_the_sweeper_is_logged_with_its_order_id_and_the_pass_s_trace_id_by_the_sweeper_and_the_relay()
  {
     // Arrange: the production JSON logs, with the sweeper's and the relay's lines per order.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    telemetry::init_to(
-        &LogSettings {
-            format: LogFormat::Json,
-            filter: "info,flashgate_gateway::lifecycle::sweeper=debug,\
-                     flashgate_gateway::outbox::delivery=debug"
-                .to_owned(),
-        },
-        move || writer.clone(),
+    let captured = Captured::install(
+        "info,flashgate_gateway::lifecycle::sweeper=debug,\
+         flashgate_gateway::outbox::delivery=debug",
     );
     let app = spawn_app().await;
     let sale_id = app.sale(json!({"stock": 5})).await;

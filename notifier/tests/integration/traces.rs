@@ -2,58 +2,18 @@
 //! logged in a span carrying the `order_id` its event names and the event's trace id (the
 //! JSON lines as the binary prints them, captured in this process).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use flashgate_config::{LogFormat, LogSettings, telemetry};
+use flashgate_testkit::logs::Captured;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
-/// The JSON lines logged in this process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lines").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        let bytes = self.0.lock().expect("lines").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-
-    fn has(&self, message: &str) -> bool {
-        self.lines().iter().any(|l| l["message"] == message)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_retried_then_sent_is_logged_with_its_order_id_and_the_event_s_trace_id() {
     // Arrange: the production JSON logs, with the notifier's debug lines; a webhook failing
     // for now.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    telemetry::init_to(
-        &LogSettings {
-            format: LogFormat::Json,
-            filter: "info,flashgate_notifier=debug".to_owned(),
-        },
-        move || writer.clone(),
-    );
+    let captured = Captured::install("info,flashgate_notifier=debug");
     let sink = SmtpSink::start();
     let shop = Receiver::spawn(true).await;
     let mut harness = Harness::new(sink.port).await;

@@ -4,15 +4,13 @@
 //! later end of the order (a cancel) is logged under the order's `span.order_id` and the
 //! end's own trace id.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use flashgate_config::{LogFormat, LogSettings, telemetry};
 use flashgate_events::{OrderAdmitted, OrderEnd};
 use flashgate_persister::batch::{self, Decoded};
 use flashgate_persister::{db, trace};
+use flashgate_testkit::logs::Captured;
 use rdkafka::Timestamp;
 use rdkafka::message::OwnedMessage;
 use serde_json::Value;
@@ -20,21 +18,6 @@ use serde_json::Value;
 use crate::helpers::{insert_sale, test_database};
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
-
-/// The JSON lines logged in this process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lines").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn message(order: &OrderAdmitted, trace_id: &str) -> OwnedMessage {
     let envelope = order.clone().into_envelope(trace_id.to_owned());
@@ -53,15 +36,7 @@ fn message(order: &OrderAdmitted, trace_id: &str) -> OwnedMessage {
 async fn an_order_s_row_and_its_log_line_carry_the_trace_id_it_arrived_with_and_a_replay_keeps_it()
 {
     // Arrange
-    let captured = Captured::default();
-    let writer = captured.clone();
-    telemetry::init_to(
-        &LogSettings {
-            format: LogFormat::Json,
-            filter: "info,flashgate_persister::trace=debug".to_owned(),
-        },
-        move || writer.clone(),
-    );
+    let captured = Captured::install("info,flashgate_persister::trace=debug");
     let (_, pool) = test_database().await;
     db::migrate(&pool).await.expect("migrate");
     let sale_id = insert_sale(&pool, 5).await;
@@ -103,11 +78,7 @@ async fn an_order_s_row_and_its_log_line_carry_the_trace_id_it_arrived_with_and_
             .await
             .expect("the order's row");
     assert_eq!(stored.as_deref(), Some(TRACE));
-    let bytes = captured.0.lock().expect("lines").clone();
-    let lines: Vec<Value> = String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = captured.lines();
     let about: Vec<&Value> = lines
         .iter()
         .filter(|l| l["span"]["trace_id"] == TRACE)
@@ -121,15 +92,7 @@ async fn an_order_s_row_and_its_log_line_carry_the_trace_id_it_arrived_with_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_s_cancel_is_logged_with_its_order_id_and_the_cancel_s_trace_id() {
     // Arrange: the production JSON logs, with the persister's lines per order; an order stored.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    telemetry::init_to(
-        &LogSettings {
-            format: LogFormat::Json,
-            filter: "info,flashgate_persister::trace=debug".to_owned(),
-        },
-        move || writer.clone(),
-    );
+    let captured = Captured::install("info,flashgate_persister::trace=debug");
     let running = crate::persisting::start().await;
     let sale_id = running.sale(5).await;
     let order = crate::lifecycle::admitted(sale_id, 1, 1);
@@ -152,18 +115,17 @@ async fn an_order_s_cancel_is_logged_with_its_order_id_and_the_cancel_s_trace_id
     // Assert: its line is written just after the batch commits.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let line = loop {
-        let bytes = captured.0.lock().expect("lines").clone();
-        let found = String::from_utf8_lossy(&bytes)
+        let found = captured
             .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .into_iter()
             .find(|l| l["message"] == "order end persisted");
         if let Some(line) = found {
             break line;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no line about the cancel: {}",
-            String::from_utf8_lossy(&bytes)
+            "no line about the cancel: {:#?}",
+            captured.lines()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

@@ -3,10 +3,7 @@
 //! the trace id of the request that asked for the payment (the JSON lines as the binary
 //! prints them, captured in this process).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use flashgate_config::{LogFormat, LogSettings, telemetry};
+use flashgate_testkit::logs::Captured;
 use serde_json::Value;
 
 use crate::helpers::{psp_settings, stack_with, unique};
@@ -14,43 +11,10 @@ use crate::helpers::{psp_settings, stack_with, unique};
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
-/// The JSON lines logged in this process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lines").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        let bytes = self.0.lock().expect("lines").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_payment_s_steps_are_logged_with_its_order_id_and_the_trace_id_of_the_payment_request() {
     // Arrange: the production JSON logs, with the saga's debug lines; an order bought.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    telemetry::init_to(
-        &LogSettings {
-            format: LogFormat::Json,
-            filter: "info,flashgate_saga=debug".to_owned(),
-        },
-        move || writer.clone(),
-    );
+    let captured = Captured::install("info,flashgate_saga=debug");
     let stack = stack_with(psp_settings(), |_| {}).await;
     let saga = stack.start_saga().await;
     let sale = stack.sale(5).await;
