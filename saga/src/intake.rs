@@ -107,6 +107,9 @@ impl Intake {
     /// (unless shutdown comes while it is being retried: then it is not committed and comes
     /// again).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        // The next offset of every partition stored so far, committed again (and waited
+        // for) at the end, so a clean stop leaves nothing to replay.
+        let mut stored: HashMap<(String, i32), i64> = HashMap::new();
         loop {
             let Some(batch) = self.receive(&mut shutdown).await else {
                 break;
@@ -115,7 +118,24 @@ impl Intake {
             if !self.store_batch(&batch, &mut shutdown).await {
                 break;
             }
-            self.commit(&batch);
+            let next = next_offsets(&batch);
+            // Not waited for: a blocking commit would hold one of the runtime's threads (a
+            // worker's) for a round trip to the broker per batch. Lost commits only replay
+            // rows already stored, which the intake finds stored.
+            self.commit(&next, CommitMode::Async);
+            for (partition, offset) in next {
+                let entry = stored.entry(partition).or_insert(0);
+                *entry = (*entry).max(offset);
+            }
+        }
+        // Only partitions still this member's: another's offsets are its own to commit.
+        if let Ok(assigned) = self.consumer.assignment() {
+            stored.retain(|(topic, partition), _| {
+                assigned.find_partition(topic, *partition).is_some()
+            });
+        }
+        if !stored.is_empty() {
+            self.commit(&stored, CommitMode::Sync);
         }
         tracing::info!("saga stopped consuming");
         Ok(())
@@ -321,22 +341,27 @@ impl Intake {
         }
     }
 
-    /// Commits the offset after the last message of each partition in the batch.
-    fn commit(&self, batch: &[OwnedMessage]) {
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
-        for message in batch {
-            let entry = next
-                .entry((message.topic().to_owned(), message.partition()))
-                .or_insert(0);
-            *entry = (*entry).max(message.offset() + 1);
-        }
+    /// Commits `next` (the next offset of each partition).
+    fn commit(&self, next: &HashMap<(String, i32), i64>, mode: CommitMode) {
         let mut list = TopicPartitionList::new();
         for ((topic, partition), offset) in next {
-            let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
         }
-        if let Err(err) = self.consumer.commit(&list, CommitMode::Sync) {
+        if let Err(err) = self.consumer.commit(&list, mode) {
             // After a rebalance the new owner gets these messages again; storing is idempotent.
             tracing::warn!(error = %err, "offset commit failed");
         }
     }
+}
+
+/// The offset after the last message of each partition in `batch`.
+fn next_offsets(batch: &[OwnedMessage]) -> HashMap<(String, i32), i64> {
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    for message in batch {
+        let entry = next
+            .entry((message.topic().to_owned(), message.partition()))
+            .or_insert(0);
+        *entry = (*entry).max(message.offset() + 1);
+    }
+    next
 }

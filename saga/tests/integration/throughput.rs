@@ -238,3 +238,31 @@ async fn rows_written_in_one_commit_are_each_fenced_by_their_own_lease() {
     assert!(leased, "still the new holder's");
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saga_stopped_cleanly_leaves_its_successor_no_request_to_take_again() {
+    // Offsets are committed without waiting during the run; the stop waits for the last.
+    let stack = stack_with(psp_settings(), |_| {}).await;
+    let saga = stack.start_saga().await;
+    let sale = stack.sale(5).await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        let user = unique("ann");
+        let order = stack.buy(sale, &user).await;
+        stack.pay(&order, &user, "tok_ok").await;
+        orders.push(order);
+    }
+    for order in &orders {
+        stack.settled(order, "completed").await;
+    }
+    saga.stop().await;
+
+    let successor = stack.start_saga().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        successor.metrics.consumed.load(Ordering::Relaxed),
+        0,
+        "nothing replayed to the next member of the group"
+    );
+    successor.stop().await;
+}
