@@ -73,6 +73,10 @@ pub struct Metrics {
     pub announced: AtomicU64,
     /// Fresh payments the intake leased and handed to this instance's workers (no claim).
     pub handed_off: AtomicU64,
+    /// Times the provider answered again after failing, and the payments then made due.
+    pub provider_recoveries: AtomicU64,
+    /// Payments put off by a failing provider made due at once when it answered again.
+    pub retries_pulled_forward: AtomicU64,
     /// Rows another instance (or the intake) changed under this one: it let go.
     pub leases_lost: AtomicU64,
     /// Redis calls that failed.
@@ -236,6 +240,18 @@ impl Metrics {
                 "counter",
                 "fresh payments handed from the intake to the workers without a claim",
                 &self.handed_off,
+            ),
+            (
+                "flashgate_saga_provider_recoveries_total",
+                "counter",
+                "times the provider answered again after a streak of failed calls",
+                &self.provider_recoveries,
+            ),
+            (
+                "flashgate_saga_retries_pulled_forward_total",
+                "counter",
+                "payments put off by a failing provider made due at once when it answered again",
+                &self.retries_pulled_forward,
             ),
             (
                 "flashgate_saga_leases_lost_total",

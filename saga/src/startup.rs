@@ -178,6 +178,7 @@ impl Saga {
         let (stop_announcing, announcing_stopped) = watch::channel(false);
         let announcing = tokio::spawn(self.announcing.run(announcing_stopped));
         let gauges = tokio::spawn(gauges(self.worker.store.clone(), self.metrics.clone()));
+        let recovering = tokio::spawn(recover(self.worker.clone(), stopped.clone()));
         tracing::info!("saga running");
         shutdown.await;
         ready.store(false, Ordering::SeqCst);
@@ -191,6 +192,7 @@ impl Saga {
         let _ = stop_announcing.send(true);
         let _ = announcing.await;
         gauges.abort();
+        recovering.abort();
         self.publisher.flush(Duration::from_secs(5));
         ops.abort();
         self.db.close().await;
@@ -204,6 +206,34 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     Saga::build(settings).await?.run_until(shutdown).await
+}
+
+/// When the provider answers again after an outage, makes the payments it put off due at once
+/// and wakes the workers: recovery then takes as long as working the backlog, not as long as
+/// the longest backoff (`saga.retry_cap_ms`).
+async fn recover(worker: Arc<Worker>, mut stop: watch::Receiver<bool>) {
+    let health = worker.provider.health();
+    loop {
+        tokio::select! {
+            () = health.back() => {}
+            _ = stop.changed() => return,
+        }
+        Metrics::inc(&worker.metrics.provider_recoveries);
+        match worker.store.due_now_after_outage().await {
+            Ok(made_due) => {
+                Metrics::add(&worker.metrics.retries_pulled_forward, made_due);
+                tracing::info!(
+                    made_due,
+                    "the provider answers again: payments put off are due now"
+                );
+                worker.wake.notify_one();
+            }
+            Err(err) => {
+                Metrics::inc(&worker.metrics.mysql_errors);
+                tracing::warn!(error = %err, "could not make the put-off payments due; they wait out their backoff");
+            }
+        }
+    }
 }
 
 /// Keeps the unfinished-payments gauges current (one cheap query every [`GAUGES_EVERY`]).

@@ -1,7 +1,8 @@
 //! The provider goes away for 20 s in the middle of 200 payments and comes back: every order
 //! ends paid, or expired where its deadline ran out during the outage; the provider holds
 //! exactly one successful charge per paid order and a refund for every charge whose order did
-//! not end paid.
+//! not end paid. Payments the outage put off are tried as soon as the provider answers again,
+//! not after their backoff.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -177,5 +178,76 @@ async fn a_provider_down_for_twenty_seconds_mid_payments_charges_each_paid_order
     }
     // The units of the expired orders are back for sale; nothing else moved.
     assert_eq!(stack.stock(sale).await, RUN_OUT as i64);
+    saga.stop().await;
+}
+
+/// Payments the provider's outage put off, each with a backoff far longer than the test.
+const PUT_OFF: usize = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_put_off_by_an_outage_are_paid_as_soon_as_the_provider_answers_again_not_after_their_backoff()
+ {
+    // Backoffs of up to 20 s at the first retry and a minute later: without the recovery the
+    // put-off payments would come back one by one over tens of seconds.
+    let mut stack = stack_with(psp_settings(), |s| {
+        s.saga.retry_base_ms = 20_000;
+        s.saga.retry_cap_ms = 60_000;
+    })
+    .await;
+    let saga = stack.start_saga().await;
+    let sale = stack.sale(u32::try_from(PUT_OFF + 1).expect("stock")).await;
+    let mut orders = Vec::with_capacity(PUT_OFF + 1);
+    for _ in 0..=PUT_OFF {
+        let user = unique("o");
+        orders.push((stack.buy(sale, &user).await, user));
+    }
+    let (put_off, fresh) = orders.split_at(PUT_OFF);
+
+    // The provider is down while the first ten are asked for: each call fails, each payment
+    // is put off.
+    stack.psp.stop().await;
+    for (order, user) in put_off {
+        stack.pay(order, user, "tok_ok").await;
+    }
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM payments WHERE retries > 0 AND next_at > NOW(3) \
+             AND lease_owner IS NULL",
+        )
+        .fetch_one(&stack.db)
+        .await
+        .expect("count")
+    };
+    assert!(
+        eventually(|| async { waiting().await == PUT_OFF as i64 }).await,
+        "every payment asked for during the outage was put off: {}",
+        waiting().await
+    );
+
+    // The provider is back; the next payment's answer tells the saga so.
+    stack.psp.start().await;
+    let back = std::time::Instant::now();
+    let (order, user) = &fresh[0];
+    stack.pay(order, user, "tok_ok").await;
+    assert!(
+        eventually(|| async { count(&stack, "completed").await == (PUT_OFF + 1) as i64 }).await,
+        "completed {} of {}",
+        count(&stack, "completed").await,
+        PUT_OFF + 1
+    );
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "every payment was paid {took:?} after the provider came back (their backoffs: up to 20 s)"
+    );
+    for (order, _) in &orders {
+        assert_eq!(stack.psp.succeeded(order), 1, "{order}: one charge");
+    }
+    use std::sync::atomic::Ordering;
+    assert!(saga.metrics.provider_recoveries.load(Ordering::Relaxed) >= 1);
+    // Each put-off payment unheld at that moment (all of them, unless one's own retry was
+    // being tried just then).
+    let pulled = saga.metrics.retries_pulled_forward.load(Ordering::Relaxed);
+    assert!((1..=PUT_OFF as u64).contains(&pulled), "{pulled}");
     saga.stop().await;
 }
