@@ -23,7 +23,8 @@
 # FLASHGATE_BENCH_LIMITS (1: also purchase-rush, closed and open loop, against the gateway with
 # its default rate limits and token revocation on and against a second gateway with every limit
 # and revocation off (FLASHGATE__GATEWAY__JWT__REVOCATION=false),
-# FLASHGATE_BENCH_NOLIMITS_ADDR (127.0.0.1:8095), in the same run, in the order off, on, on,
+# FLASHGATE_BENCH_NOLIMITS_ADDR (127.0.0.1:8095) and its twin with the defaults on
+# FLASHGATE_BENCH_LIMITS_ADDR (127.0.0.1:8096), started alike, in the same run, in the order off, on, on,
 # off for each loop (so a drift of the machine during the stage weighs on both alike), and
 # the difference of the two runs' means in throughput and p99; 0 by default),
 # FLASHGATE_BENCH_QUEUED (1: also the queued-rush scenario against the gateway, limits and
@@ -283,12 +284,20 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
     FLASHGATE__GATEWAY__JWT__REVOCATION=false \
     FLASHGATE__RATE_LIMITS="[$off]" "$bin/flashgate-gateway" serve >"$out/gateway-nolimits.log" 2>&1 &
   nolimits=$!
-  trap 'kill "$gateway" "$persister" "$nolimits" 2>/dev/null || true' EXIT
-  for _ in $(seq 1 100); do
-    curl -fs "http://$nolimits_addr/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
+  # Its twin with the defaults (limits and revocation on), started the same way, so the two
+  # differ in nothing else: the first gateway (the standard runs' target) sits this stage out.
+  limits_addr=${FLASHGATE_BENCH_LIMITS_ADDR:-127.0.0.1:8096}
+  step "third gateway on $limits_addr, the default rate limits and token revocation on"
+  FLASHGATE__LOG__FILTER=warn FLASHGATE__GATEWAY__LISTEN=$limits_addr \
+    "$bin/flashgate-gateway" serve >"$out/gateway-limits.log" 2>&1 &
+  on_gateway=$!
+  trap 'kill "$gateway" "$persister" "$nolimits" "$on_gateway" 2>/dev/null || true' EXIT
+  for probe in "$nolimits_addr" "$limits_addr"; do
+    for _ in $(seq 1 100); do
+      curl -fs "http://$probe/readyz" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
   done
-  on_gateway=$gateway
   for loop in closed open; do
     if [ "$loop" = closed ]; then
       load=(--mode closed --shoppers "$max_shoppers" --stock "$max_shoppers")
@@ -299,14 +308,13 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
       if [ "${turn%-*}" = off ]; then
         gateway=$nolimits addr=$nolimits_addr run "limits-$turn-$loop" --scenario purchase-rush "${load[@]}"
       else
-        gateway=$on_gateway run "limits-$turn-$loop" --scenario purchase-rush "${load[@]}"
+        gateway=$on_gateway addr=$limits_addr run "limits-$turn-$loop" --scenario purchase-rush "${load[@]}"
       fi
       unset 'reports[-1]'
     done
   done
-  gateway=$on_gateway
-  kill "$nolimits" 2>/dev/null || true
-  wait "$nolimits" 2>/dev/null || true
+  kill "$nolimits" "$on_gateway" 2>/dev/null || true
+  wait "$nolimits" "$on_gateway" 2>/dev/null || true
   trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
 fi
 
