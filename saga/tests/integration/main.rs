@@ -13,5 +13,5 @@ mod ops_metrics;
 mod outage;
 mod payments;
 mod refunds;
-mod traces;
 mod throughput;
+mod traces;
