@@ -545,3 +545,23 @@ impl Stack {
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
 }
+
+/// Stores a payment request for `order_id` as the intake does (sale 7, user ann, 1,990 with
+/// `tok_ok`, ten minutes to pay): true when it was new.
+pub async fn store_request(db: &MySqlPool, order_id: &str) -> bool {
+    let now = chrono::Utc::now();
+    let request = flashgate_events::PaymentRequested {
+        order_id: order_id.to_owned(),
+        sale_id: 7,
+        user_id: "ann".to_owned(),
+        amount: 1_990,
+        payment_token: "tok_ok".to_owned(),
+        pay_by: now + chrono::Duration::minutes(10),
+        give_up_at: now + chrono::Duration::minutes(11),
+        requested_at: now,
+    };
+    let mut conn = db.acquire().await.expect("connection");
+    flashgate_saga::requests::store_payment(&mut conn, &request, "t")
+        .await
+        .expect("stored")
+}

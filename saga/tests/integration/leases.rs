@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use flashgate_events::{PaymentRequested, RefundRequested};
+use flashgate_events::RefundRequested;
 use flashgate_saga::payment::{RefundCause, Status};
 use flashgate_saga::requests::{self, RefundIntake};
 use flashgate_saga::steps;
 use flashgate_saga::store::{Next, Store};
 use sqlx::MySqlPool;
+
+use crate::helpers::store_request;
 
 async fn database() -> MySqlPool {
     let mut settings = flashgate_testkit::stack_settings();
@@ -22,28 +24,8 @@ async fn database() -> MySqlPool {
 }
 
 async fn request(db: &MySqlPool, order_id: &str) {
-    let now = Utc::now();
-    let request = PaymentRequested {
-        order_id: order_id.to_owned(),
-        sale_id: 7,
-        user_id: "ann".to_owned(),
-        amount: 1_990,
-        payment_token: "tok_ok".to_owned(),
-        pay_by: now + chrono::Duration::minutes(10),
-        give_up_at: now + chrono::Duration::minutes(11),
-        requested_at: now,
-    };
-    let mut conn = db.acquire().await.expect("connection");
-    assert!(
-        requests::store_payment(&mut conn, &request, "t")
-            .await
-            .expect("stored")
-    );
-    assert!(
-        !requests::store_payment(&mut conn, &request, "t")
-            .await
-            .expect("again")
-    );
+    assert!(store_request(db, order_id).await, "a new request");
+    assert!(!store_request(db, order_id).await, "the same request again");
 }
 
 #[tokio::test(flavor = "multi_thread")]

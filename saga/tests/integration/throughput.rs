@@ -6,20 +6,17 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::Utc;
-use flashgate_events::PaymentRequested;
 use flashgate_saga::announce::{self, Announcement};
 use flashgate_saga::backoff::Backoff;
 use flashgate_saga::metrics::Metrics;
 use flashgate_saga::payment::Status;
 use flashgate_saga::publish::Publisher;
-use flashgate_saga::requests;
 use flashgate_saga::steps::{self, Step};
 use flashgate_saga::store::{Claimed, Next, Store, Write};
 use rdkafka::producer::FutureProducer;
 use sqlx::{MySqlPool, Row};
 
-use crate::helpers::{psp_settings, stack_with, unique};
+use crate::helpers::{psp_settings, stack_with, store_request, unique};
 
 async fn database() -> (flashgate_config::Settings, MySqlPool) {
     let mut settings = flashgate_testkit::stack_settings();
@@ -31,23 +28,7 @@ async fn database() -> (flashgate_config::Settings, MySqlPool) {
 }
 
 async fn request(db: &MySqlPool, order_id: &str) {
-    let now = Utc::now();
-    let request = PaymentRequested {
-        order_id: order_id.to_owned(),
-        sale_id: 7,
-        user_id: "ann".to_owned(),
-        amount: 1_990,
-        payment_token: "tok_ok".to_owned(),
-        pay_by: now + chrono::Duration::minutes(10),
-        give_up_at: now + chrono::Duration::minutes(11),
-        requested_at: now,
-    };
-    let mut conn = db.acquire().await.expect("connection");
-    assert!(
-        requests::store_payment(&mut conn, &request, "t")
-            .await
-            .expect("stored")
-    );
+    assert!(store_request(db, order_id).await, "a new request");
 }
 
 /// Claims `order_id` for `owner` and writes it `completed` (charged, paid), unannounced, as a
