@@ -4,7 +4,7 @@
 //! A payment's way: [`intake`] consumes the requests the gateways relay ([`decode`]) and
 //! stores them in `payments` ([`requests`]); [`worker`] claims due payments under a lease
 //! ([`store`]) and takes each through its steps (`work.rs`; [`steps`] is the decision table,
-//! with [`backoff`]), calling the provider ([`provider`]), the order's record in Redis
+//! with [`backoff`]), calling the provider ([`provider`], whose answering [`health`] tracks), the order's record in Redis
 //! ([`orders`]) and announcing the outcome ([`publish`]); [`metrics`] shows it (served by the
 //! persister's operational endpoints), [`startup`] wires it.
 
@@ -12,6 +12,7 @@ pub mod announce;
 pub mod backoff;
 pub mod decode;
 pub mod handoff;
+pub mod health;
 pub mod intake;
 pub mod metrics;
 pub mod orders;
