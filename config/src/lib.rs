@@ -5,6 +5,7 @@
 //! `FLASHGATE__SECTION__KEY`. Every value is checked at load; an error names the key.
 
 pub mod cli;
+pub mod consume;
 mod de;
 mod error;
 mod gateway;

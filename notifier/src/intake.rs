@@ -5,15 +5,16 @@
 //! offsets are committed; then the new deliveries are offered to their endpoints, which never
 //! makes the consumer wait. Nothing is committed before its rows exist, so nothing is lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use flashgate_config::consume::{Next, commit, next_batch, next_offsets};
 use flashgate_config::{Channel, Settings};
+use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 
@@ -84,7 +85,9 @@ impl Intake {
     /// unless shutdown comes while it is being retried (then it comes again).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         loop {
-            let Some(batch) = self.receive(&mut shutdown).await else {
+            let Next::Batch(batch) =
+                next_batch(&self.consumer, &mut shutdown, None, BATCH_SIZE, BATCH_WAIT).await
+            else {
                 break;
             };
             self.metrics
@@ -110,7 +113,7 @@ impl Intake {
                     }
                 }
             };
-            self.commit(&batch);
+            commit(&self.consumer, &next_offsets(&batch), CommitMode::Sync);
             for delivery in new {
                 self.dispatcher.offer(delivery);
             }
@@ -194,51 +197,5 @@ impl Intake {
             self.metrics.delivery(&channel, outcome);
         }
         Ok(new)
-    }
-
-    /// The next batch, or `None` once shutdown is asked for.
-    async fn receive(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Vec<OwnedMessage>> {
-        let first = loop {
-            let received = tokio::select! {
-                received = self.consumer.recv() => received,
-                _ = shutdown.changed() => return None,
-            };
-            match received {
-                Ok(message) => break message.detach(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-        while batch.len() < BATCH_SIZE {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message.detach()),
-                Ok(Err(err)) => tracing::warn!(error = %err, "consumer error"),
-                Err(_) => break,
-            }
-        }
-        Some(batch)
-    }
-
-    /// Commits the offset after the last message of each partition in the batch.
-    fn commit(&self, batch: &[OwnedMessage]) {
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
-        for message in batch {
-            let entry = next
-                .entry((message.topic().to_owned(), message.partition()))
-                .or_insert(0);
-            *entry = (*entry).max(message.offset() + 1);
-        }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
-        }
-        if let Err(err) = self.consumer.commit(&list, CommitMode::Sync) {
-            // After a rebalance the new owner gets these messages again; their rows exist.
-            tracing::warn!(error = %err, "offset commit failed");
-        }
     }
 }

@@ -8,17 +8,17 @@
 //! admissions whose wait for units is over ([`BatchWriter::tick`]): a sale whose last message
 //! has arrived still has its refusals stored and announced on time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flashgate_config::Settings;
+use flashgate_config::consume::{Next, commit, next_batch, next_offsets};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset};
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 
@@ -35,16 +35,6 @@ const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// How often the admissions parked longer than `persister.refused_admission_wait_ms` are
 /// looked for, busy or idle: how late, at most, one is rejected after its wait.
 const TICK_EVERY: Duration = Duration::from_secs(1);
-
-/// What the consumer does next.
-enum Next {
-    /// Write this batch.
-    Batch(Vec<OwnedMessage>),
-    /// No message came before the tick was due.
-    Tick,
-    /// Shutdown was asked for.
-    Stop,
-}
 
 /// Kafka's time of the oldest message of `batch`, in ms since the Unix epoch (now when no
 /// message carries one, so a broker without timestamps shows no lag rather than decades).
@@ -129,7 +119,14 @@ impl Persister {
         let mut tick_due = tokio::time::Instant::now();
         self.update_parked().await;
         loop {
-            match self.receive(&mut shutdown, tick_due).await {
+            let next = next_batch(
+                &self.consumer,
+                &mut shutdown,
+                Some(tick_due),
+                self.batch_size,
+                self.max_wait,
+            );
+            match next.await {
                 Next::Stop => break,
                 // Nothing came for a tick: nothing is held, the persister is not behind.
                 Next::Tick => self.metrics.oldest_held_ms.store(0, Ordering::Relaxed),
@@ -141,7 +138,7 @@ impl Persister {
                     let Some(counts) = self.writer.write(&batch, &mut shutdown).await else {
                         break; // shutdown while retrying: nothing committed, the batch comes again
                     };
-                    self.commit(&batch);
+                    commit(&self.consumer, &next_offsets(&batch), CommitMode::Sync);
                     self.metrics.count(&counts);
                     if counts.moved_parked_events() {
                         self.update_parked().await;
@@ -164,60 +161,6 @@ impl Persister {
         }
         tracing::info!("persister stopped consuming");
         Ok(())
-    }
-
-    /// The next batch: the first message that arrives, and those that follow it within
-    /// `max_wait`, up to `batch_size`; [`Next::Tick`] when none came before `tick_due`;
-    /// [`Next::Stop`] once `shutdown` turns true.
-    async fn receive(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-        tick_due: tokio::time::Instant,
-    ) -> Next {
-        let first = loop {
-            let received = tokio::select! {
-                received = self.consumer.recv() => received,
-                _ = shutdown.changed() => return Next::Stop,
-                _ = tokio::time::sleep_until(tick_due) => return Next::Tick,
-            };
-            match received {
-                Ok(message) => break message.detach(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
-        let mut batch: Vec<OwnedMessage> = Vec::with_capacity(self.batch_size);
-        batch.push(first);
-        let deadline = tokio::time::Instant::now() + self.max_wait;
-        while batch.len() < self.batch_size {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message.detach()),
-                Ok(Err(err)) => tracing::warn!(error = %err, "consumer error"),
-                Err(_) => break,
-            }
-        }
-        Next::Batch(batch)
-    }
-
-    /// Commits the offset after the last message of each partition in the batch.
-    fn commit(&self, batch: &[OwnedMessage]) {
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
-        for message in batch {
-            let entry = next
-                .entry((message.topic().to_owned(), message.partition()))
-                .or_insert(0);
-            *entry = (*entry).max(message.offset() + 1);
-        }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            let _ = list.add_partition_offset(&topic, partition, Offset::Offset(offset));
-        }
-        if let Err(err) = self.consumer.commit(&list, CommitMode::Sync) {
-            // After a rebalance the new owner gets these messages again; writes are idempotent.
-            tracing::warn!(error = %err, "offset commit failed");
-        }
     }
 
     /// Messages between the consumer's position and the end of each assigned partition.

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flashgate_config::Settings;
+use flashgate_config::consume::{Next, commit, next_batch, next_offsets};
+use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::MySqlPool;
 use tokio::sync::{Notify, watch};
 
@@ -111,7 +112,9 @@ impl Intake {
         // for) at the end, so a clean stop leaves nothing to replay.
         let mut stored: HashMap<(String, i32), i64> = HashMap::new();
         loop {
-            let Some(batch) = self.receive(&mut shutdown).await else {
+            let Next::Batch(batch) =
+                next_batch(&self.consumer, &mut shutdown, None, BATCH_SIZE, BATCH_WAIT).await
+            else {
                 break;
             };
             Metrics::add(&self.metrics.consumed, batch.len() as u64);
@@ -122,7 +125,7 @@ impl Intake {
             // Not waited for: a blocking commit would hold one of the runtime's threads (a
             // worker's) for a round trip to the broker per batch. Lost commits only replay
             // rows already stored, which the intake finds stored.
-            self.commit(&next, CommitMode::Async);
+            commit(&self.consumer, &next, CommitMode::Async);
             for (partition, offset) in next {
                 let entry = stored.entry(partition).or_insert(0);
                 *entry = (*entry).max(offset);
@@ -135,7 +138,7 @@ impl Intake {
             });
         }
         if !stored.is_empty() {
-            self.commit(&stored, CommitMode::Sync);
+            commit(&self.consumer, &stored, CommitMode::Sync);
         }
         tracing::info!("saga stopped consuming");
         Ok(())
@@ -228,33 +231,6 @@ impl Intake {
         }
     }
 
-    /// The next batch, or `None` once shutdown is asked for.
-    async fn receive(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Vec<OwnedMessage>> {
-        let first = loop {
-            let received = tokio::select! {
-                received = self.consumer.recv() => received,
-                _ = shutdown.changed() => return None,
-            };
-            match received {
-                Ok(message) => break message.detach(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-        while batch.len() < BATCH_SIZE {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message.detach()),
-                Ok(Err(err)) => tracing::warn!(error = %err, "consumer error"),
-                Err(_) => break,
-            }
-        }
-        Some(batch)
-    }
-
     async fn dead_letter(&self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
         match self.publisher.dead_letter(message, reason).await {
             Ok(()) => {
@@ -340,28 +316,4 @@ impl Intake {
             }
         }
     }
-
-    /// Commits `next` (the next offset of each partition).
-    fn commit(&self, next: &HashMap<(String, i32), i64>, mode: CommitMode) {
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-        }
-        if let Err(err) = self.consumer.commit(&list, mode) {
-            // After a rebalance the new owner gets these messages again; storing is idempotent.
-            tracing::warn!(error = %err, "offset commit failed");
-        }
-    }
-}
-
-/// The offset after the last message of each partition in `batch`.
-fn next_offsets(batch: &[OwnedMessage]) -> HashMap<(String, i32), i64> {
-    let mut next: HashMap<(String, i32), i64> = HashMap::new();
-    for message in batch {
-        let entry = next
-            .entry((message.topic().to_owned(), message.partition()))
-            .or_insert(0);
-        *entry = (*entry).max(message.offset() + 1);
-    }
-    next
 }
