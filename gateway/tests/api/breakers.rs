@@ -37,12 +37,8 @@ async fn app_behind(relay: &Relay) -> TestApp {
 
 /// A metric's value in `/metrics`.
 async fn metric(app: &TestApp, line_start: &str) -> u64 {
-    let metrics = app.request(Method::GET, "/metrics", None, &[], None).await;
-    std::str::from_utf8(&metrics.bytes)
-        .expect("text")
-        .lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
+    app.metric(line_start)
+        .await
         .unwrap_or_else(|| panic!("{line_start} in /metrics"))
 }
 

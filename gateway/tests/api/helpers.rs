@@ -245,6 +245,17 @@ impl TestApp {
         .await
     }
 
+    /// The value of the `/metrics` series whose line starts with `series` (its name and
+    /// labels, then a space), if the gateway shows it.
+    pub async fn metric(&self, series: &str) -> Option<u64> {
+        let metrics = self.request(Method::GET, "/metrics", None, &[], None).await;
+        std::str::from_utf8(&metrics.bytes)
+            .expect("text")
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// `GET /v1/admin/sales/{id}` as a manager.
     pub async fn get_sale(&self, sale_id: u64) -> Reply {
         let token = self.token("manager-1", Role::Manager);

@@ -326,12 +326,9 @@ async fn a_sold_out_sale_is_answered_from_memory() {
 
 /// `flashgate_sold_out_from_memory_total` from `/metrics`.
 async fn sold_out_from_memory(app: &crate::helpers::TestApp) -> u64 {
-    let metrics = app.request(Method::GET, "/metrics", None, &[], None).await;
-    let text = String::from_utf8_lossy(&metrics.bytes).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("flashgate_sold_out_from_memory_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric present: {text}"))
+    app.metric("flashgate_sold_out_from_memory_total ")
+        .await
+        .expect("flashgate_sold_out_from_memory_total in /metrics")
 }
 
 #[tokio::test]

@@ -39,13 +39,7 @@ fn header<'r>(reply: &'r Reply, name: &str) -> &'r str {
 
 /// A metric's value in `/metrics` (0 when the line is absent).
 async fn metric(app: &TestApp, line_start: &str) -> u64 {
-    let metrics = app.request(Method::GET, "/metrics", None, &[], None).await;
-    std::str::from_utf8(&metrics.bytes)
-        .expect("text")
-        .lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    app.metric(line_start).await.unwrap_or(0)
 }
 
 #[tokio::test]
