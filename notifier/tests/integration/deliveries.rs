@@ -18,11 +18,7 @@ async fn every_lifecycle_event_reaches_its_channels_once_through_a_sigkill_a_res
     let shop = Receiver::spawn(true).await;
     let ops_room = Receiver::spawn(false).await;
     let mut harness = Harness::new(sink.port).await;
-    harness
-        .settings
-        .notifier
-        .webhooks
-        .insert("shop".into(), shop.webhook(2_000));
+    harness.add_webhook("shop", shop.webhook(2_000));
     harness.settings.notifier.slack.insert(
         "ops".into(),
         SlackSettings {

@@ -28,11 +28,7 @@ fn paid(tag: &str, n: usize) -> Vec<serde_json::Value> {
 async fn a_webhook_answering_500_for_a_while_is_retried_then_delivered_once() {
     let shop = Receiver::spawn(true).await;
     let mut harness = Harness::new(9).await;
-    harness
-        .settings
-        .notifier
-        .webhooks
-        .insert("shop".into(), shop.webhook(2_000));
+    harness.add_webhook("shop", shop.webhook(2_000));
     harness.route(&["order.paid"], &["webhook:shop"]);
     harness.settings.notifier.max_attempts = 30;
     harness.settings.notifier.breaker_failures = 100;

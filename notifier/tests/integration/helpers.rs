@@ -332,6 +332,14 @@ impl Harness {
         }
     }
 
+    /// Adds the webhook `name` (a receiver's, e.g. `shop.webhook(2_000)`).
+    pub fn add_webhook(&mut self, name: &str, webhook: WebhookSettings) {
+        self.settings
+            .notifier
+            .webhooks
+            .insert(name.to_owned(), webhook);
+    }
+
     /// Routes `kinds` to `channels`.
     pub fn route(&mut self, kinds: &[&str], channels: &[&str]) {
         for kind in kinds {

@@ -15,11 +15,7 @@ async fn two_notifiers_on_one_database_and_group_deliver_each_event_once() {
     // (every 200 ms) reads its row as due and pending.
     shop.set(Mode::Slow);
     let mut harness = Harness::new(9).await;
-    harness
-        .settings
-        .notifier
-        .webhooks
-        .insert("shop".into(), shop.webhook(5_000));
+    harness.add_webhook("shop", shop.webhook(5_000));
     harness.route(&["order.paid"], &["webhook:shop"]);
     let first = harness.start().await;
     let second = harness.start().await;

@@ -17,11 +17,7 @@ async fn a_delivery_retried_then_sent_is_logged_with_its_order_id_and_the_event_
     let sink = SmtpSink::start();
     let shop = Receiver::spawn(true).await;
     let mut harness = Harness::new(sink.port).await;
-    harness
-        .settings
-        .notifier
-        .webhooks
-        .insert("shop".into(), shop.webhook(2_000));
+    harness.add_webhook("shop", shop.webhook(2_000));
     harness.route(&["order.paid"], &["webhook:shop"]);
     harness.settings.notifier.breaker_failures = 1_000;
     harness.settings.notifier.max_attempts = 100;
