@@ -20,15 +20,13 @@
 --   1  policy     hash: status, starts_ms, ends_ms, per_user_limit, valid_for_ms, expires_ms,
 --                 issued
 --   2  remaining  string: coupons left to claim
---   3  holders    hash: user id -> coupons claimed
+--   3  holders    hash: user id -> coupons claimed; and the rate limits' TATs, one field per
+--                 limit named by rate_limit_field (lua/rate_limit.lua; never a user id)
 --   4  outbox     stream of coupon events, read by the relay
 --   5  coupon     hash of the coupon to issue (fg:{c:7}:cpn:<coupon id>); its `claim_no`
 --                 is kept for the answer to a re-sent call; it expires `keep_ms` after the
 --                 coupon
 --   6  idem       (optional) string: the stored answer for this user's Idempotency-Key
---   last n (n = ARGV 7, after idem when given): the rate limits' GCRA keys, e.g.
---              fg:{c:7}:rl:claim:u:<user> (per user per policy) and
---              fg:{c:7}:rl:claim:a:<address>; they expire by themselves
 -- ARGV
 --   1  user id
 --   2  coupon id to use if issued (unique per call, made by the gateway)
@@ -37,9 +35,12 @@
 --   5  idempotency TTL in seconds
 --   6  keep_ms: how long the coupon hash outlives the coupon's expiry, ms (absent: 0)
 --   7  n: how many rate limits (absent: 0)
---   8.. per limit i (from 0): ARGV 8+2i its emission interval in µs, ARGV 9+2i its burst
---       (judged first by the `rate_limit` function the gateway puts in front of this script
---       from lua/rate_limit.lua; a refused claim takes nothing)
+--   8.. per limit i (from 0): ARGV 8+3i its emission interval in µs, ARGV 9+3i its burst,
+--       ARGV 10+3i whom it limits (`u:<user>`: per user per policy; `a:<address>`). Judged
+--       first, by the `judge` function the gateway puts in front of this script from
+--       lua/rate_limit.lua; a refused claim takes nothing. An allowed one is charged whatever
+--       its answer, except `not_found` (no policy: no holders hash to keep the TATs) and a
+--       re-sent call (charged the first time).
 -- Replies (array, first element is the code)
 --   {'issued', coupon_id, expires_ms, claim_no, remaining}   remaining: coupons left now
 --   {'replay', code, coupon_id, expires_ms}    the stored answer for this key
@@ -48,13 +49,8 @@
 --                                              this claim in retry_us µs
 
 local limits = tonumber(ARGV[7] or '0') or 0
-local policy_key, remaining_key, holders_key, outbox_key, coupon_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
--- The idempotency key is there when the KEYS besides the limits' are six.
-local idem_key = nil
-if #KEYS - limits >= 6 then
-  idem_key = KEYS[6]
-end
+local policy_key, remaining_key, holders_key, outbox_key, coupon_key, idem_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local user, coupon_id, trace_id = ARGV[1], ARGV[2], ARGV[3]
 local outbox_max, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local keep_ms = tonumber(ARGV[6] or '0') or 0
@@ -67,13 +63,43 @@ if issued[1] == user then
     tonumber(redis.call('GET', remaining_key) or '0')}
 end
 
--- Rate limits before anything else: a refused claim takes nothing (no coupon, no stored
--- answer). After the re-send check, so that a re-sent call is not charged twice.
+-- Redis's clock, read once for the limits and the claim window.
+local time = redis.call('TIME')
+local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
+
+-- The user's coupons and the rate limits' TATs, in one read. The limits come before anything
+-- else: a refused claim takes nothing (no coupon, no stored answer). After the re-send check,
+-- so that a re-sent call is not charged twice.
+local fields = {user}
+for i = 0, limits - 1 do
+  fields[i + 2] = rate_limit_field(ARGV[10 + 3 * i])
+end
+local got = redis.call('HMGET', holders_key, unpack(fields))
+local held = tonumber(got[1] or '0')
+-- The limits' new TATs as field, value pairs: written with the user's count on success, on
+-- their own for any other answer (`charged`).
+local charge = {}
 if limits > 0 then
-  local verdict = rate_limit(KEYS, #KEYS - limits + 1, ARGV, 8, limits)
-  if verdict[1] == 'rate_limited' then
+  local verdict, tats = judge({unpack(got, 2)}, ARGV, 8, 3, limits, now_us)
+  if not tats then
     return verdict
   end
+  for i = 1, limits do
+    charge[2 * i - 1] = fields[i + 1]
+    charge[2 * i] = tat_digits(tats[i])
+  end
+end
+
+local policy = redis.call('HMGET', policy_key,
+  'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'valid_for_ms', 'expires_ms')
+
+-- Charges the limits and answers `reply`, when the policy exists (a holders hash made for a
+-- policy that is gone would have no owner to remove it).
+local function charged(reply)
+  if #charge > 0 and policy[1] then
+    redis.call('HSET', holders_key, unpack(charge))
+  end
+  return reply
 end
 
 -- Stored answers: code \n coupon_id \n expires_ms
@@ -81,7 +107,7 @@ if idem_key then
   local stored = redis.call('GET', idem_key)
   if stored then
     local code, cid, exp = string.match(stored, '^(.-)\n(.-)\n(.-)$')
-    return {'replay', code, cid, exp}
+    return charged({'replay', code, cid, exp})
   end
 end
 
@@ -91,32 +117,28 @@ local function remember(code, cid, exp)
   end
 end
 
-local policy = redis.call('HMGET', policy_key,
-  'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'valid_for_ms', 'expires_ms')
 if not policy[1] then
   return {'not_found'}
 end
 
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now_ms = math.floor(now_us / 1000)
 if policy[1] ~= 'active' or now_ms < tonumber(policy[2]) or now_ms >= tonumber(policy[3]) then
   -- Not remembered: the same request may succeed once the policy opens or resumes.
-  return {'policy_not_active'}
+  return charged({'policy_not_active'})
 end
 
-local held = tonumber(redis.call('HGET', holders_key, user) or '0')
 if held >= tonumber(policy[4]) then
   remember('already_claimed', '', 0)
-  return {'already_claimed'}
+  return charged({'already_claimed'})
 end
 
 if tonumber(redis.call('GET', remaining_key) or '0') < 1 then
   remember('exhausted', '', 0)
-  return {'exhausted'}
+  return charged({'exhausted'})
 end
 
 if redis.call('XLEN', outbox_key) >= outbox_max then
-  return {'overloaded'}
+  return charged({'overloaded'})
 end
 
 local valid_for = tonumber(policy[5])
@@ -125,7 +147,9 @@ if valid_for > 0 then
   expires_ms = now_ms + valid_for
 end
 local remaining = redis.call('DECR', remaining_key)
-local claim_no = redis.call('HINCRBY', holders_key, user, 1)
+-- The user's count and the limits' charge in one write.
+local claim_no = held + 1
+redis.call('HSET', holders_key, user, claim_no, unpack(charge))
 redis.call('HINCRBY', policy_key, 'issued', 1)
 redis.call('HSET', coupon_key, 'user', user, 'status', 'issued', 'expires_ms', expires_ms,
   'seq', 1, 'order_id', '', 'discount', 0, 'issued_ms', now_ms, 'claim_no', claim_no)

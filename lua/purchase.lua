@@ -16,16 +16,14 @@
 --   1  sale     hash: status, starts_ms, ends_ms, price, per_user_limit, total, window_ms
 --               (payment window; absent: 600000), and the counters admitted, held, paid
 --   2  stock    string: units left (stock + held + paid = total at every moment)
---   3  buyers   hash: user id -> units admitted
+--   3  buyers   hash: user id -> units admitted; and the rate limits' TATs, one field per
+--               limit named by rate_limit_field (lua/rate_limit.lua; never a user id)
 --   4  outbox   stream of admitted orders, read by the relay
 --   5  orders   hash: order id -> "user\nquantity\nadmitted_ms\npay_by_ms\nheld\n\n" of every
 --               open order (status lookups before the order reaches MySQL; order_close.lua
 --               ends it)
 --   6  holds    sorted set: order id -> pay_by_ms of every open order (the expiry sweeper's)
 --   7  idem     (optional) string: the stored answer for this user's Idempotency-Key
---   last n (n = ARGV 9, after idem when given): the rate limits' GCRA keys, e.g.
---           fg:{s:42}:rl:purchase:u:<user> (per user per sale) and
---           fg:{s:42}:rl:purchase:a:<address>; they expire by themselves
 -- ARGV
 --   1  user id
 --   2  quantity (integer >= 1)
@@ -37,9 +35,12 @@
 --   8  pass_ok: "1" when the gateway verified a `Queue-Pass` for this user and sale, else "0"
 --      (a sale whose hash has `queued` = "1" admits only purchases with pass_ok = "1")
 --   9  n: how many rate limits (absent: 0)
---   10.. per limit i (from 0): ARGV 10+2i its emission interval in µs, ARGV 11+2i its burst
---       (the rate limits run first, by the `rate_limit` function the gateway puts in front
---       of this script from lua/rate_limit.lua; a refused purchase takes nothing)
+--   10.. per limit i (from 0): ARGV 10+3i its emission interval in µs, ARGV 11+3i its burst,
+--       ARGV 12+3i whom it limits (`u:<user>`: per user per sale; `a:<address>`). They are
+--       judged first, by the `judge` function the gateway puts in front of this script from
+--       lua/rate_limit.lua; a refused purchase takes nothing. An allowed one is charged
+--       whatever its answer, except `not_found` (no sale: no buyers hash to keep the TATs)
+--       and a re-sent call (charged the first time).
 -- Replies (array, first element is the code)
 --   {'admitted', order_id, remaining}                   remaining: units left now
 --   {'replay', code, order_id, quantity, admitted_ms, remaining}
@@ -53,13 +54,8 @@
 --   {'sold_out', remaining}
 
 local limits = tonumber(ARGV[9] or '0') or 0
-local sale_key, stock_key, buyers_key, outbox_key, orders_key, holds_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
--- The idempotency key is there when the KEYS besides the limits' are seven.
-local idem_key = nil
-if #KEYS - limits >= 7 then
-  idem_key = KEYS[7]
-end
+local sale_key, stock_key, buyers_key, outbox_key, orders_key, holds_key, idem_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local user, qty, order_id, trace_id = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local outbox_max, idem_ttl, fingerprint = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local pass_ok = ARGV[8]
@@ -71,13 +67,43 @@ if redis.call('HEXISTS', orders_key, order_id) == 1 then
   return {'admitted', order_id, tonumber(redis.call('GET', stock_key) or '0')}
 end
 
--- Rate limits before anything else: a refused purchase reads and takes nothing (no stock, no
--- stored answer). After the re-send check, so that a re-sent call is not charged twice.
+-- Redis's clock, read once for the limits and the sale's window.
+local time = redis.call('TIME')
+local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
+
+-- The buyer's units and the rate limits' TATs, in one read. The limits come before anything
+-- else: a refused purchase reads and takes nothing (no stock, no stored answer). After the
+-- re-send check, so that a re-sent call is not charged twice.
+local fields = {user}
+for i = 0, limits - 1 do
+  fields[i + 2] = rate_limit_field(ARGV[12 + 3 * i])
+end
+local got = redis.call('HMGET', buyers_key, unpack(fields))
+local bought = tonumber(got[1] or '0')
+-- The limits' new TATs as field, value pairs: written with the buyer's units on success, on
+-- their own for any other answer (`charged`).
+local charge = {}
 if limits > 0 then
-  local verdict = rate_limit(KEYS, #KEYS - limits + 1, ARGV, 10, limits)
-  if verdict[1] == 'rate_limited' then
+  local verdict, tats = judge({unpack(got, 2)}, ARGV, 10, 3, limits, now_us)
+  if not tats then
     return verdict
   end
+  for i = 1, limits do
+    charge[2 * i - 1] = fields[i + 1]
+    charge[2 * i] = tat_digits(tats[i])
+  end
+end
+
+local sale = redis.call('HMGET', sale_key, 'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'price',
+  'window_ms', 'queued')
+
+-- Charges the limits and answers `reply`, when the sale exists (a buyers hash made for a sale
+-- that is gone would have no owner to remove it).
+local function charged(reply)
+  if #charge > 0 and sale[1] then
+    redis.call('HSET', buyers_key, unpack(charge))
+  end
+  return reply
 end
 
 -- Stored answers: fingerprint \n code \n order_id \n quantity \n admitted_ms [\n remaining]
@@ -88,9 +114,9 @@ if idem_key then
     local fp, code, oid, q, at, left =
       string.match(stored, '^(.-)\n(.-)\n(.-)\n(.-)\n([^\n]*)\n?(.*)$')
     if fp ~= fingerprint then
-      return {'idempotency_key_reused'}
+      return charged({'idempotency_key_reused'})
     end
-    return {'replay', code, oid, q, at, left}
+    return charged({'replay', code, oid, q, at, left})
   end
 end
 
@@ -102,8 +128,6 @@ local function remember(code, oid, at, left)
   end
 end
 
-local sale = redis.call('HMGET', sale_key, 'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'price',
-  'window_ms', 'queued')
 if not sale[1] then
   return {'not_found'}
 end
@@ -111,34 +135,33 @@ end
 -- A sale behind a waiting room: only a shopper the queue admitted (the gateway verified the
 -- signed pass) may buy. Not remembered: the same request may pass with a pass.
 if sale[7] == '1' and pass_ok ~= '1' then
-  return {'queue_pass_required'}
+  return charged({'queue_pass_required'})
 end
 
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now_ms = math.floor(now_us / 1000)
 if sale[1] ~= 'active' or now_ms < tonumber(sale[2]) or now_ms >= tonumber(sale[3]) then
   -- Not remembered: the same request may succeed once the sale opens.
-  return {'sale_not_active'}
+  return charged({'sale_not_active'})
 end
 
-local bought = tonumber(redis.call('HGET', buyers_key, user) or '0')
 if bought + qty > tonumber(sale[4]) then
   remember('limit_exceeded', '', 0, '')
-  return {'limit_exceeded'}
+  return charged({'limit_exceeded'})
 end
 
 local stock = tonumber(redis.call('GET', stock_key) or '0')
 if stock < qty then
   remember('sold_out', '', 0, stock)
-  return {'sold_out', stock}
+  return charged({'sold_out', stock})
 end
 
 if redis.call('XLEN', outbox_key) >= outbox_max then
-  return {'overloaded'}
+  return charged({'overloaded'})
 end
 
 local remaining = redis.call('DECRBY', stock_key, qty)
-redis.call('HINCRBY', buyers_key, user, qty)
+-- The buyer's units and the limits' charge in one write.
+redis.call('HSET', buyers_key, user, bought + qty, unpack(charge))
 redis.call('HINCRBY', sale_key, 'admitted', qty)
 redis.call('HINCRBY', sale_key, 'held', qty)
 local pay_by = now_ms + tonumber(sale[6] or '600000')

@@ -24,9 +24,11 @@
 # its default rate limits and token revocation on and against a second gateway with every limit
 # and revocation off (FLASHGATE__GATEWAY__JWT__REVOCATION=false),
 # FLASHGATE_BENCH_NOLIMITS_ADDR (127.0.0.1:8095) and its twin with the defaults on
-# FLASHGATE_BENCH_LIMITS_ADDR (127.0.0.1:8096), started alike, in the same run, in the order off, on, on,
-# off for each loop (so a drift of the machine during the stage weighs on both alike), and
-# the difference of the two runs' means in throughput and p99; 0 by default),
+# FLASHGATE_BENCH_LIMITS_ADDR (127.0.0.1:8096), started alike, in the same run:
+# FLASHGATE_BENCH_LIMITS_ROUNDS rounds (3) of off, on, on, off for each loop (so a drift of the
+# machine weighs on both alike), compared by scripts/bench_compare.py: mean throughput, median
+# p99 and CPU per request of each side, and the same between the first and last "off" run of
+# each round, which shows how far apart noise alone puts two identical runs; 0 by default),
 # FLASHGATE_BENCH_QUEUED (1: also the queued-rush scenario against the gateway, limits and
 # revocation on: FLASHGATE_BENCH_QUEUED_JOINERS (10000) join a draw-mode waiting room in a
 # 10 s window, admitted at FLASHGATE_BENCH_QUEUED_RATE (1000) per second, each buying one of
@@ -272,6 +274,7 @@ fi
 limits=skipped
 if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
   limits=ran
+  limits_rounds=${FLASHGATE_BENCH_LIMITS_ROUNDS:-3}
   nolimits_addr=${FLASHGATE_BENCH_NOLIMITS_ADDR:-127.0.0.1:8095}
   off=""
   for class in purchase claim read admin; do
@@ -304,13 +307,15 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
     else
       load=(--mode open --rate "$rate" --shoppers $(( rate * seconds )) --stock $(( rate * seconds )))
     fi
-    for turn in off-1 on-1 on-2 off-2; do
-      if [ "${turn%-*}" = off ]; then
-        gateway=$nolimits addr=$nolimits_addr run "limits-$turn-$loop" --scenario purchase-rush "${load[@]}"
-      else
-        gateway=$on_gateway addr=$limits_addr run "limits-$turn-$loop" --scenario purchase-rush "${load[@]}"
-      fi
-      unset 'reports[-1]'
+    for round in $(seq 1 "$limits_rounds"); do
+      for turn in off-a on-a on-b off-b; do
+        if [ "${turn%-*}" = off ]; then
+          gateway=$nolimits addr=$nolimits_addr run "limits-r$round-$turn-$loop" --scenario purchase-rush "${load[@]}"
+        else
+          gateway=$on_gateway addr=$limits_addr run "limits-r$round-$turn-$loop" --scenario purchase-rush "${load[@]}"
+        fi
+        unset 'reports[-1]'
+      done
     done
   done
   kill "$nolimits" "$on_gateway" 2>/dev/null || true
@@ -461,36 +466,23 @@ PY
   if [ "$limits" = ran ]; then
     printf '\n## Rate limits and token revocation on vs off (purchase-rush, same run)\n\n'
     printf '| run | loop | throughput | p50 | p99 | statuses | invariants |\n|---|---|---|---|---|---|---|\n'
-    for name in limits-{off-1,on-1,on-2,off-2}-closed limits-{off-1,on-1,on-2,off-2}-open; do
-      python3 - "$out/$name.json" "$name" <<'PY'
-import json, sys
+    for json in "$out"/limits-r*-closed.json "$out"/limits-r*-open.json; do
+      python3 - "$json" <<'PY'
+import json, os, sys
 r = json.load(open(sys.argv[1]))
 l = r["latency_ms"]
 held = "all held" if all(c["held"] for c in r["invariants"]) else "**BROKEN**"
 statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r["status_counts"].items()))
-print(f"| {sys.argv[2]} | {r['settings']['mode']} | {r['throughput']:.0f} req/s | {l['p50']:.2f} ms "
+name = os.path.basename(sys.argv[1])[: -len(".json")]
+print(f"| {name} | {r['settings']['mode']} | {r['throughput']:.0f} req/s | {l['p50']:.2f} ms "
       f"| {l['p99']:.2f} ms | {statuses} | {held} |")
 PY
     done
-    # The goal: on within 10 % of off, in throughput and in p99 (each the mean of its two runs).
-    printf '\n| loop | throughput on vs off | p99 on vs off | within 10 %% |\n|---|---|---|---|\n'
-    for loop in closed open; do
-      python3 - "$loop" "$out"/limits-{off-1,off-2,on-1,on-2}-"$loop".json <<'PY'
-import json, sys
-runs = [json.load(open(p)) for p in sys.argv[2:6]]
-def mean(pair, field):
-    return sum(field(r) for r in pair) / len(pair)
-off, on = runs[:2], runs[2:]
-def change(a, b):
-    return 100.0 * (b - a) / a if a else 0.0
-throughput = lambda r: r["throughput"]
-p99 = lambda r: r["latency_ms"]["p99"]
-t = change(mean(off, throughput), mean(on, throughput))
-p = change(mean(off, p99), mean(on, p99))
-ok = "yes" if t >= -10.0 and p <= 10.0 else "no"
-print(f"| {sys.argv[1]} | {t:+.1f} % | {p:+.1f} % | {ok} |")
-PY
-    done
+    # The goal: on within 10 % of off, in throughput (means) and p99 (medians); beside it, the
+    # same comparison between two "off" runs, the difference noise alone makes.
+    printf '\n'
+    python3 scripts/bench_compare.py "$out" closed header
+    python3 scripts/bench_compare.py "$out" open
   fi
   if [ "$queued" = ran ]; then
     printf '\n## Waiting room: queued-rush (draw, admission at a set rate, purchases with passes)\n\n'

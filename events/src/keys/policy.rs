@@ -39,13 +39,6 @@ impl PolicyKeys {
     pub fn idempotency(&self, user: &str, key: &str) -> String {
         idempotency_key(&self.base, user, key)
     }
-
-    /// The GCRA key of a claim limit on this policy (`who`: `u:<user>` or `a:<address>`);
-    /// it shares the policy's hash tag, so the claim limit counts per policy. It expires by
-    /// itself (`lua/rate_limit.lua`).
-    pub fn rate_limit(&self, who: &str) -> String {
-        format!("{}:rl:claim:{who}", self.base)
-    }
 }
 
 /// Set of the ids of the coupon policies whose keys are in Redis: the cleanup's list

@@ -70,13 +70,6 @@ impl SaleKeys {
     pub fn idempotency(&self, user: &str, key: &str) -> String {
         idempotency_key(&self.prefix, user, key)
     }
-
-    /// The GCRA key of a purchase limit on this sale (`who`: `u:<user>` or `a:<address>`);
-    /// it shares the sale's hash tag, so the purchase limit counts per sale. It expires by
-    /// itself (`lua/rate_limit.lua`).
-    pub fn rate_limit(&self, who: &str) -> String {
-        format!("{}:rl:purchase:{who}", self.prefix)
-    }
 }
 
 /// Set of the ids of the sales whose keys are in Redis: the lifecycle sweeper's list (expiry,

@@ -90,10 +90,8 @@ pub async fn claim_coupon(
     client: Option<Client>,
 ) -> Result<Claim, Failure> {
     let keys = PolicyKeys::new(app.prefix(), policy_id);
-    // Per user (and address) per policy: the keys share the policy's hash tag.
-    let limits = app.limiter.arm(RateClass::Claim, user_id, client, |who| {
-        keys.rate_limit(who)
-    });
+    // Per user (and address) per policy: fields of the policy's holders hash.
+    let limits = app.limiter.arm(RateClass::Claim, user_id, client);
     let coupon_id = format!("{policy_id}-{}", uuid::Uuid::now_v7().simple());
     let request = ClaimRequest {
         keys: &keys,
@@ -147,9 +145,9 @@ pub async fn claim(
         int(request.coupon_keep_ms),
         int(request.limits.len() as u64),
     ];
+    // The limits after ARGV 7: their rates and whom they limit.
     for limit in request.limits {
-        names.push(limit.redis_key.clone());
-        args.extend(limit.args());
+        args.extend(limit.folded_args());
     }
     let reply: Vec<Value> = script.run(redis, names, args).await?;
     parse_claim(&reply, request.limits)

@@ -12,24 +12,33 @@ use crate::limits::address::{Client, client_address};
 use crate::limits::headers::{Refusal, policy_member, policy_value, state_member};
 use crate::scripts::{Script, int, reply_int, reply_text, unexpected_reply};
 
-/// A limit armed for one request: its Redis key and its rate.
+/// A limit armed for one request: whom it limits and its rate.
 #[derive(Debug, Clone)]
 pub struct Armed {
     /// Per user or per address.
     pub key: RateKey,
-    /// The GCRA key (`lua/rate_limit.lua`); it expires by itself.
-    pub redis_key: String,
+    /// `u:<user>` or `a:<address>`: in the purchase and claim scripts, the name of its TAT's
+    /// field in the shopper hash; on its own, the hash tag of its key.
+    pub who: String,
     /// Rate and burst.
     pub limit: Limit,
 }
 
 impl Armed {
-    /// The script arguments of this limit: emission interval in µs, burst.
+    /// The arguments of this limit for `lua/rate_limit.lua` on its own: emission interval in
+    /// µs, burst.
     pub fn args(&self) -> [Value; 2] {
         [
             int(self.limit.interval_us()),
             i64::from(self.limit.burst).into(),
         ]
+    }
+
+    /// The arguments of this limit for the purchase and claim scripts: emission interval in
+    /// µs, burst, and whom it limits.
+    pub fn folded_args(&self) -> [Value; 3] {
+        let [interval, burst] = self.args();
+        [interval, burst, self.who.as_str().into()]
     }
 }
 
@@ -137,27 +146,21 @@ impl Limiter {
         )))
     }
 
-    /// The limits of `class` in force for `user` (and `client`), each keyed by `key_of(who)`
-    /// where `who` is `u:<user>` or `a:<address>`; user first.
-    pub fn arm(
-        &self,
-        class: RateClass,
-        user: &str,
-        client: Option<Client>,
-        key_of: impl Fn(&str) -> String,
-    ) -> Vec<Armed> {
+    /// The limits of `class` in force for `user` (and `client`), user first; each names whom
+    /// it limits, `u:<user>` or `a:<address>`.
+    pub fn arm(&self, class: RateClass, user: &str, client: Option<Client>) -> Vec<Armed> {
         let mut armed = Vec::with_capacity(2);
         if let Some(limit) = self.table.get(class, RateKey::User) {
             armed.push(Armed {
                 key: RateKey::User,
-                redis_key: key_of(&format!("u:{user}")),
+                who: format!("u:{user}"),
                 limit,
             });
         }
         if let (Some(limit), Some(client)) = (self.table.get(class, RateKey::Address), client) {
             armed.push(Armed {
                 key: RateKey::Address,
-                redis_key: key_of(&format!("a:{}", client.key())),
+                who: format!("a:{}", client.key()),
                 limit,
             });
         }
@@ -189,12 +192,10 @@ impl Limiter {
         client: Option<Client>,
     ) -> Result<Quota, Judged> {
         let name = class.name();
-        let armed: Vec<Armed> = self.arm(class, user, client, |who| {
-            // `who` is `u:<user>` or `a:<address>`: one hash tag per user, per address.
-            format!("{prefix}:{{{who}}}:rl:{name}")
-        });
+        let armed: Vec<Armed> = self.arm(class, user, client);
         let run = |limit: &Armed| {
-            let keys = vec![limit.redis_key.clone()];
+            // One hash tag per user, per address.
+            let keys = vec![format!("{prefix}:{{{}}}:rl:{name}", limit.who)];
             let args: Vec<Value> = limit.args().into();
             async move { script.run::<Vec<Value>, _, _>(redis, keys, args).await }
         };
@@ -281,17 +282,9 @@ mod tests {
                 h
             },
         );
-        let armed = limiter.arm(RateClass::Purchase, "ann", client, |who| {
-            format!("fg:{{s:1}}:rl:purchase:{who}")
-        });
-        let keys: Vec<&str> = armed.iter().map(|a| a.redis_key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "fg:{s:1}:rl:purchase:u:ann",
-                "fg:{s:1}:rl:purchase:a:198.51.100.7"
-            ]
-        );
+        let armed = limiter.arm(RateClass::Purchase, "ann", client);
+        let who: Vec<&str> = armed.iter().map(|a| a.who.as_str()).collect();
+        assert_eq!(who, ["u:ann", "a:198.51.100.7"]);
         assert_eq!(
             limiter.policy(RateClass::Purchase).unwrap(),
             r#""purchase-user";q=10;w=2, "purchase-address";q=100;w=2"#

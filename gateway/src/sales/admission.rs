@@ -89,7 +89,7 @@ pub struct PurchaseRequest<'a> {
     /// The gateway verified a `Queue-Pass` for this user and sale (checked in the gateway, so
     /// the script only needs the verdict: no extra round trip).
     pub pass_ok: bool,
-    /// The rate limits judged in the same call (keys under the sale's hash tag).
+    /// The rate limits judged in the same call (their TATs in the sale's buyers hash).
     pub limits: &'a [Armed],
 }
 
@@ -122,11 +122,9 @@ pub async fn admit(
         if request.pass_ok { "1" } else { "0" }.into(),
         int(request.limits.len() as u64),
     ];
-    // The limits' keys come last (after the optional idempotency key), their rates after
-    // ARGV 9.
+    // The limits after ARGV 9: their rates and whom they limit.
     for limit in request.limits {
-        keys.push(limit.redis_key.clone());
-        args.extend(limit.args());
+        args.extend(limit.folded_args());
     }
     let reply: Vec<Value> = script.run(redis, keys, args).await?;
     if let Some(Verdict::Limited { index, retry_us }) = Verdict::parse(&reply, 0) {

@@ -48,13 +48,10 @@ pub async fn buy(app: &App, purchase: &Purchase<'_>) -> Result<Admission, Failur
         });
     }
     let keys = SaleKeys::new(app.prefix(), sale_id);
-    // Per user (and address) per sale: the keys share the sale's hash tag.
-    let limits = app.limiter.arm(
-        RateClass::Purchase,
-        purchase.user_id,
-        purchase.client,
-        |who| keys.rate_limit(who),
-    );
+    // Per user (and address) per sale: fields of the sale's buyers hash.
+    let limits = app
+        .limiter
+        .arm(RateClass::Purchase, purchase.user_id, purchase.client);
     let order_id = format!("{sale_id}-{}", uuid::Uuid::now_v7().simple());
     let request = PurchaseRequest {
         keys: &keys,

@@ -584,6 +584,25 @@ pub async fn sale_counters(app: &TestApp, sale_id: u64) -> (i64, i64, i64, i64) 
     (at(0), at(1), at(2), at(3))
 }
 
+/// The shoppers' counts in a sale's buyers hash (or a policy's holders hash): user id → units.
+/// The rate limits' TATs live in the same hash under fields no user id can have
+/// (`keys::rate_limit_field`); they are left out.
+pub async fn shopper_counts(app: &TestApp, key: &str) -> HashMap<String, i64> {
+    let fields: HashMap<Bytes, Bytes> = app.redis.hgetall(key).await.expect("HGETALL");
+    fields
+        .into_iter()
+        .filter(|(field, _)| !flashgate_gateway::keys::is_rate_limit_field(field))
+        .map(|(field, units)| {
+            let user = String::from_utf8(field.to_vec()).expect("a user id is UTF-8");
+            let units = std::str::from_utf8(&units)
+                .ok()
+                .and_then(|units| units.parse().ok())
+                .expect("units are an integer");
+            (user, units)
+        })
+        .collect()
+}
+
 /// The order id an orders-topic message is about (its envelope's data): messages are keyed by
 /// sale, so a sale's admissions and ends stay in one partition, in order.
 pub fn order_of_message(message: &(String, Value, HashMap<String, String>)) -> String {

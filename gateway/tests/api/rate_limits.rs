@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use flashgate_config::{RateClass, RateKey, RateLimit, Settings};
 use flashgate_gateway::auth::Role;
-use flashgate_gateway::keys::{PolicyKeys, SaleKeys};
+use flashgate_gateway::keys::{PolicyKeys, SaleKeys, rate_limit_field};
 use fred::prelude::{HashesInterface, KeysInterface, StreamsInterface};
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -120,13 +120,34 @@ async fn the_purchase_limit_holds_across_two_gateways_and_a_refused_purchase_tak
         first.purchase(other_sale, "ann", 1).await.status,
         StatusCode::ACCEPTED
     );
-    // The GCRA key expires by itself once its budget is full again.
-    let ttl: i64 = first
+    // Ann's TAT is a field of the sale's buyers hash, at most one burst (4 × 1 s here) ahead
+    // of the clock (Redis's; the same host's); the sale's cleanup removes it with the hash.
+    let tat: Option<u64> = first
         .redis
-        .pttl(keys.rate_limit("u:ann"))
+        .hget(&keys.buyers, rate_limit_field("u:ann").as_slice())
         .await
-        .expect("PTTL");
-    assert!((1..=10_000).contains(&ttl), "TTL {ttl} ms");
+        .expect("HGET");
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros(),
+    )
+    .expect("µs");
+    let tat = tat.expect("ann's TAT in the buyers hash");
+    assert!(
+        (now - 1_000_000..=now + 4_000_000).contains(&tat),
+        "TAT {tat} is not within a burst of {now}"
+    );
+    // A purchase in a sale that does not exist makes no buyers hash for the TATs (it would
+    // have no owner to remove it).
+    let ghost = SaleKeys::new(&first.settings.redis.key_prefix, sale_id + 1_000_000);
+    assert_eq!(
+        first.purchase(sale_id + 1_000_000, "ann", 1).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let made: bool = first.redis.exists(&ghost.buyers).await.expect("EXISTS");
+    assert!(!made, "no buyers hash for a sale that does not exist");
     second.stop().await;
     first.stop().await;
 }

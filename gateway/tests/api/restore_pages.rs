@@ -17,7 +17,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use sqlx::QueryBuilder;
 
-use crate::helpers::{Reply, TestApp, sale_counters, spawn_app};
+use crate::helpers::{Reply, TestApp, sale_counters, shopper_counts, spawn_app};
 
 /// An open order as the test put it into MySQL.
 struct Open {
@@ -188,7 +188,7 @@ async fn held(app: &TestApp, sale_id: u64) -> Held {
     Held {
         holds,
         records: app.redis.hgetall(&keys.orders).await.expect("orders"),
-        buyers: app.redis.hgetall(&keys.buyers).await.expect("buyers"),
+        buyers: shopper_counts(app, &keys.buyers).await,
         sale: app.redis.hgetall(&keys.sale).await.expect("sale"),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Context;
 use chrono::NaiveDateTime;
 use flashgate_config::Settings;
-use flashgate_events::keys::SaleKeys;
+use flashgate_events::keys::{SaleKeys, is_rate_limit_field};
 use fred::prelude::{HashesInterface, LuaInterface, Pool};
 use sqlx::MySqlPool;
 
@@ -259,7 +259,13 @@ pub async fn read_sale(
             .await
             .context("reading the sale from MySQL")?;
     let limit = u64::from(limit);
-    let buyers: HashMap<String, i64> = redis.hgetall(&keys.buyers).await?;
+    // The rate limits' TATs share the hash; they are not buyers.
+    let buyers: HashMap<Vec<u8>, i64> = redis.hgetall(&keys.buyers).await?;
+    let buyers: HashMap<String, i64> = buyers
+        .into_iter()
+        .filter(|(field, _)| !is_rate_limit_field(field))
+        .map(|(user, units)| (String::from_utf8_lossy(&user).into_owned(), units))
+        .collect();
     let buyer_units = buyers.values().sum();
     let mut redis_over: Vec<String> = buyers
         .into_iter()
