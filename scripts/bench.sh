@@ -28,7 +28,9 @@
 # FLASHGATE_BENCH_LIMITS_ROUNDS rounds (3) of off, on, on, off for each loop (so a drift of the
 # machine weighs on both alike), compared by scripts/bench_compare.py: mean throughput, median
 # p99 and CPU per request of each side, and the same between the first and last "off" run of
-# each round, which shows how far apart noise alone puts two identical runs; 0 by default),
+# each round, which shows how far apart noise alone puts two identical runs; then as many runs
+# of both at once, each gateway with half the load, so both live through the same moments;
+# and before them, Redis alone: purchase.lua with and without the limit; 0 by default),
 # FLASHGATE_BENCH_QUEUED (1: also the queued-rush scenario against the gateway, limits and
 # revocation on: FLASHGATE_BENCH_QUEUED_JOINERS (10000) join a draw-mode waiting room in a
 # 10 s window, admitted at FLASHGATE_BENCH_QUEUED_RATE (1000) per second, each buying one of
@@ -135,6 +137,32 @@ ceiling() {
     "bench-__rand_int__" 1 "bench-__rand_int__" trace 1000000000 86400 fp)
   "${cli[@]}" DEL "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" "$p:holds" >/dev/null
   printf '%s\n' "$csv" | tail -n 1 | cut -d, -f2 | tr -d '"'
+}
+
+# Redis alone, the rate limit's own cost (issue 16): lua/purchase.lua with the prelude the gateway
+# puts in front of it (lua/rate_limit.lua), each call a new buyer and order, without a limit
+# ("off") or with the default per-user purchase limit, 5/s with a burst of 10 ("on"). Prints
+# requests/s and the Redis primary's and replica's CPU per call in µs.
+limit_ceiling() {
+  local sha p="fgbench$$:{s:1}" csv limit=(0) n=100000 before_p before_r after_p after_r
+  local cli=(redis-cli -h "$redis_host" -p "$redis_port")
+  sha=$("${cli[@]}" SCRIPT LOAD \
+    "$(awk '/^-- end of prelude$/ { exit } { print }' lua/rate_limit.lua; cat lua/purchase.lua)")
+  "${cli[@]}" HSET "$p:sale" status active starts_ms 0 ends_ms 4102444800000 \
+    per_user_limit 1000000000 price 100 total 1000000000 admitted 0 >/dev/null
+  "${cli[@]}" SET "$p:stock" 1000000000 >/dev/null
+  [ "$1" = on ] && limit=(1 200000 10 "u:bench-__rand_int__")
+  before_p=$(proc_ticks "$(pid_of "redis-$redis_port")")
+  before_r=$(proc_ticks "$(pid_of "redis-$replica_port")")
+  csv=$(redis-benchmark -h "$redis_host" -p "$redis_port" -c 50 -n "$n" -r 100000000 --csv \
+    EVALSHA "$sha" 6 "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" "$p:holds" \
+    "bench-__rand_int__" 1 "bench-__rand_int__" trace 1000000000 86400 fp 0 "${limit[@]}")
+  after_p=$(proc_ticks "$(pid_of "redis-$redis_port")")
+  after_r=$(proc_ticks "$(pid_of "redis-$replica_port")")
+  "${cli[@]}" UNLINK "$p:sale" "$p:stock" "$p:buyers" "$p:outbox" "$p:orders" "$p:holds" >/dev/null
+  awk -v rps="$(printf '%s\n' "$csv" | tail -n 1 | cut -d, -f2 | tr -d '"')" -v n="$n" \
+    -v hz="$(getconf CLK_TCK)" -v p=$(( after_p - before_p )) -v r=$(( after_r - before_r )) \
+    'BEGIN { printf "%.0f %.1f %.1f\n", rps, p / hz * 1e6 / n, r / hz * 1e6 / n }'
 }
 
 # Earlier runs leave their orders in Redis, so the append-only files grow by about 1 KB per
@@ -275,6 +303,17 @@ limits=skipped
 if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
   limits=ran
   limits_rounds=${FLASHGATE_BENCH_LIMITS_ROUNDS:-3}
+  step "Redis alone: purchase.lua with and without the purchase limit"
+  printf '| run | requests/s | Redis primary, µs per call | replica, µs per call |\n|---|---|---|---|\n' \
+    >"$out/limits-redis.md"
+  for round in 1 2 3; do
+    for turn in off on on off; do
+      read -r rps primary replica < <(limit_ceiling "$turn")
+      printf '| %s-%s | %s | %s | %s |\n' "$turn" "$round" "$rps" "$primary" "$replica" \
+        >>"$out/limits-redis.md"
+    done
+  done
+  cat "$out/limits-redis.md" >&2
   nolimits_addr=${FLASHGATE_BENCH_NOLIMITS_ADDR:-127.0.0.1:8095}
   off=""
   for class in purchase claim read admin; do
@@ -315,6 +354,34 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
           gateway=$on_gateway addr=$limits_addr run "limits-r$round-$turn-$loop" --scenario purchase-rush "${load[@]}"
         fi
         unset 'reports[-1]'
+      done
+    done
+  done
+  # The same load split in two halves, one on each gateway AT THE SAME TIME: whatever the
+  # machine does during a run, both sides live through it alike. (They share Redis, so the
+  # limit's Redis cost slows both halves: the Redis-alone rows above show that part.)
+  for loop in closed open; do
+    for round in $(seq 1 "$limits_rounds"); do
+      if [ "$loop" = closed ]; then
+        load=(--mode closed --shoppers "$max_shoppers" --stock "$max_shoppers")
+      else
+        load=(--mode open --rate $(( rate / 2 )) --shoppers $(( rate / 2 * seconds ))
+          --stock $(( rate / 2 * seconds )))
+      fi
+      step "limits-pair-r$round-$loop: off and on at once"
+      pair=()
+      for side in off on; do
+        target=$([ "$side" = off ] && echo "$nolimits_addr" || echo "$limits_addr")
+        FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://$target" --quiet \
+          --duration "${seconds}s" --warmup "${warmup}s" --connections $(( connections / 2 )) \
+          --json "$out/limits-pair-r$round-$loop-$side.json" --scenario purchase-rush "${load[@]}" \
+          >"$out/limits-pair-r$round-$loop-$side.md" 2>"$out/limits-pair-r$round-$loop-$side.err" &
+        pair+=($!)
+      done
+      for pid in "${pair[@]}"; do
+        status=0
+        wait "$pid" || status=$?
+        [ "$status" -le 1 ] || { echo "limits-pair-r$round-$loop failed (exit $status)" >&2; exit 2; }
       done
     done
   done
@@ -478,11 +545,26 @@ print(f"| {name} | {r['settings']['mode']} | {r['throughput']:.0f} req/s | {l['p
       f"| {l['p99']:.2f} ms | {statuses} | {held} |")
 PY
     done
+    printf '\nRedis alone, EVALSHA of purchase.lua with its rate-limit prelude, off and on in turn:\n\n'
+    cat "$out/limits-redis.md"
+    python3 - "$out/limits-redis.md" <<'PY'
+import statistics, sys
+rows = [l.strip().strip("|").split("|") for l in open(sys.argv[1]) if l.startswith("| o")]
+side = lambda s, i: statistics.mean(float(r[i]) for r in rows if r[0].strip().startswith(s + "-"))
+def change(i):
+    return 100.0 * (side("on", i) - side("off", i)) / side("off", i)
+print(f"\nOn vs off (means): requests/s {change(1):+.1f} %, primary CPU per call "
+      f"{side('off', 2):.1f} → {side('on', 2):.1f} µs ({change(2):+.1f} %), replica "
+      f"{side('off', 3):.1f} → {side('on', 3):.1f} µs ({change(3):+.1f} %).\n")
+PY
     # The goal: on within 10 % of off, in throughput (means) and p99 (medians); beside it, the
     # same comparison between two "off" runs, the difference noise alone makes.
     printf '\n'
     python3 scripts/bench_compare.py "$out" closed header
     python3 scripts/bench_compare.py "$out" open
+    printf '\nOff and on at once, each with half the load (connections, or the open loop'"'"'s rate):\n\n'
+    python3 scripts/bench_compare.py "$out" closed pairs header
+    python3 scripts/bench_compare.py "$out" open pairs
   fi
   if [ "$queued" = ran ]; then
     printf '\n## Waiting room: queued-rush (draw, admission at a set rate, purchases with passes)\n\n'

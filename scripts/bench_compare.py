@@ -15,7 +15,11 @@ together as the host gets busier (the load generator's by up to 2.5 times within
 the load generator does the same work per request on both sides, so servers ÷ generator cancels
 the machine's speed of the moment and keeps what the servers do.
 
-usage: bench_compare.py <report folder> <loop: closed|open> [header]
+With `pairs`, it compares the runs made at the same time instead,
+`limits-pair-r<round>-<loop>-<off|on>.json`: the mean throughput and median p99 of each side,
+and the lowest and highest of the rounds' on/off ratios.
+
+usage: bench_compare.py <report folder> <loop: closed|open> [header | pairs [header]]
 """
 
 import glob
@@ -95,8 +99,38 @@ def row(label, base, other):
     )
 
 
+def pairs(folder, loop, header):
+    rounds = []
+    for off_path in sorted(glob.glob(os.path.join(folder, f"limits-pair-r*-{loop}-off.json"))):
+        on_path = off_path[: -len("off.json")] + "on.json"
+        if os.path.exists(on_path):
+            rounds.append((json.load(open(off_path)), json.load(open(on_path))))
+    if not rounds:
+        return
+    if header:
+        print("| loop | rounds | throughput off → on (mean) | rounds' on/off | p99 off → on (median) "
+              "| rounds' on/off | within 10 % | invariants |")
+        print("|---|---|---|---|---|---|---|---|")
+    t_off = statistics.mean(off["throughput"] for off, _ in rounds)
+    t_on = statistics.mean(on["throughput"] for _, on in rounds)
+    p_off = statistics.median(off["latency_ms"]["p99"] for off, _ in rounds)
+    p_on = statistics.median(on["latency_ms"]["p99"] for _, on in rounds)
+    t_ratios = [change(off["throughput"], on["throughput"]) for off, on in rounds]
+    p_ratios = [change(off["latency_ms"]["p99"], on["latency_ms"]["p99"]) for off, on in rounds]
+    t, p = change(t_off, t_on), change(p_off, p_on)
+    within = "yes" if abs(t) <= 10.0 and p <= 10.0 else "no"
+    held = all(c["held"] for pair in rounds for r in pair for c in r["invariants"])
+    print(f"| {loop} | {len(rounds)} | {t_off:.0f} → {t_on:.0f} req/s, {t:+.1f} % "
+          f"| {min(t_ratios):+.1f} … {max(t_ratios):+.1f} % "
+          f"| {p_off:.2f} → {p_on:.2f} ms, {p:+.1f} % | {min(p_ratios):+.1f} … {max(p_ratios):+.1f} % "
+          f"| {within} | {'all held' if held else '**BROKEN**'} |")
+
+
 def main():
     folder, loop = sys.argv[1], sys.argv[2]
+    if sys.argv[3:4] == ["pairs"]:
+        pairs(folder, loop, sys.argv[4:] == ["header"])
+        return
     if len(sys.argv) > 3:
         print("| loop, comparison | runs | throughput: mean (lowest–highest) | p99: median "
               "| servers' CPU per request | the same ÷ load generator's | within 10 % "
