@@ -70,24 +70,9 @@ local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 -- The user's coupons and the rate limits' TATs, in one read. The limits come before anything
 -- else: a refused claim takes nothing (no coupon, no stored answer). After the re-send check,
 -- so that a re-sent call is not charged twice.
-local fields = {user}
-for i = 0, limits - 1 do
-  fields[i + 2] = rate_limit_field(ARGV[10 + 3 * i])
-end
-local got = redis.call('HMGET', holders_key, unpack(fields))
-local held = tonumber(got[1] or '0')
--- The limits' new TATs as field, value pairs: written with the user's count on success, on
--- their own for any other answer (`charged`).
-local charge = {}
-if limits > 0 then
-  local verdict, tats = judge({unpack(got, 2)}, ARGV, 8, 3, limits, now_us)
-  if not tats then
-    return verdict
-  end
-  for i = 1, limits do
-    charge[2 * i - 1] = fields[i + 1]
-    charge[2 * i] = tat_digits(tats[i])
-  end
+local held, refusal, charge = shopper_limits(holders_key, user, ARGV, 8, limits, now_us)
+if refusal then
+  return refusal
 end
 
 local policy = redis.call('HMGET', policy_key,

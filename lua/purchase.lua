@@ -74,24 +74,9 @@ local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 -- The buyer's units and the rate limits' TATs, in one read. The limits come before anything
 -- else: a refused purchase reads and takes nothing (no stock, no stored answer). After the
 -- re-send check, so that a re-sent call is not charged twice.
-local fields = {user}
-for i = 0, limits - 1 do
-  fields[i + 2] = rate_limit_field(ARGV[12 + 3 * i])
-end
-local got = redis.call('HMGET', buyers_key, unpack(fields))
-local bought = tonumber(got[1] or '0')
--- The limits' new TATs as field, value pairs: written with the buyer's units on success, on
--- their own for any other answer (`charged`).
-local charge = {}
-if limits > 0 then
-  local verdict, tats = judge({unpack(got, 2)}, ARGV, 10, 3, limits, now_us)
-  if not tats then
-    return verdict
-  end
-  for i = 1, limits do
-    charge[2 * i - 1] = fields[i + 1]
-    charge[2 * i] = tat_digits(tats[i])
-  end
+local bought, refusal, charge = shopper_limits(buyers_key, user, ARGV, 10, limits, now_us)
+if refusal then
+  return refusal
 end
 
 local sale = redis.call('HMGET', sale_key, 'status', 'starts_ms', 'ends_ms', 'per_user_limit', 'price',

@@ -14,8 +14,8 @@
 -- (2) Put by the gateway in front of lua/purchase.lua and lua/claim_coupon.lua, so that those
 --     pay no second round trip. There the TATs are fields of the hash the script reads and
 --     writes anyway for the shopper (the sale's buyers, the policy's holders), named
---     rate_limit_field(who): a purchase reads them with the shopper's count in one HMGET and
---     writes them with it in one HSET, so the limit adds no call of its own to the purchase
+--     rate_limit_field(who): a purchase reads them with the shopper's count in one HMGET
+--     (shopper_limits) and writes them with it in one HSET, so the limit adds no call of its own to the purchase
 --     (a key per shopper and purchase did: creating, expiring and replicating it cost Redis
 --     a fifth of the purchase).
 --
@@ -71,6 +71,32 @@ end
 -- can never be mistaken for a shopper's count.
 local function rate_limit_field(who)
   return '\255' .. who
+end
+
+-- shopper_limits(hash, shopper, args, first_arg, count, now): the purchase's and the claim's
+-- use. Reads the shopper's count and the TATs of `count` limits from the shopper hash `hash` in
+-- one HMGET (limit i's rate at args[first_arg + 3i], args[first_arg + 3i + 1], whom it limits
+-- at args[first_arg + 3i + 2]) and judges them. Returns the count (0 for none) and either the
+-- refusal, or nil and the charge: the new TATs as field, value pairs, for the caller to write
+-- with the shopper's new count or on their own, whatever the answer.
+local function shopper_limits(hash, shopper, args, first_arg, count, now)
+  local fields = {shopper}
+  for i = 0, count - 1 do
+    fields[i + 2] = rate_limit_field(args[first_arg + 3 * i + 2])
+  end
+  local got = redis.call('HMGET', hash, unpack(fields))
+  local charge = {}
+  if count > 0 then
+    local verdict, tats = judge({unpack(got, 2)}, args, first_arg, 3, count, now)
+    if not tats then
+      return tonumber(got[1] or '0'), verdict, nil
+    end
+    for i = 1, count do
+      charge[2 * i - 1] = fields[i + 1]
+      charge[2 * i] = tat_digits(tats[i])
+    end
+  end
+  return tonumber(got[1] or '0'), nil, charge
 end
 -- end of prelude
 

@@ -122,12 +122,18 @@ else
 fi
 "$bin/flashgate-persister" migrate >/dev/null 2>&1
 
+# The purchase script as the gateway loads it: lua/rate_limit.lua's prelude, then purchase.lua.
+purchase_script() {
+  awk '/^-- end of prelude$/ { exit } { print }' lua/rate_limit.lua
+  cat lua/purchase.lua
+}
+
 # Redis alone: EVALSHA of the gateway's own script with the gateway's keys and arguments, a
 # new buyer and order id every call, stock that never runs out. Prints requests/s.
 ceiling() {
   local sha p="fgbench$$:{s:0}" csv
   local cli=(redis-cli -h "$redis_host" -p "$redis_port")
-  sha=$("${cli[@]}" SCRIPT LOAD "$(cat lua/purchase.lua)")
+  sha=$("${cli[@]}" SCRIPT LOAD "$(purchase_script)")
   "${cli[@]}" HSET "$p:sale" status active starts_ms 0 ends_ms 4102444800000 \
     per_user_limit 1000000000 price 100 total 1000000000 admitted 0 >/dev/null
   "${cli[@]}" SET "$p:stock" 1000000000 >/dev/null
@@ -146,8 +152,7 @@ ceiling() {
 limit_ceiling() {
   local sha p="fgbench$$:{s:1}" csv limit=(0) n=100000 before_p before_r after_p after_r
   local cli=(redis-cli -h "$redis_host" -p "$redis_port")
-  sha=$("${cli[@]}" SCRIPT LOAD \
-    "$(awk '/^-- end of prelude$/ { exit } { print }' lua/rate_limit.lua; cat lua/purchase.lua)")
+  sha=$("${cli[@]}" SCRIPT LOAD "$(purchase_script)")
   "${cli[@]}" HSET "$p:sale" status active starts_ms 0 ends_ms 4102444800000 \
     per_user_limit 1000000000 price 100 total 1000000000 admitted 0 >/dev/null
   "${cli[@]}" SET "$p:stock" 1000000000 >/dev/null
