@@ -64,8 +64,7 @@ if issued[1] == user then
 end
 
 -- Redis's clock, read once for the limits and the claim window.
-local time = redis.call('TIME')
-local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now_us = clock_us()
 
 -- The user's coupons and the rate limits' TATs, in one read. The limits come before anything
 -- else: a refused claim takes nothing (no coupon, no stored answer). After the re-send check,

@@ -68,8 +68,7 @@ if redis.call('HEXISTS', orders_key, order_id) == 1 then
 end
 
 -- Redis's clock, read once for the limits and the sale's window.
-local time = redis.call('TIME')
-local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now_us = clock_us()
 
 -- The buyer's units and the rate limits' TATs, in one read. The limits come before anything
 -- else: a refused purchase reads and takes nothing (no stock, no stored answer). After the

@@ -61,6 +61,12 @@ local function judge(tats, args, first_arg, stride, count, now)
   return {'ok', remaining or 0, next_us}, new_tats
 end
 
+-- Redis's clock in microseconds.
+local function clock_us()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+
 -- A TAT as digits: a number argument could reach Redis in exponent form and lose microseconds.
 local function tat_digits(tat)
   return string.format('%d', tat)
@@ -100,8 +106,7 @@ local function shopper_limits(hash, shopper, args, first_arg, count, now)
 end
 -- end of prelude
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now = clock_us()
 local tats = {}
 for i = 1, #KEYS do
   tats[i] = redis.call('GET', KEYS[i])
