@@ -546,20 +546,30 @@ impl Stack {
     }
 }
 
-/// Stores a payment request for `order_id` as the intake does (sale 7, user ann, 1,990 with
-/// `tok_ok`, ten minutes to pay): true when it was new.
-pub async fn store_request(db: &MySqlPool, order_id: &str) -> bool {
+/// A payment request of ann's for `order_id` of `sale_id`, paid with `tok_ok`, made now with
+/// ten minutes to pay.
+pub fn payment_request(
+    order_id: &str,
+    sale_id: u64,
+    amount: u64,
+) -> flashgate_events::PaymentRequested {
     let now = chrono::Utc::now();
-    let request = flashgate_events::PaymentRequested {
+    flashgate_events::PaymentRequested {
         order_id: order_id.to_owned(),
-        sale_id: 7,
+        sale_id,
         user_id: "ann".to_owned(),
-        amount: 1_990,
+        amount,
         payment_token: "tok_ok".to_owned(),
         pay_by: now + chrono::Duration::minutes(10),
         give_up_at: now + chrono::Duration::minutes(11),
         requested_at: now,
-    };
+    }
+}
+
+/// Stores a payment request for `order_id` as the intake does (sale 7, 1,990, see
+/// [`payment_request`]): true when it was new.
+pub async fn store_request(db: &MySqlPool, order_id: &str) -> bool {
+    let request = payment_request(order_id, 7, 1_990);
     let mut conn = db.acquire().await.expect("connection");
     flashgate_saga::requests::store_payment(&mut conn, &request, "t")
         .await

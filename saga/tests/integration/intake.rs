@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use flashgate_events::PaymentRequested;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::helpers::{psp_settings, stack_with};
+use crate::helpers::{payment_request, psp_settings, stack_with};
 
 async fn send(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
     producer
@@ -32,17 +31,7 @@ async fn poison_goes_to_the_dead_letter_topic_and_a_request_sent_twice_is_one_pa
     // An order of a sale Redis does not know: charged, then Redis cannot pay it, so it is
     // refunded.
     let order = format!("999999-{}", uuid::Uuid::new_v4().simple());
-    let now = Utc::now();
-    let request = PaymentRequested {
-        order_id: order.clone(),
-        sale_id: 999_999,
-        user_id: "ann".to_owned(),
-        amount: 500,
-        payment_token: "tok_ok".to_owned(),
-        pay_by: now + chrono::Duration::minutes(10),
-        give_up_at: now + chrono::Duration::minutes(11),
-        requested_at: now,
-    };
+    let request = payment_request(&order, 999_999, 500);
     let valid = serde_json::to_vec(&request.clone().into_envelope("trace-9".into())).expect("json");
     let zero = PaymentRequested {
         amount: 0,
