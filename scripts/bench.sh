@@ -28,8 +28,11 @@
 # FLASHGATE_BENCH_LIMITS_ROUNDS rounds (3) of off, on, on, off for each loop (so a drift of the
 # machine weighs on both alike), compared by scripts/bench_compare.py: mean throughput, median
 # p99 and CPU per request of each side, and the same between the first and last "off" run of
-# each round, which shows how far apart noise alone puts two identical runs; then as many runs
-# of both at once, each gateway with half the load, so both live through the same moments;
+# each round, which shows how far apart noise alone puts two identical runs (0 rounds skips
+# them); then FLASHGATE_BENCH_LIMITS_PAIRS runs (6) of each loop loading both gateways at once,
+# the arrivals alternating between them (flashgate-loadtest --twin), which of them gets the
+# even ones swapping every round, and as many open-loop runs of two gateways that are both on
+# (the noise floor of that comparison), each side's latencies pooled over the rounds;
 # and before them, Redis alone: purchase.lua with and without the limit; 0 by default),
 # FLASHGATE_BENCH_QUEUED (1: also the queued-rush scenario against the gateway, limits and
 # revocation on: FLASHGATE_BENCH_QUEUED_JOINERS (10000) join a draw-mode waiting room in a
@@ -362,31 +365,34 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
       done
     done
   done
-  # The same load split in two halves, one on each gateway AT THE SAME TIME: whatever the
-  # machine does during a run, both sides live through it alike. (They share Redis, so the
-  # limit's Redis cost slows both halves: the Redis-alone rows above show that part.)
-  for loop in closed open; do
-    for round in $(seq 1 "$limits_rounds"); do
+  # Both gateways in the same runs: one load generator alternates the arrivals between them
+  # (--twin; open loop: every other arrival, so each side gets the same schedule, interleaved
+  # by the millisecond; closed loop: whichever side is free takes the next), so whatever the
+  # machine does, both live through it alike. Which one is the --target (the even arrivals)
+  # swaps every round. Then the same between two gateways that are both on (this stage's and
+  # the standard runs' one): the difference noise alone leaves between two equal sides.
+  # bench_compare.py pools each side's latency histograms over the rounds. (Both sides share
+  # Redis, so the limit's Redis cost slows both: the Redis-alone rows above show that part.)
+  pair_rounds=${FLASHGATE_BENCH_LIMITS_PAIRS:-6}
+  for kind in pair same; do
+    for loop in closed open; do
+      [ "$kind" = same ] && [ "$loop" = closed ] && continue
       if [ "$loop" = closed ]; then
         load=(--mode closed --shoppers "$max_shoppers" --stock "$max_shoppers")
       else
-        load=(--mode open --rate $(( rate / 2 )) --shoppers $(( rate / 2 * seconds ))
-          --stock $(( rate / 2 * seconds )))
+        load=(--mode open --rate "$rate" --shoppers $(( rate * seconds )) --stock $(( rate * seconds )))
       fi
-      step "limits-pair-r$round-$loop: off and on at once"
-      pair=()
-      for side in off on; do
-        target=$([ "$side" = off ] && echo "$nolimits_addr" || echo "$limits_addr")
-        FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://$target" --quiet \
-          --duration "${seconds}s" --warmup "${warmup}s" --connections $(( connections / 2 )) \
-          --json "$out/limits-pair-r$round-$loop-$side.json" --scenario purchase-rush "${load[@]}" \
-          >"$out/limits-pair-r$round-$loop-$side.md" 2>"$out/limits-pair-r$round-$loop-$side.err" &
-        pair+=($!)
-      done
-      for pid in "${pair[@]}"; do
+      for round in $(seq 1 "$pair_rounds"); do
+        if [ "$kind" = pair ]; then sides=("$nolimits_addr" "$limits_addr"); else sides=("$addr" "$limits_addr"); fi
+        (( round % 2 )) || sides=("${sides[1]}" "${sides[0]}")
+        name=limits-$kind-r$round-$loop
+        step "$name: ${sides[0]} and ${sides[1]} in alternation"
         status=0
-        wait "$pid" || status=$?
-        [ "$status" -le 1 ] || { echo "limits-pair-r$round-$loop failed (exit $status)" >&2; exit 2; }
+        FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://${sides[0]}" \
+          --twin "http://${sides[1]}" --quiet --duration "${seconds}s" --warmup "${warmup}s" \
+          --connections "$connections" --json "$out/$name.json" --scenario purchase-rush "${load[@]}" \
+          >"$out/$name.md" 2>"$out/$name.err" || status=$?
+        [ "$status" -le 1 ] || { cat "$out/$name.err" >&2; echo "$name failed (exit $status)" >&2; exit 2; }
       done
     done
   done
@@ -539,6 +545,7 @@ PY
     printf '\n## Rate limits and token revocation on vs off (purchase-rush, same run)\n\n'
     printf '| run | loop | throughput | p50 | p99 | statuses | invariants |\n|---|---|---|---|---|---|---|\n'
     for json in "$out"/limits-r*-closed.json "$out"/limits-r*-open.json; do
+      [ -e "$json" ] || continue # no rounds one after the other (FLASHGATE_BENCH_LIMITS_ROUNDS=0)
       python3 - "$json" <<'PY'
 import json, os, sys
 r = json.load(open(sys.argv[1]))
@@ -567,9 +574,10 @@ PY
     printf '\n'
     python3 scripts/bench_compare.py "$out" closed header
     python3 scripts/bench_compare.py "$out" open
-    printf '\nOff and on at once, each with half the load (connections, or the open loop'"'"'s rate):\n\n'
-    python3 scripts/bench_compare.py "$out" closed pairs header
-    python3 scripts/bench_compare.py "$out" open pairs
+    printf '\nOff and on in the same runs, the arrivals alternating between them (pooled over the rounds):\n\n'
+    python3 scripts/bench_compare.py "$out" closed pairs "http://$nolimits_addr" header
+    python3 scripts/bench_compare.py "$out" open pairs "http://$nolimits_addr"
+    python3 scripts/bench_compare.py "$out" open same "http://$addr"
   fi
   if [ "$queued" = ran ]; then
     printf '\n## Waiting room: queued-rush (draw, admission at a set rate, purchases with passes)\n\n'

@@ -15,15 +15,19 @@ together as the host gets busier (the load generator's by up to 2.5 times within
 the load generator does the same work per request on both sides, so servers ÷ generator cancels
 the machine's speed of the moment and keeps what the servers do.
 
-With `pairs`, it compares the runs made at the same time instead,
-`limits-pair-r<round>-<loop>-<off|on>.json`: the mean throughput and median p99 of each side,
-and the lowest and highest of the rounds' on/off ratios.
+With `pairs <off URL>`, it compares the runs that loaded both gateways at once, the arrivals
+alternating between them, `limits-pair-r<round>-<loop>.json` (each with a lane per gateway,
+told apart by URL): the mean throughput of each side, the p99 and p99.9 of each side's latency
+histograms pooled over the rounds, the median and range of the rounds' own p99 changes, and
+the pooled change for the rounds each side had the even arrivals. With `same <URL>`, the same
+for `limits-same-r<round>-<loop>.json`, two gateways that are both on: the noise floor.
 
-usage: bench_compare.py <report folder> <loop: closed|open> [header | pairs [header]]
+usage: bench_compare.py <report folder> <loop: closed|open> [header | pairs|same <URL> [header]]
 """
 
 import glob
 import json
+import math
 import os
 import statistics
 import sys
@@ -99,37 +103,79 @@ def row(label, base, other):
     )
 
 
-def pairs(folder, loop, header):
+def pooled(histograms, quantile):
+    """The value at `quantile` of the histograms added up (`[µs, count]` rows), in ms."""
+    counts = {}
+    for histogram in histograms:
+        for value, count in histogram:
+            counts[value] = counts.get(value, 0) + count
+    total = sum(counts.values())
+    if not total:
+        return 0.0
+    wanted, seen = max(1, math.ceil(quantile * total)), 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= wanted:
+            return value / 1000.0
+    return max(counts) / 1000.0
+
+
+def pairs(folder, loop, kind, first_url, header):
+    """Runs of both gateways in alternation (`--twin`), `limits-<kind>-r<round>-<loop>.json`:
+    the side at `first_url` against the other, each round's lanes matched by their target."""
     rounds = []
-    for off_path in sorted(glob.glob(os.path.join(folder, f"limits-pair-r*-{loop}-off.json"))):
-        on_path = off_path[: -len("off.json")] + "on.json"
-        if os.path.exists(on_path):
-            rounds.append((json.load(open(off_path)), json.load(open(on_path))))
-    if not rounds:
-        return
+    for path in sorted(glob.glob(os.path.join(folder, f"limits-{kind}-r*-{loop}.json"))):
+        report = json.load(open(path))
+        lanes = {lane["target"]: lane for lane in report.get("lanes", [])}
+        first = lanes.pop(first_url, None)
+        if first is None or len(lanes) != 1:
+            continue
+        other = next(iter(lanes.values()))
+        # Which side had the even arrivals (the --target) this round.
+        rounds.append((first, other, report["target"] == first_url, report))
     if header:
-        print("| loop | rounds | throughput off → on (mean) | rounds' on/off | p99 off → on (median) "
-              "| rounds' on/off | within 10 % | invariants |")
-        print("|---|---|---|---|---|---|---|---|")
-    t_off = statistics.mean(off["throughput"] for off, _ in rounds)
-    t_on = statistics.mean(on["throughput"] for _, on in rounds)
-    p_off = statistics.median(off["latency_ms"]["p99"] for off, _ in rounds)
-    p_on = statistics.median(on["latency_ms"]["p99"] for _, on in rounds)
-    t_ratios = [change(off["throughput"], on["throughput"]) for off, on in rounds]
-    p_ratios = [change(off["latency_ms"]["p99"], on["latency_ms"]["p99"]) for off, on in rounds]
-    t, p = change(t_off, t_on), change(p_off, p_on)
+        print("| comparison | loop | rounds | throughput (mean) | p99, pooled | p99.9, pooled "
+              "| rounds' p99 change: median (lowest … highest) | p99 change, each side leading "
+              "| within 10 % | invariants |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+    names = ("off → on", "off", "on") if kind == "pair" else ("on → on (noise)", "A", "B")
+    if not rounds:
+        print(f"| {names[0]} | {loop} | no runs | | | | | | | |")
+        return
+    t_a = statistics.mean(a["throughput"] for a, _, _, _ in rounds)
+    t_b = statistics.mean(b["throughput"] for _, b, _, _ in rounds)
+    tails = {}
+    for q in (0.99, 0.999):
+        a = pooled([a["latency_histogram_us"] for a, _, _, _ in rounds], q)
+        b = pooled([b["latency_histogram_us"] for _, b, _, _ in rounds], q)
+        tails[q] = (a, b)
+    p99s = [change(a["latency_ms"]["p99"], b["latency_ms"]["p99"]) for a, b, _, _ in rounds]
+
+    def leading(first_leads):
+        picked = [(a, b) for a, b, lead, _ in rounds if lead == first_leads]
+        if not picked:
+            return "—"
+        a = pooled([a["latency_histogram_us"] for a, _ in picked], 0.99)
+        b = pooled([b["latency_histogram_us"] for _, b in picked], 0.99)
+        return f"{change(a, b):+.1f} %"
+
+    t, p = change(t_a, t_b), change(*tails[0.99])
     within = "yes" if abs(t) <= 10.0 and p <= 10.0 else "no"
-    held = all(c["held"] for pair in rounds for r in pair for c in r["invariants"])
-    print(f"| {loop} | {len(rounds)} | {t_off:.0f} → {t_on:.0f} req/s, {t:+.1f} % "
-          f"| {min(t_ratios):+.1f} … {max(t_ratios):+.1f} % "
-          f"| {p_off:.2f} → {p_on:.2f} ms, {p:+.1f} % | {min(p_ratios):+.1f} … {max(p_ratios):+.1f} % "
+    held = all(c["held"] for *_, r in rounds for c in r["invariants"])
+    print(f"| {names[0]} | {loop} | {len(rounds)} | {t_a:.0f} → {t_b:.0f} req/s, {t:+.1f} % "
+          f"| {tails[0.99][0]:.2f} → {tails[0.99][1]:.2f} ms, {p:+.1f} % "
+          f"| {tails[0.999][0]:.2f} → {tails[0.999][1]:.2f} ms, "
+          f"{change(*tails[0.999]):+.1f} % "
+          f"| {statistics.median(p99s):+.1f} % ({min(p99s):+.1f} … {max(p99s):+.1f}) "
+          f"| {names[1]} leading {leading(True)}, {names[2]} leading {leading(False)} "
           f"| {within} | {'all held' if held else '**BROKEN**'} |")
 
 
 def main():
     folder, loop = sys.argv[1], sys.argv[2]
-    if sys.argv[3:4] == ["pairs"]:
-        pairs(folder, loop, sys.argv[4:] == ["header"])
+    if sys.argv[3:4] in (["pairs"], ["same"]):
+        kind = "pair" if sys.argv[3] == "pairs" else "same"
+        pairs(folder, loop, kind, sys.argv[4], sys.argv[5:] == ["header"])
         return
     if len(sys.argv) > 3:
         print("| loop, comparison | runs | throughput: mean (lowest–highest) | p99: median "

@@ -1,5 +1,6 @@
 //! Sending a phase's requests over `connections` connections, in open loop (a constant
-//! arrival rate, latency from each request's intended send time) or closed loop.
+//! arrival rate, latency from each request's intended send time) or closed loop; to one
+//! gateway, or to a gateway and its twin in alternation (one lane each).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +21,11 @@ const POLLABLE_ORDERS: usize = 4_096;
 
 /// What every worker of a run shares.
 pub struct Context {
-    /// The gateway under test: every connection opens to it.
+    /// The gateway under test: every connection opens to it (without a twin).
     pub target: Target,
+    /// A second gateway over the same Redis and MySQL to compare with the target: the
+    /// measured traffic alternates between the two ([`drive`]).
+    pub twin: Option<Target>,
     /// Time allowed per request.
     pub timeout: Duration,
     /// `Bearer <token>` of each shopper, by index.
@@ -259,28 +263,81 @@ impl Context {
     }
 }
 
-/// Runs `plan` at `pace` from `start` and returns what it observed.
-pub async fn drive(context: Arc<Context>, plan: Arc<Plan>, pace: Pace, start: Instant) -> Tally {
-    let next = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..pace.connections)
-        .map(|_| {
-            tokio::spawn(worker(
-                context.clone(),
-                plan.clone(),
-                pace.clone(),
-                start,
-                next.clone(),
-            ))
+/// Runs `plan` at `pace` from `start` and returns what it observed, one tally per lane: the
+/// target's, then the twin's when there is one.
+///
+/// With a twin, each lane has half the connections. In open loop arrival `k` goes to lane
+/// `k % 2`, so both gateways get the same schedule, interleaved; in closed loop the lanes
+/// take the next request from one counter, so the faster gateway serves more.
+pub async fn drive(
+    context: Arc<Context>,
+    plan: Arc<Plan>,
+    pace: Pace,
+    start: Instant,
+) -> Vec<Tally> {
+    let targets: Vec<Target> = std::iter::once(context.target.clone())
+        .chain(context.twin.clone())
+        .collect();
+    let lanes = targets.len() as u64;
+    let shared = Arc::new(AtomicU64::new(0));
+    let connections = (pace.connections / lanes as u32).max(1);
+    let workers: Vec<Vec<_>> = targets
+        .into_iter()
+        .enumerate()
+        .map(|(lane, target)| {
+            let arrivals = match pace.mode {
+                Mode::Open => Arrivals {
+                    counter: Arc::new(AtomicU64::new(0)),
+                    stride: lanes,
+                    offset: lane as u64,
+                },
+                Mode::Closed => Arrivals {
+                    counter: shared.clone(),
+                    stride: 1,
+                    offset: 0,
+                },
+            };
+            (0..connections)
+                .map(|_| {
+                    tokio::spawn(worker(
+                        context.clone(),
+                        target.clone(),
+                        plan.clone(),
+                        pace.clone(),
+                        start,
+                        arrivals.clone(),
+                    ))
+                })
+                .collect()
         })
         .collect();
-    let mut tally = Tally::default();
-    for worker in workers {
-        match worker.await {
-            Ok(part) => tally.merge(part),
-            Err(err) => tracing::error!(error = %err, "a load worker panicked"),
+    let mut tallies = Vec::with_capacity(workers.len());
+    for lane in workers {
+        let mut tally = Tally::default();
+        for worker in lane {
+            match worker.await {
+                Ok(part) => tally.merge(part),
+                Err(err) => tracing::error!(error = %err, "a load worker panicked"),
+            }
         }
+        tallies.push(tally);
     }
-    tally
+    tallies
+}
+
+/// The arrivals a lane takes: `counter * stride + offset`, the counter shared by its workers
+/// (and, in closed loop, by every lane).
+#[derive(Clone)]
+struct Arrivals {
+    counter: Arc<AtomicU64>,
+    stride: u64,
+    offset: u64,
+}
+
+impl Arrivals {
+    fn next(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) * self.stride + self.offset
+    }
 }
 
 /// One connection's loop: takes the next arrival, waits for its intended time (open loop),
@@ -288,18 +345,19 @@ pub async fn drive(context: Arc<Context>, plan: Arc<Plan>, pace: Pace, start: In
 /// and its latency includes the wait: that is the coordinated-omission correction.
 async fn worker(
     context: Arc<Context>,
+    target: Target,
     plan: Arc<Plan>,
     pace: Pace,
     start: Instant,
-    next: Arc<AtomicU64>,
+    arrivals: Arrivals,
 ) -> Tally {
-    let mut connection = Connection::new(context.target.clone(), context.timeout);
+    let mut connection = Connection::new(target, context.timeout);
     let mut tally = Tally::default();
     let end = start + pace.duration;
     let measured_from = start + pace.warmup;
     let interval = 1.0 / f64::from(pace.rate.max(1));
     loop {
-        let k = next.fetch_add(1, Ordering::Relaxed);
+        let k = arrivals.next();
         let Some(call) = plan.call(k) else { break };
         let intended = match pace.mode {
             Mode::Open => start + Duration::from_secs_f64(k as f64 * interval),

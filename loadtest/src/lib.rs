@@ -7,6 +7,7 @@ pub mod drain;
 pub mod driver;
 pub mod evidence;
 pub mod invariants;
+pub mod lanes;
 pub mod manager;
 pub mod options;
 pub mod progress;

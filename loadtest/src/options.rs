@@ -186,6 +186,12 @@ pub struct RunOptions {
     /// Gateway base URL. Default: `http://` + the configured `gateway.listen`.
     #[arg(long)]
     pub target: Option<String>,
+    /// A second gateway over the same Redis and MySQL, to compare with the target in the same
+    /// run: the measured requests alternate between the two (open loop: arrival k to the
+    /// target when k is even, to the twin when odd; closed loop: each takes the next one when
+    /// free), each over half the connections, and the report gives each one's share.
+    #[arg(long)]
+    pub twin: Option<String>,
     /// Arrival rate of the open loop, in requests per second.
     #[arg(long, default_value_t = 1_000)]
     pub rate: u32,
@@ -362,6 +368,12 @@ impl RunOptions {
         if self.scenario == Scenario::QueuedRush {
             self.queue.validate()?;
         }
+        if self.twin.is_some() && (self.scenario == Scenario::QueuedRush || self.connections < 2) {
+            return Err(
+                "--twin needs at least 2 --connections and a scenario other than queued-rush"
+                    .into(),
+            );
+        }
         if self.scenario == Scenario::Lifecycle && self.per_user_limit != 1 {
             // Each shopper buys once; a cancel lets them buy again, which this plan never does.
             return Err("lifecycle: each shopper buys one unit; --per-user-limit must be 1".into());
@@ -505,5 +517,17 @@ mod tests {
         let mut sold_out = RunOptions::new(Scenario::SoldOut);
         sold_out.shoppers = sold_out.stock;
         assert!(sold_out.validate().unwrap_err().contains("--shoppers"));
+    }
+
+    #[test]
+    fn a_twin_needs_two_connections_and_a_scenario_other_than_the_queued_rush() {
+        let mut options = RunOptions::new(Scenario::PurchaseRush);
+        options.twin = Some("http://127.0.0.1:8096".into());
+        assert_eq!(options.validate(), Ok(()));
+        options.connections = 1;
+        assert!(options.validate().unwrap_err().contains("--twin"));
+        let mut queued = RunOptions::new(Scenario::QueuedRush);
+        queued.twin = options.twin.clone();
+        assert!(queued.validate().unwrap_err().contains("--twin"));
     }
 }

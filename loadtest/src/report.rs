@@ -125,6 +125,9 @@ pub struct Report {
     pub throughput: f64,
     /// Latency of the measured answers; in open loop from the intended send time.
     pub latency_ms: Latency,
+    /// With a twin (`--twin`): the target's share, then the twin's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<crate::lanes::Lane>,
     /// Answers of the measured phase by kind and status.
     pub status_counts: BTreeMap<String, u64>,
     /// Answers of the unmeasured set-up phase (sold-out's sell-out), by kind and status.
@@ -239,6 +242,7 @@ impl Report {
             self.drain_seconds,
             if self.drained { "" } else { " (timed out)" }
         );
+        crate::lanes::markdown(&mut out, &self.lanes);
         if let Some(payments) = self
             .evidence
             .sale

@@ -19,6 +19,7 @@ use crate::client::Target;
 use crate::driver::{Context, Lifecycle, Pace, drive};
 use crate::evidence::{Backends, PaymentsRun, SaleRun, Sampled, gather, redis_sale_counters};
 use crate::invariants::{self, Check};
+use crate::lanes::Lane;
 use crate::manager::Manager;
 use crate::options::{Mode, PayWith, RunOptions, Scenario};
 use crate::report::Report;
@@ -50,6 +51,7 @@ pub async fn run(settings: &Settings, mut options: RunOptions) -> anyhow::Result
         .clone()
         .unwrap_or_else(|| format!("http://{}", settings.gateway.listen));
     let target = Target::parse(&target_url)?;
+    let twin = options.twin.as_deref().map(Target::parse).transpose()?;
     let timeout = Duration::from_millis(options.request_timeout_ms);
     let backends = Backends::connect(settings).await?;
     let minter = Minter::from_settings(&settings.gateway.jwt).context("minting tokens")?;
@@ -117,6 +119,7 @@ pub async fn run(settings: &Settings, mut options: RunOptions) -> anyhow::Result
     );
     let context = Arc::new(Context {
         target,
+        twin,
         timeout,
         authorizations,
         purchase_path: sale_id.map(|id| format!("/v1/sales/{id}/purchases")),
@@ -159,7 +162,7 @@ pub async fn run(settings: &Settings, mut options: RunOptions) -> anyhow::Result
                 duration: SETUP_LIMIT,
                 warmup: Duration::ZERO,
             };
-            drive(context.clone(), Arc::new(plan), pace, Instant::now()).await
+            merged(drive(context.clone(), Arc::new(plan), pace, Instant::now()).await)
         }
         None => Tally::default(),
     };
@@ -178,7 +181,7 @@ pub async fn run(settings: &Settings, mut options: RunOptions) -> anyhow::Result
         options.duration,
         !options.quiet,
     );
-    let (measured, queue) = match sale_id.filter(|_| queued) {
+    let (measured, lanes, queue) = match sale_id.filter(|_| queued) {
         Some(sale_id) => {
             let room = queued::Room {
                 sale_id,
@@ -192,9 +195,12 @@ pub async fn run(settings: &Settings, mut options: RunOptions) -> anyhow::Result
                 manager: manager.authorization().clone(),
             };
             let (tally, run) = queued::drive(context, room).await?;
-            (tally, Some(run))
+            (tally, Vec::new(), Some(run))
         }
-        None => (drive(context, Arc::new(plan), pace, start).await, None),
+        None => {
+            let lanes = drive(context, Arc::new(plan), pace, start).await;
+            (merged(lanes.clone()), lanes, None)
+        }
     };
     progress::finish(line);
     let traffic_ended = Instant::now();
@@ -272,7 +278,15 @@ pub async fn run(settings: &Settings, mut options: RunOptions) -> anyhow::Result
     if let Some(queue) = &queue {
         checks.extend(queued::checks(queue, u64::from(options.stock)));
     }
+    // With a twin, each gateway's share: the target's lane, then the twin's.
+    let lanes = match &options.twin {
+        Some(twin) => std::iter::zip([target_url.clone(), twin.clone()], &lanes)
+            .map(|(url, tally)| Lane::new(url, tally, measured_seconds))
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(Report {
+        lanes,
         target: target_url,
         sale_id,
         policy_id,
@@ -298,6 +312,15 @@ pub async fn run(settings: &Settings, mut options: RunOptions) -> anyhow::Result
         queue,
         settings: options,
     })
+}
+
+/// The lanes' tallies as one.
+fn merged(lanes: Vec<Tally>) -> Tally {
+    let mut all = Tally::default();
+    for lane in lanes {
+        all.merge(lane);
+    }
+    all
 }
 
 fn manager(

@@ -116,6 +116,65 @@ async fn start_payments(settings: &mut Settings, stop: watch::Receiver<bool>) {
     tokio::spawn(saga.run_until(until(stop)));
 }
 
+/// A second gateway over the stack's Redis, MySQL and topics (`--twin`); stopped when dropped.
+pub struct Twin {
+    pub url: String,
+    addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Stack {
+    /// Starts a twin of the stack's gateway.
+    pub async fn twin(&self) -> Twin {
+        let mut settings = self.settings.clone();
+        settings.gateway.listen = "127.0.0.1:0".parse().expect("addr");
+        let application = Application::build(settings).await.expect("twin builds");
+        let addr = application.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(application.run_until(async {
+            let _ = stopped.await;
+        }));
+        Twin {
+            url: format!("http://{addr}"),
+            addr,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Twin {
+    /// The sum of the twin's `flashgate_http_requests_total` for `route`, read from its
+    /// `/metrics`.
+    pub async fn requests(&self, route: &str) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect to the twin");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: twin\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("ask for the metrics");
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .await
+            .expect("read the metrics");
+        let prefix = format!("flashgate_http_requests_total{{route=\"{route}\",");
+        text.lines()
+            .filter(|line| line.starts_with(&prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Some(stop) = self.stop_gateway.take() {

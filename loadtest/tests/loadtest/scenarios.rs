@@ -31,6 +31,40 @@ async fn a_purchase_rush_of_300_shoppers_for_50_units_admits_exactly_50() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_a_twin_sends_every_other_arrival_to_it_and_reports_each_gateways_share() {
+    let stack = spawn_stack().await;
+    let twin = stack.twin().await;
+    let mut options = small(Scenario::PurchaseRush, 300, 50);
+    options.twin = Some(twin.url.clone());
+
+    let report = run(&stack.settings, options).await.expect("run");
+
+    assert!(report.passed(), "{}", report.markdown());
+    assert_eq!(report.status_counts.get("purchase 202"), Some(&50));
+    let [target, other] = &report.lanes[..] else {
+        panic!("two lanes: {}", report.markdown());
+    };
+    assert_eq!(
+        target.target,
+        format!("http://{}", stack.settings.gateway.listen)
+    );
+    assert_eq!(other.target, twin.url);
+    for lane in [target, other] {
+        assert_eq!(lane.measured_requests, 150, "{}", report.markdown());
+        assert_eq!(lane.status_counts.values().sum::<u64>(), 150);
+        let histogram: u64 = lane.latency_histogram_us.iter().map(|[_, n]| n).sum();
+        assert_eq!(histogram, 150);
+    }
+    let admitted = |lane: &flashgate_loadtest::lanes::Lane| {
+        lane.status_counts.get("purchase 202").copied().unwrap_or(0)
+    };
+    assert_eq!(admitted(target) + admitted(other), 50);
+    // The twin really answered its share: its own counters say so.
+    assert_eq!(twin.requests("purchase").await, 150);
+    assert!(report.markdown().contains(&twin.url));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sold_out_traffic_in_closed_loop_is_all_answered_sold_out() {
     let stack = spawn_stack().await;
     let mut options = small(Scenario::SoldOut, 200, 20);
