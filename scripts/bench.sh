@@ -374,6 +374,7 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
   # bench_compare.py pools each side's latency histograms over the rounds. (Both sides share
   # Redis, so the limit's Redis cost slows both: the Redis-alone rows above show that part.)
   pair_rounds=${FLASHGATE_BENCH_LIMITS_PAIRS:-6}
+  printf '| run | gateway | requests | CPU µs per request |\n|---|---|---|---|\n' >"$out/limits-pairs-cpu.md"
   for kind in pair same; do
     for loop in closed open; do
       [ "$kind" = same ] && [ "$loop" = closed ] && continue
@@ -383,16 +384,32 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
         load=(--mode open --rate "$rate" --shoppers $(( rate * seconds )) --stock $(( rate * seconds )))
       fi
       for round in $(seq 1 "$pair_rounds"); do
-        if [ "$kind" = pair ]; then sides=("$nolimits_addr" "$limits_addr"); else sides=("$addr" "$limits_addr"); fi
-        (( round % 2 )) || sides=("${sides[1]}" "${sides[0]}")
+        if [ "$kind" = pair ]; then
+          sides=("$nolimits_addr" "$limits_addr") pids=("$nolimits" "$on_gateway")
+        else
+          sides=("$addr" "$limits_addr") pids=("$gateway" "$on_gateway")
+        fi
+        (( round % 2 )) || sides=("${sides[1]}" "${sides[0]}") pids=("${pids[1]}" "${pids[0]}")
         name=limits-$kind-r$round-$loop
         step "$name: ${sides[0]} and ${sides[1]} in alternation"
         status=0
+        ticks=("$(proc_ticks "${pids[0]}")" "$(proc_ticks "${pids[1]}")")
         FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://${sides[0]}" \
           --twin "http://${sides[1]}" --quiet --duration "${seconds}s" --warmup "${warmup}s" \
           --connections "$connections" --json "$out/$name.json" --scenario purchase-rush "${load[@]}" \
           >"$out/$name.md" 2>"$out/$name.err" || status=$?
         [ "$status" -le 1 ] || { cat "$out/$name.err" >&2; echo "$name failed (exit $status)" >&2; exit 2; }
+        # Each gateway's CPU time per request it answered (warm-up and drain included).
+        for i in 0 1; do
+          python3 - "$out/$name.json" "http://${sides[$i]}" $(( $(proc_ticks "${pids[$i]}") - ticks[i] )) \
+            "$ticks_per_second" <<'PY' >>"$out/limits-pairs-cpu.md"
+import json, sys
+lanes = {l["target"]: l for l in json.load(open(sys.argv[1]))["lanes"]}
+requests = sum(lanes[sys.argv[2]]["status_counts"].values())
+print(f"| {sys.argv[1].split('/')[-1][:-5]} | {sys.argv[2]} | {requests} "
+      f"| {int(sys.argv[3]) / int(sys.argv[4]) * 1e6 / max(requests, 1):.1f} |")
+PY
+        done
       done
     done
   done

@@ -19,7 +19,8 @@ With `pairs <off URL>`, it compares the runs that loaded both gateways at once, 
 alternating between them, `limits-pair-r<round>-<loop>.json` (each with a lane per gateway,
 told apart by URL): the mean throughput of each side, the p99 and p99.9 of each side's latency
 histograms pooled over the rounds, the median and range of the rounds' own p99 changes, and
-the pooled change for the rounds each side had the even arrivals. With `same <URL>`, the same
+the pooled change for the rounds each side had the even arrivals, and each gateway's CPU time
+per request (`limits-pairs-cpu.md`, from /proc). With `same <URL>`, the same
 for `limits-same-r<round>-<loop>.json`, two gateways that are both on: the noise floor.
 
 usage: bench_compare.py <report folder> <loop: closed|open> [header | pairs|same <URL> [header]]
@@ -120,6 +121,25 @@ def pooled(histograms, quantile):
     return max(counts) / 1000.0
 
 
+def gateway_cpu(folder, kind, loop, first_url):
+    """Mean CPU µs per request of the gateway at `first_url` and of the other one over the
+    `<kind>` runs of `loop`, from the rows bench.sh wrote to `limits-pairs-cpu.md`."""
+    path = os.path.join(folder, "limits-pairs-cpu.md")
+    if not os.path.exists(path):
+        return None
+    first, other = [], []
+    for line in open(path):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not cells[0].startswith(f"limits-{kind}-r"):
+            continue
+        if not cells[0].endswith(f"-{loop}"):
+            continue
+        (first if cells[1] == first_url else other).append(float(cells[3]))
+    if not first or not other:
+        return None
+    return statistics.mean(first), statistics.mean(other)
+
+
 def pairs(folder, loop, kind, first_url, header):
     """Runs of both gateways in alternation (`--twin`), `limits-<kind>-r<round>-<loop>.json`:
     the side at `first_url` against the other, each round's lanes matched by their target."""
@@ -136,11 +156,11 @@ def pairs(folder, loop, kind, first_url, header):
     if header:
         print("| comparison | loop | rounds | throughput (mean) | p99, pooled | p99.9, pooled "
               "| rounds' p99 change: median (lowest … highest) | p99 change, each side leading "
-              "| within 10 % | invariants |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| gateway CPU per request (mean) | within 10 % | invariants |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
     names = ("off → on", "off", "on") if kind == "pair" else ("on → on (noise)", "A", "B")
     if not rounds:
-        print(f"| {names[0]} | {loop} | no runs | | | | | | | |")
+        print(f"| {names[0]} | {loop} | no runs | | | | | | | | |")
         return
     t_a = statistics.mean(a["throughput"] for a, _, _, _ in rounds)
     t_b = statistics.mean(b["throughput"] for _, b, _, _ in rounds)
@@ -159,6 +179,10 @@ def pairs(folder, loop, kind, first_url, header):
         b = pooled([b["latency_histogram_us"] for _, b in picked], 0.99)
         return f"{change(a, b):+.1f} %"
 
+    cpu = gateway_cpu(folder, kind, loop, first_url)
+    cpu_cell = (
+        f"{cpu[0]:.1f} → {cpu[1]:.1f} µs, {change(*cpu):+.1f} %" if cpu else "—"
+    )
     t, p = change(t_a, t_b), change(*tails[0.99])
     within = "yes" if abs(t) <= 10.0 and p <= 10.0 else "no"
     held = all(c["held"] for *_, r in rounds for c in r["invariants"])
@@ -168,7 +192,7 @@ def pairs(folder, loop, kind, first_url, header):
           f"{change(*tails[0.999]):+.1f} % "
           f"| {statistics.median(p99s):+.1f} % ({min(p99s):+.1f} … {max(p99s):+.1f}) "
           f"| {names[1]} leading {leading(True)}, {names[2]} leading {leading(False)} "
-          f"| {within} | {'all held' if held else '**BROKEN**'} |")
+          f"| {cpu_cell} | {within} | {'all held' if held else '**BROKEN**'} |")
 
 
 def main():
