@@ -62,17 +62,12 @@ pub fn markdown(out: &mut String, lanes: &[Lane]) {
          |---|---|---|---|---|---|---|---|"
     );
     for lane in lanes {
-        let l = &lane.latency_ms;
         let _ = writeln!(
             out,
-            "| {} | {:.0} req/s | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
+            "| {} | {:.0} req/s | {} | {} |",
             lane.target,
             lane.throughput,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max,
+            lane.latency_ms.cells(),
             lane.measured_requests
         );
     }

@@ -98,6 +98,14 @@ impl Latency {
             mean: h.mean() / 1000.0,
         }
     }
+
+    /// p50, p90, p99, p99.9 and max as the cells of a markdown row.
+    pub fn cells(&self) -> String {
+        format!(
+            "{:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms",
+            self.p50, self.p90, self.p99, self.p999, self.max
+        )
+    }
 }
 
 /// Everything a run reports.
@@ -223,20 +231,15 @@ impl Report {
             self.commit,
             self.started_at.to_rfc3339()
         );
-        let l = &self.latency_ms;
         let _ = writeln!(
             out,
             "| throughput | p50 | p90 | p99 | p99.9 | max | requests | drain |\n|---|---|---|---|---|---|---|---|"
         );
         let _ = writeln!(
             out,
-            "| {:.0} req/s | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} in {:.2} s | {:.2} s{} |\n",
+            "| {:.0} req/s | {} | {} in {:.2} s | {:.2} s{} |\n",
             self.throughput,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max,
+            self.latency_ms.cells(),
             self.measured_requests,
             self.measured_seconds,
             self.drain_seconds,
