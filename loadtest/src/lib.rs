@@ -2,6 +2,7 @@
 //! omission) and closed-loop traffic against the gateway, followed by the invariant checks
 //! and a report.
 
+pub mod choices;
 pub mod client;
 pub mod drain;
 pub mod driver;
