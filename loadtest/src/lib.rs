@@ -13,6 +13,7 @@ pub mod manager;
 pub mod options;
 pub mod progress;
 pub mod queued;
+pub mod recheck;
 pub mod recovery;
 pub mod report;
 pub mod run;

@@ -149,7 +149,7 @@ pub struct Report {
     /// The evidence behind them.
     pub evidence: Evidence,
     /// Every answer of the run (set-up and measured), to judge the invariants again later
-    /// ([`crate::run::recheck`]); not in the JSON.
+    /// ([`crate::recheck::recheck`]); not in the JSON.
     #[serde(skip)]
     pub observed: Tally,
     /// The tag of the run's user ids.

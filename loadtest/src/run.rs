@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::client::Target;
 use crate::driver::{Context, Lifecycle, Pace, drive};
 use crate::evidence::{Backends, PaymentsRun, SaleRun, Sampled, gather, redis_sale_counters};
-use crate::invariants::{self, Check};
+use crate::invariants;
 use crate::lanes::Lane;
 use crate::manager::Manager;
 use crate::options::{Mode, PayWith, RunOptions, Scenario};
@@ -323,7 +323,7 @@ fn merged(lanes: Vec<Tally>) -> Tally {
     all
 }
 
-fn manager(
+pub(crate) fn manager(
     minter: &Minter,
     target: &Target,
     tag: &str,
@@ -332,58 +332,6 @@ fn manager(
 ) -> anyhow::Result<Manager> {
     let token = minter.mint(&format!("{tag}-manager"), &[Role::Manager], ttl)?;
     Manager::new(target.clone(), &token, timeout)
-}
-
-/// Reads the evidence of a finished run again from Redis, MySQL and the gateway, and judges
-/// the invariants on it (what the shoppers were told is taken from the report).
-pub async fn recheck(settings: &Settings, report: &Report) -> anyhow::Result<Vec<Check>> {
-    let backends = Backends::connect(settings).await?;
-    let keys = report
-        .sale_id
-        .map(|id| SaleKeys::new(&settings.redis.key_prefix, id));
-    let policy = match report.policy_id {
-        Some(id) => {
-            let minter = Minter::from_settings(&settings.gateway.jwt)?;
-            let target = Target::parse(&report.target)?;
-            let timeout = Duration::from_millis(report.settings.request_timeout_ms);
-            let ttl = Duration::from_secs(600);
-            let mut manager = manager(&minter, &target, &report.tag, ttl, timeout)?;
-            Some((id, manager.policy(id).await?))
-        }
-        None => None,
-    };
-    // What only the run could see (the sampler, the wait for expiry) is taken from its report.
-    let seen = report.evidence.sale.as_ref();
-    let sale = keys
-        .as_ref()
-        .zip(report.sale_id)
-        .map(|(keys, sale_id)| SaleRun {
-            keys,
-            sale_id,
-            sampled: seen.map_or_else(Sampled::new, |s| Sampled {
-                samples: s.redis_samples,
-                stock_min: s.redis_stock_min_seen,
-                unbalanced: s.redis_unbalanced_seen.clone(),
-            }),
-            expiry: seen.and_then(|s| s.expiry.clone()),
-            payments: (report.settings.pay_with == PayWith::Provider).then(|| PaymentsRun {
-                token: report.settings.payment_token.clone(),
-                settled: seen
-                    .and_then(|s| s.payments.as_ref())
-                    .and_then(|p| p.settled.clone()),
-            }),
-        });
-    let evidence = gather(
-        settings,
-        &backends,
-        &report.observed,
-        &report.tag,
-        sale,
-        policy,
-        u64::from(report.settings.per_user_limit),
-    )
-    .await?;
-    Ok(invariants::check(&evidence))
 }
 
 /// Reads the sale's counters (at one instant each time) until told to stop; returns what it

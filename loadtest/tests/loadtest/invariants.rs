@@ -2,7 +2,8 @@
 
 use flashgate_loadtest::invariants::broken;
 use flashgate_loadtest::options::Scenario;
-use flashgate_loadtest::run::{recheck, run};
+use flashgate_loadtest::recheck::recheck;
+use flashgate_loadtest::run::run;
 
 use crate::helpers::{small, spawn_stack};
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use flashgate_events::keys::SaleKeys;
 use flashgate_loadtest::invariants::broken;
 use flashgate_loadtest::options::{Scenario, Shares};
-use flashgate_loadtest::run::{recheck, run};
+use flashgate_loadtest::recheck::recheck;
+use flashgate_loadtest::run::run;
 use fred::prelude::KeysInterface;
 
 use crate::helpers::{small, spawn_stack};

@@ -5,7 +5,8 @@
 
 use flashgate_loadtest::invariants::broken;
 use flashgate_loadtest::options::{PayWith, Scenario, Shares};
-use flashgate_loadtest::run::{recheck, run};
+use flashgate_loadtest::recheck::recheck;
+use flashgate_loadtest::run::run;
 
 use crate::helpers::{PSP_LATENCY_MS, small, spawn_paying_stack};
 
