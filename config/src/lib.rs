@@ -16,6 +16,7 @@ mod mysql;
 mod notifier;
 mod payments;
 pub mod process;
+mod proxies;
 mod queue;
 mod redis;
 mod secret;
@@ -26,15 +27,14 @@ pub mod telemetry;
 pub use error::{ConfigError, Invalid};
 pub use gateway::{BreakerSettings, GatewaySettings, JwtAlgorithm, JwtSettings};
 pub use kafka::KafkaSettings;
-pub use limits::{
-    Cidr, ForwardedHeader, Limit, RateClass, RateKey, RateLimit, RateTable, default_limit,
-};
+pub use limits::{Limit, RateClass, RateKey, RateLimit, RateTable, default_limit};
 pub use load::{CONFIG_FILE_VAR, ENV_PREFIX, Sources};
 pub use mysql::MysqlSettings;
 pub use notifier::{
     Channel, EmailSettings, NotifierSettings, SlackSettings, SmtpTls, WebhookSettings,
 };
 pub use payments::{PaymentSettings, PspSettings, SagaSettings};
+pub use proxies::{Cidr, ForwardedHeader};
 pub use queue::QueueSettings;
 pub use redis::RedisSettings;
 pub use secret::Secret;
