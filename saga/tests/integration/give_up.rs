@@ -3,7 +3,7 @@
 //! refunded. The deadline is moved to now (in Redis and in the row) instead of waiting for it;
 //! the gateways' sweeper is slowed so that the saga's expiry is the one that happens.
 
-use flashgate_config::Settings;
+use flashgate_config::{PspSettings, Settings};
 use flashgate_gateway::keys::SaleKeys;
 use fred::prelude::{ClientLike, SortedSetsInterface};
 
@@ -95,10 +95,21 @@ async fn a_payment_the_provider_never_answers_is_given_up_at_its_deadline_and_th
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_charge_found_to_have_gone_through_after_the_give_up_is_refunded_and_the_order_expires() {
-    // tok_slow is charged at once and answered after 3 s; the saga waits 1 s. The provider
-    // goes down right after taking the charge, so the saga cannot learn of it before the
-    // deadline.
-    let mut stack = stack_with(psp_settings(), slow_sweeper).await;
+    // tok_slow is charged at once and answered after 8 s; the saga waits 4 s for it, then
+    // looks it up. The provider goes down right after taking the charge — well within those
+    // 4 s however loaded the machine is (with 1 s, a busy CI box once let the lookup find the
+    // charge first) — so the saga cannot learn of it before the deadline. Its lease outlasts
+    // the wait, so no second attempt overlaps the first.
+    let psp = PspSettings {
+        slow_ms: 8_000,
+        ..psp_settings()
+    };
+    let mut stack = stack_with(psp, |settings| {
+        slow_sweeper(settings);
+        settings.saga.provider_timeout_ms = 4_000;
+        settings.saga.lease_ms = 10_000;
+    })
+    .await;
     let saga = stack.start_saga().await;
     let sale = stack.sale(1).await;
     let user = unique("ann");
