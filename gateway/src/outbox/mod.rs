@@ -5,6 +5,7 @@ pub mod delivery;
 mod discount_entry;
 pub mod entry;
 mod fields;
+pub mod pacing;
 pub mod registry;
 pub mod relay;
 pub mod stream;

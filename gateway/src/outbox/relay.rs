@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::metrics::{Dependency, Metrics};
 use crate::outbox::entry::Topic;
+use crate::outbox::pacing::Pacing;
 use crate::outbox::registry;
 use crate::outbox::stream::{Entry, parse_claimed, parse_read};
 use crate::scripts::Script;
@@ -109,6 +110,8 @@ impl Relay {
         // Outboxes whose last pass failed wait here, each on its own backoff, so one broken
         // outbox never holds up the others.
         let mut failing: HashMap<Outbox, (Backoff, Instant)> = HashMap::new();
+        // Outboxes that had nothing are read less often, each on its own pace.
+        let mut pacing: Pacing<Outbox> = Pacing::default();
         let mut outboxes: Vec<Outbox> = Vec::new();
         let mut refreshed = Instant::now() - Duration::from_secs(10);
         let mut swept = Instant::now();
@@ -128,6 +131,7 @@ impl Relay {
                         outboxes = names.iter().filter_map(|k| Outbox::of_key(k)).collect();
                         outboxes.sort_unstable();
                         failing.retain(|outbox, _| outboxes.binary_search(outbox).is_ok());
+                        pacing.retain(|outbox| outboxes.binary_search(outbox).is_ok());
                         refreshed = Instant::now();
                     }
                     Err(err) => {
@@ -149,6 +153,15 @@ impl Relay {
                 {
                     continue;
                 }
+                // A quiet outbox waits for its turn, unless its own entries are to be sent
+                // again or dead relays' claimed now.
+                if !stopping
+                    && !claim_now
+                    && !retry_own.contains(&outbox)
+                    && !pacing.due(outbox, Instant::now())
+                {
+                    continue;
+                }
                 let key = outbox.key(&self.prefix);
                 let result = async {
                     if !groups.contains(&outbox) {
@@ -165,6 +178,7 @@ impl Relay {
                     Ok(count) => {
                         retry_own.remove(&outbox);
                         failing.remove(&outbox);
+                        pacing.read(outbox, count, Instant::now());
                         moved += count;
                     }
                     Err(err) => {
