@@ -34,6 +34,11 @@
 # even ones swapping every round, and as many open-loop runs of two gateways that are both on
 # (the noise floor of that comparison), each side's latencies pooled over the rounds;
 # and before them, Redis alone: purchase.lua with and without the limit; 0 by default),
+# FLASHGATE_BENCH_VERSUS (a folder holding another build's flashgate-gateway, e.g. the commit
+# before a change: it runs on FLASHGATE_BENCH_VERSUS_ADDR (127.0.0.1:8094) beside this build's
+# gateway, both with the default settings, and FLASHGATE_BENCH_LIMITS_PAIRS rounds (6) of each
+# loop load both in the same runs, the arrivals alternating, which one leads swapping every
+# round; the summary compares them like the limits stage's alternating runs; unset by default),
 # FLASHGATE_BENCH_QUEUED (1: also the queued-rush scenario against the gateway, limits and
 # revocation on: FLASHGATE_BENCH_QUEUED_JOINERS (10000) join a draw-mode waiting room in a
 # 10 s window, admitted at FLASHGATE_BENCH_QUEUED_RATE (1000) per second, each buying one of
@@ -282,6 +287,57 @@ run() { # name, then flashgate-loadtest run options; run_seconds= before it: ano
     "$out/$name.json" 2>/dev/null || echo 0)
   [ "$paid" = 0 ] || cpu_row "$name" "$paid" "$generator" >>"$out/cpu-payments.md"
 }
+# Two gateways in the same runs (flashgate-loadtest --twin): one load generator alternates the
+# arrivals between them (open loop: every other arrival, so each side gets the same schedule,
+# interleaved by the millisecond; closed loop: whichever side is free takes the next), so
+# whatever the machine does, both live through it alike. Which one is the --target (the even
+# arrivals, slightly favoured) swaps every round. Each gateway's CPU time per request it
+# answered goes to alternating-cpu.md; bench_compare.py pools each side's latency histograms
+# over the rounds. Usage: alternate <name> <loop> <address> <pid> <address> <pid>; runs
+# FLASHGATE_BENCH_LIMITS_PAIRS (6) rounds, <name>-r<round>-<loop>.json.
+alternate() {
+  local name=$1 loop=$2 sides pids round run status ticks i load
+  sides=("$3" "$5") pids=("$4" "$6")
+  if [ "$loop" = closed ]; then
+    load=(--mode closed --shoppers "$max_shoppers" --stock "$max_shoppers")
+  else
+    load=(--mode open --rate "$rate" --shoppers $(( rate * seconds )) --stock $(( rate * seconds )))
+  fi
+  [ -e "$out/alternating-cpu.md" ] ||
+    printf '| run | gateway | requests | CPU µs per request |\n|---|---|---|---|\n' >"$out/alternating-cpu.md"
+  for round in $(seq 1 "${FLASHGATE_BENCH_LIMITS_PAIRS:-6}"); do
+    # Every round the other side leads.
+    (( round == 1 )) || sides=("${sides[1]}" "${sides[0]}") pids=("${pids[1]}" "${pids[0]}")
+    run=$name-r$round-$loop
+    step "$run: ${sides[0]} and ${sides[1]} in alternation"
+    status=0
+    ticks=("$(proc_ticks "${pids[0]}")" "$(proc_ticks "${pids[1]}")")
+    FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://${sides[0]}" \
+      --twin "http://${sides[1]}" --quiet --duration "${seconds}s" --warmup "${warmup}s" \
+      --connections "$connections" --json "$out/$run.json" --scenario purchase-rush "${load[@]}" \
+      >"$out/$run.md" 2>"$out/$run.err" || status=$?
+    [ "$status" -le 1 ] || { cat "$out/$run.err" >&2; echo "$run failed (exit $status)" >&2; exit 2; }
+    for i in 0 1; do
+      python3 - "$out/$run.json" "http://${sides[$i]}" $(( $(proc_ticks "${pids[$i]}") - ticks[i] )) \
+        "$ticks_per_second" <<'PY' >>"$out/alternating-cpu.md"
+import json, sys
+lanes = {l["target"]: l for l in json.load(open(sys.argv[1]))["lanes"]}
+requests = sum(lanes[sys.argv[2]]["status_counts"].values())
+print(f"| {sys.argv[1].split('/')[-1][:-5]} | {sys.argv[2]} | {requests} "
+      f"| {int(sys.argv[3]) / int(sys.argv[4]) * 1e6 / max(requests, 1):.1f} |")
+PY
+    done
+  done
+}
+
+# A gateway answering on $1 (up to 10 s).
+await_ready() {
+  for _ in $(seq 1 100); do
+    curl -fs "http://$1/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+}
+
 reports=()
 max_shoppers=$(( 40000 * seconds ))
 rate=$(awk -v c="$before" -v s="$share" 'BEGIN { printf "%d", c * s + 0.999 }')
@@ -342,12 +398,8 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
     "$bin/flashgate-gateway" serve >"$out/gateway-limits.log" 2>&1 &
   on_gateway=$!
   trap 'kill "$gateway" "$persister" "$nolimits" "$on_gateway" 2>/dev/null || true' EXIT
-  for probe in "$nolimits_addr" "$limits_addr"; do
-    for _ in $(seq 1 100); do
-      curl -fs "http://$probe/readyz" >/dev/null 2>&1 && break
-      sleep 0.1
-    done
-  done
+  await_ready "$nolimits_addr"
+  await_ready "$limits_addr"
   for loop in closed open; do
     if [ "$loop" = closed ]; then
       load=(--mode closed --shoppers "$max_shoppers" --stock "$max_shoppers")
@@ -365,56 +417,37 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
       done
     done
   done
-  # Both gateways in the same runs: one load generator alternates the arrivals between them
-  # (--twin; open loop: every other arrival, so each side gets the same schedule, interleaved
-  # by the millisecond; closed loop: whichever side is free takes the next), so whatever the
-  # machine does, both live through it alike. Which one is the --target (the even arrivals)
-  # swaps every round. Then the same between two gateways that are both on (this stage's and
-  # the standard runs' one): the difference noise alone leaves between two equal sides.
-  # bench_compare.py pools each side's latency histograms over the rounds. (Both sides share
-  # Redis, so the limit's Redis cost slows both: the Redis-alone rows above show that part.)
-  pair_rounds=${FLASHGATE_BENCH_LIMITS_PAIRS:-6}
-  printf '| run | gateway | requests | CPU µs per request |\n|---|---|---|---|\n' >"$out/limits-pairs-cpu.md"
-  for kind in pair same; do
-    for loop in closed open; do
-      [ "$kind" = same ] && [ "$loop" = closed ] && continue
-      if [ "$loop" = closed ]; then
-        load=(--mode closed --shoppers "$max_shoppers" --stock "$max_shoppers")
-      else
-        load=(--mode open --rate "$rate" --shoppers $(( rate * seconds )) --stock $(( rate * seconds )))
-      fi
-      for round in $(seq 1 "$pair_rounds"); do
-        if [ "$kind" = pair ]; then
-          sides=("$nolimits_addr" "$limits_addr") pids=("$nolimits" "$on_gateway")
-        else
-          sides=("$addr" "$limits_addr") pids=("$gateway" "$on_gateway")
-        fi
-        (( round % 2 )) || sides=("${sides[1]}" "${sides[0]}") pids=("${pids[1]}" "${pids[0]}")
-        name=limits-$kind-r$round-$loop
-        step "$name: ${sides[0]} and ${sides[1]} in alternation"
-        status=0
-        ticks=("$(proc_ticks "${pids[0]}")" "$(proc_ticks "${pids[1]}")")
-        FLASHGATE__LOG__FILTER=warn "$bin/flashgate-loadtest" run --target "http://${sides[0]}" \
-          --twin "http://${sides[1]}" --quiet --duration "${seconds}s" --warmup "${warmup}s" \
-          --connections "$connections" --json "$out/$name.json" --scenario purchase-rush "${load[@]}" \
-          >"$out/$name.md" 2>"$out/$name.err" || status=$?
-        [ "$status" -le 1 ] || { cat "$out/$name.err" >&2; echo "$name failed (exit $status)" >&2; exit 2; }
-        # Each gateway's CPU time per request it answered (warm-up and drain included).
-        for i in 0 1; do
-          python3 - "$out/$name.json" "http://${sides[$i]}" $(( $(proc_ticks "${pids[$i]}") - ticks[i] )) \
-            "$ticks_per_second" <<'PY' >>"$out/limits-pairs-cpu.md"
-import json, sys
-lanes = {l["target"]: l for l in json.load(open(sys.argv[1]))["lanes"]}
-requests = sum(lanes[sys.argv[2]]["status_counts"].values())
-print(f"| {sys.argv[1].split('/')[-1][:-5]} | {sys.argv[2]} | {requests} "
-      f"| {int(sys.argv[3]) / int(sys.argv[4]) * 1e6 / max(requests, 1):.1f} |")
-PY
-        done
-      done
-    done
+  # Then both in the same runs, the arrivals alternating (alternate, above), and the same
+  # between two gateways that are both on (this stage's and the standard runs' one): the
+  # difference noise alone leaves between two equal sides. (Both sides share Redis, so the
+  # limit's Redis cost slows both: the Redis-alone rows above show that part.)
+  for loop in closed open; do
+    alternate limits-pair "$loop" "$nolimits_addr" "$nolimits" "$limits_addr" "$on_gateway"
   done
+  alternate limits-same open "$addr" "$gateway" "$limits_addr" "$on_gateway"
   kill "$nolimits" "$on_gateway" 2>/dev/null || true
   wait "$nolimits" "$on_gateway" 2>/dev/null || true
+  trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
+fi
+
+# Another build's gateway against this one (FLASHGATE_BENCH_VERSUS: a folder with its
+# flashgate-gateway, e.g. the commit before a change), both with the default settings, in the
+# same runs with the arrivals alternating: a before/after that the machine's drift cannot skew.
+versus=skipped
+if [ -n "${FLASHGATE_BENCH_VERSUS:-}" ]; then
+  versus=ran
+  versus_addr=${FLASHGATE_BENCH_VERSUS_ADDR:-127.0.0.1:8094}
+  step "the other build's gateway ($FLASHGATE_BENCH_VERSUS) on $versus_addr"
+  FLASHGATE__LOG__FILTER=warn FLASHGATE__GATEWAY__LISTEN=$versus_addr \
+    "$FLASHGATE_BENCH_VERSUS/flashgate-gateway" serve >"$out/gateway-versus.log" 2>&1 &
+  other=$!
+  trap 'kill "$gateway" "$persister" "$other" 2>/dev/null || true' EXIT
+  await_ready "$versus_addr"
+  for loop in closed open; do
+    alternate versus "$loop" "$versus_addr" "$other" "$addr" "$gateway"
+  done
+  kill "$other" 2>/dev/null || true
+  wait "$other" 2>/dev/null || true
   trap 'kill "$gateway" "$persister" 2>/dev/null || true' EXIT
 fi
 
@@ -595,6 +628,11 @@ PY
     python3 scripts/bench_compare.py "$out" closed pairs "http://$nolimits_addr" header
     python3 scripts/bench_compare.py "$out" open pairs "http://$nolimits_addr"
     python3 scripts/bench_compare.py "$out" open same "http://$addr"
+  fi
+  if [ "$versus" = ran ]; then
+    printf '\n## This build against %s (purchase-rush, the arrivals alternating)\n\n' "$FLASHGATE_BENCH_VERSUS"
+    python3 scripts/bench_compare.py "$out" closed versus "http://$versus_addr" header
+    python3 scripts/bench_compare.py "$out" open versus "http://$versus_addr"
   fi
   if [ "$queued" = ran ]; then
     printf '\n## Waiting room: queued-rush (draw, admission at a set rate, purchases with passes)\n\n'

@@ -20,10 +20,11 @@ alternating between them, `limits-pair-r<round>-<loop>.json` (each with a lane p
 told apart by URL): the mean throughput of each side, the p99 and p99.9 of each side's latency
 histograms pooled over the rounds, the median and range of the rounds' own p99 changes, and
 the pooled change for the rounds each side had the even arrivals, and each gateway's CPU time
-per request (`limits-pairs-cpu.md`, from /proc). With `same <URL>`, the same
-for `limits-same-r<round>-<loop>.json`, two gateways that are both on: the noise floor.
+per request (`alternating-cpu.md`, from /proc). With `same <URL>`, the same
+for `limits-same-r<round>-<loop>.json`, two gateways that are both on: the noise floor. With
+`versus <URL>`, `versus-r<round>-<loop>.json`: another build's gateway at URL against this one.
 
-usage: bench_compare.py <report folder> <loop: closed|open> [header | pairs|same <URL> [header]]
+usage: bench_compare.py <report folder> <loop: closed|open> [header | pairs|same|versus <URL> [header]]
 """
 
 import glob
@@ -123,14 +124,16 @@ def pooled(histograms, quantile):
 
 def gateway_cpu(folder, kind, loop, first_url):
     """Mean CPU µs per request of the gateway at `first_url` and of the other one over the
-    `<kind>` runs of `loop`, from the rows bench.sh wrote to `limits-pairs-cpu.md`."""
-    path = os.path.join(folder, "limits-pairs-cpu.md")
+    `<kind>` runs of `loop`, from the rows bench.sh wrote to `alternating-cpu.md`."""
+    path = os.path.join(folder, "alternating-cpu.md")
+    if not os.path.exists(path):  # reports of session 10 named it so
+        path = os.path.join(folder, "limits-pairs-cpu.md")
     if not os.path.exists(path):
         return None
     first, other = [], []
     for line in open(path):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 4 or not cells[0].startswith(f"limits-{kind}-r"):
+        if len(cells) != 4 or not cells[0].startswith(f"{kind}-r"):
             continue
         if not cells[0].endswith(f"-{loop}"):
             continue
@@ -141,10 +144,10 @@ def gateway_cpu(folder, kind, loop, first_url):
 
 
 def pairs(folder, loop, kind, first_url, header):
-    """Runs of both gateways in alternation (`--twin`), `limits-<kind>-r<round>-<loop>.json`:
+    """Runs of both gateways in alternation (`--twin`), `<kind>-r<round>-<loop>.json`:
     the side at `first_url` against the other, each round's lanes matched by their target."""
     rounds = []
-    for path in sorted(glob.glob(os.path.join(folder, f"limits-{kind}-r*-{loop}.json"))):
+    for path in sorted(glob.glob(os.path.join(folder, f"{kind}-r*-{loop}.json"))):
         report = json.load(open(path))
         lanes = {lane["target"]: lane for lane in report.get("lanes", [])}
         first = lanes.pop(first_url, None)
@@ -158,7 +161,11 @@ def pairs(folder, loop, kind, first_url, header):
               "| rounds' p99 change: median (lowest … highest) | p99 change, each side leading "
               "| gateway CPU per request (mean) | within 10 % | invariants |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
-    names = ("off → on", "off", "on") if kind == "pair" else ("on → on (noise)", "A", "B")
+    names = {
+        "limits-pair": ("off → on", "off", "on"),
+        "limits-same": ("on → on (noise)", "A", "B"),
+        "versus": ("other build → this one", "other", "this"),
+    }[kind]
     if not rounds:
         print(f"| {names[0]} | {loop} | no runs | | | | | | | | |")
         return
@@ -197,9 +204,9 @@ def pairs(folder, loop, kind, first_url, header):
 
 def main():
     folder, loop = sys.argv[1], sys.argv[2]
-    if sys.argv[3:4] in (["pairs"], ["same"]):
-        kind = "pair" if sys.argv[3] == "pairs" else "same"
-        pairs(folder, loop, kind, sys.argv[4], sys.argv[5:] == ["header"])
+    kinds = {"pairs": "limits-pair", "same": "limits-same", "versus": "versus"}
+    if sys.argv[3:4] and sys.argv[3] in kinds:
+        pairs(folder, loop, kinds[sys.argv[3]], sys.argv[4], sys.argv[5:] == ["header"])
         return
     if len(sys.argv) > 3:
         print("| loop, comparison | runs | throughput: mean (lowest–highest) | p99: median "
