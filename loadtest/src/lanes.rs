@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::report::Latency;
+use crate::latency::Latency;
 use crate::tally::Tally;
 
 /// One gateway's share of a run with a twin.

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod evidence;
 pub mod invariants;
 pub mod lanes;
+pub mod latency;
 pub mod manager;
 pub mod options;
 pub mod progress;

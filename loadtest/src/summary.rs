@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::latency::Latency;
 use crate::options::{Mode, Scenario};
-use crate::report::Latency;
 
 /// Share of the Redis ceiling purchase-rush must sustain.
 pub const CEILING_SHARE_TARGET: f64 = 0.5;
