@@ -68,7 +68,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ -z "${FLASHGATE_BENCH_LOCK_HELD:-}" ]; then
-  exec env FLASHGATE_BENCH_LOCK_HELD=1 flock /tmp/flashgate-bench.lock "$0" "$@"
+  # -o: the lock stays with flock itself, so servers this run starts (the stack) never hold it.
+  exec env FLASHGATE_BENCH_LOCK_HELD=1 flock -o /tmp/flashgate-bench.lock "$0" "$@"
 fi
 
 # shellcheck source=scripts/build-deps.sh
@@ -330,6 +331,15 @@ PY
   done
 }
 
+# Starts a gateway in the background: start_gateway <binary> <address> <log> [VAR=value ...]
+# (extra settings as environment); its pid is in $started.
+start_gateway() {
+  local binary=$1 listen=$2 log=$3
+  shift 3
+  env FLASHGATE__LOG__FILTER=warn FLASHGATE__GATEWAY__LISTEN="$listen" "$@" "$binary" serve >"$log" 2>&1 &
+  started=$!
+}
+
 # A gateway answering on $1 (up to 10 s).
 await_ready() {
   for _ in $(seq 1 100); do
@@ -386,17 +396,15 @@ if [ "${FLASHGATE_BENCH_LIMITS:-0}" = 1 ]; then
     done
   done
   step "second gateway on $nolimits_addr, every rate limit and token revocation off"
-  FLASHGATE__LOG__FILTER=warn FLASHGATE__GATEWAY__LISTEN=$nolimits_addr \
-    FLASHGATE__GATEWAY__JWT__REVOCATION=false \
-    FLASHGATE__RATE_LIMITS="[$off]" "$bin/flashgate-gateway" serve >"$out/gateway-nolimits.log" 2>&1 &
-  nolimits=$!
+  start_gateway "$bin/flashgate-gateway" "$nolimits_addr" "$out/gateway-nolimits.log" \
+    FLASHGATE__GATEWAY__JWT__REVOCATION=false FLASHGATE__RATE_LIMITS="[$off]"
+  nolimits=$started
   # Its twin with the defaults (limits and revocation on), started the same way, so the two
   # differ in nothing else: the first gateway (the standard runs' target) sits this stage out.
   limits_addr=${FLASHGATE_BENCH_LIMITS_ADDR:-127.0.0.1:8096}
   step "third gateway on $limits_addr, the default rate limits and token revocation on"
-  FLASHGATE__LOG__FILTER=warn FLASHGATE__GATEWAY__LISTEN=$limits_addr \
-    "$bin/flashgate-gateway" serve >"$out/gateway-limits.log" 2>&1 &
-  on_gateway=$!
+  start_gateway "$bin/flashgate-gateway" "$limits_addr" "$out/gateway-limits.log"
+  on_gateway=$started
   trap 'kill "$gateway" "$persister" "$nolimits" "$on_gateway" 2>/dev/null || true' EXIT
   await_ready "$nolimits_addr"
   await_ready "$limits_addr"
@@ -438,9 +446,8 @@ if [ -n "${FLASHGATE_BENCH_VERSUS:-}" ]; then
   versus=ran
   versus_addr=${FLASHGATE_BENCH_VERSUS_ADDR:-127.0.0.1:8094}
   step "the other build's gateway ($FLASHGATE_BENCH_VERSUS) on $versus_addr"
-  FLASHGATE__LOG__FILTER=warn FLASHGATE__GATEWAY__LISTEN=$versus_addr \
-    "$FLASHGATE_BENCH_VERSUS/flashgate-gateway" serve >"$out/gateway-versus.log" 2>&1 &
-  other=$!
+  start_gateway "$FLASHGATE_BENCH_VERSUS/flashgate-gateway" "$versus_addr" "$out/gateway-versus.log"
+  other=$started
   trap 'kill "$gateway" "$persister" "$other" 2>/dev/null || true' EXIT
   await_ready "$versus_addr"
   for loop in closed open; do
